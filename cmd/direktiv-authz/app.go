@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/store"
+)
+
+// tokenStore is what the sidecar needs from a token store.
+type tokenStore interface {
+	Create(ctx context.Context, t store.Token) error
+	Lookup(ctx context.Context, namespace, id string) (store.Token, error)
+	List(ctx context.Context, namespace, after string, limit int) ([]store.Token, string, error)
+	Revoke(ctx context.Context, namespace, id string) ([]string, error)
+	Subscribe(ctx context.Context, fn func(namespace, id string)) error
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+// decider is what the sidecar needs from the policy engine.
+type decider interface {
+	Mint(ctx context.Context, in engine.MintInput) (engine.MintDecision, error)
+	Route(ctx context.Context, in engine.RouteInput) (engine.RouteDecision, error)
+	Revision() string
+}
+
+// app is the wired sidecar: configuration, store, engine and HTTP server.
+type app struct {
+	cfg    config
+	log    *slog.Logger
+	audits *slog.Logger // audit trail: one line per decision, stable shape
+	store  tokenStore
+	engine decider
+	watch  func(context.Context) error // hot reload of --policies, nil when embedded
+	ln     net.Listener
+	server *fasthttp.Server
+	now    func() time.Time
+	proxy  *proxy      // forwards what the sidecar does not own
+	cache  *tokenCache // recently authenticated token records; nil: none
+}
+
+// run parses the configuration, starts the sidecar and serves until ctx is
+// done. It is main without the process: tests call it, and newApp/serve, with
+// ":0" addresses and temporary directories.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) error {
+	cfg, err := parseConfig(args, environ, stderr)
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	a, err := newApp(ctx, cfg, log, newAuditLogger(stderr), stdout)
+	if err != nil {
+		return err
+	}
+	return a.serve(ctx)
+}
+
+// newApp opens the store, loads the policies and binds the listener. In dev
+// mode without an admin token it generates one and prints it once to stdout.
+func newApp(ctx context.Context, cfg config, log, audits *slog.Logger, stdout io.Writer) (*app, error) {
+	a := &app{cfg: cfg, log: log, audits: audits, now: time.Now}
+	if cfg.Dev && cfg.adminToken == "" {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return nil, fmt.Errorf("generate admin token: %w", err)
+		}
+		a.cfg.adminToken = "dka_" + base64.RawURLEncoding.EncodeToString(b)
+		fmt.Fprintf(stdout, "dev mode: admin token (shown once, send it as Direktiv-Token):\n\n    %s\n\n", a.cfg.adminToken)
+	}
+
+	eng, err := engine.New(ctx, engine.Options{Dir: cfg.Policies, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("policies: %w", err)
+	}
+	a.engine = eng
+	if cfg.Policies != "" {
+		a.watch = eng.Watch
+	}
+
+	if cfg.RedisURL != "" {
+		rs, err := store.NewRedis(ctx, cfg.RedisURL, store.RedisOptions{Logger: log})
+		if err != nil {
+			return nil, fmt.Errorf("--redis-url: %w", err)
+		}
+		a.store = rs
+	} else {
+		a.store = store.NewMemory()
+		log.Warn("dev mode: tokens are kept in memory and lost on exit; pass --redis-url to keep them in Redis")
+	}
+
+	a.ln, err = net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		a.store.Close()
+		return nil, fmt.Errorf("--listen %s: %w", cfg.Listen, err)
+	}
+	a.proxy = newProxy(a.cfg, log)
+	a.cache = newTokenCache(cfg.tokenCacheTTL, tokenCacheSize, a.now)
+	a.server = a.newServer()
+	return a, nil
+}
+
+// addr is the address the sidecar listens on, with the port resolved.
+func (a *app) addr() string { return a.ln.Addr().String() }
+
+// serve answers requests until ctx is done, then shuts down gracefully.
+func (a *app) serve(ctx context.Context) error {
+	a.log.Info("listening", "addr", a.addr(), "upstream", a.cfg.Upstream, "policy_revision", a.engine.Revision(), "dev", a.cfg.Dev)
+	if a.cfg.Dev {
+		host, port, _ := net.SplitHostPort(a.addr())
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+			host = "127.0.0.1"
+		}
+		a.log.Info("try it: curl -X POST http://" + net.JoinHostPort(host, port) + "/api/namespaces/NS/auth/token -H 'Direktiv-Token: ADMIN' -d '{\"policies\":[\"permissionsManage\"]}'")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if a.watch != nil {
+		go func() {
+			if err := a.watch(ctx); err != nil && ctx.Err() == nil {
+				a.log.Error("policy watch stopped", "err", err)
+			}
+		}()
+	}
+	go a.followRevocations(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- a.server.Serve(a.ln) }()
+	select {
+	case err := <-errc:
+		a.store.Close()
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancelShutdown := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelShutdown()
+	a.proxy.interrupt() // event streams never end by themselves
+	err := a.server.ShutdownWithContext(shutdown)
+	a.proxy.close()
+	if cerr := a.store.Close(); err == nil {
+		err = cerr
+	}
+	a.log.Info("stopped")
+	return err
+}
+
+// followRevocations drops revoked tokens from the token cache as every
+// replica sharing the store revokes them. Pub/sub keeps no backlog, so a
+// notice sent while the subscription is down is lost: the cache TTL
+// (--token-cache-ttl, at most a second by default) is the safety net.
+func (a *app) followRevocations(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		start := time.Now()
+		err := a.store.Subscribe(ctx, a.cache.invalidate)
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		a.log.Warn("revocation subscription lost; retrying", "err", err, "retry_in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}

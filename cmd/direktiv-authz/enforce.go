@@ -1,0 +1,114 @@
+package main
+
+import (
+	"crypto/subtle"
+	"errors"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/store"
+)
+
+// forward serves every request the sidecar does not own: enforce decides
+// whether it may pass, then the proxy sends it upstream and streams the
+// answer back. The statuses of the sidecar's own are those of enforce (400,
+// 401, 403, 503) and of proxy.forward (502, 503, 504); every other status is
+// the upstream's.
+func (a *app) forward(ctx *fasthttp.RequestCtx) {
+	if err := a.enforce(ctx); err != nil {
+		a.writeError(ctx, err)
+		return
+	}
+	if err := a.proxy.forward(ctx); err != nil {
+		a.writeError(ctx, err)
+	}
+}
+
+// enforce decides whether a request may be forwarded, and if so rewrites
+// its Direktiv-Token for the upstream:
+//
+//   - A minted token is authenticated and the route rules are asked whether
+//     it may make this request. If so, the token is replaced by the upstream
+//     API key (or removed when none is configured): the minted secret never
+//     reaches the upstream.
+//   - The admin token, any other token and no token pass unchanged; Direktiv
+//     judges them. With --strict only the admin token passes, and anything
+//     that is neither it nor a minted token is refused.
+//
+// It returns codeUnauthenticated (401) for a minted token that is malformed,
+// unknown, expired or revoked, and with --strict for a missing or foreign
+// token; codeForbidden (403) or codeBadRequest (400) when the rules refuse,
+// with their reason, which names the permission the route needs;
+// codeBadRequest when several Direktiv-Token headers carry a minted token;
+// codeUnavailable (503) when the store or the engine cannot answer (fail
+// closed). Every refusal is audited; nothing refused reaches the upstream.
+func (a *app) enforce(ctx *fasthttp.RequestCtx) error {
+	who, err := a.enforceToken(ctx)
+	if err != nil {
+		ae := asAPIError(err)
+		a.audit(ctx, auditEvent{
+			Action:   "forward",
+			Caller:   who.id(),
+			Decision: "deny",
+			Reason:   ae.message,
+			Status:   statusOf[ae.code],
+			Method:   string(ctx.Method()),
+			Path:     string(ctx.Request.URI().PathOriginal()),
+		})
+	}
+	return err
+}
+
+// enforceToken is enforce without the audit. The caller it returns is the
+// zero caller unless a minted token authenticated.
+func (a *app) enforceToken(ctx *fasthttp.RequestCtx) (caller, error) {
+	values := ctx.Request.Header.PeekAll(headerToken)
+	minted := 0
+	for _, v := range values {
+		if store.IsMinted(string(v)) {
+			minted++
+		}
+	}
+	switch {
+	case minted > 0 && len(values) > 1:
+		// Which one would count, and would the other reach the upstream?
+		return caller{}, errorf(codeBadRequest, "the request has %d %s headers; send exactly one", len(values), headerToken)
+	case minted == 0 && !a.cfg.Strict:
+		return caller{}, nil // unchanged
+	case minted == 0 && len(values) == 0:
+		return caller{}, errorf(codeUnauthenticated, "missing %s header: this sidecar runs in strict mode and forwards only requests with the admin token or a token it minted", headerToken)
+	case minted == 0:
+		if len(values) == 1 && subtle.ConstantTimeCompare(values[0], []byte(a.cfg.adminToken)) == 1 {
+			return caller{admin: true}, nil // unchanged
+		}
+		return caller{}, errorf(codeUnauthenticated, "the %s is neither the admin token nor a token this sidecar minted; this sidecar runs in strict mode and forwards no other token", headerToken)
+	}
+
+	who, err := a.authenticate(ctx, values[0])
+	if err != nil {
+		return caller{}, err
+	}
+	dec, err := a.engine.Route(ctx, engine.RouteInput{
+		Caller: engine.Caller{Namespace: who.token.Namespace, Policies: who.token.Policies},
+		Method: string(ctx.Method()),
+		Path:   string(ctx.Request.URI().PathOriginal()),
+		Query:  string(ctx.Request.URI().QueryString()),
+	})
+	if err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) {
+			return who, err
+		}
+		return who, &apiError{code: codeUnavailable, message: "the policy engine could not decide on this request; nothing was forwarded, try again later", err: err}
+	}
+	if !dec.Allow {
+		return who, errorf(decisionCode(dec.Code), "%s", dec.Reason)
+	}
+	if key := a.cfg.upstreamAPIKey; key != "" {
+		ctx.Request.Header.Set(headerToken, key)
+	} else {
+		ctx.Request.Header.Del(headerToken)
+	}
+	return who, nil
+}

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/store"
+)
+
+// Limits on a mint request's fields.
+const (
+	maxDescription = 1024
+	maxPolicies    = 128
+)
+
+// mintRequest is the body of POST /api/namespaces/{ns}/auth/token, as in
+// Direktiv's documentation.
+type mintRequest struct {
+	Description string    `json:"description"`
+	Policies    *[]string `json:"policies"`
+	Expires     *string   `json:"expires"`
+}
+
+// mintResponse is a superset of what Direktiv answered a create with.
+type mintResponse struct {
+	ID          string   `json:"id,omitempty"`    // absent in a dry run
+	Token       string   `json:"token,omitempty"` // the secret, shown once; absent in a dry run
+	Namespace   string   `json:"namespace"`
+	Description string   `json:"description"`
+	Policies    []string `json:"policies"` // granted
+	Dropped     []string `json:"dropped"`
+	Created     string   `json:"created"`
+	Expires     string   `json:"expires"`
+	Warnings    []string `json:"warnings"`
+	DryRun      bool     `json:"dry_run,omitempty"` // true: nothing was stored
+}
+
+// parseMintRequest decodes and validates a mint body. Every error is
+// codeBadRequest naming the offending field.
+func parseMintRequest(body []byte) (mintRequest, error) {
+	var req mintRequest
+	if len(bytes.TrimSpace(body)) == 0 {
+		return req, errorf(codeBadRequest, `the request body is empty; send JSON like {"description":"ci","policies":["workflowView"],"expires":"P30D"}`)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return req, errorf(codeBadRequest, "the request body is not a valid mint request: %s; accepted fields: description (string), policies (array of strings), expires (ISO 8601 duration string)", describeJSONError(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return req, errorf(codeBadRequest, "the request body has data after the JSON object; send exactly one object")
+	}
+	if !utf8.ValidString(req.Description) || len(req.Description) > maxDescription {
+		return req, errorf(codeBadRequest, "description must be valid UTF-8 of at most %d bytes", maxDescription)
+	}
+	if req.Policies == nil || len(*req.Policies) == 0 {
+		return req, errorf(codeBadRequest, `policies is missing or empty; name at least one policy, e.g. "policies":["workflowView"]`)
+	}
+	if len(*req.Policies) > maxPolicies {
+		return req, errorf(codeBadRequest, "policies has %d entries; at most %d are accepted", len(*req.Policies), maxPolicies)
+	}
+	return req, nil
+}
+
+// describeJSONError turns an encoding/json error into a phrase naming the
+// field and the expected type, without echoing the input.
+func describeJSONError(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		if typeErr.Field != "" {
+			return fmt.Sprintf("field %q must be %s, not %s", typeErr.Field, jsonTypeName(typeErr.Type.String()), typeErr.Value)
+		}
+		return fmt.Sprintf("the body must be a JSON object, not %s", typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		return fmt.Sprintf("invalid JSON at byte %d", syntaxErr.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "the JSON ends early"
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return "unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")
+	default:
+		return "invalid JSON"
+	}
+}
+
+func jsonTypeName(goType string) string {
+	switch goType {
+	case "string", "*string":
+		return "a string"
+	case "[]string", "*[]string":
+		return "an array of strings"
+	default:
+		return goType
+	}
+}
+
+// readBody reads at most limit bytes of the request body, streamed or not.
+// A larger body is codeTooLarge and the connection is closed, since the rest
+// of it is never read.
+func readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
+	tooLarge := errorf(codeTooLarge, "the request body exceeds %d bytes", limit)
+	if cl := ctx.Request.Header.ContentLength(); cl > limit {
+		ctx.SetConnectionClose()
+		return nil, tooLarge
+	}
+	if !ctx.Request.IsBodyStream() {
+		return ctx.Request.Body(), nil
+	}
+	b, err := io.ReadAll(io.LimitReader(ctx.RequestBodyStream(), int64(limit)+1))
+	if err != nil {
+		ctx.SetConnectionClose()
+		return nil, errorf(codeBadRequest, "reading the request body failed: %v", err)
+	}
+	if len(b) > limit {
+		ctx.SetConnectionClose()
+		return nil, tooLarge
+	}
+	return b, nil
+}
+
+// handleMint serves POST /api/namespaces/{ns}/auth/token: authenticate,
+// parse, ask the engine, compute the expiry, store, answer 201 with the
+// secret shown this once. With ?dry_run=true it answers 200 with the same
+// decision and stores nothing. Every outcome is one audit line.
+func (a *app) handleMint(ctx *fasthttp.RequestCtx, ns string) {
+	ev := auditEvent{Action: "mint", Namespace: ns, Decision: "deny"}
+	resp, status, err := a.handleMintRequest(ctx, ns, &ev)
+	if err != nil {
+		ae := asAPIError(err)
+		ev.Status, ev.Reason = statusOf[ae.code], ae.message
+		if ev.Status != fasthttp.StatusServiceUnavailable && ev.Status != fasthttp.StatusInternalServerError {
+			a.audit(ctx, ev)
+		}
+		a.writeError(ctx, err)
+		return
+	}
+	ev.Decision, ev.Status = "allow", status
+	a.audit(ctx, ev)
+	a.writeJSON(ctx, status, resp)
+}
+
+func (a *app) handleMintRequest(ctx *fasthttp.RequestCtx, ns string, ev *auditEvent) (mintResponse, int, error) {
+	dryRun := false
+	if v := ctx.QueryArgs().Peek("dry_run"); v != nil {
+		b, err := strconv.ParseBool(string(v))
+		if err != nil {
+			return mintResponse{}, 0, errorf(codeBadRequest, "dry_run %q: want true or false", v)
+		}
+		dryRun = b
+	}
+	if dryRun {
+		ev.Action = "dry_run"
+	}
+	who, err := a.authenticate(ctx, ctx.Request.Header.Peek(headerToken))
+	if err != nil {
+		return mintResponse{}, 0, err
+	}
+	ev.Caller = who.id()
+	body, err := readBody(ctx, mintBodyLimit)
+	if err != nil {
+		return mintResponse{}, 0, err
+	}
+	req, err := parseMintRequest(body)
+	if err != nil {
+		return mintResponse{}, 0, err
+	}
+	ev.Requested = *req.Policies
+	resp, err := a.mint(ctx, who, ns, req, dryRun, ev)
+	if err != nil {
+		return mintResponse{}, 0, err
+	}
+	if dryRun {
+		return resp, fasthttp.StatusOK, nil
+	}
+	return resp, fasthttp.StatusCreated, nil
+}
+
+// mint decides and, unless dryRun, stores one token. It returns
+// codeBadRequest for invalid fields and policy names, codeForbidden when the
+// rules refuse, codeUnauthenticated when the minting token was revoked
+// meanwhile, and codeUnavailable when the engine or the store cannot answer.
+func (a *app) mint(ctx *fasthttp.RequestCtx, who caller, ns string, req mintRequest, dryRun bool, ev *auditEvent) (mintResponse, error) {
+	in := engine.MintInput{Namespace: ns, Requested: *req.Policies, Caller: engine.Caller{Admin: who.admin}}
+	if !who.admin {
+		in.Caller.Namespace = who.token.Namespace
+		in.Caller.Policies = who.token.Policies
+	}
+	dec, err := a.engine.Mint(ctx, in)
+	if err != nil {
+		return mintResponse{}, err
+	}
+	ev.Granted, ev.Dropped = dec.Granted, dec.Dropped
+	if !dec.Allow {
+		return mintResponse{}, errorf(decisionCode(dec.Code), "%s", dec.Reason)
+	}
+
+	now := a.now().UTC().Truncate(time.Second)
+	expires, warnings, err := a.expiry(now, req.Expires, who)
+	if err != nil {
+		return mintResponse{}, err
+	}
+	resp := mintResponse{
+		Namespace:   ns,
+		Description: req.Description,
+		Policies:    sortedCopy(dec.Granted),
+		Dropped:     nonNil(dec.Dropped),
+		Created:     now.Format(time.RFC3339),
+		Expires:     expires.Format(time.RFC3339),
+		Warnings:    nonNil(warnings),
+	}
+	if dryRun {
+		resp.DryRun = true
+		return resp, nil
+	}
+
+	sec, err := store.NewSecret(ns)
+	if err != nil {
+		return mintResponse{}, err
+	}
+	rec := store.Token{
+		ID:          sec.ID,
+		Namespace:   ns,
+		Description: req.Description,
+		Policies:    resp.Policies,
+		Created:     now,
+		Expires:     expires,
+		Revision:    a.engine.Revision(),
+		Hash:        sec.Hash(),
+	}
+	if !who.admin {
+		rec.Parent = who.token.ID
+	}
+	switch err := a.store.Create(ctx, rec); {
+	case errors.Is(err, store.ErrNotFound):
+		// The parent vanished between authentication and creation.
+		return mintResponse{}, errorf(codeUnauthenticated, "the %s was revoked or expired while minting; nothing was created", headerToken)
+	case err != nil:
+		return mintResponse{}, err
+	}
+	resp.ID, resp.Token = rec.ID, sec.Token
+	ev.Token = rec.ID
+	return resp, nil
+}
+
+// expiry computes when a new token expires: now plus the requested (or the
+// default) duration, clamped to --max-ttl and to the minting token's own
+// expiry, with a warning for each clamp.
+func (a *app) expiry(now time.Time, requested *string, who caller) (time.Time, []string, error) {
+	d := a.cfg.defaultTTL
+	if requested != nil {
+		var err error
+		if d, err = parseISODuration(*requested); err != nil {
+			return time.Time{}, nil, errorf(codeBadRequest, "expires %q: %v", *requested, err)
+		}
+	}
+	var warnings []string
+	maxAt, _ := a.cfg.maxTTL.addTo(now)
+	at, ok := d.addTo(now)
+	if !ok || at.After(maxAt) {
+		at = maxAt
+		warnings = append(warnings, fmt.Sprintf("expires %s is longer than the maximum %s; the token expires at %s", d, a.cfg.maxTTL, maxAt.Format(time.RFC3339)))
+	}
+	if !who.admin && at.After(who.token.Expires) {
+		at = who.token.Expires.UTC()
+		warnings = append(warnings, fmt.Sprintf("a token cannot outlive the token that minted it; the token expires with it at %s", at.Format(time.RFC3339)))
+	}
+	return at, warnings, nil
+}
+
+func sortedCopy(s []string) []string {
+	c := append([]string{}, s...)
+	sort.Strings(c)
+	return c
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/direktiv/direktiv-authz/store"
+)
+
+// headerToken is the header Direktiv reads its API key and tokens from.
+// fasthttp looks headers up case-insensitively, so direktiv-token works too.
+const headerToken = "Direktiv-Token"
+
+// mintBodyLimit bounds the body of the sidecar's own endpoints.
+const mintBodyLimit = 64 << 10
+
+func (a *app) newServer() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:     a.handle,
+		Name:        "direktiv-authz",
+		Logger:      fasthttpLogger{a.log},
+		ReadTimeout: 5 * time.Minute,
+		IdleTimeout: 2 * time.Minute,
+		// Requests are routed and forwarded on the path as received
+		// (URI().PathOriginal()); the sidecar splits it itself (see
+		// splitPath). fasthttp.Server has no DisablePathNormalizing: only
+		// URI().Path() is normalized, and nothing here reads it.
+		// Bodies above the mint limit are streamed, never buffered whole.
+		StreamRequestBody:            true,
+		MaxRequestBodySize:           mintBodyLimit,
+		DisablePreParseMultipartForm: true,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		CloseOnShutdown:              true,
+		// fasthttp's own error lines never quote a request: its headers
+		// may carry a secret.
+		SecureErrorLogMessage: true,
+	}
+}
+
+// handle routes a request: the token endpoints under
+// /api/namespaces/{ns}/auth/ are the sidecar's own; everything else is
+// authorized and forwarded.
+func (a *app) handle(ctx *fasthttp.RequestCtx) {
+	segs, err := splitPath(ctx.Request.URI().PathOriginal())
+	if err != nil {
+		a.writeError(ctx, err)
+		return
+	}
+	if len(segs) >= 4 && segs[0] == "api" && segs[1] == "namespaces" && segs[3] == "auth" {
+		a.handleAuth(ctx, segs[2], segs[4:])
+		return
+	}
+	a.forward(ctx)
+}
+
+// handleAuth serves /api/namespaces/{ns}/auth/{rest...}.
+func (a *app) handleAuth(ctx *fasthttp.RequestCtx, ns string, rest []string) {
+	if !store.ValidNamespace(ns) {
+		a.writeError(ctx, errorf(codeBadRequest, "namespace %q is not a valid namespace name (letters, digits, '-', '_', '.', starting with a letter and ending with a letter or digit, at most 64 characters)", ns))
+		return
+	}
+	switch {
+	case len(rest) == 1 && rest[0] == "token":
+		switch string(ctx.Method()) {
+		case fasthttp.MethodPost:
+			a.handleMint(ctx, ns)
+		case fasthttp.MethodGet:
+			a.handleWhoami(ctx, ns)
+		default:
+			a.methodNotAllowed(ctx, "GET, POST")
+		}
+	case len(rest) == 1 && rest[0] == "tokens":
+		switch string(ctx.Method()) {
+		case fasthttp.MethodGet:
+			a.handleList(ctx, ns)
+		default:
+			a.methodNotAllowed(ctx, "GET")
+		}
+	case len(rest) == 2 && rest[0] == "tokens":
+		switch string(ctx.Method()) {
+		case fasthttp.MethodGet:
+			a.handleGet(ctx, ns, rest[1])
+		case fasthttp.MethodDelete:
+			a.handleRevoke(ctx, ns, rest[1])
+		default:
+			a.methodNotAllowed(ctx, "GET, DELETE")
+		}
+	default:
+		a.writeError(ctx, errorf(codeNotFound, "no token endpoint /api/namespaces/%s/auth/%s; the sidecar serves auth/token (POST mint, GET whoami), auth/tokens (GET list) and auth/tokens/{id} (GET, DELETE)", ns, strings.Join(rest, "/")))
+	}
+}
+
+func (a *app) methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
+	ctx.Response.Header.Set("Allow", allow)
+	a.writeError(ctx, errorf(codeMethodNotAllowed, "method %s is not allowed here; allowed: %s", ctx.Method(), allow))
+}
+
+// caller is who sent a request: the admin token or a live minted token.
+type caller struct {
+	admin  bool
+	secret store.Secret // minted callers only
+	token  store.Token  // minted callers only
+}
+
+// id names the caller in logs and records: "admin" or the token id.
+func (c caller) id() string {
+	if c.admin {
+		return "admin"
+	}
+	return c.token.ID
+}
+
+// authenticate resolves a Direktiv-Token value to a caller. It returns
+// codeUnauthenticated for a missing, unknown, malformed, revoked or expired
+// token and codeUnavailable (fail closed) when the store cannot answer.
+func (a *app) authenticate(ctx context.Context, value []byte) (caller, error) {
+	if len(value) == 0 {
+		return caller{}, errorf(codeUnauthenticated, "missing %s header: send the admin token or a namespace token", headerToken)
+	}
+	if subtle.ConstantTimeCompare(value, []byte(a.cfg.adminToken)) == 1 {
+		return caller{admin: true}, nil
+	}
+	tok := string(value)
+	if !store.IsMinted(tok) {
+		return caller{}, errorf(codeUnauthenticated, "the %s is neither the admin token nor a token this sidecar minted", headerToken)
+	}
+	sec, err := store.ParseSecret(tok)
+	if err != nil {
+		return caller{}, errorf(codeUnauthenticated, "the %s is malformed (bad checksum or encoding); check it was copied whole", headerToken)
+	}
+	// The record comes from the token cache (at most --token-cache-ttl old)
+	// or from the store; the hash is compared either way.
+	rec, gen, cached := a.cache.get(sec.Namespace, sec.ID)
+	if !cached {
+		rec, err = a.store.Lookup(ctx, sec.Namespace, sec.ID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return caller{}, errorf(codeUnauthenticated, "the %s is unknown, expired or revoked", headerToken)
+		case err != nil:
+			return caller{}, err
+		}
+	}
+	if subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(sec.Hash())) != 1 || rec.Expired(a.now()) {
+		return caller{}, errorf(codeUnauthenticated, "the %s is unknown, expired or revoked", headerToken)
+	}
+	if !cached {
+		a.cache.fill(rec, gen)
+	}
+	return caller{secret: sec, token: rec}, nil
+}
+
+// splitPath splits a raw request path into its segments: empty segments are
+// dropped (so the documentation's "//api/..." works) and each segment is
+// percent-decoded. A segment that does not decode, or is "." or "..", or
+// holds an encoded '/', is refused rather than guessed at.
+func splitPath(raw []byte) ([]string, error) {
+	segs := make([]string, 0, 8)
+	for _, part := range bytes.Split(raw, []byte("/")) {
+		if len(part) == 0 {
+			continue
+		}
+		s := string(part)
+		if bytes.IndexByte(part, '%') >= 0 {
+			dec, err := url.PathUnescape(s)
+			if err != nil {
+				return nil, errorf(codeBadRequest, "path segment %q is not valid percent-encoding", s)
+			}
+			if strings.Contains(dec, "/") {
+				return nil, errorf(codeBadRequest, "path segment %q encodes a '/', which is not accepted", s)
+			}
+			s = dec
+		}
+		if s == "." || s == ".." {
+			return nil, errorf(codeBadRequest, "path segment %q is not accepted; send the resolved path", s)
+		}
+		segs = append(segs, s)
+	}
+	return segs, nil
+}
+
+// errorBody is the error shape of Direktiv's v1 API.
+type errorBody struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+// writeError answers with the JSON error shape. Causes that are not the
+// client's to see (store and engine failures) are logged, never sent.
+func (a *app) writeError(ctx *fasthttp.RequestCtx, err error) {
+	ae := asAPIError(err)
+	status := statusOf[ae.code]
+	if status >= 500 {
+		a.log.Error("request failed", "method", string(ctx.Method()), "path", string(ctx.Request.URI().PathOriginal()), "status", status, "err", ae.Error())
+	}
+	a.writeJSON(ctx, status, errorBody{Code: status, Message: ae.message})
+}
+
+func (a *app) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = fasthttp.StatusInternalServerError
+		b = []byte(`{"code":500,"message":"internal error"}`)
+		a.log.Error("encode response", "err", err)
+	}
+	ctx.Response.Header.SetContentType("application/json")
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	ctx.SetStatusCode(status)
+	ctx.SetBody(append(b, '\n'))
+}
+
+// fasthttpLogger sends fasthttp's own messages to slog.
+type fasthttpLogger struct {
+	log interface{ Warn(string, ...any) }
+}
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Warn(fmt.Sprintf(format, args...), "component", "fasthttp")
+}

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/store"
+)
+
+// Paging of GET /api/namespaces/{ns}/auth/tokens.
+const (
+	defaultListLimit = 100
+	maxListLimit     = store.MaxListLimit
+)
+
+// tokenView is a token record as the lifecycle endpoints show it: never the
+// secret, never its hash.
+type tokenView struct {
+	ID          string   `json:"id"`
+	Namespace   string   `json:"namespace"`
+	Description string   `json:"description"`
+	Policies    []string `json:"policies"`
+	Created     string   `json:"created"`
+	Expires     string   `json:"expires"`
+	Expired     bool     `json:"expired"`
+	Parent      string   `json:"parent"` // "" when the admin token minted it
+	Revision    string   `json:"revision"`
+}
+
+func viewOf(t store.Token, now time.Time) tokenView {
+	return tokenView{
+		ID:          t.ID,
+		Namespace:   t.Namespace,
+		Description: t.Description,
+		Policies:    nonNil(t.Policies),
+		Created:     t.Created.UTC().Format(time.RFC3339),
+		Expires:     t.Expires.UTC().Format(time.RFC3339),
+		Expired:     t.Expired(now),
+		Parent:      t.Parent,
+		Revision:    t.Revision,
+	}
+}
+
+// authorizeOwn authenticates the caller of one of the sidecar's own token
+// endpoints and asks the route rules whether it may call it. Errors:
+// codeUnauthenticated, codeForbidden (with the rule's reason), codeBadRequest
+// and codeUnavailable.
+func (a *app) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (caller, error) {
+	who, err := a.authenticate(ctx, ctx.Request.Header.Peek(headerToken))
+	if err != nil {
+		a.audit(ctx, auditEvent{Action: action, Namespace: ns, Decision: "deny", Reason: asAPIError(err).message, Status: statusOf[asAPIError(err).code]})
+		return who, err
+	}
+	if who.admin {
+		return who, nil
+	}
+	dec, err := a.engine.Route(ctx, engine.RouteInput{
+		Caller: engine.Caller{Namespace: who.token.Namespace, Policies: who.token.Policies},
+		Method: string(ctx.Method()),
+		Path:   string(ctx.Request.URI().PathOriginal()),
+		Query:  string(ctx.URI().QueryString()),
+	})
+	if err != nil {
+		return who, err
+	}
+	if !dec.Allow {
+		ae := errorf(decisionCode(dec.Code), "%s", dec.Reason)
+		a.audit(ctx, auditEvent{Action: action, Namespace: ns, Caller: who.id(), Decision: "deny", Reason: dec.Reason, Status: statusOf[ae.code]})
+		return who, ae
+	}
+	return who, nil
+}
+
+// handleList serves GET /api/namespaces/{ns}/auth/tokens?limit=&after=.
+func (a *app) handleList(ctx *fasthttp.RequestCtx, ns string) {
+	if _, err := a.authorizeOwn(ctx, ns, "list"); err != nil {
+		a.writeError(ctx, err)
+		return
+	}
+	limit := defaultListLimit
+	if v := ctx.QueryArgs().Peek("limit"); len(v) > 0 {
+		n, err := strconv.Atoi(string(v))
+		if err != nil || n < 1 || n > maxListLimit {
+			a.writeError(ctx, errorf(codeBadRequest, "limit %q: want a whole number from 1 to %d", v, maxListLimit))
+			return
+		}
+		limit = n
+	}
+	after := string(ctx.QueryArgs().Peek("after"))
+	toks, next, err := a.store.List(ctx, ns, after, limit)
+	if errors.Is(err, store.ErrInvalid) {
+		a.writeError(ctx, errorf(codeBadRequest, "after %q is not a cursor this endpoint returned; start without it", after))
+		return
+	}
+	if err != nil {
+		a.writeError(ctx, err)
+		return
+	}
+	now := a.now()
+	out := struct {
+		Tokens []tokenView `json:"tokens"`
+		Next   string      `json:"next,omitempty"`
+	}{Tokens: make([]tokenView, 0, len(toks)), Next: next}
+	for _, t := range toks {
+		out.Tokens = append(out.Tokens, viewOf(t, now))
+	}
+	a.writeJSON(ctx, fasthttp.StatusOK, out)
+}
+
+// handleGet serves GET /api/namespaces/{ns}/auth/tokens/{id}.
+func (a *app) handleGet(ctx *fasthttp.RequestCtx, ns, id string) {
+	if _, err := a.authorizeOwn(ctx, ns, "get"); err != nil {
+		a.writeError(ctx, err)
+		return
+	}
+	if !store.ValidID(id) {
+		a.writeError(ctx, errorf(codeBadRequest, "%q is not a token id; ids look like 0b1c7a44-8a3e-4c55-9d2f-6f0e5c1b2a3d", id))
+		return
+	}
+	t, err := a.store.Lookup(ctx, ns, id)
+	if errors.Is(err, store.ErrNotFound) {
+		a.writeError(ctx, errorf(codeNotFound, "no live token %s in namespace %s", id, ns))
+		return
+	}
+	if err != nil {
+		a.writeError(ctx, err)
+		return
+	}
+	a.writeJSON(ctx, fasthttp.StatusOK, viewOf(t, a.now()))
+}
+
+// handleWhoami serves GET /api/namespaces/{ns}/auth/token: the caller's own
+// record. The admin token has no record; it is described as such.
+func (a *app) handleWhoami(ctx *fasthttp.RequestCtx, ns string) {
+	who, err := a.authorizeOwn(ctx, ns, "whoami")
+	if err != nil {
+		a.writeError(ctx, err)
+		return
+	}
+	if who.admin {
+		a.writeJSON(ctx, fasthttp.StatusOK, map[string]any{"id": "admin", "admin": true, "description": "the admin token: every namespace, every policy"})
+		return
+	}
+	a.writeJSON(ctx, fasthttp.StatusOK, viewOf(who.token, a.now()))
+}
+
+// handleRevoke serves DELETE /api/namespaces/{ns}/auth/tokens/{id}: the
+// token and every token minted from it, transitively, are revoked at once.
+// Revoking an id that is not live (never minted, expired, or already
+// revoked) answers 404: the outcome, no such live token, is the same.
+func (a *app) handleRevoke(ctx *fasthttp.RequestCtx, ns, id string) {
+	who, err := a.authorizeOwn(ctx, ns, "revoke")
+	if err != nil {
+		a.writeError(ctx, err)
+		return
+	}
+	if !store.ValidID(id) {
+		a.writeError(ctx, errorf(codeBadRequest, "%q is not a token id; ids look like 0b1c7a44-8a3e-4c55-9d2f-6f0e5c1b2a3d", id))
+		return
+	}
+	revoked, err := a.store.Revoke(ctx, ns, id)
+	if errors.Is(err, store.ErrNotFound) {
+		a.writeError(ctx, errorf(codeNotFound, "no live token %s in namespace %s (never minted, expired or already revoked)", id, ns))
+		return
+	}
+	if err != nil {
+		a.writeError(ctx, err)
+		return
+	}
+	for _, r := range revoked {
+		a.cache.invalidate(ns, r) // this replica at once; the others through Subscribe
+	}
+	a.audit(ctx, auditEvent{Action: "revoke", Namespace: ns, Caller: who.id(), Decision: "allow", Target: id, Revoked: revoked, Status: fasthttp.StatusOK})
+	a.writeJSON(ctx, fasthttp.StatusOK, map[string]any{"revoked": nonNil(revoked)})
+}

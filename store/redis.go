@@ -1,0 +1,446 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// DefaultRedisPrefix starts every key and the channel of a Redis store.
+const DefaultRedisPrefix = "direktiv-authz"
+
+// revokeMarkerTTL is how long a revoke marker (<prefix>:{ns}:done:<id>)
+// lives: longer than go-redis can spend resending one command.
+const revokeMarkerTTL = time.Minute
+
+// RedisOptions configures a Redis store.
+type RedisOptions struct {
+	// Prefix starts every key and the pub/sub channel, so several
+	// deployments can share one Redis. Default DefaultRedisPrefix. It may not
+	// contain '{', '}', whitespace or control characters (the hash tag of a
+	// key must be the namespace).
+	Prefix string
+	// Logger receives connection and revocation-feed events. Default: discard.
+	Logger *slog.Logger
+}
+
+// Redis is a token store in Redis: standalone, Sentinel or Cluster (Redis
+// 7.0 or later). Several sidecars may share one Redis; they see each other's
+// tokens and revocations.
+//
+// Keys, all of one namespace in one Redis Cluster slot (hash tag {<ns>}):
+//
+//	<prefix>:{<ns>}:tok:<id>   string, JSON of Token; expires at Token.Expires (PXAT)
+//	<prefix>:{<ns>}:idx        sorted set of ids, score Token.Created in unix µs: List order
+//	<prefix>:{<ns>}:exp        sorted set of ids, score Token.Expires in unix ms: pruning
+//	<prefix>:{<ns>}:kids:<id>  set of the ids minted from <id>: revoke cascade
+//	<prefix>:{<ns>}:up:<id>    ancestors of <id>, oldest first, space separated (minted tokens only)
+//	<prefix>:{<ns>}:done:<id>  revoke marker, one minute (see revokeScript)
+//
+// The index and expiry index expire with their longest-lived member, a kids
+// set with the longest-lived of its descendants (PEXPIREAT NX, then GT), so
+// a cascade reaches tokens minted from a token that has since expired.
+// Expired index entries are pruned by Create (up to 100 per call) and List
+// (up to 1000 per call). Revocations are published on the channel
+// <prefix>:revoked as {"namespace":"<ns>","ids":["<id>",...]}.
+//
+// All keys of a namespace live on one Redis Cluster node: the store scales
+// across namespaces, not within one.
+//
+// Every method returns an error wrapping ErrUnavailable when Redis does not
+// answer (connection refused, timeout, cluster down, READONLY, ...), with the
+// go-redis error (and a context error) still reachable through errors.Is.
+// A Redis is safe for concurrent use.
+type Redis struct {
+	client  redis.UniversalClient
+	prefix  string
+	channel string
+	log     *slog.Logger
+
+	closeOnce sync.Once
+	closed    chan struct{}
+}
+
+// NewRedis parses rawURL (see ParseRedisURL), connects and checks that the
+// server answers and runs Redis 7.0 or later. It returns the URL error as is,
+// an error wrapping ErrUnavailable if Redis does not answer before ctx is
+// done, or an error for a bad option or an old server. Close the store to
+// release its connections.
+func NewRedis(ctx context.Context, rawURL string, opts RedisOptions) (*Redis, error) {
+	cfg, err := ParseRedisURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := validPrefix(opts.Prefix); err != nil {
+		return nil, err
+	}
+	r := NewRedisClient(cfg.NewClient(), opts)
+	if err := r.Ping(ctx); err != nil {
+		_ = r.Close()
+		return nil, fmt.Errorf("connecting to redis (%s): %w", cfg, err)
+	}
+	if err := r.checkVersion(ctx); err != nil {
+		_ = r.Close()
+		return nil, fmt.Errorf("redis (%s): %w", cfg, err)
+	}
+	// Load the scripts now so that the first calls take one round trip. A
+	// server that lost them (restart, failover) gets them again by EVAL.
+	for _, sc := range []*redis.Script{createScript, listScript, revokeScript} {
+		if err := sc.Load(ctx, r.client).Err(); err != nil {
+			r.log.Warn("cannot preload a Lua script; it is sent with its first use", "err", err)
+		}
+	}
+	r.log.Info("token store connected", "redis", cfg.String(), "prefix", r.prefix)
+	return r, nil
+}
+
+// NewRedisClient returns a store on an existing client, which the store then
+// owns: Close closes it. It does not connect. It panics if opts.Prefix is
+// invalid (see RedisOptions); NewRedis returns that as an error instead.
+func NewRedisClient(c redis.UniversalClient, opts RedisOptions) *Redis {
+	if err := validPrefix(opts.Prefix); err != nil {
+		panic(err)
+	}
+	prefix := opts.Prefix
+	if prefix == "" {
+		prefix = DefaultRedisPrefix
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Redis{
+		client:  c,
+		prefix:  prefix,
+		channel: prefix + ":revoked",
+		log:     log,
+		closed:  make(chan struct{}),
+	}
+}
+
+func validPrefix(p string) error {
+	if len(p) > 128 {
+		return fmt.Errorf("redis key prefix is %d bytes, at most 128", len(p))
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c <= ' ' || c == 0x7f || c == '{' || c == '}' {
+			return fmt.Errorf("redis key prefix %q: no '{', '}', spaces or control characters", p)
+		}
+	}
+	return nil
+}
+
+// checkVersion refuses servers older than 7.0. A server that hides INFO is
+// given the benefit of the doubt: its scripts would fail with ErrUnavailable.
+func (r *Redis) checkVersion(ctx context.Context) error {
+	info, err := r.client.Info(ctx, "server").Result()
+	if err != nil {
+		r.log.Warn("cannot read the Redis version; Redis 7.0 or later is required", "err", err)
+		return nil
+	}
+	for _, line := range strings.Split(info, "\n") {
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), "redis_version:")
+		if !ok {
+			continue
+		}
+		major, _, _ := strings.Cut(v, ".")
+		if n, err := strconv.Atoi(major); err == nil && n < 7 {
+			return fmt.Errorf("redis %s is too old: the token store needs Redis 7.0 or later", v)
+		}
+		return nil
+	}
+	return nil
+}
+
+func (r *Redis) tag(ns string) string           { return r.prefix + ":{" + ns + "}:" }
+func (r *Redis) recordKey(ns, id string) string { return r.tag(ns) + "tok:" + id }
+func (r *Redis) kidsKey(ns, id string) string   { return r.tag(ns) + "kids:" + id }
+func (r *Redis) doneKey(ns, id string) string   { return r.tag(ns) + "done:" + id }
+func (r *Redis) upKey(ns, id string) string     { return r.tag(ns) + "up:" + id }
+func (r *Redis) indexKey(ns string) string      { return r.tag(ns) + "idx" }
+func (r *Redis) expiryKey(ns string) string     { return r.tag(ns) + "exp" }
+
+func unavailable(err error, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %w", ErrUnavailable, fmt.Sprintf(format, args...), err)
+}
+
+// Create stores t in one atomic script. It returns an error wrapping
+//   - ErrInvalid if t is incomplete: namespace, id or parent not a valid name,
+//     parent equal to id, Hash not 64 lowercase hex digits, Created zero or
+//     outside 1970..2255, Expires not after Created or not after now;
+//   - ErrExists if a token with t's namespace and id exists (or was revoked
+//     in the last minute);
+//   - ErrNotFound if t.Parent is set and that token is not live, so a child
+//     of a revoked or expired parent is never stored;
+//   - ErrUnavailable if Redis does not answer.
+//
+// On error nothing is stored. The record expires at t.Expires; times are
+// stored in UTC.
+func (r *Redis) Create(ctx context.Context, t Token) error {
+	t, err := validateRecord(t, time.Now())
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(t)
+	if err != nil {
+		return fmt.Errorf("encoding token %s: %w", t.ID, err)
+	}
+	ns := t.Namespace
+	keys := []string{r.recordKey(ns, t.ID), r.indexKey(ns), r.expiryKey(ns), r.doneKey(ns, t.ID)}
+	if t.Parent != "" {
+		keys = append(keys, r.recordKey(ns, t.Parent), r.kidsKey(ns, t.Parent), r.upKey(ns, t.Parent), r.upKey(ns, t.ID))
+	}
+	res, err := createScript.Run(ctx, r.client, keys, data, t.Expires.UnixMilli(), t.Created.UnixMicro(),
+		t.ID, t.Parent, r.tag(ns)+"kids:", MaxAncestors).Int64()
+	if err != nil {
+		return unavailable(err, "creating token %s/%s", t.Namespace, t.ID)
+	}
+	switch res {
+	case 1:
+		return nil
+	case 0:
+		return fmt.Errorf("%w: %s/%s", ErrExists, t.Namespace, t.ID)
+	case -1:
+		return fmt.Errorf("%w: parent %s/%s of token %s", ErrNotFound, t.Namespace, t.Parent, t.ID)
+	case -2:
+		return fmt.Errorf("%w: token %s expired at %s by the Redis clock, before it was stored", ErrInvalid, t.ID, t.Expires.Format(time.RFC3339Nano))
+	case -3:
+		return fmt.Errorf("%w: token %s would have more than %d ancestors", ErrInvalid, t.ID, MaxAncestors)
+	default:
+		return fmt.Errorf("%w: create script answered %d", ErrUnavailable, res)
+	}
+}
+
+// Lookup returns the live token namespace/id with one GET. It returns an
+// error wrapping ErrInvalid if namespace or id is not a valid name,
+// ErrNotFound if the token was never stored, has expired or was revoked, and
+// ErrUnavailable if Redis does not answer or holds a record this code cannot
+// read (fail closed).
+func (r *Redis) Lookup(ctx context.Context, namespace, id string) (Token, error) {
+	if err := validateName(namespace, id); err != nil {
+		return Token{}, err
+	}
+	b, err := r.client.Get(ctx, r.recordKey(namespace, id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return Token{}, fmt.Errorf("%w: %s/%s", ErrNotFound, namespace, id)
+	}
+	if err != nil {
+		return Token{}, unavailable(err, "looking up token %s/%s", namespace, id)
+	}
+	t, err := decodeRecord(b, namespace, id)
+	if err != nil {
+		return Token{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	// Redis drops a key one millisecond after its PXAT; the token is gone
+	// at the instant itself.
+	if t.Expired(time.Now()) {
+		return Token{}, fmt.Errorf("%w: %s/%s", ErrNotFound, namespace, id)
+	}
+	return t, nil
+}
+
+// List returns up to limit live tokens of namespace ordered by (Created at
+// microsecond resolution, ID), starting after the cursor after ("" = from the
+// start). next is the cursor of the following page, "" when there is none; a
+// page can be short, or (rarely) empty with next "", when tokens expire while
+// it is read. Expired index entries are pruned. It returns an error wrapping
+// ErrInvalid for an invalid namespace, a limit outside 1..MaxListLimit or a
+// cursor List did not return, and ErrUnavailable if Redis does not answer.
+func (r *Redis) List(ctx context.Context, namespace, after string, limit int) ([]Token, string, error) {
+	cur, hasCur, err := validateList(namespace, after, limit)
+	if err != nil {
+		return nil, "", err
+	}
+	keys := []string{r.indexKey(namespace), r.expiryKey(namespace)}
+	out := make([]Token, 0, min(limit, 64))
+	for len(out) < limit {
+		flag := "0"
+		if hasCur {
+			flag = "1"
+		}
+		res, err := listScript.Run(ctx, r.client, keys, flag, cur.created, cur.id, limit-len(out)).Slice()
+		if err != nil {
+			return nil, "", unavailable(err, "listing tokens of %s", namespace)
+		}
+		more, page, err := parseListReply(res)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w: listing tokens of %s: %w", ErrUnavailable, namespace, err)
+		}
+		if len(page) == 0 {
+			return out, "", nil
+		}
+		recKeys := make([]string, len(page))
+		for i, c := range page {
+			recKeys[i] = r.recordKey(namespace, c.id)
+		}
+		vals, err := r.client.MGet(ctx, recKeys...).Result()
+		if err != nil {
+			return nil, "", unavailable(err, "reading tokens of %s", namespace)
+		}
+		now := time.Now()
+		for i, v := range vals {
+			s, ok := v.(string)
+			if !ok { // expired or revoked since the index was read
+				continue
+			}
+			t, err := decodeRecord([]byte(s), namespace, page[i].id)
+			if err != nil {
+				return nil, "", fmt.Errorf("%w: %w", ErrUnavailable, err)
+			}
+			if !t.Expired(now) {
+				out = append(out, t)
+			}
+		}
+		cur, hasCur = page[len(page)-1], true
+		if !more {
+			return out, "", nil
+		}
+	}
+	return out, cur.String(), nil
+}
+
+// parseListReply reads {more, id, score, id, score, ...}.
+func parseListReply(res []any) (bool, []cursor, error) {
+	if len(res) == 0 || len(res)%2 != 1 {
+		return false, nil, fmt.Errorf("list script answered %d values", len(res))
+	}
+	more, _ := res[0].(int64)
+	page := make([]cursor, 0, len(res)/2)
+	for i := 1; i < len(res); i += 2 {
+		id, _ := res[i].(string)
+		score, _ := res[i+1].(string)
+		f, err := strconv.ParseFloat(score, 64)
+		if err != nil || !ValidID(id) {
+			return false, nil, fmt.Errorf("index entry %s with score %s", quote(id), quote(score))
+		}
+		page = append(page, cursor{created: int64(f), id: id})
+	}
+	return more == 1, page, nil
+}
+
+// Revoke deletes the live token namespace/id and every token minted from it,
+// transitively, in one atomic script that also publishes the revocation to
+// every Subscribe on this Redis (see revokeScript). Tokens minted from a
+// token that has since expired are revoked too. It returns the ids whose
+// records it deleted: id first, then its descendants breadth-first (siblings
+// in no set order). It returns an error wrapping ErrInvalid if namespace or
+// id is not a valid name, ErrNotFound if namespace/id is not live (nothing
+// changes), and ErrUnavailable if Redis does not answer; then either all or
+// none of the tokens were revoked.
+func (r *Redis) Revoke(ctx context.Context, namespace, id string) ([]string, error) {
+	if err := validateName(namespace, id); err != nil {
+		return nil, err
+	}
+	var nonce [16]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, fmt.Errorf("reading random bytes: %w", err)
+	}
+	keys := []string{r.recordKey(namespace, id), r.indexKey(namespace), r.expiryKey(namespace),
+		r.kidsKey(namespace, id), r.doneKey(namespace, id), r.upKey(namespace, id)}
+	revoked, err := revokeScript.Run(ctx, r.client, keys, id, r.tag(namespace), r.channel, namespace,
+		hex.EncodeToString(nonce[:]), revokeMarkerTTL.Milliseconds()).StringSlice()
+	if err != nil {
+		return nil, unavailable(err, "revoking token %s/%s", namespace, id)
+	}
+	if len(revoked) == 0 {
+		return nil, fmt.Errorf("%w: %s/%s", ErrNotFound, namespace, id)
+	}
+	r.log.Debug("tokens revoked", "namespace", namespace, "id", id, "count", len(revoked))
+	return revoked, nil
+}
+
+// revokedMessage is what revokeScript publishes.
+type revokedMessage struct {
+	Namespace string   `json:"namespace"`
+	IDs       []string `json:"ids"`
+}
+
+// Subscribe calls fn once per token revoked by any store on this Redis (same
+// prefix), on the caller's goroutine, from the moment the subscription is
+// confirmed. It blocks until ctx is done and then returns nil. It returns an
+// error wrapping ErrUnavailable if the first subscription fails, or once the
+// store is closed.
+//
+// Delivery is at most once: Redis pub/sub keeps no backlog, so revocations
+// published while the connection is down (go-redis reconnects and
+// resubscribes by itself; each resubscription is logged) are lost. A cache
+// fed by Subscribe must bound how long it trusts an entry.
+func (r *Redis) Subscribe(ctx context.Context, fn func(namespace, id string)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-r.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	ps := r.client.Subscribe(ctx, r.channel)
+	defer ps.Close()
+	if _, err := ps.ReceiveTimeout(ctx, 5*time.Second); err != nil {
+		return unavailable(err, "subscribing to %s", r.channel)
+	}
+	r.log.Debug("subscribed to revocations", "channel", r.channel)
+
+	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(1000))
+	for {
+		select {
+		case <-ctx.Done():
+			select {
+			case <-r.closed:
+				return fmt.Errorf("%w: redis store is closed", ErrUnavailable)
+			default:
+				return nil
+			}
+		case m, ok := <-ch:
+			if !ok {
+				return fmt.Errorf("%w: revocation subscription closed", ErrUnavailable)
+			}
+			switch m := m.(type) {
+			case *redis.Subscription:
+				if m.Kind == "subscribe" {
+					r.log.Warn("resubscribed to revocations after a connection loss; revocations published meanwhile were missed", "channel", r.channel)
+				}
+			case *redis.Message:
+				var msg revokedMessage
+				if err := json.Unmarshal([]byte(m.Payload), &msg); err != nil || !ValidNamespace(msg.Namespace) {
+					r.log.Warn("ignoring malformed revocation message", "channel", m.Channel, "bytes", len(m.Payload))
+					continue
+				}
+				for _, id := range msg.IDs {
+					fn(msg.Namespace, id)
+				}
+			}
+		}
+	}
+}
+
+// Ping returns nil if Redis answers, else an error wrapping ErrUnavailable.
+func (r *Redis) Ping(ctx context.Context) error {
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		return unavailable(err, "ping")
+	}
+	return nil
+}
+
+// Close ends every Subscribe and closes the client; later calls return
+// ErrUnavailable. It is idempotent.
+func (r *Redis) Close() error {
+	var err error
+	r.closeOnce.Do(func() {
+		close(r.closed)
+		err = r.client.Close()
+	})
+	return err
+}

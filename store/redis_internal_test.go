@@ -1,0 +1,83 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/direktiv/direktiv-authz/store/redistest"
+)
+
+// TestRedisScriptsAreSafeToResend runs the scripts twice with the same
+// arguments, as go-redis does when a reply is lost, and checks that the
+// second run reports what the first did and changes nothing.
+func TestRedisScriptsAreSafeToResend(t *testing.T) {
+	srv := redistest.Start(t)
+	r := NewRedisClient(redis.NewClient(&redis.Options{Addr: srv.Addr()}), RedisOptions{})
+	defer r.Close()
+	ctx := context.Background()
+	const ns = "ns"
+	sum := sha256.Sum256([]byte("secret"))
+	now := time.Now().UTC()
+	tok := Token{ID: "00000000-0000-4000-8000-000000000001", Namespace: ns, Created: now, Expires: now.Add(time.Hour), Hash: hex.EncodeToString(sum[:])}
+	data, err := json.Marshal(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	create := func(data []byte) int64 {
+		t.Helper()
+		keys := []string{r.recordKey(ns, tok.ID), r.indexKey(ns), r.expiryKey(ns), r.doneKey(ns, tok.ID)}
+		n, err := createScript.Run(ctx, r.client, keys, data, tok.Expires.UnixMilli(), tok.Created.UnixMicro(), tok.ID, "", r.tag(ns)+"kids:", MaxAncestors).Int64()
+		if err != nil {
+			t.Fatalf("create script: %v", err)
+		}
+		return n
+	}
+	revoke := func(nonce string) []string {
+		t.Helper()
+		keys := []string{r.recordKey(ns, tok.ID), r.indexKey(ns), r.expiryKey(ns), r.kidsKey(ns, tok.ID), r.doneKey(ns, tok.ID), r.upKey(ns, tok.ID)}
+		ids, err := revokeScript.Run(ctx, r.client, keys, tok.ID, r.tag(ns), r.channel, ns, nonce, 60000).StringSlice()
+		if err != nil {
+			t.Fatalf("revoke script: %v", err)
+		}
+		return ids
+	}
+
+	if got := create(data); got != 1 {
+		t.Fatalf("first create = %d, want 1", got)
+	}
+	if got := create(data); got != 1 {
+		t.Fatalf("resent create = %d, want 1 (the same record is there)", got)
+	}
+	other := tok
+	other.Description = "other"
+	otherData, _ := json.Marshal(other)
+	if got := create(otherData); got != 0 {
+		t.Fatalf("create of another record with the id = %d, want 0", got)
+	}
+	if got, _ := r.client.Get(ctx, r.recordKey(ns, tok.ID)).Result(); got != string(data) {
+		t.Fatalf("record changed to %s", got)
+	}
+
+	if got := revoke("n1"); !slices.Equal(got, []string{tok.ID}) {
+		t.Fatalf("first revoke = %v", got)
+	}
+	if got := revoke("n1"); !slices.Equal(got, []string{tok.ID}) {
+		t.Fatalf("resent revoke = %v, want the first result", got)
+	}
+	if got := revoke("n2"); len(got) != 0 {
+		t.Fatalf("a new revoke of a revoked token = %v, want none", got)
+	}
+	if got := create(data); got != 0 {
+		t.Fatalf("resent create after the revoke = %d, want 0 (no resurrection)", got)
+	}
+	if n, _ := r.client.Exists(ctx, r.recordKey(ns, tok.ID)).Result(); n != 0 {
+		t.Fatal("the revoked record is back")
+	}
+}

@@ -1,0 +1,483 @@
+package store
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisMode is how the store reaches Redis.
+type RedisMode string
+
+// The Redis deployments a URL can name.
+const (
+	RedisStandalone RedisMode = "standalone"
+	RedisSentinel   RedisMode = "sentinel"
+	RedisCluster    RedisMode = "cluster"
+)
+
+// Defaults applied to every mode; a URL query parameter overrides each. They
+// are shorter than go-redis's so that an unreachable Redis turns into a 503
+// quickly (fail closed) instead of holding requests.
+const (
+	DefaultRedisDialTimeout  = 2 * time.Second
+	DefaultRedisReadTimeout  = time.Second
+	DefaultRedisWriteTimeout = time.Second
+)
+
+// Retry pacing, not configurable by URL: a refused connection is tried
+// twice, 50ms apart, and a failed command is retried with backoff capped at
+// 200ms, so a Redis that is down fails a call in well under a second.
+const (
+	redisDialAttempts     = 2
+	redisDialRetryBackoff = 50 * time.Millisecond
+	redisMaxRetryBackoff  = 200 * time.Millisecond
+)
+
+// RedisConfig is a parsed Redis URL (see ParseRedisURL). Exactly one of
+// Standalone, Sentinel and Cluster is set, matching Mode. String never shows
+// a password.
+type RedisConfig struct {
+	Mode       RedisMode
+	TLS        bool
+	Addrs      []string // the server, the sentinels, or the cluster seed nodes
+	MasterName string   // sentinel mode only
+	DB         int      // always 0 in cluster mode
+
+	Standalone *redis.Options
+	Sentinel   *redis.FailoverOptions
+	Cluster    *redis.ClusterOptions
+}
+
+// ParseRedisURL parses the URL of a Redis deployment:
+//
+//	redis://[user:password@]host[:6379][/db]
+//	rediss://...                                   (TLS)
+//	redis+sentinel://[user:password@]host[:26379][,host[:26379]...]/master-name[/db]
+//	rediss+sentinel://...                          (TLS to sentinels and servers)
+//	redis+cluster://[user:password@]host[:6379][,host[:6379]...]
+//	rediss+cluster://...                           (TLS)
+//
+// The user and password are those of the Redis servers (in sentinel mode the
+// data nodes; the sentinels take the query parameters sentinel_username and
+// sentinel_password). Characters outside letters, digits and "-._~" in a user
+// name, password or query value must be percent-encoded ('@' as %40, '/' as
+// %2F, ':' in a user name as %3A). IPv6 addresses go in brackets: [::1]:6379.
+//
+// Query parameters, all optional: dial_timeout, read_timeout, write_timeout
+// (Go durations like 500ms; defaults DefaultRedis*Timeout), pool_size
+// (connections per node, 1..10000), max_retries (retries of a failed
+// command, 0..100, default 3; the store's scripts are safe to retry).
+// TLS verifies servers against the system roots; point SSL_CERT_FILE at a CA
+// bundle to trust a private CA.
+//
+// Every error names what is wrong and never contains the password.
+func ParseRedisURL(rawURL string) (*RedisConfig, error) {
+	c, err := parseRedisURL(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("redis URL: %w", err)
+	}
+	return c, nil
+}
+
+const redisURLForms = "redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://"
+
+func parseRedisURL(raw string) (*RedisConfig, error) {
+	schemeEnd := strings.Index(raw, "://")
+	if schemeEnd < 0 {
+		return nil, fmt.Errorf("no scheme; want %s", redisURLForms)
+	}
+	scheme := strings.ToLower(raw[:schemeEnd])
+	c := &RedisConfig{}
+	defaultPort := "6379"
+	switch scheme {
+	case "redis", "rediss":
+		c.Mode = RedisStandalone
+	case "redis+sentinel", "rediss+sentinel":
+		c.Mode = RedisSentinel
+		defaultPort = "26379"
+	case "redis+cluster", "rediss+cluster":
+		c.Mode = RedisCluster
+	default:
+		if !isSchemeText(scheme) {
+			return nil, fmt.Errorf("unsupported scheme; want %s", redisURLForms)
+		}
+		return nil, fmt.Errorf("unsupported scheme %q; want %s", scheme, redisURLForms)
+	}
+	c.TLS = strings.HasPrefix(scheme, "rediss")
+	rest := raw[schemeEnd+3:]
+
+	// Everything before the last '@' is the user information. It is never
+	// quoted in an error, so a password cannot leak through one even when it
+	// contains characters that should have been percent-encoded.
+	var user, password string
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		info := rest[:at]
+		rest = rest[at+1:]
+		if strings.ContainsAny(info, "/?#") {
+			return nil, errors.New("the user information (before '@') contains '/', '?' or '#', or a query value contains '@': percent-encode them (%2F, %3F, %23, %40)")
+		}
+		rawUser, rawPass, hasPass := strings.Cut(info, ":")
+		var err error
+		if user, err = url.PathUnescape(rawUser); err != nil {
+			return nil, errors.New("the user name has an invalid %-escape")
+		}
+		if password, err = url.PathUnescape(rawPass); err != nil {
+			return nil, errors.New("the password has an invalid %-escape")
+		}
+		if !hasPass && user != "" {
+			return nil, errors.New("a user name without a password; write user:password@ (or :password@ for the default user)")
+		}
+		if hasPass && password == "" {
+			return nil, errors.New("an empty password after ':'; leave out user information for a server without a password")
+		}
+	}
+	if strings.ContainsRune(rest, '#') {
+		return nil, errors.New("a fragment ('#...'); percent-encode '#' in values as %23")
+	}
+	hostList, rest, _ := strings.Cut(rest, "?") // rest is now the query
+	query := rest
+	hostList, path, _ := strings.Cut(hostList, "/")
+
+	if hostList == "" {
+		return nil, errors.New("no host; write host:port after the scheme")
+	}
+	hosts := strings.Split(hostList, ",")
+	if c.Mode == RedisStandalone && len(hosts) > 1 {
+		return nil, fmt.Errorf("%s:// takes one host, got %d; use redis+sentinel:// or redis+cluster:// for several", scheme, len(hosts))
+	}
+	for i, h := range hosts {
+		addr, err := parseHostPort(h, defaultPort)
+		if err != nil {
+			if len(hosts) > 1 {
+				return nil, fmt.Errorf("host %d of %d: %w", i+1, len(hosts), err)
+			}
+			return nil, err
+		}
+		c.Addrs = append(c.Addrs, addr)
+	}
+
+	segs := strings.Split(path, "/")
+	if path == "" {
+		segs = nil
+	}
+	switch c.Mode {
+	case RedisStandalone:
+		if len(segs) > 1 {
+			return nil, fmt.Errorf("path /%s: want /<db>", path)
+		}
+		if len(segs) == 1 && segs[0] != "" {
+			db, err := parseDB(segs[0])
+			if err != nil {
+				return nil, err
+			}
+			c.DB = db
+		}
+	case RedisSentinel:
+		if len(segs) == 0 || segs[0] == "" {
+			return nil, errors.New("no master name; write redis+sentinel://host:26379/<master-name>[/db]")
+		}
+		if len(segs) > 2 || (len(segs) == 2 && segs[1] == "") {
+			return nil, fmt.Errorf("path /%s: want /<master-name>[/<db>]", path)
+		}
+		if !isMasterName(segs[0]) {
+			return nil, fmt.Errorf("master name %s: use letters, digits, '.', '-' and '_'", quote(segs[0]))
+		}
+		c.MasterName = segs[0]
+		if len(segs) == 2 {
+			db, err := parseDB(segs[1])
+			if err != nil {
+				return nil, err
+			}
+			c.DB = db
+		}
+	case RedisCluster:
+		if len(segs) > 1 || (len(segs) == 1 && segs[0] != "" && segs[0] != "0") {
+			return nil, fmt.Errorf("path /%s: Redis Cluster has only database 0; leave the path out", path)
+		}
+	}
+
+	p, err := parseRedisQuery(query, c.Mode)
+	if err != nil {
+		return nil, err
+	}
+
+	var tlsConfig *tls.Config
+	if c.TLS {
+		// ServerName stays empty: crypto/tls then verifies each node against
+		// the host it dialled, which a list of hosts needs.
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	switch c.Mode {
+	case RedisStandalone:
+		// redis.ParseURL sees neither the credentials nor the query, so none
+		// of its errors can echo a password.
+		o, err := redis.ParseURL("redis://" + c.Addrs[0] + "/" + strconv.Itoa(c.DB))
+		if err != nil {
+			return nil, fmt.Errorf("address %s: %w", c.Addrs[0], err)
+		}
+		o.Username, o.Password = user, password
+		o.TLSConfig = tlsConfig
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = p.dialTimeout, p.readTimeout, p.writeTimeout
+		o.PoolSize, o.MaxRetries = p.poolSize, p.maxRetries
+		o.DialerRetries, o.DialerRetryTimeout, o.MaxRetryBackoff = redisDialAttempts, redisDialRetryBackoff, redisMaxRetryBackoff
+		o.ContextTimeoutEnabled = true
+		c.Standalone = o
+	case RedisSentinel:
+		c.Sentinel = &redis.FailoverOptions{
+			MasterName:            c.MasterName,
+			SentinelAddrs:         c.Addrs,
+			SentinelUsername:      p.sentinelUser,
+			SentinelPassword:      p.sentinelPassword,
+			Username:              user,
+			Password:              password,
+			DB:                    c.DB,
+			TLSConfig:             tlsConfig,
+			DialTimeout:           p.dialTimeout,
+			ReadTimeout:           p.readTimeout,
+			WriteTimeout:          p.writeTimeout,
+			PoolSize:              p.poolSize,
+			MaxRetries:            p.maxRetries,
+			MaxRetryBackoff:       redisMaxRetryBackoff,
+			DialerRetries:         redisDialAttempts,
+			DialerRetryTimeout:    redisDialRetryBackoff,
+			ContextTimeoutEnabled: true,
+		}
+	case RedisCluster:
+		c.Cluster = &redis.ClusterOptions{
+			Addrs:                 c.Addrs,
+			Username:              user,
+			Password:              password,
+			TLSConfig:             tlsConfig,
+			DialTimeout:           p.dialTimeout,
+			ReadTimeout:           p.readTimeout,
+			WriteTimeout:          p.writeTimeout,
+			PoolSize:              p.poolSize,
+			MaxRetries:            p.maxRetries,
+			MaxRetryBackoff:       redisMaxRetryBackoff,
+			DialerRetries:         redisDialAttempts,
+			DialerRetryTimeout:    redisDialRetryBackoff,
+			ContextTimeoutEnabled: true,
+		}
+	}
+	return c, nil
+}
+
+// NewClient returns a go-redis client for c: redis.NewClient,
+// redis.NewFailoverClient or redis.NewClusterClient. It does not connect.
+func (c *RedisConfig) NewClient() redis.UniversalClient {
+	switch c.Mode {
+	case RedisSentinel:
+		return redis.NewFailoverClient(c.Sentinel)
+	case RedisCluster:
+		return redis.NewClusterClient(c.Cluster)
+	default:
+		return redis.NewClient(c.Standalone)
+	}
+}
+
+// String describes c without credentials, for logs.
+func (c *RedisConfig) String() string {
+	var b strings.Builder
+	b.WriteString(string(c.Mode))
+	if c.TLS {
+		b.WriteString(" tls")
+	}
+	if c.Mode == RedisSentinel {
+		b.WriteString(" master " + c.MasterName + " via")
+	}
+	b.WriteString(" " + strings.Join(c.Addrs, ","))
+	if c.Mode != RedisCluster {
+		b.WriteString(" db " + strconv.Itoa(c.DB))
+	}
+	return b.String()
+}
+
+type redisParams struct {
+	dialTimeout, readTimeout, writeTimeout time.Duration
+	poolSize, maxRetries                   int
+	sentinelUser, sentinelPassword         string
+}
+
+func parseRedisQuery(query string, mode RedisMode) (redisParams, error) {
+	p := redisParams{
+		dialTimeout:  DefaultRedisDialTimeout,
+		readTimeout:  DefaultRedisReadTimeout,
+		writeTimeout: DefaultRedisWriteTimeout,
+	}
+	if query == "" {
+		return p, nil
+	}
+	seen := map[string]bool{}
+	for _, part := range strings.Split(query, "&") {
+		if part == "" {
+			continue
+		}
+		rawName, rawValue, hasValue := strings.Cut(part, "=")
+		name, err := url.QueryUnescape(rawName)
+		if err != nil || !isParamName(name) {
+			// A name that is not a plain identifier may be a piece of a
+			// password with an unescaped '&': do not quote it.
+			return p, errors.New("a query parameter name is not a known parameter; percent-encode '&' and '=' in values")
+		}
+		value, err := url.QueryUnescape(rawValue)
+		if err != nil {
+			return p, fmt.Errorf("query parameter %s has an invalid %%-escape", name)
+		}
+		if seen[name] {
+			return p, fmt.Errorf("query parameter %s given twice", name)
+		}
+		seen[name] = true
+		if !hasValue || value == "" {
+			return p, fmt.Errorf("query parameter %s needs a value", name)
+		}
+		switch name {
+		case "dial_timeout":
+			p.dialTimeout, err = parseParamDuration(name, value)
+		case "read_timeout":
+			p.readTimeout, err = parseParamDuration(name, value)
+		case "write_timeout":
+			p.writeTimeout, err = parseParamDuration(name, value)
+		case "pool_size":
+			p.poolSize, err = parseParamInt(name, value, 1, 10000)
+		case "max_retries":
+			p.maxRetries, err = parseParamInt(name, value, 0, 100)
+			if err == nil && p.maxRetries == 0 {
+				p.maxRetries = -1 // go-redis: -1 disables retries, 0 means its default
+			}
+		case "sentinel_username", "sentinel_password":
+			if mode != RedisSentinel {
+				return p, fmt.Errorf("query parameter %s is only for redis+sentinel:// URLs", name)
+			}
+			if name == "sentinel_username" {
+				p.sentinelUser = value
+			} else {
+				p.sentinelPassword = value
+			}
+		default:
+			return p, fmt.Errorf("unknown query parameter %q; known: dial_timeout, read_timeout, write_timeout, pool_size, max_retries, sentinel_username, sentinel_password", name)
+		}
+		if err != nil {
+			return p, err
+		}
+	}
+	return p, nil
+}
+
+func parseParamDuration(name, value string) (time.Duration, error) {
+	d, err := time.ParseDuration(value)
+	if err != nil || d <= 0 || d > time.Hour {
+		return 0, fmt.Errorf("query parameter %s=%s: want a duration between 1ns and 1h, like 500ms or 2s", name, quote(value))
+	}
+	return d, nil
+}
+
+func parseParamInt(name, value string, lo, hi int) (int, error) {
+	n, err := strconv.Atoi(value)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("query parameter %s=%s: want an integer from %d to %d", name, quote(value), lo, hi)
+	}
+	return n, nil
+}
+
+// parseHostPort checks host[:port] (IPv6 in brackets) and returns it as
+// host:port with defaultPort filled in. Its errors do not quote s: a URL
+// missing its '@' puts "user:password" where the host goes.
+func parseHostPort(s, defaultPort string) (string, error) {
+	if s == "" {
+		return "", errors.New("an empty host")
+	}
+	var host, port string
+	hasPort := false
+	if s[0] == '[' {
+		end := strings.IndexByte(s, ']')
+		if end < 0 {
+			return "", errors.New("missing ']' after an IPv6 address")
+		}
+		host = s[1:end]
+		after := s[end+1:]
+		switch {
+		case after == "":
+		case after[0] == ':':
+			port, hasPort = after[1:], true
+		default:
+			return "", errors.New("want [ipv6]:port after an IPv6 address")
+		}
+		if ip := net.ParseIP(host); ip == nil || ip.To4() != nil || !strings.Contains(host, ":") {
+			return "", errors.New("not an IPv6 address inside [ ]")
+		}
+	} else {
+		if strings.Count(s, ":") > 1 {
+			return "", errors.New("more than one ':' in a host; put IPv6 addresses in brackets, like [::1]:6379")
+		}
+		host, port, hasPort = strings.Cut(s, ":")
+		if host == "" {
+			return "", errors.New("an empty host name before ':'")
+		}
+		for i := 0; i < len(host); i++ {
+			c := host[i]
+			if !isLower(c) && !isDigit(c) && !(c >= 'A' && c <= 'Z') && c != '.' && c != '-' && c != '_' {
+				return "", errors.New("a host name may contain only letters, digits, '.', '-' and '_'")
+			}
+		}
+	}
+	if !hasPort {
+		port = defaultPort
+	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != port {
+		return "", errors.New("the port must be a number from 1 to 65535")
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+func parseDB(s string) (int, error) {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 1<<20 || strconv.Itoa(n) != s {
+		return 0, fmt.Errorf("database %s: want a number like 0", quote(s))
+	}
+	return n, nil
+}
+
+func isSchemeText(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isLower(c) && !isDigit(c) && c != '+' && c != '.' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+func isParamName(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isLower(c) && c != '_' {
+			return false
+		}
+	}
+	return true
+}
+
+func isMasterName(s string) bool {
+	if len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isLower(c) && !isDigit(c) && !(c >= 'A' && c <= 'Z') && c != '.' && c != '-' && c != '_' {
+			return false
+		}
+	}
+	return true
+}

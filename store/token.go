@@ -1,0 +1,137 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MaxListLimit is the largest page List returns.
+const MaxListLimit = 1000
+
+// MaxAncestors bounds the chain of tokens minted from tokens: a token may
+// have at most this many ancestors (parent, its parent, ...). Create refuses
+// a deeper token with ErrInvalid. It bounds the work of a create and of a
+// cascade revoke.
+const MaxAncestors = 32
+
+// maxSortKey bounds Token.Created in microseconds so that it is exact as a
+// Redis sorted-set score (a float64): 2^53-1 µs is in the year 2255.
+const maxSortKey = 1<<53 - 1
+
+// validateName returns an error wrapping ErrInvalid unless namespace and id
+// are a valid namespace name and a canonical UUID.
+func validateName(namespace, id string) error {
+	if !ValidNamespace(namespace) {
+		return fmt.Errorf("%w: namespace %s is not a valid namespace name", ErrInvalid, quote(namespace))
+	}
+	if !ValidID(id) {
+		return fmt.Errorf("%w: id %s is not a lowercase UUID", ErrInvalid, quote(id))
+	}
+	return nil
+}
+
+// validateRecord checks a record before Create stores it and returns it with
+// its times in UTC without monotonic reading, the form every store returns.
+// The store keeps the record as JSON, so it never shares t.Policies.
+func validateRecord(t Token, now time.Time) (Token, error) {
+	if err := validateName(t.Namespace, t.ID); err != nil {
+		return Token{}, err
+	}
+	if t.Parent != "" {
+		if !ValidID(t.Parent) {
+			return Token{}, fmt.Errorf("%w: parent %s is not a lowercase UUID", ErrInvalid, quote(t.Parent))
+		}
+		if t.Parent == t.ID {
+			return Token{}, fmt.Errorf("%w: token %s names itself as parent", ErrInvalid, t.ID)
+		}
+	}
+	if len(t.Hash) != 64 || !isLowerHex(t.Hash) {
+		// Never quote Hash: a caller that mixed up fields may have put the
+		// secret here.
+		return Token{}, fmt.Errorf("%w: hash of token %s is not a hex SHA-256 (64 lowercase hex digits)", ErrInvalid, t.ID)
+	}
+	if t.Created.IsZero() || t.Created.UnixMicro() < 0 || t.Created.UnixMicro() > maxSortKey {
+		return Token{}, fmt.Errorf("%w: token %s has created time %s outside 1970..2255", ErrInvalid, t.ID, t.Created.Format(time.RFC3339Nano))
+	}
+	if !t.Expires.After(t.Created) {
+		return Token{}, fmt.Errorf("%w: token %s expires (%s) before it is created (%s)", ErrInvalid, t.ID, t.Expires.Format(time.RFC3339Nano), t.Created.Format(time.RFC3339Nano))
+	}
+	if t.Expired(now) {
+		return Token{}, fmt.Errorf("%w: token %s expired at %s, before it was stored", ErrInvalid, t.ID, t.Expires.Format(time.RFC3339Nano))
+	}
+	if t.Expires.UnixMilli() > maxSortKey/1000 {
+		return Token{}, fmt.Errorf("%w: token %s expires after 2255", ErrInvalid, t.ID)
+	}
+	t.Created = t.Created.UTC().Round(0)
+	t.Expires = t.Expires.UTC().Round(0)
+	return t, nil
+}
+
+func isLowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isDigit(c) && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// decodeRecord parses a stored record and checks that it is the record of
+// namespace/id. A record that does not parse or names another token means the
+// backend holds data this code did not write: the caller fails closed.
+func decodeRecord(b []byte, namespace, id string) (Token, error) {
+	var t Token
+	if err := json.Unmarshal(b, &t); err != nil {
+		return Token{}, fmt.Errorf("record of %s/%s does not parse: %w", namespace, id, err)
+	}
+	if t.Namespace != namespace || t.ID != id {
+		return Token{}, fmt.Errorf("record stored for %s/%s names %s/%s", namespace, id, quote(t.Namespace), quote(t.ID))
+	}
+	return t, nil
+}
+
+// cursor is a position in a namespace's list order: (Created in µs, ID).
+// Its text form "<µs>.<id>" is opaque to callers.
+type cursor struct {
+	created int64
+	id      string
+}
+
+func cursorOf(t Token) cursor { return cursor{created: t.Created.UnixMicro(), id: t.ID} }
+
+func (c cursor) String() string { return strconv.FormatInt(c.created, 10) + "." + c.id }
+
+// before reports whether c sorts before d.
+func (c cursor) before(d cursor) bool {
+	if c.created != d.created {
+		return c.created < d.created
+	}
+	return c.id < d.id
+}
+
+// parseCursor parses the after argument of List; ok is false for "".
+func parseCursor(s string) (c cursor, ok bool, err error) {
+	if s == "" {
+		return cursor{}, false, nil
+	}
+	micros, id, found := strings.Cut(s, ".")
+	n, perr := strconv.ParseInt(micros, 10, 64)
+	if !found || perr != nil || n < 0 || n > maxSortKey || strconv.FormatInt(n, 10) != micros || !ValidID(id) {
+		return cursor{}, false, fmt.Errorf("%w: list cursor %s is not one List returned", ErrInvalid, quote(s))
+	}
+	return cursor{created: n, id: id}, true, nil
+}
+
+// validateList checks the arguments of List.
+func validateList(namespace, after string, limit int) (cursor, bool, error) {
+	if !ValidNamespace(namespace) {
+		return cursor{}, false, fmt.Errorf("%w: namespace %s is not a valid namespace name", ErrInvalid, quote(namespace))
+	}
+	if limit < 1 || limit > MaxListLimit {
+		return cursor{}, false, fmt.Errorf("%w: list limit %d outside 1..%d", ErrInvalid, limit, MaxListLimit)
+	}
+	return parseCursor(after)
+}
