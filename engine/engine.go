@@ -97,9 +97,17 @@ type Engine struct {
 
 	current atomic.Pointer[policySet]
 
-	reloadMu     sync.Mutex // serializes Reload
+	reloadMu     sync.Mutex // serializes Reload, guards refused
+	refused      refusal    // the last policies Reload refused
 	reloadsOK    atomic.Uint64
 	reloadsFails atomic.Uint64
+}
+
+// refusal remembers refused policies, so that they are not tried again
+// until they change.
+type refusal struct {
+	revision string
+	err      error
 }
 
 // New loads, compiles and tests the policies (Options.Dir, or the embedded
@@ -161,25 +169,38 @@ func (e *Engine) Effective(policies []string) []string {
 // tests it and swaps it in. When the new policies are refused, the previous
 // ones stay active, each problem is logged with its file, and the error
 // (a *LoadError, or the read error) is returned. Unchanged policies are a
-// no-op that returns nil and counts as neither outcome.
+// no-op that returns nil, and policies refused before and unchanged since
+// return the same error again; neither counts in Reloads or logs anything.
+// An error caused by ctx ending is returned as is, uncounted.
 func (e *Engine) Reload(ctx context.Context) error {
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
 
 	files, err := e.src.read()
-	if err == nil && revisionOf(files) == e.Revision() {
-		return nil
-	}
 	var set *policySet
 	if err == nil {
+		revision := revisionOf(files)
+		switch revision {
+		case e.Revision():
+			return nil
+		case e.refused.revision:
+			return e.refused.err
+		}
 		set, err = compile(ctx, e.src, files, e.logger)
+		if err != nil && ctx.Err() == nil {
+			e.refused = refusal{revision: revision, err: err}
+		}
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
 		e.reloadsFails.Add(1)
 		e.logRefused(err)
 		return err
 	}
 	previous := e.current.Swap(set)
+	e.refused = refusal{}
 	e.reloadsOK.Add(1)
 	e.logger.Info("policies reloaded", "source", e.src, "revision", set.revision, "previous", previous.revision)
 	return nil

@@ -32,8 +32,9 @@ const (
 // testTimeout bounds each Rego test.
 const testTimeout = 10 * time.Second
 
-// policySet is one loaded, tested and prepared set of policies. It never
-// changes once built; a reload builds a new one.
+// policySet is one loaded, tested and prepared set of policies. Its rules
+// never change once built (a reload builds a new set); only its cache of
+// caller terms grows.
 type policySet struct {
 	revision string
 	files    []string
@@ -100,8 +101,8 @@ func revisionOf(files []file) string {
 
 // compile parses the files, runs their Rego tests, compiles the rules (the
 // files not named *_test.rego), folds their constants (the inheritance
-// closure among them, see foldConstants) and prepares the decision queries. It returns a *LoadError naming
-// each problem it found.
+// closure among them, see foldConstants) and prepares the decision
+// queries. It returns a *LoadError naming each problem it found.
 func compile(ctx context.Context, src source, files []file, logger *slog.Logger) (*policySet, error) {
 	refuse := func(problems ...Problem) error {
 		return &LoadError{Source: src.String(), Problems: problems}

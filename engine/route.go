@@ -12,10 +12,11 @@ import (
 // Route asks the rules whether in.Caller may send in.Method in.Path?in.Query
 // upstream, and which permission that needs. The path is split and decoded
 // here first (see splitPath); a path or op parameter that cannot be read
-// safely is denied with CodeBadRequest before the rules are asked. A
-// refusal is a decision, not an error. The error, when there is one, wraps
-// ErrUnavailable: ctx was done, the rules failed or gave no answer of
-// RouteDecision's shape.
+// safely is denied with CodeBadRequest before the rules are asked, whoever
+// the caller (the admin too: such a path could reach a route other than
+// the one it names). A refusal is a decision, not an error. The error,
+// when there is one, wraps ErrUnavailable: ctx was done, the rules failed
+// or gave no answer of RouteDecision's shape.
 func (e *Engine) Route(ctx context.Context, in RouteInput) (RouteDecision, error) {
 	segments, err := splitPath(in.Path)
 	if err != nil {

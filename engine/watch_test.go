@@ -113,22 +113,23 @@ func TestReload(t *testing.T) {
 
 	// Bad edits are refused and change nothing.
 	bad := []struct {
-		name     string
-		edit     func()
-		wantErr  string
-		wantLogs string
+		name       string
+		edit       func()
+		wantErr    string
+		wantLogs   string
+		remembered bool
 	}{
 		{"syntax", func() { MustEdit(t, routes, `	"lint": {"read": "workflowView"},`, syntaxEdit) },
-			"routes.rego:", "file=routes.rego"},
+			"routes.rego:", "file=routes.rego", true},
 		{"failing Rego test", func() { MustEdit(t, routes, `	"lint": {"read": "workflowView"},`, failingEdit) },
-			"Rego test data.direktiv.routes_test.test_route_allowed_with_its_permission failed", "file=routes_test.rego"},
+			"Rego test data.direktiv.routes_test.test_route_allowed_with_its_permission failed", "file=routes_test.rego", true},
 		{"no .rego files", func() {
 			for _, name := range []string{"catalog.rego", "catalog_test.rego", "mint.rego", "mint_test.rego", "routes.rego", "routes_test.rego"} {
 				if err := os.Rename(filepath.Join(dir, name), filepath.Join(dir, name+".off")); err != nil {
 					t.Fatal(err)
 				}
 			}
-		}, "no .rego files", "no .rego files"},
+		}, "no .rego files", "no .rego files", false},
 	}
 	for i, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,6 +156,16 @@ func TestReload(t *testing.T) {
 			}
 			if !strings.Contains(logs.String(), tt.wantLogs) || !strings.Contains(logs.String(), "previous policies stay active") {
 				t.Errorf("logs do not name %q:\n%s", tt.wantLogs, logs.String())
+			}
+			if tt.remembered {
+				// Unchanged refused policies are not tried, counted or logged again.
+				logged := logs.String()
+				if again := e.Reload(ctx); again != err {
+					t.Errorf("Reload() again = %v, want the same error %v", again, err)
+				}
+				if _, failed := e.Reloads(); failed != uint64(i+1) || logs.String() != logged {
+					t.Errorf("a repeated refusal counted (failed %d) or logged again", failed)
+				}
 			}
 			MustWriteFile(t, routes, string(original))
 		})

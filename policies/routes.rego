@@ -75,7 +75,8 @@ namespace_v2 := {
 
 # /api/namespaces/{ns}/{family}/...: keyed by "family", by "family/next" for
 # the segment after the family, and by "family/*/sub" for the segment after
-# an item (as in instances/{id}/vars). The most specific key wins.
+# an item (as in instances/{id}/vars). The most specific key with an entry
+# for the request's method wins (GET events/broadcast falls back to events).
 namespaced_v1 := {
 	"instances": {"read": "instancesView", "write": "instancesManage"}, # POST instances/{id}/cancel
 	"instances/*/vars": {"read": "variablesView", "write": "variablesManage"},

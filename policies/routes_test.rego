@@ -324,6 +324,13 @@ test_namespace_tables_name_only_catalog_policies if {
 	})
 }
 
+# The decision's first branch allows whatever input.caller.effective holds;
+# the markers for "no policy" and "admin only" must never be policies.
+test_markers_are_not_policies if {
+	not catalog.names[routes.any_token]
+	not catalog.names[routes.admin_only]
+}
+
 valid(key, permission) if {
 	valid_key(key)
 	valid_permission(permission)

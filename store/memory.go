@@ -41,6 +41,9 @@ type memSpace struct {
 	// revoked holds, for a minute, the ids passed to Revoke, which Create
 	// refuses, as the Redis store's revoke markers do.
 	revoked map[string]time.Time
+	// limits holds the theoretical arrival time of each rate limit (see
+	// CreateLimited) by key: "ns" or "tok:<id>", until its bucket is full.
+	limits map[string]time.Time
 }
 
 type memRecord struct {
@@ -114,7 +117,12 @@ func (m *Memory) sweep(now time.Time) {
 				delete(sp.revoked, id)
 			}
 		}
-		if len(sp.records) == 0 && len(sp.kids) == 0 && len(sp.revoked) == 0 {
+		for k, tat := range sp.limits {
+			if !now.Before(tat) {
+				delete(sp.limits, k)
+			}
+		}
+		if len(sp.records) == 0 && len(sp.kids) == 0 && len(sp.revoked) == 0 && len(sp.limits) == 0 {
 			delete(m.spaces, ns)
 		}
 	}
@@ -146,10 +154,21 @@ var errMemoryClosed = fmt.Errorf("%w: memory store is closed", ErrUnavailable)
 // set and that token is not live (so a child of a revoked or expired parent
 // is never stored), and ErrUnavailable after Close. On error nothing is
 // stored. Creating the identical record again is a no-op, as in Redis.
-func (m *Memory) Create(_ context.Context, t Token) error {
+func (m *Memory) Create(ctx context.Context, t Token) error {
+	return m.CreateLimited(ctx, t, Limit{})
+}
+
+// CreateLimited is Create counted against the rate limits l, as
+// Redis.CreateLimited: a *RateLimitedError (errors.Is ErrRateLimited) when a
+// limit refuses, the create counted only when the token is stored. The
+// limits are this Memory's own, on the process clock.
+func (m *Memory) CreateLimited(_ context.Context, t Token, l Limit) error {
 	now := time.Now()
 	t, err := validateRecord(t, now)
 	if err != nil {
+		return err
+	}
+	if err := validateLimit(l); err != nil {
 		return err
 	}
 	data, err := json.Marshal(t)
@@ -183,8 +202,11 @@ func (m *Memory) Create(_ context.Context, t Token) error {
 	}
 	sp := m.spaces[t.Namespace]
 	if sp == nil {
-		sp = &memSpace{records: make(map[string]*memRecord), kids: make(map[string]*memKids), revoked: make(map[string]time.Time)}
+		sp = &memSpace{records: make(map[string]*memRecord), kids: make(map[string]*memKids), revoked: make(map[string]time.Time), limits: make(map[string]time.Time)}
 		m.spaces[t.Namespace] = sp
+	}
+	if err := sp.takeLimits(l, now); err != nil {
+		return err
 	}
 	sp.records[t.ID] = &memRecord{data: data, key: cursorOf(t), expires: t.Expires, up: up}
 	if t.Parent != "" {

@@ -32,6 +32,16 @@ type RedisOptions struct {
 	Prefix string
 	// Logger receives connection and revocation-feed events. Default: discard.
 	Logger *slog.Logger
+	// WaitReplicas, if above 0 (at most 100), makes Create and Revoke wait
+	// until that many replicas hold their writes (Redis WAIT), for at most
+	// WaitTimeout, before reporting success; fewer in time is ErrUnavailable
+	// (see redis_wait.go for what that does and does not guarantee). 0, the
+	// default, does not wait. NewRedis takes the URL's wait_replicas and
+	// wait_timeout for fields left 0.
+	WaitReplicas int
+	// WaitTimeout bounds that wait: default DefaultRedisWaitTimeout, at
+	// most half the read timeout; it must be shorter than the read timeout.
+	WaitTimeout time.Duration
 }
 
 // Redis is a token store in Redis: standalone, Sentinel or Cluster (Redis
@@ -60,12 +70,17 @@ type RedisOptions struct {
 // Every method returns an error wrapping ErrUnavailable when Redis does not
 // answer (connection refused, timeout, cluster down, READONLY, ...), with the
 // go-redis error (and a context error) still reachable through errors.Is.
-// A Redis is safe for concurrent use.
+// With RedisOptions.WaitReplicas, Create and Revoke also return it when too
+// few replicas acknowledged the write in time. A Redis is safe for
+// concurrent use.
 type Redis struct {
 	client  redis.UniversalClient
 	prefix  string
 	channel string
 	log     *slog.Logger
+
+	waitReplicas int           // replicas each write waits for; 0: none
+	waitTimeout  time.Duration // how long it waits
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -82,6 +97,9 @@ func NewRedis(ctx context.Context, rawURL string, opts RedisOptions) (*Redis, er
 		return nil, err
 	}
 	if err := validPrefix(opts.Prefix); err != nil {
+		return nil, err
+	}
+	if opts, err = waitOptions(opts, cfg); err != nil {
 		return nil, err
 	}
 	r := NewRedisClient(cfg.NewClient(), opts)
@@ -105,10 +123,15 @@ func NewRedis(ctx context.Context, rawURL string, opts RedisOptions) (*Redis, er
 }
 
 // NewRedisClient returns a store on an existing client, which the store then
-// owns: Close closes it. It does not connect. It panics if opts.Prefix is
-// invalid (see RedisOptions); NewRedis returns that as an error instead.
+// owns: Close closes it. It does not connect. It panics if opts.Prefix or
+// the wait options are invalid (see RedisOptions); NewRedis returns that as
+// an error instead.
 func NewRedisClient(c redis.UniversalClient, opts RedisOptions) *Redis {
 	if err := validPrefix(opts.Prefix); err != nil {
+		panic(err)
+	}
+	opts, err := waitOptions(opts, nil)
+	if err != nil {
 		panic(err)
 	}
 	prefix := opts.Prefix
@@ -125,6 +148,9 @@ func NewRedisClient(c redis.UniversalClient, opts RedisOptions) *Redis {
 		channel: prefix + ":revoked",
 		log:     log,
 		closed:  make(chan struct{}),
+
+		waitReplicas: opts.WaitReplicas,
+		waitTimeout:  opts.WaitTimeout,
 	}
 }
 
@@ -184,11 +210,25 @@ func unavailable(err error, format string, args ...any) error {
 //     of a revoked or expired parent is never stored;
 //   - ErrUnavailable if Redis does not answer.
 //
-// On error nothing is stored. The record expires at t.Expires; times are
-// stored in UTC.
+// On error nothing is stored (with WaitReplicas, see redis_wait.go for the
+// window that remains). The record expires at t.Expires; times are stored
+// in UTC.
 func (r *Redis) Create(ctx context.Context, t Token) error {
+	return r.CreateLimited(ctx, t, Limit{})
+}
+
+// CreateLimited is Create counted against the rate limits l, in the same
+// script and round trip: it returns a *RateLimitedError (errors.Is
+// ErrRateLimited) when a limit refuses, and counts the create only when it
+// stores the token. It returns an error wrapping ErrInvalid for an invalid
+// l. The limits are shared by every store on this Redis with the same prefix
+// and run on the Redis server's clock.
+func (r *Redis) CreateLimited(ctx context.Context, t Token, l Limit) error {
 	t, err := validateRecord(t, time.Now())
 	if err != nil {
+		return err
+	}
+	if err := validateLimit(l); err != nil {
 		return err
 	}
 	data, err := json.Marshal(t)
@@ -200,13 +240,29 @@ func (r *Redis) Create(ctx context.Context, t Token) error {
 	if t.Parent != "" {
 		keys = append(keys, r.recordKey(ns, t.Parent), r.kidsKey(ns, t.Parent), r.upKey(ns, t.Parent), r.upKey(ns, t.ID))
 	}
-	res, err := createScript.Run(ctx, r.client, keys, data, t.Expires.UnixMilli(), t.Created.UnixMicro(),
-		t.ID, t.Parent, r.tag(ns)+"kids:", MaxAncestors).Int64()
+	args := []any{data, t.Expires.UnixMilli(), t.Created.UnixMicro(), t.ID, t.Parent, r.tag(ns) + "kids:", MaxAncestors}
+	keys, args, refs := r.rateLimits(ns, l, keys, args)
+	cmd, acked, err := r.runWrite(ctx, createScript, keys, args...)
 	if err != nil {
 		return unavailable(err, "creating token %s/%s", t.Namespace, t.ID)
 	}
+	reply := cmd.Val()
+	res, ok := reply.(int64)
+	if !ok {
+		if arr, isArr := reply.([]any); isArr {
+			if rl, isRL := rateLimitedReply(arr, refs); isRL {
+				return rl
+			}
+		}
+		return fmt.Errorf("%w: create script answered %v", ErrUnavailable, reply)
+	}
 	switch res {
 	case 1:
+		if acked < r.waitReplicas {
+			r.undoCreate(ctx, t)
+			return fmt.Errorf("%w: token %s/%s reached %d of %d replicas within %s; it was not created",
+				ErrUnavailable, t.Namespace, t.ID, acked, r.waitReplicas, r.waitTimeout)
+		}
 		return nil
 	case 0:
 		return fmt.Errorf("%w: %s/%s", ErrExists, t.Namespace, t.ID)
@@ -336,7 +392,8 @@ func parseListReply(res []any) (bool, []cursor, error) {
 // in no set order). It returns an error wrapping ErrInvalid if namespace or
 // id is not a valid name, ErrNotFound if namespace/id is not live (nothing
 // changes), and ErrUnavailable if Redis does not answer; then either all or
-// none of the tokens were revoked.
+// none of the tokens were revoked, or, with WaitReplicas, all were on the
+// master but too few replicas acknowledged it.
 func (r *Redis) Revoke(ctx context.Context, namespace, id string) ([]string, error) {
 	if err := validateName(namespace, id); err != nil {
 		return nil, err
@@ -347,13 +404,23 @@ func (r *Redis) Revoke(ctx context.Context, namespace, id string) ([]string, err
 	}
 	keys := []string{r.recordKey(namespace, id), r.indexKey(namespace), r.expiryKey(namespace),
 		r.kidsKey(namespace, id), r.doneKey(namespace, id), r.upKey(namespace, id)}
-	revoked, err := revokeScript.Run(ctx, r.client, keys, id, r.tag(namespace), r.channel, namespace,
-		hex.EncodeToString(nonce[:]), revokeMarkerTTL.Milliseconds()).StringSlice()
+	cmd, acked, err := r.runWrite(ctx, revokeScript, keys, id, r.tag(namespace), r.channel, namespace,
+		hex.EncodeToString(nonce[:]), revokeMarkerTTL.Milliseconds())
+	if err != nil {
+		return nil, unavailable(err, "revoking token %s/%s", namespace, id)
+	}
+	revoked, err := cmd.StringSlice()
 	if err != nil {
 		return nil, unavailable(err, "revoking token %s/%s", namespace, id)
 	}
 	if len(revoked) == 0 {
 		return nil, fmt.Errorf("%w: %s/%s", ErrNotFound, namespace, id)
+	}
+	if acked < r.waitReplicas {
+		r.log.Warn("revocation acknowledged by too few replicas; it is in force on the master", "namespace", namespace, "id", id,
+			"count", len(revoked), "replicas", acked, "want", r.waitReplicas)
+		return nil, fmt.Errorf("%w: revoking %s/%s: reached %d of %d replicas within %s; in force on the master, but a failover could undo it: revoke again",
+			ErrUnavailable, namespace, id, acked, r.waitReplicas, r.waitTimeout)
 	}
 	r.log.Debug("tokens revoked", "namespace", namespace, "id", id, "count", len(revoked))
 	return revoked, nil

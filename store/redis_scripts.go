@@ -67,11 +67,14 @@ end
 //	ARGV[1] record JSON  ARGV[2] expires (unix ms)  ARGV[3] created (unix µs)
 //	ARGV[4] id  ARGV[5] parent id  ARGV[6] kids key prefix <p>:{ns}:kids:
 //	ARGV[7] most ancestors a token may have
+//	then, with ARGV[8] rate limits (0 to 2), their keys after the others in
+//	KEYS and their parameters in ARGV[9...] (see luaRateLimit)
 //
 // Returns 1 stored, 0 the id exists, -1 the parent is not live, -2 the token
 // already expired by the server's clock, -3 the chain of ancestors is too
-// long. Every check runs before the first write, so a refused create writes
-// nothing. The lineage is written before the record, so a stored child is
+// long, {-4, limit, µs} a rate limit refuses (checked after everything else,
+// counted only when the token is stored). Every check runs before the first
+// write, so a refused create writes nothing. The lineage is written before the record, so a stored child is
 // always reachable by a cascade.
 //
 // Lineage: kids:<x> holds the ids minted from x. A cascade must reach a
@@ -83,19 +86,25 @@ end
 //
 // Retries: go-redis resends a command whose reply was lost. A resend finds
 // the identical record (same JSON, which holds a hash unique to the secret)
-// and answers 1 again instead of "exists". If the token was revoked in
+// and answers 1 again instead of "exists", without counting it against a
+// rate limit a second time. If the token was revoked in
 // between, the revoke marker (KEYS[4]) makes the resend answer "exists"
 // rather than bring the revoked token back.
-var createScript = redis.NewScript(luaCommon + `
+var createScript = redis.NewScript(luaCommon + luaRateLimit + `
 local now = now_ms()
 if tonumber(ARGV[2]) <= now then return -2 end
 local cur = redis.call('GET', KEYS[1])
 if cur then
-  if cur == ARGV[1] then return 1 end
+  if cur == ARGV[1] then
+    -- A resend: write again (the same expiry) so that a WAIT after it
+    -- covers the first run's writes, which come earlier in the stream.
+    redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+    return 1
+  end
   return 0
 end
 if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
-local child = #KEYS >= 8
+local child = ARGV[5] ~= ''
 local up = false
 local chain = {}
 if child then
@@ -106,7 +115,10 @@ if child then
   end
   if #chain + 1 > tonumber(ARGV[7]) then return -3 end
 end
+local limited = rate_check(child and 8 or 4)
+if limited then return limited end
 prune(KEYS[2], KEYS[3], now, 100)
+rate_take()
 if child then
   redis.call('SADD', KEYS[6], ARGV[4])
   extend(KEYS[6], ARGV[2])
@@ -205,6 +217,8 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   local done = redis.call('GET', KEYS[5])
   local tag = ARGV[5] .. ' '
   if done and string.sub(done, 1, #tag) == tag then
+    -- A resend: write again so that a WAIT after it covers the first run.
+    redis.call('PEXPIRE', KEYS[5], ARGV[6])
     return cjson.decode(string.sub(done, #tag + 1))
   end
   return {}

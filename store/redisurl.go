@@ -30,6 +30,9 @@ const (
 	DefaultRedisDialTimeout  = 2 * time.Second
 	DefaultRedisReadTimeout  = time.Second
 	DefaultRedisWriteTimeout = time.Second
+	// DefaultRedisWaitTimeout is how long a write waits for its replicas
+	// when wait_replicas is set without wait_timeout.
+	DefaultRedisWaitTimeout = 500 * time.Millisecond
 )
 
 // Retry pacing, not configurable by URL: a refused connection is tried
@@ -51,6 +54,13 @@ type RedisConfig struct {
 	MasterName string   // sentinel mode only
 	DB         int      // always 0 in cluster mode
 
+	// WaitReplicas and WaitTimeout are the URL's wait_replicas and
+	// wait_timeout (see RedisOptions.WaitReplicas); WaitTimeout is
+	// DefaultRedisWaitTimeout when wait_replicas is set alone, and 0 when
+	// WaitReplicas is 0.
+	WaitReplicas int
+	WaitTimeout  time.Duration
+
 	Standalone *redis.Options
 	Sentinel   *redis.FailoverOptions
 	Cluster    *redis.ClusterOptions
@@ -71,12 +81,24 @@ type RedisConfig struct {
 // name, password or query value must be percent-encoded ('@' as %40, '/' as
 // %2F, ':' in a user name as %3A). IPv6 addresses go in brackets: [::1]:6379.
 //
+// For example:
+//
+//	redis://:s3cret@redis:6379/0
+//	redis+sentinel://sentinel-0:26379,sentinel-1:26379,sentinel-2:26379/mymaster/0?wait_replicas=1
+//	redis+cluster://redis-0:6379,redis-1:6379,redis-2:6379
+//
 // Query parameters, all optional: dial_timeout, read_timeout, write_timeout
 // (Go durations like 500ms; defaults DefaultRedis*Timeout), pool_size
 // (connections per node, 1..10000), max_retries (retries of a failed
-// command, 0..100, default 3; the store's scripts are safe to retry).
-// TLS verifies servers against the system roots; point SSL_CERT_FILE at a CA
-// bundle to trust a private CA.
+// command, 0..100, default 3; the store's scripts are safe to retry),
+// wait_replicas (0..100, default 0: replicas that must acknowledge each
+// create and revoke, see RedisOptions.WaitReplicas) and wait_timeout (how
+// long to wait for them, default DefaultRedisWaitTimeout; it must be shorter
+// than read_timeout, as the wait is read like a reply), tls_ca_file (TLS
+// URLs only: a PEM file of the CA certificates the servers are verified
+// with, instead of the system roots; read once, when the URL is parsed).
+// TLS without tls_ca_file verifies servers against the system roots, which
+// SSL_CERT_FILE can also point at a private CA bundle.
 //
 // Every error names what is wrong and never contains the password.
 func ParseRedisURL(rawURL string) (*RedisConfig, error) {
@@ -208,12 +230,20 @@ func parseRedisURL(raw string) (*RedisConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.WaitReplicas, c.WaitTimeout = p.waitReplicas, p.waitTimeout
 
 	var tlsConfig *tls.Config
 	if c.TLS {
 		// ServerName stays empty: crypto/tls then verifies each node against
 		// the host it dialled, which a list of hosts needs.
 		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		if p.tlsCAFile != "" {
+			if tlsConfig.RootCAs, err = loadCAFile(p.tlsCAFile); err != nil {
+				return nil, err
+			}
+		}
+	} else if p.tlsCAFile != "" {
+		return nil, fmt.Errorf("query parameter tls_ca_file is only for TLS URLs (rediss://, rediss+sentinel://, rediss+cluster://), not %s://", scheme)
 	}
 	switch c.Mode {
 	case RedisStandalone:
@@ -297,6 +327,9 @@ func (c *RedisConfig) String() string {
 	if c.Mode != RedisCluster {
 		b.WriteString(" db " + strconv.Itoa(c.DB))
 	}
+	if c.WaitReplicas > 0 {
+		fmt.Fprintf(&b, " wait %d replicas %s", c.WaitReplicas, c.WaitTimeout)
+	}
 	return b.String()
 }
 
@@ -304,6 +337,9 @@ type redisParams struct {
 	dialTimeout, readTimeout, writeTimeout time.Duration
 	poolSize, maxRetries                   int
 	sentinelUser, sentinelPassword         string
+	tlsCAFile                              string
+	waitReplicas                           int
+	waitTimeout                            time.Duration // 0: not given
 }
 
 func parseRedisQuery(query string, mode RedisMode) (redisParams, error) {
@@ -352,6 +388,8 @@ func parseRedisQuery(query string, mode RedisMode) (redisParams, error) {
 			if err == nil && p.maxRetries == 0 {
 				p.maxRetries = -1 // go-redis: -1 disables retries, 0 means its default
 			}
+		case "tls_ca_file":
+			p.tlsCAFile = value
 		case "sentinel_username", "sentinel_password":
 			if mode != RedisSentinel {
 				return p, fmt.Errorf("query parameter %s is only for redis+sentinel:// URLs", name)
@@ -361,12 +399,24 @@ func parseRedisQuery(query string, mode RedisMode) (redisParams, error) {
 			} else {
 				p.sentinelPassword = value
 			}
+		case "wait_replicas":
+			p.waitReplicas, err = parseParamInt(name, value, 0, 100)
+		case "wait_timeout":
+			p.waitTimeout, err = parseParamDuration(name, value)
 		default:
-			return p, fmt.Errorf("unknown query parameter %q; known: dial_timeout, read_timeout, write_timeout, pool_size, max_retries, sentinel_username, sentinel_password", name)
+			return p, fmt.Errorf("unknown query parameter %q; known: dial_timeout, read_timeout, write_timeout, pool_size, max_retries, tls_ca_file, sentinel_username, sentinel_password, wait_replicas, wait_timeout", name)
 		}
 		if err != nil {
 			return p, err
 		}
+	}
+	switch {
+	case p.waitTimeout > 0 && p.waitReplicas == 0:
+		return p, errors.New("query parameter wait_timeout needs wait_replicas (the number of replicas to wait for)")
+	case p.waitTimeout >= p.readTimeout:
+		return p, fmt.Errorf("query parameter wait_timeout=%s must be shorter than read_timeout (%s): the wait is read like a reply", p.waitTimeout, p.readTimeout)
+	case p.waitReplicas > 0 && p.waitTimeout == 0:
+		p.waitTimeout = min(DefaultRedisWaitTimeout, p.readTimeout/2)
 	}
 	return p, nil
 }

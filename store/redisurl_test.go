@@ -173,3 +173,45 @@ func TestParseRedisURLErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestParseRedisURLWait(t *testing.T) {
+	tests := []struct {
+		url      string
+		replicas int
+		timeout  time.Duration
+		want     string // error, "" for none
+	}{
+		{url: "redis://h", replicas: 0, timeout: 0},
+		{url: "redis+sentinel://s1,s2,s3/mymaster/0?wait_replicas=1", replicas: 1, timeout: store.DefaultRedisWaitTimeout},
+		{url: "redis+sentinel://s1/m?wait_timeout=100ms&wait_replicas=2", replicas: 2, timeout: 100 * time.Millisecond},
+		{url: "redis://h?wait_replicas=1&read_timeout=300ms", replicas: 1, timeout: 150 * time.Millisecond},
+		{url: "redis+cluster://n1,n2?wait_replicas=1&wait_timeout=1s&read_timeout=2s", replicas: 1, timeout: time.Second},
+		{url: "redis://h?wait_replicas=0", replicas: 0, timeout: 0},
+		{url: "redis://h?wait_timeout=1s", want: "wait_timeout needs wait_replicas"},
+		{url: "redis://h?wait_replicas=1&wait_timeout=1s", want: "must be shorter than read_timeout"},
+		{url: "redis://h?wait_replicas=1&wait_timeout=2s&read_timeout=1s", want: "must be shorter than read_timeout"},
+		{url: "redis://h?wait_replicas=-1", want: "wait_replicas"},
+		{url: "redis://h?wait_replicas=101", want: "wait_replicas"},
+		{url: "redis://h?wait_replicas=1&wait_timeout=soon", want: "wait_timeout"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.url, func(t *testing.T) {
+			c, err := store.ParseRedisURL(tc.url)
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("error %v, want one saying %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.WaitReplicas != tc.replicas || c.WaitTimeout != tc.timeout {
+				t.Fatalf("wait %d replicas %s, want %d %s", c.WaitReplicas, c.WaitTimeout, tc.replicas, tc.timeout)
+			}
+			if wantStr := "wait"; (tc.replicas > 0) != strings.Contains(c.String(), wantStr) {
+				t.Fatalf("String() = %q", c)
+			}
+		})
+	}
+}

@@ -9,8 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
@@ -20,6 +23,7 @@ import (
 // tokenStore is what the sidecar needs from a token store.
 type tokenStore interface {
 	Create(ctx context.Context, t store.Token) error
+	CreateLimited(ctx context.Context, t store.Token, l store.Limit) error
 	Lookup(ctx context.Context, namespace, id string) (store.Token, error)
 	List(ctx context.Context, namespace, after string, limit int) ([]store.Token, string, error)
 	Revoke(ctx context.Context, namespace, id string) ([]string, error)
@@ -48,6 +52,13 @@ type app struct {
 	now    func() time.Time
 	proxy  *proxy      // forwards what the sidecar does not own
 	cache  *tokenCache // recently authenticated token records; nil: none
+
+	// Operations (see ops.go, metrics.go, tls.go).
+	metrics  *metrics      // nil without --ops-listen
+	ops      *http.Server  // the operations listener; nil without --ops-listen
+	opsLn    net.Listener  // its listener
+	tlsCert  *certReloader // nil: the main listener is plain HTTP
+	stopping atomic.Bool   // shutdown has begun: /readyz answers 503
 }
 
 // run parses the configuration, starts the sidecar and serves until ctx is
@@ -62,6 +73,9 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	// go-redis logs through a package-level logger; route it to slog so
+	// that every line on stderr is JSON. Only run sets it: it owns the process.
+	redis.SetLogger(redisLogger{log})
 	a, err := newApp(ctx, cfg, log, newAuditLogger(stderr), stdout)
 	if err != nil {
 		return err
@@ -110,6 +124,11 @@ func newApp(ctx context.Context, cfg config, log, audits *slog.Logger, stdout io
 	a.proxy = newProxy(a.cfg, log)
 	a.cache = newTokenCache(cfg.tokenCacheTTL, tokenCacheSize, a.now)
 	a.server = a.newServer()
+	if err := a.setupOps(eng); err != nil {
+		a.ln.Close()
+		a.store.Close()
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -136,22 +155,37 @@ func (a *app) serve(ctx context.Context) error {
 		}()
 	}
 	go a.followRevocations(ctx)
+	a.startOps()
 	errc := make(chan error, 1)
 	go func() { errc <- a.server.Serve(a.ln) }()
 	select {
 	case err := <-errc:
+		a.stopping.Store(true)
 		a.store.Close()
+		a.stopOps()
 		return err
 	case <-ctx.Done():
 	}
-	shutdown, cancelShutdown := context.WithTimeout(context.Background(), 30*time.Second)
+	// Shutdown: not ready first (the operations listener stays up, so that
+	// /readyz says so), then stop accepting, end event streams, let the
+	// requests in flight finish within --shutdown-grace, close the store,
+	// and the operations listener last.
+	a.stopping.Store(true)
+	a.log.Info("shutting down", "grace", a.cfg.shutdownGrace.String())
+	shutdown, cancelShutdown := context.WithTimeout(context.Background(), a.cfg.shutdownGrace)
 	defer cancelShutdown()
 	a.proxy.interrupt() // event streams never end by themselves
 	err := a.server.ShutdownWithContext(shutdown)
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Not a failure of the shutdown: the grace period is the bound.
+		a.log.Warn("shutdown grace period over; requests still in flight are cut off", "grace", a.cfg.shutdownGrace.String())
+		err = nil
+	}
 	a.proxy.close()
 	if cerr := a.store.Close(); err == nil {
 		err = cerr
 	}
+	a.stopOps()
 	a.log.Info("stopped")
 	return err
 }

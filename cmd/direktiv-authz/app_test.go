@@ -36,7 +36,7 @@ type sidecar struct {
 // admin token is testAdminToken unless environ sets one.
 func startSidecar(tb testing.TB, args []string, environ ...string) *sidecar {
 	tb.Helper()
-	args = append([]string{"--listen", "127.0.0.1:0"}, args...)
+	args = append([]string{"--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"}, args...)
 	hasAdmin := false
 	for _, kv := range environ {
 		if strings.HasPrefix(kv, envAdminToken+"=") || strings.HasPrefix(kv, "DIREKTIV_AUTHZ_ADMIN_TOKEN_FILE=") {

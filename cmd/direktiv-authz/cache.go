@@ -2,6 +2,7 @@ package main
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/direktiv/direktiv-authz/store"
@@ -36,6 +37,8 @@ type tokenCache struct {
 	// store lookup and is dropped if an invalidation came in between, so a
 	// lookup racing a revocation cannot put the revoked record back.
 	gen uint64
+
+	hits, misses atomic.Uint64 // get's answers, for the metrics
 }
 
 type tokenKey struct{ namespace, id string }
@@ -65,8 +68,10 @@ func (c *tokenCache) get(namespace, id string) (rec store.Token, gen uint64, ok 
 	gen = c.gen
 	c.mu.RUnlock()
 	if !ok || !c.now().Before(e.until) {
+		c.misses.Add(1)
 		return store.Token{}, gen, false
 	}
+	c.hits.Add(1)
 	return e.rec, gen, true
 }
 

@@ -42,6 +42,14 @@ type config struct {
 	Strict              bool
 	TokenCacheTTL       string
 
+	// Operations (see ops.go, tls.go and ratelimit.go).
+	OpsListen            string
+	ShutdownGrace        string
+	TLSCertFile          string
+	TLSKeyFile           string
+	MintRatePerToken     string
+	MintRatePerNamespace string
+
 	// Derived by validate.
 	adminToken string // the value; never logged
 	defaultTTL isoDuration
@@ -55,6 +63,11 @@ type config struct {
 	upstreamAPIKey      string        // the value; never logged
 	upstreamCAs         *x509.CertPool
 	tokenCacheTTL       time.Duration // 0: no cache
+
+	opsListen            string // "": no operations listener
+	shutdownGrace        time.Duration
+	mintRatePerToken     store.Rate // zero: no limit
+	mintRatePerNamespace store.Rate // zero: no limit
 }
 
 // setting ties a flag to its environment twin.
@@ -83,6 +96,12 @@ func (c *config) settings() []setting {
 		{flag: "upstream-ca-file", env: "DIREKTIV_AUTHZ_UPSTREAM_CA_FILE", usage: "PEM file of the CA certificates an https upstream is verified with (default: the system's)", str: &c.UpstreamCAFile},
 		{flag: "strict", env: "DIREKTIV_AUTHZ_STRICT", usage: "forward only requests carrying the admin token or a valid minted token; anything else is a 401", boolean: &c.Strict},
 		{flag: "token-cache-ttl", env: "DIREKTIV_AUTHZ_TOKEN_CACHE_TTL", usage: "Go duration a token record is cached in process; a revoked token is honoured at most this long after; 0 disables the cache", str: &c.TokenCacheTTL},
+		{flag: "ops-listen", env: "DIREKTIV_AUTHZ_OPS_LISTEN", usage: "address of the operations listener (/healthz, /readyz, /metrics; plain HTTP); off (or empty) disables it and the metrics", str: &c.OpsListen},
+		{flag: "shutdown-grace", env: "DIREKTIV_AUTHZ_SHUTDOWN_GRACE", usage: "Go duration in-flight requests may take to finish after SIGTERM", str: &c.ShutdownGrace},
+		{flag: "tls-cert-file", env: "DIREKTIV_AUTHZ_TLS_CERT_FILE", usage: "PEM certificate (chain) to serve HTTPS with; needs --tls-key-file; reloaded when the file changes", str: &c.TLSCertFile},
+		{flag: "tls-key-file", env: "DIREKTIV_AUTHZ_TLS_KEY_FILE", usage: "PEM private key of --tls-cert-file; reloaded when the file changes", str: &c.TLSKeyFile},
+		{flag: "mint-rate-per-token", env: "DIREKTIV_AUTHZ_MINT_RATE_PER_TOKEN", usage: "most mints per minting token, N/s, N/m or N/h (bursts of N), shared by every replica on the Redis; 0 or empty: no limit", str: &c.MintRatePerToken},
+		{flag: "mint-rate-per-namespace", env: "DIREKTIV_AUTHZ_MINT_RATE_PER_NAMESPACE", usage: "most mints per namespace (the admin token's included), N/s, N/m or N/h (bursts of N), shared by every replica on the Redis; 0 or empty: no limit", str: &c.MintRatePerNamespace},
 	}
 }
 
@@ -107,6 +126,9 @@ func defaultConfig() config {
 		UpstreamDialTimeout: "5s",
 		UpstreamTimeout:     "10m",
 		TokenCacheTTL:       "1s",
+
+		OpsListen:     ":9090",
+		ShutdownGrace: "25s",
 	}
 }
 
@@ -142,7 +164,7 @@ func parseConfig(args, environ []string, stderr io.Writer) (config, error) {
 	}
 	var unknown []string
 	for k := range env {
-		if strings.HasPrefix(k, "DIREKTIV_AUTHZ_") && !known[k] {
+		if strings.HasPrefix(k, "DIREKTIV_AUTHZ_") && !known[k] && !isServiceLink(k) {
 			unknown = append(unknown, k)
 		}
 	}
@@ -255,6 +277,9 @@ func (c *config) validate() error {
 	if c.tokenCacheTTL, err = parseTimeout("--token-cache-ttl", c.TokenCacheTTL, "no cache"); err != nil {
 		return err
 	}
+	if err := c.validateOps(); err != nil {
+		return err
+	}
 	if strings.HasPrefix(c.upstreamAPIKey, store.SecretPrefix) {
 		return fmt.Errorf("the upstream API key must be Direktiv's API key, not a token minted here (it starts with %q)", store.SecretPrefix)
 	}
@@ -315,4 +340,34 @@ func parseTimeout(name, v, zero string) (time.Duration, error) {
 		return 0, fmt.Errorf("%s %q: want %s", name, v, want)
 	}
 	return d, nil
+}
+
+// isServiceLink reports whether name is one of the variables Kubernetes
+// injects for a Service called direktiv-authz (DIREKTIV_AUTHZ_SERVICE_HOST,
+// DIREKTIV_AUTHZ_PORT_8090_TCP_ADDR, ...). They are not settings, and
+// refusing them would stop the sidecar in any namespace with such a
+// Service, so they are ignored.
+func isServiceLink(name string) bool {
+	rest := strings.TrimPrefix(name, "DIREKTIV_AUTHZ_")
+	if rest == "PORT" || rest == "SERVICE_HOST" || rest == "SERVICE_PORT" || strings.HasPrefix(rest, "SERVICE_PORT_") {
+		return true
+	}
+	port, ok := strings.CutPrefix(rest, "PORT_")
+	if !ok {
+		return false
+	}
+	digits := 0
+	for digits < len(port) && port[digits] >= '0' && port[digits] <= '9' {
+		digits++
+	}
+	if digits == 0 {
+		return false
+	}
+	proto := port[digits:]
+	for _, p := range []string{"_TCP", "_UDP", "_SCTP"} {
+		if proto == p || proto == p+"_ADDR" || proto == p+"_PORT" || proto == p+"_PROTO" {
+			return true
+		}
+	}
+	return false
 }

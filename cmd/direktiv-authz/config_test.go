@@ -52,6 +52,19 @@ func TestParseConfig(t *testing.T) {
 			t.Fatalf("%v", err)
 		}
 	})
+	t.Run("kubernetes service links are ignored", func(t *testing.T) {
+		env := append([]string{
+			"DIREKTIV_AUTHZ_SERVICE_HOST=10.0.0.1", "DIREKTIV_AUTHZ_SERVICE_PORT=8090", "DIREKTIV_AUTHZ_SERVICE_PORT_HTTP=8090",
+			"DIREKTIV_AUTHZ_PORT=tcp://10.0.0.1:8090", "DIREKTIV_AUTHZ_PORT_8090_TCP=tcp://10.0.0.1:8090",
+			"DIREKTIV_AUTHZ_PORT_8090_TCP_ADDR=10.0.0.1", "DIREKTIV_AUTHZ_PORT_8090_TCP_PORT=8090", "DIREKTIV_AUTHZ_PORT_8090_TCP_PROTO=tcp",
+		}, prod...)
+		if _, err := parseConfig(nil, env, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := parseConfig(nil, append([]string{"DIREKTIV_AUTHZ_PORT_X"}, prod...), io.Discard); err == nil {
+			t.Fatal("DIREKTIV_AUTHZ_PORT_X accepted")
+		}
+	})
 	t.Run("help", func(t *testing.T) {
 		if _, err := parseConfig([]string{"--help"}, nil, io.Discard); !errors.Is(err, errHelp) {
 			t.Fatalf("%v", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/subtle"
 	"errors"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -20,7 +21,10 @@ func (a *app) forward(ctx *fasthttp.RequestCtx) {
 		a.writeError(ctx, err)
 		return
 	}
-	if err := a.proxy.forward(ctx); err != nil {
+	start := time.Now()
+	err := a.proxy.forward(ctx)
+	a.metrics.upstreamDone(start, err)
+	if err != nil {
 		a.writeError(ctx, err)
 	}
 }

@@ -25,6 +25,7 @@ const (
 	codeUnavailable
 	codeBadGateway
 	codeGatewayTimeout
+	codeTooManyRequests
 )
 
 var statusOf = map[errorCode]int{
@@ -39,6 +40,7 @@ var statusOf = map[errorCode]int{
 	codeUnavailable:      http.StatusServiceUnavailable,
 	codeBadGateway:       http.StatusBadGateway,
 	codeGatewayTimeout:   http.StatusGatewayTimeout,
+	codeTooManyRequests:  http.StatusTooManyRequests,
 }
 
 // apiError is an error with a code and a message a person can act on. The

@@ -143,11 +143,13 @@ func (a *app) handleMint(ctx *fasthttp.RequestCtx, ns string) {
 		if ev.Status != fasthttp.StatusServiceUnavailable && ev.Status != fasthttp.StatusInternalServerError {
 			a.audit(ctx, ev)
 		}
+		a.metrics.mintOutcome(&ev)
 		a.writeError(ctx, err)
 		return
 	}
 	ev.Decision, ev.Status = "allow", status
 	a.audit(ctx, ev)
+	a.metrics.mintOutcome(&ev)
 	a.writeJSON(ctx, status, resp)
 }
 
@@ -242,10 +244,12 @@ func (a *app) mint(ctx *fasthttp.RequestCtx, who caller, ns string, req mintRequ
 	if !who.admin {
 		rec.Parent = who.token.ID
 	}
-	switch err := a.store.Create(ctx, rec); {
+	switch err := a.store.CreateLimited(ctx, rec, a.mintLimit(who)); {
 	case errors.Is(err, store.ErrNotFound):
 		// The parent vanished between authentication and creation.
 		return mintResponse{}, errorf(codeUnauthenticated, "the %s was revoked or expired while minting; nothing was created", headerToken)
+	case errors.Is(err, store.ErrRateLimited):
+		return mintResponse{}, a.rateLimited(ctx, err)
 	case err != nil:
 		return mintResponse{}, err
 	}

@@ -1,7 +1,9 @@
 // Package redistest runs real redis-server processes for tests: a single
-// server (Start) and a three-master Redis Cluster (StartCluster). Each
-// process listens on a free 127.0.0.1 port, keeps no data on disk, lives in
-// its own temporary directory and is killed when the test ends. The package
+// server (Start, StartPersistent), a three-master Redis Cluster
+// (StartCluster) and a master with replicas watched by three sentinels
+// (StartSentinel). Each process listens on a free 127.0.0.1 port, keeps no
+// data on disk (except StartPersistent), lives in its own temporary
+// directory and is killed when the test ends. The package
 // is for tests of any package that needs Redis, store's and end-to-end ones.
 //
 // Tests need redis-server 7.0 or later at /usr/bin/redis-server or on PATH;
@@ -34,6 +36,7 @@ type Server struct {
 	bin   string
 	dir   string
 	port  int
+	conf  string   // configuration file passed first, "" for none (sentinels need one)
 	extra []string // mode-specific configuration, e.g. cluster mode
 
 	mu   sync.Mutex
@@ -53,6 +56,20 @@ func Start(tb testing.TB) *Server {
 	tb.Helper()
 	s := newServer(tb, tb.TempDir(), nil)
 	s.startOnFreePort(tb, func(int) []string { return nil })
+	return s
+}
+
+// StartPersistent is Start with an append-only file written and fsynced
+// before every reply (--appendonly yes --appendfsync always): a write the
+// server acknowledged survives Stop (SIGKILL) and Restart, as on a Redis
+// deployed with persistence. A script's writes are logged as one MULTI/EXEC
+// block; a block cut short by the kill is dropped when the file is loaded.
+func StartPersistent(tb testing.TB) *Server {
+	tb.Helper()
+	s := newServer(tb, tb.TempDir(), nil)
+	s.startOnFreePort(tb, func(int) []string {
+		return []string{"--appendonly", "yes", "--appendfsync", "always"}
+	})
 	return s
 }
 
@@ -155,7 +172,11 @@ func (s *Server) logPath() string { return filepath.Join(s.dir, "redis.log") }
 
 // launch starts the process on s.port and waits for PING. s.mu must be held.
 func (s *Server) launch() error {
-	args := []string{
+	var args []string
+	if s.conf != "" {
+		args = append(args, s.conf)
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -163,7 +184,7 @@ func (s *Server) launch() error {
 		"--dir", s.dir,
 		"--logfile", s.logPath(),
 		"--daemonize", "no",
-	}
+	)
 	args = append(args, s.extra...)
 	cmd := exec.Command(s.bin, args...)
 	cmd.Dir = s.dir

@@ -22,6 +22,7 @@ import (
 // Store is what the suite exercises: the methods every store has.
 type Store interface {
 	Create(ctx context.Context, t store.Token) error
+	CreateLimited(ctx context.Context, t store.Token, l store.Limit) error
 	Lookup(ctx context.Context, namespace, id string) (store.Token, error)
 	List(ctx context.Context, namespace, after string, limit int) ([]store.Token, string, error)
 	Revoke(ctx context.Context, namespace, id string) ([]string, error)
@@ -64,6 +65,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"RevokeRacesCreate", testRevokeRacesCreate},
 		{"SubscribeSecondInstance", testSubscribe},
 		{"NamespacesIsolated", testNamespaces},
+		{"RateLimits", testRateLimits},
 		{"PingAndClose", testClose},
 	}
 	for _, tc := range tests {

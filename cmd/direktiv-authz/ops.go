@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/direktiv/direktiv-authz/engine"
+)
+
+// The operations listener (--ops-listen) is a plain net/http server on a
+// port of its own, for the kubelet and Prometheus, never for clients:
+//
+//	/healthz  200 while the process runs
+//	/readyz   200 when Redis answers and policies are loaded; 503 with the
+//	          reason otherwise, and from the moment shutdown starts
+//	/metrics  Prometheus text format (see metrics.go)
+//
+// It stays up through the shutdown grace period, so that /readyz can say
+// "shutting down", and closes last.
+
+// readyTimeout bounds the store ping of one /readyz.
+const readyTimeout = 2 * time.Second
+
+// validateOps checks the operations settings: --ops-listen,
+// --shutdown-grace, --tls-cert-file/--tls-key-file and the mint rates.
+func (c *config) validateOps() error {
+	switch c.OpsListen {
+	case "", "off":
+		c.opsListen = ""
+	default:
+		if _, port, err := net.SplitHostPort(c.OpsListen); err != nil || port == "" {
+			return fmt.Errorf("--ops-listen %q: want host:port, e.g. :9090 or 127.0.0.1:9090, or off", c.OpsListen)
+		}
+		if c.OpsListen == c.Listen && !strings.HasSuffix(c.Listen, ":0") {
+			return fmt.Errorf("--ops-listen %s is the address of --listen; give the operations listener a port of its own", c.OpsListen)
+		}
+		c.opsListen = c.OpsListen
+	}
+	var err error
+	if c.shutdownGrace, err = parseTimeout("--shutdown-grace", c.ShutdownGrace, "stop at once"); err != nil {
+		return err
+	}
+	switch {
+	case (c.TLSCertFile == "") != (c.TLSKeyFile == ""):
+		return errors.New("--tls-cert-file and --tls-key-file go together: set both to serve HTTPS, or neither")
+	case c.TLSCertFile != "":
+		if _, _, _, err := loadKeyPair(c.TLSCertFile, c.TLSKeyFile); err != nil {
+			return err
+		}
+	}
+	if c.mintRatePerToken, err = parseRate("--mint-rate-per-token", c.MintRatePerToken); err != nil {
+		return err
+	}
+	if c.mintRatePerNamespace, err = parseRate("--mint-rate-per-namespace", c.MintRatePerNamespace); err != nil {
+		return err
+	}
+	return nil
+}
+
+// setupOps wires what newApp needs beyond the core: TLS on the main
+// listener, the metrics (instrumenting the handler, store and engine) and
+// the operations listener. On error the caller closes a.ln and a.store.
+func (a *app) setupOps(eng *engine.Engine) error {
+	if a.cfg.TLSCertFile != "" {
+		r, err := newCertReloader(a.cfg.TLSCertFile, a.cfg.TLSKeyFile, a.log)
+		if err != nil {
+			return err
+		}
+		a.tlsCert = r
+		a.ln = tls.NewListener(a.ln, r.tlsConfig())
+	}
+	if a.cfg.opsListen == "" {
+		return nil
+	}
+	m := newMetrics(a, eng)
+	a.metrics = m
+	a.server.Handler = m.instrument(a.server.Handler)
+	a.store = newTimedStore(a.store, m)
+	a.engine = timedDecider{decider: a.engine, mint: m.decideMint, route: m.decideRoute}
+
+	ln, err := net.Listen("tcp", a.cfg.opsListen)
+	if err != nil {
+		return fmt.Errorf("--ops-listen %s: %w", a.cfg.opsListen, err)
+	}
+	a.opsLn = ln
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { opsText(w, http.StatusOK, "ok") })
+	mux.HandleFunc("GET /readyz", a.readyz)
+	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+		EnableOpenMetrics: false,
+	})))
+	a.ops = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	}
+	return nil
+}
+
+// opsAddr is the address of the operations listener, with the port
+// resolved; "" when there is none.
+func (a *app) opsAddr() string {
+	if a.opsLn == nil {
+		return ""
+	}
+	return a.opsLn.Addr().String()
+}
+
+// readyz answers whether this replica should get traffic.
+func (a *app) readyz(w http.ResponseWriter, r *http.Request) {
+	if a.stopping.Load() {
+		opsText(w, http.StatusServiceUnavailable, "not ready: shutting down")
+		return
+	}
+	if a.engine.Revision() == "" {
+		opsText(w, http.StatusServiceUnavailable, "not ready: no policies loaded")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	if err := a.store.Ping(ctx); err != nil {
+		opsText(w, http.StatusServiceUnavailable, "not ready: the token store does not answer: "+err.Error())
+		return
+	}
+	opsText(w, http.StatusOK, "ready")
+}
+
+func opsText(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	fmt.Fprintln(w, msg)
+}
+
+// startOps serves the operations listener, if any, until stopOps.
+func (a *app) startOps() {
+	if a.ops == nil {
+		return
+	}
+	a.log.Info("operations listener", "addr", a.opsAddr(), "paths", "/healthz /readyz /metrics")
+	go func() {
+		if err := a.ops.Serve(a.opsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("operations listener stopped", "err", err)
+		}
+	}()
+}
+
+// stopOps closes the operations listener; the last step of a shutdown.
+func (a *app) stopOps() {
+	if a.ops == nil {
+		if a.opsLn != nil {
+			a.opsLn.Close()
+		}
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := a.ops.Shutdown(ctx); err != nil {
+		a.ops.Close()
+	}
+}
