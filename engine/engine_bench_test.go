@@ -47,6 +47,35 @@ func BenchmarkRoute(b *testing.B) {
 	})
 }
 
+// BenchmarkMintEval and BenchmarkRouteEval are the decisions without the
+// memo: every iteration is a full Rego evaluation, the cost of a question
+// asked for the first time under a policy set.
+func BenchmarkMintEval(b *testing.B) {
+	s := MustNew(b, Options{}).current.Load()
+	ctx := context.Background()
+	loop(b, func() {
+		d, err := s.evalMint(ctx, benchMint)
+		if err != nil || !d.Allow {
+			b.Fatal(d, err)
+		}
+	})
+}
+
+func BenchmarkRouteEval(b *testing.B) {
+	s := MustNew(b, Options{}).current.Load()
+	ctx := context.Background()
+	loop(b, func() {
+		segments, err := splitPath(benchRoute.Path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		d, err := s.decideRoute(ctx, benchRoute.Caller, benchRoute.Method, segments, "execute")
+		if err != nil || !d.Allow {
+			b.Fatal(d, err)
+		}
+	})
+}
+
 // BenchmarkBaseline is the floor the decisions are measured against: a
 // one-rule, indexed Rego query (allow if input.method == "POST"), compiled,
 // prepared and evaluated the way the engine compiles, prepares and

@@ -12,6 +12,8 @@ import (
 // Mint asks the rules whether in.Caller may mint, in in.Namespace, a token
 // holding in.Requested, and which of those policies the token gets. A
 // refusal is a decision (Allow false, with Code and Reason), not an error.
+// Decisions are remembered per policy set (see memo): the slices of the
+// answer are shared and must not be modified.
 // The error, when there is one, wraps ErrUnavailable: ctx was done, the
 // rules failed or gave no answer of MintDecision's shape.
 func (e *Engine) Mint(ctx context.Context, in MintInput) (MintDecision, error) {
@@ -19,6 +21,22 @@ func (e *Engine) Mint(ctx context.Context, in MintInput) (MintDecision, error) {
 }
 
 func (s *policySet) decideMint(ctx context.Context, in MintInput) (MintDecision, error) {
+	var buf [512]byte
+	key := appendString(callerKey(buf[:0], in.Caller), in.Namespace)
+	for _, p := range in.Requested {
+		key = appendString(key, p)
+	}
+	if d, ok := s.mintMemo.get(key); ok {
+		return d, nil
+	}
+	d, err := s.evalMint(ctx, in)
+	if err == nil {
+		s.mintMemo.put(key, d)
+	}
+	return d, err
+}
+
+func (s *policySet) evalMint(ctx context.Context, in MintInput) (MintDecision, error) {
 	t, err := s.mint.eval(ctx, s.mintInput(in))
 	if err != nil {
 		return MintDecision{}, err

@@ -45,6 +45,10 @@ type policySet struct {
 
 	callersMu sync.RWMutex
 	callers   map[string]*ast.Term // see callerTerm
+
+	// Decisions already made, nil when the rules are not deterministic.
+	mintMemo  *memo[MintDecision]
+	routeMemo *memo[RouteDecision]
 }
 
 func (s *policySet) fileNames() string { return strings.Join(s.files, ",") }
@@ -163,6 +167,9 @@ func compile(ctx context.Context, src source, files []file, logger *slog.Logger)
 		closure:  closure,
 		grants:   make(map[string][]*ast.Term, len(closure)),
 		callers:  map[string]*ast.Term{},
+	}
+	if deterministic(rules) {
+		set.mintMemo, set.routeMemo = newMemo[MintDecision](), newMemo[RouteDecision]()
 	}
 	for name, granted := range closure {
 		for _, g := range granted {

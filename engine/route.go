@@ -18,15 +18,29 @@ import (
 // when there is one, wraps ErrUnavailable: ctx was done, the rules failed
 // or gave no answer of RouteDecision's shape.
 func (e *Engine) Route(ctx context.Context, in RouteInput) (RouteDecision, error) {
-	segments, err := splitPath(in.Path)
-	if err != nil {
-		return RouteDecision{Code: CodeBadRequest, Reason: err.Error()}, nil
-	}
 	op, err := opParam(in.Query)
 	if err != nil {
 		return RouteDecision{Code: CodeBadRequest, Reason: err.Error()}, nil
 	}
-	return e.current.Load().decideRoute(ctx, in.Caller, strings.ToUpper(in.Method), segments, op)
+	method := in.Method
+	if !isUpper(method) {
+		method = strings.ToUpper(method)
+	}
+	s := e.current.Load()
+	var buf [512]byte
+	key := appendString(appendString(appendString(callerKey(buf[:0], in.Caller), method), in.Path), op)
+	if d, ok := s.routeMemo.get(key); ok {
+		return d, nil // the path split cleanly when the decision was made
+	}
+	segments, err := splitPath(in.Path)
+	if err != nil {
+		return RouteDecision{Code: CodeBadRequest, Reason: err.Error()}, nil
+	}
+	d, err := s.decideRoute(ctx, in.Caller, method, segments, op)
+	if err == nil {
+		s.routeMemo.put(key, d)
+	}
+	return d, err
 }
 
 func (s *policySet) decideRoute(ctx context.Context, caller Caller, method string, segments []string, op string) (RouteDecision, error) {
@@ -149,4 +163,13 @@ func opParam(query string) (string, error) {
 		return op, nil
 	}
 	return "", nil
+}
+
+func isUpper(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if 'a' <= s[i] && s[i] <= 'z' {
+			return false
+		}
+	}
+	return true
 }

@@ -1,0 +1,88 @@
+package engine
+
+import (
+	"sync"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// memo remembers the decisions of one policy set by their input. A decision
+// is a pure function of the input and the rules, so once asked it never
+// changes while the set is active; a reload builds a new set with an empty
+// memo. Rules that call a non-deterministic built-in (time.now_ns,
+// http.send, rand.intn, ...) are not pure: for them the set has no memo and
+// every decision is evaluated (see deterministic).
+//
+// The hot paths ask the same few questions over and over (one token, a
+// handful of routes), so a hit saves the whole Rego evaluation, which costs
+// tens of microseconds. Memory is bounded by maxMemo entries per memo; past
+// that, an arbitrary entry makes room (Go's map iteration order is random).
+type memo[V any] struct {
+	mu sync.RWMutex
+	m  map[string]V
+}
+
+// maxMemo bounds each memo.
+const maxMemo = 16384
+
+func newMemo[V any]() *memo[V] { return &memo[V]{m: make(map[string]V)} }
+
+// get returns the decision remembered for key. A nil memo remembers nothing.
+func (m *memo[V]) get(key []byte) (V, bool) {
+	if m == nil {
+		var zero V
+		return zero, false
+	}
+	m.mu.RLock()
+	v, ok := m.m[string(key)] // no allocation: the compiler elides the conversion
+	m.mu.RUnlock()
+	return v, ok
+}
+
+// put remembers v for key.
+func (m *memo[V]) put(key []byte, v V) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	if len(m.m) >= maxMemo {
+		for k := range m.m {
+			delete(m.m, k)
+			break
+		}
+	}
+	m.m[string(key)] = v
+	m.mu.Unlock()
+}
+
+// deterministic reports whether no rule in modules calls a built-in that OPA
+// marks non-deterministic, so that a decision depends on its input alone.
+func deterministic(modules map[string]*ast.Module) bool {
+	pure := true
+	check := func(op ast.Ref) {
+		if b, ok := ast.BuiltinMap[op.String()]; ok && b.Nondeterministic {
+			pure = false
+		}
+	}
+	for _, m := range modules {
+		ast.NewGenericVisitor(func(x any) bool {
+			switch x := x.(type) {
+			case *ast.Expr:
+				if x.IsCall() {
+					check(x.Operator())
+				}
+			case ast.Call:
+				if len(x) > 0 {
+					if ref, ok := x[0].Value.(ast.Ref); ok {
+						check(ref)
+					}
+				}
+			}
+			return !pure
+		}).Walk(m)
+		if !pure {
+			return false
+		}
+	}
+	return true
+}
