@@ -56,6 +56,8 @@ type RedisOptions struct {
 //	<prefix>:{<ns>}:kids:<id>  set of the ids minted from <id>: revoke cascade
 //	<prefix>:{<ns>}:up:<id>    ancestors of <id>, oldest first, space separated (minted tokens only)
 //	<prefix>:{<ns>}:done:<id>  revoke marker, one minute (see revokeScript)
+//	<prefix>:{<ns>}:rl:ns      mint rate limit of the namespace (see CreateLimited)
+//	<prefix>:{<ns>}:rl:tok:<id> mint rate limit of the minting token <id>
 //
 // The index and expiry index expire with their longest-lived member, a kids
 // set with the longest-lived of its descendants (PEXPIREAT NX, then GT), so

@@ -22,7 +22,6 @@ import (
 
 // tokenStore is what the sidecar needs from a token store.
 type tokenStore interface {
-	Create(ctx context.Context, t store.Token) error
 	CreateLimited(ctx context.Context, t store.Token, l store.Limit) error
 	Lookup(ctx context.Context, namespace, id string) (store.Token, error)
 	List(ctx context.Context, namespace, after string, limit int) ([]store.Token, string, error)

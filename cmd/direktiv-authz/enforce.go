@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/subtle"
 	"errors"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -21,7 +20,7 @@ func (a *app) forward(ctx *fasthttp.RequestCtx) {
 		a.writeError(ctx, err)
 		return
 	}
-	start := time.Now()
+	start := a.metrics.clock()
 	err := a.proxy.forward(ctx)
 	a.metrics.upstreamDone(start, err)
 	if err != nil {
