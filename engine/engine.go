@@ -136,7 +136,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.current.Store(set)
-	e.logger.Info("policies loaded", "source", e.src, "revision", set.revision, "files", set.fileNames())
+	e.logger.Info("policies loaded", "source", e.src.String(), "revision", set.revision, "files", set.fileNames())
 	return e, nil
 }
 
@@ -202,7 +202,7 @@ func (e *Engine) Reload(ctx context.Context) error {
 	previous := e.current.Swap(set)
 	e.refused = refusal{}
 	e.reloadsOK.Add(1)
-	e.logger.Info("policies reloaded", "source", e.src, "revision", set.revision, "previous", previous.revision)
+	e.logger.Info("policies reloaded", "source", e.src.String(), "revision", set.revision, "previous", previous.revision)
 	return nil
 }
 
@@ -210,12 +210,12 @@ func (e *Engine) Reload(ctx context.Context) error {
 func (e *Engine) logRefused(err error) {
 	var le *LoadError
 	if !errors.As(err, &le) {
-		e.logger.Error("policy reload refused; previous policies stay active", "source", e.src, "revision", e.Revision(), "error", err)
+		e.logger.Error("policy reload refused; previous policies stay active", "source", e.src.String(), "revision", e.Revision(), "error", err)
 		return
 	}
 	for _, p := range le.Problems {
 		e.logger.Error("policy reload refused; previous policies stay active",
-			"source", e.src, "revision", e.Revision(), "file", p.File, "line", p.Row, "error", p.Message)
+			"source", e.src.String(), "revision", e.Revision(), "file", p.File, "line", p.Row, "error", p.Message)
 	}
 }
 

@@ -61,14 +61,14 @@ func (e *Engine) Watch(ctx context.Context) error {
 			if !ok {
 				return errors.New("watch policies: the watcher stopped")
 			}
-			e.logger.Warn("watching the policy directory", "source", e.src, "error", err)
+			e.logger.Warn("watching the policy directory", "source", e.src.String(), "error", err)
 			debounce.Reset(e.debounce) // events may have been lost: look anyway
 		case <-debounce.C:
 			_ = e.Reload(ctx) // logs its own refusal
 		case <-resync.C:
 			if len(w.WatchList()) == 0 {
 				if err := w.Add(e.src.dir); err != nil {
-					e.logger.Warn("watching the policy directory again", "source", e.src, "error", err)
+					e.logger.Warn("watching the policy directory again", "source", e.src.String(), "error", err)
 				}
 			}
 			_ = e.Reload(ctx)
