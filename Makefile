@@ -2,6 +2,8 @@
 GO        ?= go
 BIN       := bin/direktiv-authz
 PKG       := ./cmd/direktiv-authz
+# The opa CLI at the version the engine embeds, run from the module proxy.
+OPA        = github.com/open-policy-agent/opa@$(shell $(GO) list -m -f "{{.Version}}" github.com/open-policy-agent/opa)
 
 .DEFAULT_GOAL := help
 
@@ -30,8 +32,8 @@ test: redis-server ## vet, then every Go and Rego test with the race detector ag
 lint: ## gofmt, go vet, opa fmt/check on policies/
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: the files above need formatting"; exit 1; }
 	$(GO) vet ./...
-	$(GO) run github.com/open-policy-agent/opa fmt --list --fail policies/
-	$(GO) run github.com/open-policy-agent/opa check --strict policies/
+	$(GO) run $(OPA) fmt --list --fail policies/
+	$(GO) run $(OPA) check --strict policies/
 
 .PHONY: fuzz
 fuzz: ## run each fuzz test for FUZZTIME (default 20s)
