@@ -51,13 +51,14 @@ func (a *app) enforce(ctx *fasthttp.RequestCtx) error {
 	if err != nil {
 		ae := asAPIError(err)
 		a.audit(ctx, auditEvent{
-			Action:   "forward",
-			Caller:   who.id(),
-			Decision: "deny",
-			Reason:   ae.message,
-			Status:   statusOf[ae.code],
-			Method:   string(ctx.Method()),
-			Path:     string(ctx.Request.URI().PathOriginal()),
+			Action:    "forward",
+			Namespace: routeNamespace(ctx.Request.URI().PathOriginal()),
+			Caller:    who.id(),
+			Decision:  "deny",
+			Reason:    ae.message,
+			Status:    statusOf[ae.code],
+			Method:    string(ctx.Method()),
+			Path:      string(ctx.Request.URI().PathOriginal()),
 		})
 	}
 	return err
@@ -114,4 +115,21 @@ func (a *app) enforceToken(ctx *fasthttp.RequestCtx) (caller, error) {
 		ctx.Request.Header.Del(headerToken)
 	}
 	return who, nil
+}
+
+// routeNamespace is the namespace a Direktiv API path names
+// (/api/namespaces/{ns}/... or /api/v2/namespaces/{ns}/...), "" for any
+// other path, for the audit trail.
+func routeNamespace(path []byte) string {
+	segs, err := splitPath(path)
+	if err != nil {
+		return ""
+	}
+	switch {
+	case len(segs) >= 3 && segs[0] == "api" && segs[1] == "namespaces":
+		return segs[2]
+	case len(segs) >= 4 && segs[0] == "api" && segs[1] == "v2" && segs[2] == "namespaces":
+		return segs[3]
+	}
+	return ""
 }

@@ -212,7 +212,7 @@ func testEnforceRoutes(t *testing.T, e enforcer) {
 			continue
 		}
 		found = true
-		if m["action"] != "forward" || m["decision"] != "deny" || m["status"] != float64(403) || m["caller"] != sec.ID || m["method"] != "GET" ||
+		if m["action"] != "forward" || m["namespace"] != "ns2" || m["decision"] != "deny" || m["status"] != float64(403) || m["caller"] != sec.ID || m["method"] != "GET" ||
 			!strings.Contains(m["reason"].(string), `cannot be used in namespace "ns2"`) {
 			t.Errorf("audit line %s", l)
 		}
@@ -376,5 +376,20 @@ decision := decision_rules if input.method != "PROPFIND"
 	up.none(t)
 	if r := s.do(t, "GET", "/api/namespaces/ns1/vars", tok, ""); r.status != http.StatusOK {
 		t.Errorf("GET: status %d: %s", r.status, r.body)
+	}
+}
+
+func TestRouteNamespace(t *testing.T) {
+	for path, want := range map[string]string{
+		"/api/namespaces/ns1/tree/a.yaml": "ns1",
+		"//api/namespaces/ns1":            "ns1",
+		"/api/v2/namespaces/ns2/files/x":  "ns2",
+		"/api/v2/namespaces":              "",
+		"/api/version":                    "",
+		"/api/namespaces/%zz/vars":        "",
+	} {
+		if got := routeNamespace([]byte(path)); got != want {
+			t.Errorf("routeNamespace(%q) = %q, want %q", path, got, want)
+		}
 	}
 }
