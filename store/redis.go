@@ -42,6 +42,11 @@ type RedisOptions struct {
 	// WaitTimeout bounds that wait: default DefaultRedisWaitTimeout, at
 	// most half the read timeout; it must be shorter than the read timeout.
 	WaitTimeout time.Duration
+	// StartUnavailable makes NewRedis return the store even when Redis does
+	// not answer yet: every call then fails with ErrUnavailable until it
+	// does, and the client reconnects by itself. The version check is
+	// skipped in that case (logged). Without it, NewRedis fails.
+	StartUnavailable bool
 }
 
 // Redis is a token store in Redis: standalone, Sentinel or Cluster (Redis
@@ -106,6 +111,10 @@ func NewRedis(ctx context.Context, rawURL string, opts RedisOptions) (*Redis, er
 	}
 	r := NewRedisClient(cfg.NewClient(), opts)
 	if err := r.Ping(ctx); err != nil {
+		if opts.StartUnavailable && errors.Is(err, ErrUnavailable) {
+			r.log.Warn("redis does not answer yet; token calls fail closed until it does (version check skipped)", "redis", cfg.String(), "err", err)
+			return r, nil
+		}
 		_ = r.Close()
 		return nil, fmt.Errorf("connecting to redis (%s): %w", cfg, err)
 	}

@@ -105,7 +105,7 @@ func newApp(ctx context.Context, cfg config, log, audits *slog.Logger, stdout io
 	}
 
 	if cfg.RedisURL != "" {
-		rs, err := store.NewRedis(ctx, cfg.RedisURL, store.RedisOptions{Logger: log})
+		rs, err := store.NewRedis(ctx, cfg.RedisURL, store.RedisOptions{Logger: log, StartUnavailable: true})
 		if err != nil {
 			return nil, fmt.Errorf("--redis-url: %w", err)
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/direktiv/direktiv-authz/store"
+	"github.com/direktiv/direktiv-authz/store/redistest"
 )
 
 // docRequest is the request from Direktiv's documentation, byte for byte as
@@ -281,5 +282,36 @@ func TestDevModeInMemory(t *testing.T) {
 	c := s.mintOK(t, "ns1", m["token"].(string), `{"policies":["permissionsView"]}`)
 	if got := strs(t, c["policies"]); !equalStrings(got, []string{"permissionsView"}) {
 		t.Errorf("granted %v", got)
+	}
+}
+
+// TestStartsWhileRedisIsDown: a sidecar whose Redis does not answer yet
+// starts anyway, is not ready and fails closed, then serves by itself once
+// Redis is up, so a pod does not crash-loop while Redis starts.
+func TestStartsWhileRedisIsDown(t *testing.T) {
+	srv := redistest.Start(t)
+	srv.Stop(t)
+	s := startSidecar(t, []string{"--redis-url", srv.URL()})
+	readyz := func() int {
+		res, err := http.Get("http://" + s.app.opsAddr() + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res.StatusCode
+	}
+	if got := readyz(); got != http.StatusServiceUnavailable {
+		t.Fatalf("readyz %d with Redis down, want 503", got)
+	}
+	if r := s.do(t, "POST", "/api/namespaces/ns1/auth/token", testAdminToken, `{"policies":["workflowView"]}`); r.status != http.StatusServiceUnavailable {
+		t.Fatalf("mint with Redis down: %d %s, want 503", r.status, r.body)
+	}
+	srv.Restart(t)
+	deadline := time.Now().Add(10 * time.Second)
+	for readyz() != http.StatusOK || s.do(t, "POST", "/api/namespaces/ns1/auth/token", testAdminToken, `{"policies":["workflowView"]}`).status != http.StatusCreated {
+		if time.Now().After(deadline) {
+			t.Fatal("the sidecar did not start serving after Redis came up")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
