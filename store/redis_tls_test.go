@@ -21,8 +21,11 @@ import (
 func TestRedisTLS(t *testing.T) {
 	srv := redistest.StartTLS(t)
 	u := srv.TLSURL() + "?tls_ca_file=" + url.QueryEscape(srv.CAFile)
+	// One server for all subtests; a prefix per subtest keeps them (and
+	// their revocation channels) apart.
+	prefix := perTest(func(t *testing.T) string { return "t" + storetest.Namespace(t) })
 	storetest.Run(t, func(t *testing.T) storetest.Store {
-		return mustRedis(t, u, store.RedisOptions{})
+		return mustRedis(t, u, store.RedisOptions{Prefix: prefix(t)})
 	})
 }
 
