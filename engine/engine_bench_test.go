@@ -65,7 +65,7 @@ func BenchmarkRouteEval(b *testing.B) {
 	s := MustNew(b, Options{}).current.Load()
 	ctx := context.Background()
 	loop(b, func() {
-		segments, err := splitPath(benchRoute.Path)
+		segments, err := SplitPath(benchRoute.Path)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -96,7 +96,7 @@ allow if input.method == "POST"`, ast.ParserOptions{RegoVersion: ast.RegoV1})
 		b.Fatal(err)
 	}
 	s := MustNew(b, Options{}).current.Load()
-	segments, err := splitPath(benchRoute.Path)
+	segments, err := SplitPath(benchRoute.Path)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 
 // Route asks the rules whether in.Caller may send in.Method in.Path?in.Query
 // upstream, and which permission that needs. The path is split and decoded
-// here first (see splitPath); a path or op parameter that cannot be read
+// here first (see SplitPath); a path or op parameter that cannot be read
 // safely is denied with CodeBadRequest before the rules are asked, whoever
 // the caller (the admin too: such a path could reach a route other than
 // the one it names). A refusal is a decision, not an error. The error,
@@ -32,7 +32,7 @@ func (e *Engine) Route(ctx context.Context, in RouteInput) (RouteDecision, error
 	if d, ok := s.routeMemo.get(key); ok {
 		return d, nil // the path split cleanly when the decision was made
 	}
-	segments, err := splitPath(in.Path)
+	segments, err := SplitPath(in.Path)
 	if err != nil {
 		return RouteDecision{Code: CodeBadRequest, Reason: err.Error()}, nil
 	}
@@ -103,13 +103,13 @@ func decodeRoute(t *ast.Term) (RouteDecision, error) {
 	return d, nil
 }
 
-// splitPath splits a request path as received into the segments the route
-// rules see: split on '/', empty segments dropped (so "//api/x" is
+// SplitPath splits a request path as received into the segments the route
+// rules see (and the sidecar routes on, so both read a path alike): split on '/', empty segments dropped (so "//api/x" is
 // "/api/x"), each segment percent-decoded. It returns an error naming the
 // segment when one is not valid percent-encoding, is "." or ".." once
 // decoded, or holds a '/' once decoded (%2F): the upstream could read such
 // a path differently from the rules, so it is refused.
-func splitPath(path string) ([]string, error) {
+func SplitPath(path string) ([]string, error) {
 	segments := make([]string, 0, strings.Count(path, "/")+1)
 	for path != "" {
 		var seg string
@@ -127,7 +127,7 @@ func splitPath(path string) ([]string, error) {
 		}
 		switch {
 		case seg == "." || seg == "..":
-			return nil, fmt.Errorf("the path segment %q is %q; paths with . or .. segments are refused", raw, seg)
+			return nil, fmt.Errorf("the path segment %q is %q; paths with . or .. segments are not accepted", raw, seg)
 		case strings.IndexByte(seg, '/') >= 0:
 			return nil, fmt.Errorf("the path segment %q holds an encoded '/'; use a literal / between segments", raw)
 		}

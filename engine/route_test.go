@@ -84,7 +84,7 @@ func TestRoute(t *testing.T) {
 		{
 			name: "dot-dot is refused before the rules, even for the admin",
 			in:   RouteInput{Caller: admin, Method: "GET", Path: "/api/namespaces/ns1/tree/%2e%2e/x"},
-			want: RouteDecision{Code: CodeBadRequest, Reason: `the path segment "%2e%2e" is ".."; paths with . or .. segments are refused`},
+			want: RouteDecision{Code: CodeBadRequest, Reason: `the path segment "%2e%2e" is ".."; paths with . or .. segments are not accepted`},
 		},
 		{
 			name: "encoded slash is refused",
@@ -134,15 +134,15 @@ func TestSplitPath(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
-			got, err := splitPath(tt.path)
+			got, err := SplitPath(tt.path)
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
-					t.Fatalf("splitPath(%q) = %q, %v; want error %q", tt.path, got, err, tt.err)
+					t.Fatalf("SplitPath(%q) = %q, %v; want error %q", tt.path, got, err, tt.err)
 				}
 				return
 			}
 			if err != nil || !slices.Equal(got, tt.want) {
-				t.Errorf("splitPath(%q) = %q, %v; want %q", tt.path, got, err, tt.want)
+				t.Errorf("SplitPath(%q) = %q, %v; want %q", tt.path, got, err, tt.want)
 			}
 		})
 	}
@@ -217,18 +217,18 @@ func FuzzRoutePath(f *testing.F) {
 	e := MustNew(f, Options{})
 	caller := Caller{Namespace: "ns1", Policies: []string{"workflowExecute", "explorerView"}}
 	f.Fuzz(func(t *testing.T, method, path, query string) {
-		segments, err := splitPath(path)
+		segments, err := SplitPath(path)
 		if err == nil {
 			var escaped []string
 			for _, s := range segments {
 				if s == "" || s == "." || s == ".." || strings.Contains(s, "/") {
-					t.Fatalf("splitPath(%q) yielded segment %q", path, s)
+					t.Fatalf("SplitPath(%q) yielded segment %q", path, s)
 				}
 				escaped = append(escaped, url.PathEscape(s))
 			}
-			again, err := splitPath("/" + strings.Join(escaped, "/"))
+			again, err := SplitPath("/" + strings.Join(escaped, "/"))
 			if err != nil || !slices.Equal(again, segments) {
-				t.Fatalf("splitPath(%q) = %q, but its escaped form splits into %q, %v", path, segments, again, err)
+				t.Fatalf("SplitPath(%q) = %q, but its escaped form splits into %q, %v", path, segments, again, err)
 			}
 		}
 		d, rerr := e.Route(context.Background(), RouteInput{Caller: caller, Method: method, Path: path, Query: query})
@@ -237,7 +237,7 @@ func FuzzRoutePath(f *testing.F) {
 		}
 		switch {
 		case err != nil && (d.Allow || d.Code != CodeBadRequest || d.Reason != err.Error()):
-			t.Fatalf("Route(%q %q) = %+v for a path splitPath refuses (%v)", method, path, d, err)
+			t.Fatalf("Route(%q %q) = %+v for a path SplitPath refuses (%v)", method, path, d, err)
 		case d.Allow && (d.Code != "" || d.Reason != ""):
 			t.Fatalf("Route(%q %q) = %+v: allowed, with a code", method, path, d)
 		case !d.Allow && (d.Code == "" || d.Reason == ""):

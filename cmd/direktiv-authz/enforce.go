@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/subtle"
-	"errors"
 
 	"github.com/valyala/fasthttp"
 
@@ -93,21 +92,8 @@ func (a *app) enforceToken(ctx *fasthttp.RequestCtx) (caller, error) {
 	if err != nil {
 		return caller{}, err
 	}
-	dec, err := a.engine.Route(ctx, engine.RouteInput{
-		Caller: engine.Caller{Namespace: who.token.Namespace, Policies: who.token.Policies},
-		Method: string(ctx.Method()),
-		Path:   string(ctx.Request.URI().PathOriginal()),
-		Query:  string(ctx.Request.URI().QueryString()),
-	})
-	if err != nil {
-		var ae *apiError
-		if errors.As(err, &ae) {
-			return who, err
-		}
-		return who, &apiError{code: codeUnavailable, message: "the policy engine could not decide on this request; nothing was forwarded, try again later", err: err}
-	}
-	if !dec.Allow {
-		return who, errorf(decisionCode(dec.Code), "%s", dec.Reason)
+	if err := a.routeAllowed(ctx, who); err != nil {
+		return who, err
 	}
 	if key := a.cfg.upstreamAPIKey; key != "" {
 		ctx.Request.Header.Set(headerToken, key)
@@ -132,4 +118,24 @@ func routeNamespace(path []byte) string {
 		return segs[3]
 	}
 	return ""
+}
+
+// routeAllowed asks the route rules whether the minted caller who may make
+// this request. It returns the rules' refusal with their reason (which names
+// the permission the route needs) as codeForbidden or codeBadRequest, and
+// codeUnavailable when the engine cannot decide (fail closed).
+func (a *app) routeAllowed(ctx *fasthttp.RequestCtx, who caller) error {
+	dec, err := a.engine.Route(ctx, engine.RouteInput{
+		Caller: engine.Caller{Namespace: who.token.Namespace, Policies: who.token.Policies},
+		Method: string(ctx.Method()),
+		Path:   string(ctx.Request.URI().PathOriginal()),
+		Query:  string(ctx.Request.URI().QueryString()),
+	})
+	if err != nil {
+		return &apiError{code: codeUnavailable, message: "the policy engine could not decide on this request; nothing was done, try again later", err: err}
+	}
+	if !dec.Allow {
+		return errorf(decisionCode(dec.Code), "%s", dec.Reason)
+	}
+	return nil
 }

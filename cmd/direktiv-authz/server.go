@@ -1,18 +1,17 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
@@ -159,31 +158,13 @@ func (a *app) authenticate(ctx context.Context, value []byte) (caller, error) {
 	return caller{secret: sec, token: rec}, nil
 }
 
-// splitPath splits a raw request path into its segments: empty segments are
-// dropped (so the documentation's "//api/..." works) and each segment is
-// percent-decoded. A segment that does not decode, or is "." or "..", or
-// holds an encoded '/', is refused rather than guessed at.
+// splitPath splits a raw request path the way the route rules see it
+// (engine.SplitPath): empty segments dropped, each percent-decoded; a path
+// that cannot be read safely is codeBadRequest.
 func splitPath(raw []byte) ([]string, error) {
-	segs := make([]string, 0, 8)
-	for _, part := range bytes.Split(raw, []byte("/")) {
-		if len(part) == 0 {
-			continue
-		}
-		s := string(part)
-		if bytes.IndexByte(part, '%') >= 0 {
-			dec, err := url.PathUnescape(s)
-			if err != nil {
-				return nil, errorf(codeBadRequest, "path segment %q is not valid percent-encoding", s)
-			}
-			if strings.Contains(dec, "/") {
-				return nil, errorf(codeBadRequest, "path segment %q encodes a '/', which is not accepted", s)
-			}
-			s = dec
-		}
-		if s == "." || s == ".." {
-			return nil, errorf(codeBadRequest, "path segment %q is not accepted; send the resolved path", s)
-		}
-		segs = append(segs, s)
+	segs, err := engine.SplitPath(string(raw))
+	if err != nil {
+		return nil, errorf(codeBadRequest, "%v", err)
 	}
 	return segs, nil
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
@@ -58,19 +57,11 @@ func (a *app) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (caller,
 	if who.admin {
 		return who, nil
 	}
-	dec, err := a.engine.Route(ctx, engine.RouteInput{
-		Caller: engine.Caller{Namespace: who.token.Namespace, Policies: who.token.Policies},
-		Method: string(ctx.Method()),
-		Path:   string(ctx.Request.URI().PathOriginal()),
-		Query:  string(ctx.URI().QueryString()),
-	})
-	if err != nil {
+	if err := a.routeAllowed(ctx, who); err != nil {
+		if ae := asAPIError(err); ae.code != codeUnavailable {
+			a.audit(ctx, auditEvent{Action: action, Namespace: ns, Caller: who.id(), Decision: "deny", Reason: ae.message, Status: statusOf[ae.code]})
+		}
 		return who, err
-	}
-	if !dec.Allow {
-		ae := errorf(decisionCode(dec.Code), "%s", dec.Reason)
-		a.audit(ctx, auditEvent{Action: action, Namespace: ns, Caller: who.id(), Decision: "deny", Reason: dec.Reason, Status: statusOf[ae.code]})
-		return who, ae
 	}
 	return who, nil
 }
