@@ -20,29 +20,11 @@ const benchMintBody = `{"description":"bench","policies":["workflowView","instan
 // token (its record cached, as it is for a caller minting in a loop).
 func BenchmarkMintRequest(b *testing.B) {
 	run := func(b *testing.B, s *sidecar, token string) {
-		c := &fasthttp.HostClient{Addr: s.app.addr(), MaxConns: 1024}
-		b.Cleanup(c.CloseIdleConnections)
-		b.ReportAllocs()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			req := fasthttp.AcquireRequest()
-			resp := fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
-			defer fasthttp.ReleaseResponse(resp)
+		benchRequests(b, s, http.StatusCreated, func(req *fasthttp.Request) {
 			req.SetRequestURI("http://" + s.app.addr() + "/api/namespaces/ns1/auth/token")
 			req.Header.SetMethod("POST")
 			req.Header.Set(headerToken, token)
 			req.SetBodyString(benchMintBody)
-			for pb.Next() {
-				if err := c.Do(req, resp); err != nil {
-					b.Error(err)
-					return
-				}
-				if resp.StatusCode() != http.StatusCreated {
-					b.Errorf("status %d: %s", resp.StatusCode(), resp.Body())
-					return
-				}
-			}
 		})
 	}
 	b.Run("admin", func(b *testing.B) {

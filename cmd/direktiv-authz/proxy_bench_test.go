@@ -23,28 +23,10 @@ func BenchmarkForward(b *testing.B) {
 	rec := &upstream{srv: up}
 
 	run := func(b *testing.B, s *sidecar, token string) {
-		c := &fasthttp.HostClient{Addr: s.app.addr(), MaxConns: 1024}
-		b.Cleanup(c.CloseIdleConnections)
-		b.ReportAllocs()
-		b.ResetTimer()
-		b.RunParallel(func(pb *testing.PB) {
-			req := fasthttp.AcquireRequest()
-			resp := fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
-			defer fasthttp.ReleaseResponse(resp)
+		benchRequests(b, s, http.StatusOK, func(req *fasthttp.Request) {
 			req.SetRequestURI("http://" + s.app.addr() + "/api/namespaces/ns1/vars?limit=10")
 			if token != "" {
 				req.Header.Set(headerToken, token)
-			}
-			for pb.Next() {
-				if err := c.Do(req, resp); err != nil {
-					b.Error(err)
-					return
-				}
-				if resp.StatusCode() != http.StatusOK {
-					b.Errorf("status %d: %s", resp.StatusCode(), resp.Body())
-					return
-				}
 			}
 		})
 	}
@@ -60,5 +42,33 @@ func BenchmarkForward(b *testing.B) {
 	b.Run("minted, no cache", func(b *testing.B) {
 		s, _ := startEnforcer(b, rec, []string{"--log-level", "error", "--token-cache-ttl", "0"}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
 		run(b, s, s.mintToken(b, "ns1", "variablesView"))
+	})
+}
+
+// benchRequests sends the request setup builds, from parallel goroutines
+// over pooled keep-alive connections, b.N times in all, and fails unless
+// every answer has status want.
+func benchRequests(b *testing.B, s *sidecar, want int, setup func(*fasthttp.Request)) {
+	b.Helper()
+	c := &fasthttp.HostClient{Addr: s.app.addr(), MaxConns: 1024}
+	b.Cleanup(c.CloseIdleConnections)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		req := fasthttp.AcquireRequest()
+		resp := fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		setup(req)
+		for pb.Next() {
+			if err := c.Do(req, resp); err != nil {
+				b.Error(err)
+				return
+			}
+			if resp.StatusCode() != want {
+				b.Errorf("status %d, want %d: %s", resp.StatusCode(), want, resp.Body())
+				return
+			}
+		}
 	})
 }
