@@ -151,10 +151,8 @@ func selfPure(r *ast.Rule) bool {
 		if len(e.With) > 0 {
 			pure = false
 		}
-		if op := e.Operator(); op != nil {
-			if b, ok := ast.BuiltinMap[op.String()]; ok && b.Nondeterministic {
-				pure = false
-			}
+		if callsNondeterministic(e) {
+			pure = false
 		}
 		return !pure
 	})

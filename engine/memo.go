@@ -57,32 +57,30 @@ func (m *memo[V]) put(key []byte, v V) {
 
 // deterministic reports whether no rule in modules calls a built-in that OPA
 // marks non-deterministic, so that a decision depends on its input alone.
+// modules must be compiled: the compiler lifts every call, a nested one
+// included, into an expression of its own.
 func deterministic(modules map[string]*ast.Module) bool {
-	pure := true
-	check := func(op ast.Ref) {
-		if b, ok := ast.BuiltinMap[op.String()]; ok && b.Nondeterministic {
-			pure = false
-		}
-	}
 	for _, m := range modules {
-		ast.NewGenericVisitor(func(x any) bool {
-			switch x := x.(type) {
-			case *ast.Expr:
-				if x.IsCall() {
-					check(x.Operator())
-				}
-			case ast.Call:
-				if len(x) > 0 {
-					if ref, ok := x[0].Value.(ast.Ref); ok {
-						check(ref)
-					}
-				}
-			}
-			return !pure
-		}).Walk(m)
-		if !pure {
+		found := false
+		ast.WalkExprs(m, func(e *ast.Expr) bool {
+			found = found || callsNondeterministic(e)
+			return found
+		})
+		if found {
 			return false
 		}
 	}
 	return true
+}
+
+// callsNondeterministic reports whether e calls a built-in whose answer can
+// change between two evaluations with the same input (time.now_ns,
+// http.send, rand.intn, ...).
+func callsNondeterministic(e *ast.Expr) bool {
+	op := e.Operator()
+	if op == nil {
+		return false
+	}
+	b, ok := ast.BuiltinMap[op.String()]
+	return ok && b.Nondeterministic
 }

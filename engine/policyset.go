@@ -168,7 +168,7 @@ func compile(ctx context.Context, src source, files []file, logger *slog.Logger)
 		grants:   make(map[string][]*ast.Term, len(closure)),
 		callers:  map[string]*ast.Term{},
 	}
-	if deterministic(rules) {
+	if deterministic(compiler.Modules) {
 		set.mintMemo, set.routeMemo = newMemo[MintDecision](), newMemo[RouteDecision]()
 	}
 	for name, granted := range closure {
