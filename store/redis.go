@@ -65,7 +65,7 @@ type RedisOptions struct {
 //	<prefix>:{<ns>}:rl:tok:<id> mint rate limit of the minting token <id>
 //
 // The index and expiry index expire with their longest-lived member, a kids
-// set with the longest-lived of its descendants (PEXPIREAT NX, then GT), so
+// set with the longest-lived of its descendants (PEXPIRETIME, then PEXPIREAT), so
 // a cascade reaches tokens minted from a token that has since expired.
 // Expired index entries are pruned by Create (up to 100 per call) and List
 // (up to 1000 per call). Revocations are published on the channel
@@ -88,6 +88,8 @@ type Redis struct {
 
 	waitReplicas int           // replicas each write waits for; 0: none
 	waitTimeout  time.Duration // how long it waits
+
+	creates *scriptBatcher // createScript calls, batched (see redis_batch.go)
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -162,6 +164,8 @@ func NewRedisClient(c redis.UniversalClient, opts RedisOptions) *Redis {
 
 		waitReplicas: opts.WaitReplicas,
 		waitTimeout:  opts.WaitTimeout,
+
+		creates: &scriptBatcher{client: c, script: createScript},
 	}
 }
 
@@ -253,7 +257,14 @@ func (r *Redis) CreateLimited(ctx context.Context, t Token, l Limit) error {
 	}
 	args := []any{data, t.Expires.UnixMilli(), t.Created.UnixMicro(), t.ID, t.Parent, r.tag(ns) + "kids:", MaxAncestors}
 	keys, args, refs := r.rateLimits(ns, l, keys, args)
-	cmd, acked, err := r.runWrite(ctx, createScript, keys, args...)
+	var cmd *redis.Cmd
+	var acked int
+	if r.waitReplicas == 0 {
+		cmd = r.creates.run(ctx, keys, args)
+		err = cmd.Err()
+	} else {
+		cmd, acked, err = r.runWrite(ctx, createScript, keys, args...)
+	}
 	if err != nil {
 		return unavailable(err, "creating token %s/%s", t.Namespace, t.ID)
 	}

@@ -27,7 +27,7 @@ import "github.com/redis/go-redis/v9"
 // their effects, so TIME is allowed anywhere in Redis 7) and uses it for
 // expiry decisions, so the index agrees with Redis's own key expiry.
 //
-// Requires Redis 7.0 or later (PEXPIREAT NX/GT, ZRANGE BYSCORE).
+// Requires Redis 7.0 or later (PEXPIRETIME, ZRANGE BYSCORE).
 
 // luaCommon holds helpers shared by the scripts.
 const luaCommon = `
@@ -36,12 +36,13 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- extend makes key expire at 'at' ms unless it already lives longer. NX sets
--- the expiry of a key that has none (GT alone treats "no expiry" as infinite
--- and would leave a new key without one); GT only ever moves it later.
+-- extend makes key expire at 'at' ms unless it already lives that long. A
+-- key without an expiry (PEXPIRETIME -1, such as one just created) gets
+-- one; a missing key (-2) is left missing. One read, and a write only when
+-- the expiry moves.
 local function extend(key, at)
-  if redis.call('PEXPIREAT', key, at, 'NX') == 0 then
-    redis.call('PEXPIREAT', key, at, 'GT')
+  if redis.call('PEXPIRETIME', key) < at then
+    redis.call('PEXPIREAT', key, at)
   end
 end
 
@@ -92,8 +93,18 @@ end
 // rather than bring the revoked token back.
 var createScript = redis.NewScript(luaCommon + luaRateLimit + `
 local now = now_ms()
-if tonumber(ARGV[2]) <= now then return -2 end
-local cur = redis.call('GET', KEYS[1])
+local at = tonumber(ARGV[2])
+if at <= now then return -2 end
+local child = ARGV[5] ~= ''
+-- One read for every key checked: the record, the revoke marker and, for a
+-- child, the parent's record and ancestors.
+local got
+if child then
+  got = redis.call('MGET', KEYS[1], KEYS[4], KEYS[5], KEYS[7])
+else
+  got = redis.call('MGET', KEYS[1], KEYS[4])
+end
+local cur = got[1]
 if cur then
   if cur == ARGV[1] then
     -- A resend: write again (the same expiry) so that a WAIT after it
@@ -103,13 +114,12 @@ if cur then
   end
   return 0
 end
-if redis.call('EXISTS', KEYS[4]) == 1 then return 0 end
-local child = ARGV[5] ~= ''
+if got[2] then return 0 end
 local up = false
 local chain = {}
 if child then
-  if redis.call('EXISTS', KEYS[5]) == 0 then return -1 end
-  up = redis.call('GET', KEYS[7])
+  if not got[3] then return -1 end
+  up = got[4]
   if up then
     for a in string.gmatch(up, '%S+') do chain[#chain + 1] = a end
   end
@@ -121,16 +131,20 @@ prune(KEYS[2], KEYS[3], now, 100)
 rate_take()
 if child then
   redis.call('SADD', KEYS[6], ARGV[4])
-  extend(KEYS[6], ARGV[2])
-  for _, a in ipairs(chain) do extend(ARGV[6] .. a, ARGV[2]) end
+  extend(KEYS[6], at)
+  for _, a in ipairs(chain) do extend(ARGV[6] .. a, at) end
   local mine = ARGV[5]
   if up then mine = up .. ' ' .. ARGV[5] end
   redis.call('SET', KEYS[8], mine, 'PXAT', ARGV[2])
 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-extend(KEYS[2], ARGV[2])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
-extend(KEYS[3], ARGV[2])
+-- The index and the expiry index always get the same expiry (here, and
+-- only here), so one read tells whether both must move.
+if redis.call('PEXPIRETIME', KEYS[2]) < at then
+  redis.call('PEXPIREAT', KEYS[2], at)
+  redis.call('PEXPIREAT', KEYS[3], at)
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
 return 1
 `)

@@ -71,11 +71,15 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	// Log and audit lines share one writer that gathers concurrent lines
+	// into one write (see logWriter); closing it, last, writes the rest.
+	lw := newLogWriter(stderr)
+	defer lw.Close()
+	log := slog.New(slog.NewJSONHandler(lw, &slog.HandlerOptions{Level: cfg.logLevel}))
 	// go-redis logs through a package-level logger; route it to slog so
 	// that every line on stderr is JSON. Only run sets it: it owns the process.
 	redis.SetLogger(redisLogger{log})
-	a, err := newApp(ctx, cfg, log, newAuditLogger(stderr), stdout)
+	a, err := newApp(ctx, cfg, log, newAuditLogger(lw), stdout)
 	if err != nil {
 		return err
 	}

@@ -52,6 +52,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 	}{
 		{"CreateLookupRoundTrip", testRoundTrip},
 		{"DuplicateID", testDuplicate},
+		{"ConcurrentCreates", testConcurrentCreates},
 		{"ParentMustBeLive", testParentMustBeLive},
 		{"InvalidRecordsRefused", testInvalid},
 		{"Expiry", testExpiry},
