@@ -42,7 +42,7 @@ type decider interface {
 type app struct {
 	cfg    config
 	log    *slog.Logger
-	audits *slog.Logger // audit trail: one line per decision, stable shape
+	audits *auditLog // audit trail: one line per decision, stable shape
 	store  tokenStore
 	engine decider
 	watch  func(context.Context) error // hot reload of --policies, nil when embedded
@@ -88,7 +88,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 
 // newApp opens the store, loads the policies and binds the listener. In dev
 // mode without an admin token it generates one and prints it once to stdout.
-func newApp(ctx context.Context, cfg config, log, audits *slog.Logger, stdout io.Writer) (*app, error) {
+func newApp(ctx context.Context, cfg config, log *slog.Logger, audits *auditLog, stdout io.Writer) (*app, error) {
 	a := &app{cfg: cfg, log: log, audits: audits, now: time.Now}
 	if cfg.Dev && cfg.adminToken == "" {
 		b := make([]byte, 32)
