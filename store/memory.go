@@ -3,7 +3,6 @@ package store
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
@@ -171,10 +170,7 @@ func (m *Memory) CreateLimited(_ context.Context, t Token, l Limit) error {
 	if err := validateLimit(l); err != nil {
 		return err
 	}
-	data, err := json.Marshal(t)
-	if err != nil {
-		return fmt.Errorf("encoding token %s: %w", t.ID, err)
-	}
+	data := t.appendJSON(make([]byte, 0, 512))
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {

@@ -246,10 +246,7 @@ func (r *Redis) CreateLimited(ctx context.Context, t Token, l Limit) error {
 	if err := validateLimit(l); err != nil {
 		return err
 	}
-	data, err := json.Marshal(t)
-	if err != nil {
-		return fmt.Errorf("encoding token %s: %w", t.ID, err)
-	}
+	data := t.appendJSON(make([]byte, 0, 512))
 	ns := t.Namespace
 	keys := []string{r.recordKey(ns, t.ID), r.indexKey(ns), r.expiryKey(ns), r.doneKey(ns, t.ID)}
 	if t.Parent != "" {

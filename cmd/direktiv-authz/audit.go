@@ -5,9 +5,10 @@ import (
 	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/direktiv/direktiv-authz/internal/jsonenc"
 )
 
 // auditEvent is one line of the audit trail: every mint, dry run and revoke,
@@ -42,9 +43,9 @@ type auditEvent struct {
 // The line is the one log/slog's JSON handler wrote for these attributes
 // (the operational log's format), built by hand: slog encodes the string
 // lists with encoding/json's reflection, which cost a mint more than the
-// rest of its line. Strings are escaped as JSON requires (quotes,
-// backslashes, control characters, invalid UTF-8 as U+FFFD, U+2028/9);
-// unlike slog's lists, '<', '>' and '&' are not turned into \u escapes.
+// rest of its line. Strings are escaped as encoding/json escapes them
+// without its HTML escapes (slog's lists escape '<', '>' and '&'; slog's
+// strings write \b and \f as \u0008 and \u000c): the same JSON values.
 type auditLog struct {
 	w    io.Writer // one Write per line, whole
 	bufs sync.Pool // *[]byte
@@ -68,101 +69,41 @@ func (l *auditLog) write(now time.Time, e auditEvent, client, revision string) {
 	b := append((*bp)[:0], `{"time":"`...)
 	b = now.AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","level":"INFO","msg":"audit","log":"audit","action":`...)
-	b = appendJSONString(b, e.Action)
+	b = jsonenc.String(b, e.Action, false)
 	b = append(b, `,"namespace":`...)
-	b = appendJSONString(b, e.Namespace)
+	b = jsonenc.String(b, e.Namespace, false)
 	b = append(b, `,"caller":`...)
-	b = appendJSONString(b, e.Caller)
+	b = jsonenc.String(b, e.Caller, false)
 	b = append(b, `,"decision":`...)
-	b = appendJSONString(b, e.Decision)
+	b = jsonenc.String(b, e.Decision, false)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(e.Status), 10)
 	b = append(b, `,"reason":`...)
-	b = appendJSONString(b, e.Reason)
+	b = jsonenc.String(b, e.Reason, false)
 	b = append(b, `,"requested":`...)
-	b = appendJSONList(b, e.Requested)
+	b = jsonenc.Strings(b, nonNil(e.Requested), false)
 	b = append(b, `,"granted":`...)
-	b = appendJSONList(b, e.Granted)
+	b = jsonenc.Strings(b, nonNil(e.Granted), false)
 	b = append(b, `,"dropped":`...)
-	b = appendJSONList(b, e.Dropped)
+	b = jsonenc.Strings(b, nonNil(e.Dropped), false)
 	b = append(b, `,"token":`...)
-	b = appendJSONString(b, e.Token)
+	b = jsonenc.String(b, e.Token, false)
 	b = append(b, `,"target":`...)
-	b = appendJSONString(b, e.Target)
+	b = jsonenc.String(b, e.Target, false)
 	b = append(b, `,"revoked":`...)
-	b = appendJSONList(b, e.Revoked)
+	b = jsonenc.Strings(b, nonNil(e.Revoked), false)
 	b = append(b, `,"method":`...)
-	b = appendJSONString(b, e.Method)
+	b = jsonenc.String(b, e.Method, false)
 	b = append(b, `,"path":`...)
-	b = appendJSONString(b, e.Path)
+	b = jsonenc.String(b, e.Path, false)
 	b = append(b, `,"client":`...)
-	b = appendJSONString(b, client)
+	b = jsonenc.String(b, client, false)
 	b = append(b, `,"revision":`...)
-	b = appendJSONString(b, revision)
+	b = jsonenc.String(b, revision, false)
 	b = append(b, "}\n"...)
 	_, _ = l.w.Write(b) // as slog: a failed log write is not the request's error
 	if cap(b) <= 64<<10 {
 		*bp = b
 		l.bufs.Put(bp)
 	}
-}
-
-// appendJSONList appends list as a JSON array of strings; nil is [].
-func appendJSONList(b []byte, list []string) []byte {
-	b = append(b, '[')
-	for i, s := range list {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, s)
-	}
-	return append(b, ']')
-}
-
-// appendJSONString appends s as a quoted JSON string.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-		default:
-			i += size
-			continue
-		}
-		i += size
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

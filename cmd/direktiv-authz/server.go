@@ -187,7 +187,13 @@ func (a *app) writeError(ctx *fasthttp.RequestCtx, err error) {
 }
 
 func (a *app) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
-	b, err := json.Marshal(v)
+	var b []byte
+	var err error
+	if m, ok := v.(jsonAppender); ok {
+		b = m.appendJSON(make([]byte, 0, 512))
+	} else {
+		b, err = json.Marshal(v)
+	}
 	if err != nil {
 		status = fasthttp.StatusInternalServerError
 		b = []byte(`{"code":500,"message":"internal error"}`)
@@ -198,6 +204,10 @@ func (a *app) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	ctx.SetStatusCode(status)
 	ctx.SetBody(append(b, '\n'))
 }
+
+// jsonAppender is a response that encodes itself, byte for byte as
+// json.Marshal would (see mintResponse).
+type jsonAppender interface{ appendJSON([]byte) []byte }
 
 // fasthttpLogger sends fasthttp's own messages to slog.
 type fasthttpLogger struct {
