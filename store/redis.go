@@ -57,7 +57,7 @@ type RedisOptions struct {
 //
 //	<prefix>:{<ns>}:tok:<id>   string, JSON of Token; expires at Token.Expires (PXAT)
 //	<prefix>:{<ns>}:idx        sorted set of ids, score Token.Created in unix µs: List order
-//	<prefix>:{<ns>}:exp        sorted set of ids, score Token.Expires in unix ms: pruning
+//	<prefix>:{<ns>}:exp        sorted set of ids, score Token.Expires in unix ms (+ a fraction, see createScript): pruning
 //	<prefix>:{<ns>}:kids:<id>  set of the ids minted from <id>: revoke cascade
 //	<prefix>:{<ns>}:up:<id>    ancestors of <id>, oldest first, space separated (minted tokens only)
 //	<prefix>:{<ns>}:done:<id>  revoke marker, one minute (see revokeScript)

@@ -92,7 +92,8 @@ end
 // between, the revoke marker (KEYS[4]) makes the resend answer "exists"
 // rather than bring the revoked token back.
 var createScript = redis.NewScript(luaCommon + luaRateLimit + `
-local now = now_ms()
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local at = tonumber(ARGV[2])
 if at <= now then return -2 end
 local child = ARGV[5] ~= ''
@@ -138,7 +139,12 @@ if child then
   redis.call('SET', KEYS[8], mine, 'PXAT', ARGV[2])
 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-redis.call('ZADD', KEYS[3], ARGV[2], ARGV[4])
+-- The expiry index's score is the expiry plus the server clock's fraction
+-- of a second: tokens with the same expiry (minted in the same second for
+-- the same duration) then join at the end of their run rather than among
+-- each other by id, which costs Redis measurably more. Pruning takes a
+-- token at most 1 ms after its expiry; its record expires exactly.
+redis.call('ZADD', KEYS[3], at + tonumber(clock[2]) / 1000000, ARGV[4])
 -- The index and the expiry index always get the same expiry (here, and
 -- only here), so one read tells whether both must move.
 if redis.call('PEXPIRETIME', KEYS[2]) < at then

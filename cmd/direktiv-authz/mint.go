@@ -243,7 +243,13 @@ func (a *app) mint(ctx *fasthttp.RequestCtx, who caller, ns string, req mintRequ
 		return mintResponse{}, errorf(decisionCode(dec.Code), "%s", dec.Reason)
 	}
 
-	now := a.now().UTC().Truncate(time.Second)
+	// Times are shown, and expiry computed, in whole seconds. The record
+	// keeps the creation time to the microsecond: it orders the list, and
+	// tokens minted in the same second then join the Redis index at its end
+	// instead of among each other by id (measurably cheaper, see
+	// bench/RESULTS.md); shown in seconds it is the same created.
+	exact := a.now().UTC().Truncate(time.Microsecond)
+	now := exact.Truncate(time.Second)
 	expires, warnings, err := a.expiry(now, req.Expires, who)
 	if err != nil {
 		return mintResponse{}, err
@@ -271,7 +277,7 @@ func (a *app) mint(ctx *fasthttp.RequestCtx, who caller, ns string, req mintRequ
 		Namespace:   ns,
 		Description: req.Description,
 		Policies:    resp.Policies,
-		Created:     now,
+		Created:     exact,
 		Expires:     expires,
 		Revision:    a.engine.Revision(),
 		Hash:        sec.Hash(),
