@@ -266,8 +266,11 @@ func (c *comparison) load(ctx context.Context, sc scenarioConfig, name, scenario
 	if err != nil {
 		return runReport{}, err
 	}
+	groups := c.cpuGroups()
+	var before cpuSnapshot
 	spec := loadSpec{name: name, scenario: scenario, target: target, kinds: kinds, conns: c.cfg.conns, rate: rate,
-		duration: d, warmup: c.cfg.warmup, timeout: c.cfg.timeout, progress: c.progress}
+		duration: d, warmup: c.cfg.warmup, timeout: c.cfg.timeout, progress: c.progress,
+		onMeasure: func() { before = snapshotCPU(groups) }}
 	res, err := runLoad(ctx, spec)
 	if err != nil {
 		return runReport{}, err
@@ -275,7 +278,11 @@ func (c *comparison) load(ctx context.Context, sc scenarioConfig, name, scenario
 	if res.interrupted {
 		return runReport{}, fmt.Errorf("interrupted during %s: %w", name, ctx.Err())
 	}
+	after := snapshotCPU(groups)
 	r := newRunReport(res)
+	if before != nil {
+		r.CPU = perRequest(before, after, r.Requests)
+	}
 	r.Round = round
 	r.Charted = false
 	c.runs = append(c.runs, r)
@@ -287,13 +294,29 @@ func (c *comparison) load(ctx context.Context, sc scenarioConfig, name, scenario
 	if r.Loop == "open" {
 		extra = fmt.Sprintf(" at %.0f/s", r.RatePerS)
 	}
-	c.logf("  %-26s %9.0f ok/s%s  p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  errors %d", label, r.Throughput, extra, r.Latency.P50, r.Latency.P99, r.Latency.P999, r.Failed)
+	cpu := ""
+	if r.CPU != nil {
+		cpu = "  cpu µs/req: " + cpuText(r.CPU)
+	}
+	c.logf("  %-26s %9.0f ok/s%s  p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  errors %d%s", label, r.Throughput, extra, r.Latency.P50, r.Latency.P99, r.Latency.P999, r.Failed, cpu)
 	if r.Failed > 0 {
 		for k, v := range r.Errors {
 			c.logf("    %d × %s: %.160s", v, k, r.ErrorSamples[k])
 		}
 	}
 	return r, nil
+}
+
+// cpuGroups is every server started (each in its own process group) and
+// the generator, this process.
+func (c *comparison) cpuGroups() []cpuGroup {
+	groups := []cpuGroup{{name: "generator"}}
+	for _, p := range c.ps.list {
+		if p.cmd.Process != nil && !p.exited() {
+			groups = append(groups, cpuGroup{name: p.name, pgid: p.cmd.Process.Pid})
+		}
+	}
+	return groups
 }
 
 // latencyAtHalf is R4: the sidecar and nginx in turn, open loop at half of
@@ -482,8 +505,14 @@ func (c *comparison) startServers(ctx context.Context) error {
 	if hasUpstreamKey {
 		env = append(env, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+c.upstreamKey)
 	}
+	// The operations listener stays on (it is on by default, and its
+	// metrics instrument every request), on a free port rather than :9090.
+	opsPort, err := freePort()
+	if err != nil {
+		return err
+	}
 	sdp, err := c.ps.start("sidecar", env, bin, "--listen", fmt.Sprintf("127.0.0.1:%d", sidePort), "--upstream", c.direct,
-		"--redis-url", fmt.Sprintf("redis://%s/0", redisAddr), "--log-level", "warn")
+		"--redis-url", fmt.Sprintf("redis://%s/0", redisAddr), "--log-level", "warn", "--ops-listen", fmt.Sprintf("127.0.0.1:%d", opsPort))
 	if err != nil {
 		return err
 	}
@@ -492,7 +521,7 @@ func (c *comparison) startServers(ctx context.Context) error {
 	if err := waitReady(ctx, sdp, 90*time.Second, probeHTTP(c.sidecar, "/api/namespaces/"+c.cfg.ns+"/auth/token")); err != nil {
 		return err
 	}
-	c.versions = append(c.versions, setting{"sidecar", fmt.Sprintf("ready %.1fs after start; GOMAXPROCS %d (every core), --log-level warn, upstream API key %v",
+	c.versions = append(c.versions, setting{"sidecar", fmt.Sprintf("ready %.1fs after start; GOMAXPROCS %d (every core), --log-level warn, metrics on, upstream API key %v",
 		time.Since(t0).Seconds(), runtime.NumCPU(), hasUpstreamKey)})
 
 	if nginxBin != "" {
@@ -701,7 +730,7 @@ func appendResults(path string, rep *report, dir string) error {
 		}
 		fmt.Fprintf(&b, "| %s %s | %s | %s | %s | %s |\n", r.ID, r.Title, val, r.goalText(), r.Status, strings.ReplaceAll(ratioDetail(r), "|", "/"))
 	}
-	b.WriteString("\n| run (median round) | loop | ok/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors |\n|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("\n| run (median round) | loop | ok/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | errors | CPU µs per request |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	first := map[string]int{} // rows in the order the runs first appeared
 	var rows []runReport
 	for i, r := range rep.Runs {
@@ -718,8 +747,12 @@ func appendResults(path string, rep *report, dir string) error {
 		if r.RatePerS > 0 {
 			loop = fmt.Sprintf("open %.0f/s", r.RatePerS)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %.0f | %.3f | %.3f | %.3f | %.3f | %.3f | %d |\n", r.Name, loop, r.Throughput,
-			r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max, r.Failed)
+		cpu := cpuText(r.CPU)
+		if cpu == "" {
+			cpu = "–"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %.0f | %.3f | %.3f | %.3f | %.3f | %.3f | %d | %s |\n", r.Name, loop, r.Throughput,
+			r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max, r.Failed, cpu)
 	}
 	for _, n := range rep.Notes {
 		fmt.Fprintf(&b, "\nNote: %s\n", n)

@@ -49,6 +49,11 @@ type loadSpec struct {
 	timeout  time.Duration // per request
 	limit    time.Duration // hard cap on the whole run, warm-up included
 	progress io.Writer     // progress bar; nil for none
+
+	// onMeasure, if set, is called once when the warm-up ends and the
+	// measured window starts (compare reads each process's CPU time then);
+	// runLoad returns only after it has returned.
+	onMeasure func()
 }
 
 // Bounds on a run, so that a typo cannot start an endless or absurd load.
@@ -415,6 +420,18 @@ func runLoad(ctx context.Context, spec loadSpec) (*loadResult, error) {
 	workers := make([]*worker, spec.conns)
 	for i := range workers {
 		workers[i] = newWorker(hc, base, spec.kinds, uint64(i+1))
+	}
+	if spec.onMeasure != nil {
+		measured := make(chan struct{})
+		t := time.AfterFunc(time.Until(warmEnd), func() {
+			defer close(measured)
+			spec.onMeasure()
+		})
+		defer func() {
+			if !t.Stop() {
+				<-measured
+			}
+		}()
 	}
 	stopBar := startProgress(spec, sh, start, warmEnd, planEnd)
 	for _, w := range workers {

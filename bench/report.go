@@ -88,7 +88,10 @@ type runReport struct {
 	Percentiles  [][2]float64      `json:"percentiles"` // [quantile, ms]
 	Timeline     []timePoint       `json:"timeline"`
 	Interrupted  bool              `json:"interrupted,omitempty"`
-	Charted      bool              `json:"-"` // drawn in the HTML charts
+	// CPU is what each process spent per measured request, in µs (see
+	// cpu.go); compare runs only, Linux only.
+	CPU     map[string]float64 `json:"cpu_us_per_request,omitempty"`
+	Charted bool               `json:"-"` // drawn in the HTML charts
 
 	hist *histogram // kept for pooling rounds; not exported
 }
