@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -313,5 +316,60 @@ func TestStartsWhileRedisIsDown(t *testing.T) {
 			t.Fatal("the sidecar did not start serving after Redis came up")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A mint body over the limit gets its 413 while the client is still
+// sending: up to drainLimit the body is read and dropped and the
+// connection serves the next request; beyond it the connection is closed.
+func TestMintTooLargeAnswered(t *testing.T) {
+	s, _ := startRedisSidecar(t)
+	addr := strings.TrimPrefix(s.url, "http://")
+	send := func(conn net.Conn, br *bufio.Reader, size int) *http.Response {
+		t.Helper()
+		body := `{"description":"` + strings.Repeat("x", size) + `","policies":["workflowView"]}`
+		head := fmt.Sprintf("POST /api/namespaces/ns1/auth/token HTTP/1.1\r\nHost: x\r\nDirektiv-Token: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n", testAdminToken, len(body))
+		// Write concurrently: the answer may come before the body is sent.
+		werr := make(chan error, 1)
+		go func() { _, err := io.WriteString(conn, head+body); werr <- err }()
+		res, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("reading the answer to a %d byte body: %v", len(body), err)
+		}
+		if _, err := io.Copy(io.Discard, res.Body); err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if size <= drainLimit {
+			if err := <-werr; err != nil {
+				t.Fatalf("sending a %d byte body: %v (the sidecar stopped reading it)", len(body), err)
+			}
+		}
+		return res
+	}
+
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	res := send(conn, br, 300<<10)
+	if res.StatusCode != http.StatusRequestEntityTooLarge || res.Close {
+		t.Fatalf("300 KiB body: %d, close %v; want 413 on a connection kept open", res.StatusCode, res.Close)
+	}
+	// The same connection mints next.
+	if res := send(conn, br, 10); res.StatusCode != http.StatusCreated {
+		t.Fatalf("mint after the 413 on the same connection: %d, want 201", res.StatusCode)
+	}
+
+	conn2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	res = send(conn2, bufio.NewReader(conn2), 2<<20)
+	if res.StatusCode != http.StatusRequestEntityTooLarge || !res.Close {
+		t.Fatalf("2 MiB body: %d, close %v; want 413 and the connection closed", res.StatusCode, res.Close)
 	}
 }
