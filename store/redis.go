@@ -246,14 +246,7 @@ func (r *Redis) CreateLimited(ctx context.Context, t Token, l Limit) error {
 	if err := validateLimit(l); err != nil {
 		return err
 	}
-	data := t.appendJSON(make([]byte, 0, 512))
-	ns := t.Namespace
-	keys := []string{r.recordKey(ns, t.ID), r.indexKey(ns), r.expiryKey(ns), r.doneKey(ns, t.ID)}
-	if t.Parent != "" {
-		keys = append(keys, r.recordKey(ns, t.Parent), r.kidsKey(ns, t.Parent), r.upKey(ns, t.Parent), r.upKey(ns, t.ID))
-	}
-	args := []any{data, t.Expires.UnixMilli(), t.Created.UnixMicro(), t.ID, t.Parent, r.tag(ns) + "kids:", MaxAncestors}
-	keys, args, refs := r.rateLimits(ns, l, keys, args)
+	keys, args, refs := r.createArgs(t, l)
 	var cmd *redis.Cmd
 	var acked int
 	if r.waitReplicas == 0 {
@@ -294,6 +287,18 @@ func (r *Redis) CreateLimited(ctx context.Context, t Token, l Limit) error {
 	default:
 		return fmt.Errorf("%w: create script answered %d", ErrUnavailable, res)
 	}
+}
+
+// createArgs is createScript's KEYS and ARGV for the valid record t and
+// limits l, and the scope of each limit in order.
+func (r *Redis) createArgs(t Token, l Limit) ([]string, []any, []limitRef) {
+	ns := t.Namespace
+	keys := []string{r.recordKey(ns, t.ID), r.indexKey(ns), r.expiryKey(ns), r.doneKey(ns, t.ID)}
+	if t.Parent != "" {
+		keys = append(keys, r.recordKey(ns, t.Parent), r.kidsKey(ns, t.Parent), r.upKey(ns, t.Parent), r.upKey(ns, t.ID))
+	}
+	args := []any{t.appendJSON(make([]byte, 0, 512)), t.Expires.UnixMilli(), t.Created.UnixMicro(), t.ID, t.Parent, r.tag(ns) + "kids:", MaxAncestors}
+	return r.rateLimits(ns, l, keys, args)
 }
 
 // Lookup returns the live token namespace/id with one GET. It returns an

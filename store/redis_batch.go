@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -20,9 +21,9 @@ import (
 // between two separate round trips) and answers them with one write.
 //
 // A create that finds fewer than maxCreatePipelines pipelines in flight is
-// sent at once, alone or with whatever is waiting: batching never delays a
-// create on an idle store. Otherwise it waits; when a pipeline comes back,
-// the first waiting create takes every waiting create and sends them as the
+// sent at once, alone: batching never delays a create on an idle store.
+// Otherwise it waits; when a pipeline comes back, the oldest waiting create
+// takes the waiting creates (up to maxCreateBatch) and sends them as the
 // next pipeline (group commit). There is no timer and no extra goroutine.
 //
 // Each create keeps its own reply and error. A pipeline that fails as a
@@ -78,10 +79,12 @@ func (b *scriptBatcher) run(ctx context.Context, keys []string, args []any) *red
 	c := &scriptCall{keys: keys, args: args, done: make(chan struct{})}
 	b.mu.Lock()
 	if b.inflight < maxCreatePipelines {
+		// Nothing waits while a pipeline is free (a pipeline that comes
+		// back with calls waiting hands them on instead of freeing its
+		// place), so this call goes alone.
 		b.inflight++
-		batch := b.take(c)
 		b.mu.Unlock()
-		b.send(ctx, c, batch)
+		b.send(ctx, c, []*scriptCall{c})
 		return c.cmd
 	}
 	b.waiting = append(b.waiting, c)
@@ -93,18 +96,11 @@ func (b *scriptBatcher) run(ctx context.Context, keys []string, args []any) *red
 	return c.cmd
 }
 
-// take returns the waiting calls, at most maxCreateBatch, with first among
-// them (appended if not already waiting); b.mu is held.
-func (b *scriptBatcher) take(first *scriptCall) []*scriptCall {
+// take removes and returns the oldest waiting calls, at most
+// maxCreateBatch; b.mu is held.
+func (b *scriptBatcher) take() []*scriptCall {
 	n := min(len(b.waiting), maxCreateBatch)
-	if first != nil && n == maxCreateBatch {
-		n--
-	}
-	batch := make([]*scriptCall, 0, n+1)
-	if first != nil {
-		batch = append(batch, first)
-	}
-	batch = append(batch, b.waiting[:n]...)
+	batch := slices.Clone(b.waiting[:n])
 	rest := copy(b.waiting, b.waiting[n:])
 	clear(b.waiting[rest:])
 	b.waiting = b.waiting[:rest]
@@ -146,7 +142,7 @@ func (b *scriptBatcher) send(ctx context.Context, self *scriptCall, batch []*scr
 		b.mu.Unlock()
 		return
 	}
-	next := b.take(nil)
+	next := b.take()
 	b.mu.Unlock()
 	next[0].lead = next
 	close(next[0].done)

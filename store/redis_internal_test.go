@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -79,5 +80,44 @@ func TestRedisScriptsAreSafeToResend(t *testing.T) {
 	}
 	if n, _ := r.client.Exists(ctx, r.recordKey(ns, tok.ID)).Result(); n != 0 {
 		t.Fatal("the revoked record is back")
+	}
+}
+
+// TestBatchedCreatesAfterScriptFlush sends one pipeline of creates to a
+// Redis that lost its scripts (a restart, a failover): every EVALSHA in it
+// gets NOSCRIPT, and each create is sent again with the script and stored.
+func TestBatchedCreatesAfterScriptFlush(t *testing.T) {
+	srv := redistest.Start(t)
+	r := NewRedisClient(redis.NewClient(&redis.Options{Addr: srv.Addr()}), RedisOptions{})
+	defer r.Close()
+	ctx := context.Background()
+	const ns = "ns"
+	for round := range 3 {
+		if err := r.client.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		now := time.Now().UTC()
+		toks := make([]Token, 16)
+		batch := make([]*scriptCall, len(toks))
+		for i := range toks {
+			sum := sha256.Sum256(fmt.Appendf(nil, "secret %d %d", round, i))
+			toks[i] = Token{ID: fmt.Sprintf("00000000-0000-4000-8000-%06d%06d", round, i), Namespace: ns,
+				Created: now, Expires: now.Add(time.Hour), Hash: hex.EncodeToString(sum[:])}
+			keys, args, _ := r.createArgs(toks[i], Limit{})
+			batch[i] = &scriptCall{keys: keys, args: args, done: make(chan struct{})}
+		}
+		r.creates.inflight = 1 // as run counts the pipeline it sends
+		r.creates.send(ctx, batch[0], batch)
+		for i, c := range batch {
+			if n, err := c.cmd.Int64(); err != nil || n != 1 {
+				t.Fatalf("round %d: create %d in the pipeline = %d, %v; want 1", round, i, n, err)
+			}
+			if _, err := r.Lookup(ctx, ns, toks[i].ID); err != nil {
+				t.Fatalf("round %d: Lookup %d: %v", round, i, err)
+			}
+		}
+		if r.creates.inflight != 0 {
+			t.Fatalf("round %d: %d pipelines still counted in flight", round, r.creates.inflight)
+		}
 	}
 }

@@ -24,18 +24,17 @@ import (
 //	ARGV[7+2i]     limit i's interval (µs per create)
 //	ARGV[8+2i]     limit i's burst (creates at once)
 //
-// rate_check reads every limit and returns nil when the create may pass, or
+// rate_check(base, now), now the server's time in unix µs (the create's one
+// clock() read), reads every limit and returns nil when the create may pass, or
 // {-4, i, µs to wait} for the limit i that is furthest from passing. It
 // writes nothing; rate_take, called once the create is certain, counts it.
 // Numbers are formatted with %.0f: Lua's own tostring keeps 14 digits, a
 // time in µs has 16.
 const luaRateLimit = `
 local rl_keys, rl_tats = {}, {}
-local function rate_check(base)
+local function rate_check(base, now)
   local n = tonumber(ARGV[8] or '0') or 0
   if n == 0 then return nil end
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
   local worst, wi = 0, 0
   for i = 1, n do
     local key = KEYS[base + i]

@@ -31,9 +31,12 @@ import "github.com/redis/go-redis/v9"
 
 // luaCommon holds helpers shared by the scripts.
 const luaCommon = `
-local function now_ms()
+-- clock reads the server's time once: unix ms, and unix µs (exact: below
+-- 2^53 until the year 2255).
+local function clock()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local sec, us = tonumber(t[1]), tonumber(t[2])
+  return sec * 1000 + math.floor(us / 1000), sec * 1000000 + us
 end
 
 -- extend makes key expire at 'at' ms unless it already lives that long. A
@@ -92,8 +95,7 @@ end
 // between, the revoke marker (KEYS[4]) makes the resend answer "exists"
 // rather than bring the revoked token back.
 var createScript = redis.NewScript(luaCommon + luaRateLimit + `
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now, now_us = clock()
 local at = tonumber(ARGV[2])
 if at <= now then return -2 end
 local child = ARGV[5] ~= ''
@@ -126,7 +128,7 @@ if child then
   end
   if #chain + 1 > tonumber(ARGV[7]) then return -3 end
 end
-local limited = rate_check(child and 8 or 4)
+local limited = rate_check(child and 8 or 4, now_us)
 if limited then return limited end
 prune(KEYS[2], KEYS[3], now, 100)
 rate_take()
@@ -144,7 +146,7 @@ redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 -- the same duration) then join at the end of their run rather than among
 -- each other by id, which costs Redis measurably more. Pruning takes a
 -- token at most 1 ms after its expiry; its record expires exactly.
-redis.call('ZADD', KEYS[3], at + tonumber(clock[2]) / 1000000, ARGV[4])
+redis.call('ZADD', KEYS[3], at + (now_us % 1000000) / 1000000, ARGV[4])
 -- The index and the expiry index always get the same expiry (here, and
 -- only here), so one read tells whether both must move.
 if redis.call('PEXPIRETIME', KEYS[2]) < at then
@@ -176,7 +178,8 @@ local function less(a, b)
   return #a < #b
 end
 
-prune(KEYS[1], KEYS[2], now_ms(), 1000)
+local now = clock()
+prune(KEYS[1], KEYS[2], now, 1000)
 local want = tonumber(ARGV[4])
 local out = {0}
 local min = '-inf'

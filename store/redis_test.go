@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -442,36 +441,5 @@ func TestNewRedisErrors(t *testing.T) {
 				t.Fatalf("NewRedis: %v, want a configuration error mentioning %q", err, tc.want)
 			}
 		})
-	}
-}
-
-// TestRedisBatchedCreatesAfterScriptFlush: creates pipelined together after
-// Redis lost its scripts each get NOSCRIPT, are sent again with the script
-// and are all stored.
-func TestRedisBatchedCreatesAfterScriptFlush(t *testing.T) {
-	srv := redistest.Start(t)
-	s := mustRedis(t, srv.URL(), store.RedisOptions{})
-	c := rawClient(t, srv)
-	ctx, ns := context.Background(), storetest.Namespace(t)
-	for round := 0; round < 3; round++ {
-		if err := c.ScriptFlush(ctx).Err(); err != nil {
-			t.Fatal(err)
-		}
-		toks := make([]store.Token, 64)
-		errs := make([]error, len(toks))
-		var wg sync.WaitGroup
-		for i := range toks {
-			toks[i], _ = storetest.MustToken(t, ns, "", time.Hour)
-			wg.Go(func() { errs[i] = s.Create(ctx, toks[i]) })
-		}
-		wg.Wait()
-		for i, err := range errs {
-			if err != nil {
-				t.Fatalf("round %d: Create %d after SCRIPT FLUSH: %v", round, i, err)
-			}
-			if _, err := s.Lookup(ctx, ns, toks[i].ID); err != nil {
-				t.Fatalf("round %d: Lookup %d: %v", round, i, err)
-			}
-		}
 	}
 }

@@ -79,7 +79,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	// go-redis logs through a package-level logger; route it to slog so
 	// that every line on stderr is JSON. Only run sets it: it owns the process.
 	redis.SetLogger(redisLogger{log})
-	a, err := newApp(ctx, cfg, log, newAuditLogger(lw), stdout)
+	a, err := newApp(ctx, cfg, log, newAuditLog(lw), stdout)
 	if err != nil {
 		return err
 	}

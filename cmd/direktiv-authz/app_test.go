@@ -53,7 +53,7 @@ func startSidecar(tb testing.TB, args []string, environ ...string) *sidecar {
 	}
 	log := newTestLogger(logs)
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := newApp(ctx, cfg, log, newAuditLogger(logs), io.Discard)
+	a, err := newApp(ctx, cfg, log, newAuditLog(logs), io.Discard)
 	if err != nil {
 		cancel()
 		tb.Fatalf("newApp: %v", err)

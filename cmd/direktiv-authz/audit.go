@@ -51,7 +51,7 @@ type auditLog struct {
 	bufs sync.Pool // *[]byte
 }
 
-func newAuditLogger(w io.Writer) *auditLog { return &auditLog{w: w} }
+func newAuditLog(w io.Writer) *auditLog { return &auditLog{w: w} }
 
 // audit writes one audit line.
 func (a *app) audit(ctx *fasthttp.RequestCtx, e auditEvent) {

@@ -17,7 +17,7 @@ func TestAuditLineMatchesSlog(t *testing.T) {
 	now := time.Date(2026, 11, 27, 9, 30, 1, 123456789, time.FixedZone("CET", 3600))
 
 	var got bytes.Buffer
-	newAuditLogger(&got).write(now, e, "127.0.0.1:5555", "sha256:abc")
+	newAuditLog(&got).write(now, e, "127.0.0.1:5555", "sha256:abc")
 
 	var want bytes.Buffer
 	h := slog.NewJSONHandler(&want, nil)

@@ -141,17 +141,17 @@ func jsonTypeName(goType string) string {
 	}
 }
 
+// drainLimit is the largest declared body readBody reads and drops to
+// answer 413 cleanly; beyond it, dropping would cost more than the client
+// is owed.
+const drainLimit = 1 << 20
+
 // readBody reads at most limit bytes of the request body, streamed or not.
 // A larger body is codeTooLarge. One whose declared length is at most
 // drainLimit is read to its end and dropped first, so the client, still
 // sending it, gets the 413 rather than a connection reset, and the
 // connection stays usable. A larger or undeclared one is not read further:
 // the connection is closed.
-// drainLimit is the largest declared body readBody reads and drops to
-// answer 413 cleanly; beyond it, dropping would cost more than the client
-// is owed.
-const drainLimit = 1 << 20
-
 func readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 	tooLarge := errorf(codeTooLarge, "the request body exceeds %d bytes", limit)
 	if cl := ctx.Request.Header.ContentLength(); cl > limit {
@@ -159,8 +159,8 @@ func readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 			ctx.SetConnectionClose()
 			return nil, tooLarge
 		}
-		if n, err := io.CopyN(io.Discard, ctx.RequestBodyStream(), int64(cl)); err != nil || n != int64(cl) {
-			ctx.SetConnectionClose()
+		if _, err := io.CopyN(io.Discard, ctx.RequestBodyStream(), int64(cl)); err != nil {
+			ctx.SetConnectionClose() // short (io.EOF) or broken: the rest is not coming
 		}
 		return nil, tooLarge
 	}
