@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/internal/relay"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
@@ -51,6 +52,11 @@ type app struct {
 	now    func() time.Time
 	proxy  *proxy      // forwards what the sidecar does not own
 	cache  *tokenCache // recently authenticated token records; nil: none
+
+	// The fast path (relay.go): nil when off.
+	relay       *relay.Relay
+	relayLn     *relayListener // the server's listener: what the relay hands off
+	upstreamKey []byte         // cfg.upstreamAPIKey, for the relay
 
 	// Operations (see ops.go, metrics.go, tls.go).
 	metrics  *metrics      // nil without --ops-listen
@@ -132,7 +138,25 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, audits *auditLog,
 		a.store.Close()
 		return nil, err
 	}
+	if err := a.newRelay(); err != nil {
+		a.ln.Close()
+		a.store.Close()
+		if a.opsLn != nil {
+			a.opsLn.Close()
+		}
+		return nil, err
+	}
 	return a, nil
+}
+
+// streaming is the number of responses of unknown length (event streams)
+// being forwarded, by the server and by the relay.
+func (a *app) streaming() int {
+	n := a.proxy.streaming()
+	if a.relay != nil {
+		n += a.relay.Streams()
+	}
+	return n
 }
 
 // addr is the address the sidecar listens on, with the port resolved.
@@ -159,8 +183,17 @@ func (a *app) serve(ctx context.Context) error {
 	}
 	go a.followRevocations(ctx)
 	a.startOps()
-	errc := make(chan error, 1)
-	go func() { errc <- a.server.Serve(a.ln) }()
+	errc := make(chan error, 2)
+	if a.relay != nil {
+		go func() { errc <- a.server.Serve(a.relayLn) }()
+		go func() {
+			if err := a.relay.Serve(); err != nil {
+				errc <- err
+			}
+		}()
+	} else {
+		go func() { errc <- a.server.Serve(a.ln) }()
+	}
 	select {
 	case err := <-errc:
 		a.stopping.Store(true)
@@ -178,7 +211,15 @@ func (a *app) serve(ctx context.Context) error {
 	shutdown, cancelShutdown := context.WithTimeout(context.Background(), a.cfg.shutdownGrace)
 	defer cancelShutdown()
 	a.proxy.interrupt() // event streams never end by themselves
-	err := a.server.ShutdownWithContext(shutdown)
+	var err error
+	if a.relay != nil {
+		// The relay first: until it has stopped it may still hand
+		// connections to the server.
+		err = a.relay.Shutdown(shutdown) // closes a.ln
+	}
+	if serr := a.server.ShutdownWithContext(shutdown); err == nil {
+		err = serr
+	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		// Not a failure of the shutdown: the grace period is the bound.
 		a.log.Warn("shutdown grace period over; requests still in flight are cut off", "grace", a.cfg.shutdownGrace.String())

@@ -41,6 +41,7 @@ type config struct {
 	UpstreamCAFile      string
 	Strict              bool
 	TokenCacheTTL       string
+	EventLoops          string
 
 	// Operations (see ops.go, tls.go and ratelimit.go).
 	OpsListen            string
@@ -63,6 +64,7 @@ type config struct {
 	upstreamAPIKey      string        // the value; never logged
 	upstreamCAs         *x509.CertPool
 	tokenCacheTTL       time.Duration // 0: no cache
+	relayLoops          int           // event loops forwarding; 0: GOMAXPROCS; -1: off
 
 	opsListen            string // "": no operations listener
 	shutdownGrace        time.Duration
@@ -96,6 +98,7 @@ func (c *config) settings() []setting {
 		{flag: "upstream-ca-file", env: "DIREKTIV_AUTHZ_UPSTREAM_CA_FILE", usage: "PEM file of the CA certificates an https upstream is verified with (default: the system's)", str: &c.UpstreamCAFile},
 		{flag: "strict", env: "DIREKTIV_AUTHZ_STRICT", usage: "forward only requests carrying the admin token or a valid minted token; anything else is a 401", boolean: &c.Strict},
 		{flag: "token-cache-ttl", env: "DIREKTIV_AUTHZ_TOKEN_CACHE_TTL", usage: "Go duration a token record is cached in process; a revoked token is honoured at most this long after; 0 disables the cache", str: &c.TokenCacheTTL},
+		{flag: "event-loops", env: "DIREKTIV_AUTHZ_EVENT_LOOPS", usage: "event loops that forward plain requests to an http:// upstream without a goroutine per connection (see README, Forwarding): auto (one per core), a number, or off (every request on the goroutine-per-connection server)", str: &c.EventLoops},
 		{flag: "ops-listen", env: "DIREKTIV_AUTHZ_OPS_LISTEN", usage: "address of the operations listener (/healthz, /readyz, /metrics; plain HTTP); off (or empty) disables it and the metrics", str: &c.OpsListen},
 		{flag: "shutdown-grace", env: "DIREKTIV_AUTHZ_SHUTDOWN_GRACE", usage: "Go duration in-flight requests may take to finish after SIGTERM", str: &c.ShutdownGrace},
 		{flag: "tls-cert-file", env: "DIREKTIV_AUTHZ_TLS_CERT_FILE", usage: "PEM certificate (chain) to serve HTTPS with; needs --tls-key-file; reloaded when the file changes", str: &c.TLSCertFile},
@@ -126,6 +129,7 @@ func defaultConfig() config {
 		UpstreamDialTimeout: "5s",
 		UpstreamTimeout:     "10m",
 		TokenCacheTTL:       "1s",
+		EventLoops:          "auto",
 
 		OpsListen:     ":9090",
 		ShutdownGrace: "25s",
@@ -276,6 +280,18 @@ func (c *config) validate() error {
 	}
 	if c.tokenCacheTTL, err = parseTimeout("--token-cache-ttl", c.TokenCacheTTL, "no cache"); err != nil {
 		return err
+	}
+	switch c.EventLoops {
+	case "auto":
+		c.relayLoops = 0
+	case "off":
+		c.relayLoops = -1
+	default:
+		n, err := strconv.Atoi(c.EventLoops)
+		if err != nil || n < 1 || n > 256 {
+			return fmt.Errorf("--event-loops %q: want auto, off or a number from 1 to 256", c.EventLoops)
+		}
+		c.relayLoops = n
 	}
 	if err := c.validateOps(); err != nil {
 		return err

@@ -156,11 +156,11 @@ func newMetrics(a *app, eng *engine.Engine) *metrics {
 			Help: "Token records in the in-process cache.",
 		}, func() float64 { return float64(c.len()) }))
 	}
-	if p := a.proxy; p != nil {
+	if a.proxy != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Name: "upstream_streams",
 			Help: "Responses of unknown length (event streams) being forwarded.",
-		}, func() float64 { return float64(p.streaming()) }))
+		}, func() float64 { return float64(a.streaming()) }))
 	}
 	m.reg.MustRegister(policyCollector{a: a, eng: eng})
 	if r := a.tlsCert; r != nil {

@@ -1,0 +1,269 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/internal/jsonenc"
+	"github.com/direktiv/direktiv-authz/internal/relay"
+	"github.com/direktiv/direktiv-authz/store"
+)
+
+// The fast path. Requests to forward arrive on the relay's event loops
+// (internal/relay), which forward the plain, allowed ones themselves and
+// hand every other connection, from the request it could not take on, to
+// the fasthttp server: the sidecar's own endpoints, refusals (so that each
+// is answered, audited and counted in one place), malformed or unusual
+// requests, large or chunked bodies. relayHandler decides which is which
+// with the same rules as enforce; a denial is never forwarded, only handed
+// to the server, which decides again and refuses.
+
+// relayHandler is the sidecar's relay.Handler.
+type relayHandler struct{ a *app }
+
+// lookupNote carries a store lookup done off the loop to the next Decide.
+type lookupNote struct {
+	rec store.Token
+	err error
+}
+
+// Decide forwards a request the relay may send as it is: no minted token
+// (outside --strict), the admin token, or a minted token whose record is
+// cached (or was just looked up) and that the route rules allow. A cache
+// miss is a Wait for the lookup; everything else is a Handoff.
+func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
+	a := h.a
+	path, query, _ := bytes.Cut(r.Target, []byte{'?'})
+	if bytes.IndexByte(r.Target, '#') >= 0 || ownPath(path) {
+		return relay.Verdict{Action: relay.Handoff}
+	}
+	minted := 0
+	for _, v := range r.Tokens {
+		if store.IsMinted(string(v)) {
+			minted++
+		}
+	}
+	switch {
+	case minted > 0 && len(r.Tokens) > 1:
+		return relay.Verdict{Action: relay.Handoff}
+	case minted == 0 && !a.cfg.Strict:
+		return relay.Verdict{Action: relay.Forward, Token: relay.TokenKeep}
+	case minted == 0:
+		if len(r.Tokens) == 1 && subtle.ConstantTimeCompare(r.Tokens[0], []byte(a.cfg.adminToken)) == 1 {
+			return relay.Verdict{Action: relay.Forward, Token: relay.TokenKeep}
+		}
+		return relay.Verdict{Action: relay.Handoff}
+	}
+
+	sec, err := store.ParseSecret(string(r.Tokens[0]))
+	if err != nil {
+		return relay.Verdict{Action: relay.Handoff}
+	}
+	var rec store.Token
+	if n, ok := r.Note.(lookupNote); ok {
+		if n.err != nil {
+			return relay.Verdict{Action: relay.Handoff}
+		}
+		rec = n.rec
+	} else {
+		var cached bool
+		var gen uint64
+		rec, gen, cached = a.cache.get(sec.Namespace, sec.ID)
+		if !cached {
+			return relay.Verdict{Action: relay.Wait, Wait: func() any {
+				rec, err := a.store.Lookup(context.Background(), sec.Namespace, sec.ID)
+				if err == nil && subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(sec.Hash())) == 1 && !rec.Expired(a.now()) {
+					a.cache.fill(rec, gen)
+				}
+				return lookupNote{rec: rec, err: err}
+			}}
+		}
+	}
+	if subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(sec.Hash())) != 1 || rec.Expired(a.now()) {
+		return relay.Verdict{Action: relay.Handoff}
+	}
+	dec, err := a.engine.Route(context.Background(), engine.RouteInput{
+		Caller: engine.Caller{Namespace: rec.Namespace, Policies: rec.Policies},
+		Method: string(r.Method),
+		Path:   string(path),
+		Query:  string(query),
+	})
+	if err != nil || !dec.Allow {
+		return relay.Verdict{Action: relay.Handoff}
+	}
+	if key := a.cfg.upstreamAPIKey; key != "" {
+		return relay.Verdict{Action: relay.Forward, Token: relay.TokenSet, Value: a.upstreamKey}
+	}
+	return relay.Verdict{Action: relay.Forward, Token: relay.TokenDrop}
+}
+
+// ownPath reports a path the relay must not forward: the sidecar's own
+// /api/namespaces/{ns}/auth/... endpoints, and any path that does not split
+// cleanly (the server answers 400). Only paths that could be either are
+// split: those containing "auth" or a percent escape.
+func ownPath(path []byte) bool {
+	if !bytes.Contains(path, []byte("auth")) && bytes.IndexByte(path, '%') < 0 {
+		return false
+	}
+	segs, err := engine.SplitPath(string(path))
+	if err != nil {
+		return true
+	}
+	return len(segs) >= 4 && segs[0] == "api" && segs[1] == "namespaces" && segs[3] == "auth"
+}
+
+// Fail answers a request the upstream failed, with the messages of
+// proxy.upstreamError, and logs the cause as writeError does.
+func (h relayHandler) Fail(method, target []byte, f relay.Failure, cause error) relay.Response {
+	a := h.a
+	var ae *apiError
+	switch f {
+	case relay.Busy:
+		ae = &apiError{code: codeUnavailable, message: fmt.Sprintf("all %d connections to the Direktiv API are busy; try again later", a.cfg.upstreamMaxConns)}
+	case relay.DialTimeout:
+		ae = &apiError{code: codeGatewayTimeout, message: fmt.Sprintf("the Direktiv API could not be reached within %s; try again later", a.cfg.upstreamDialTimeout)}
+	case relay.Unreachable:
+		ae = &apiError{code: codeBadGateway, message: "the Direktiv API cannot be reached; try again later"}
+	case relay.Timeout:
+		ae = &apiError{code: codeGatewayTimeout, message: fmt.Sprintf("the Direktiv API did not answer within %s", a.cfg.upstreamTimeout)}
+	default:
+		ae = &apiError{code: codeBadGateway, message: "the Direktiv API broke off the exchange; try again later"}
+	}
+	ae.err = cause
+	status := statusOf[ae.code]
+	path, _, _ := bytes.Cut(target, []byte{'?'})
+	a.log.Error("request failed", "method", string(method), "path", string(path), "status", status, "err", ae.Error())
+	body := errorBody{Code: status, Message: ae.message}.appendJSON(make([]byte, 0, 128))
+	return relay.Response{
+		Status: status,
+		Header: [][2]string{{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}},
+		Body:   append(body, '\n'),
+	}
+}
+
+// Done counts a forwarded request in the metrics, as instrument and
+// upstreamDone do for the server's.
+func (h relayHandler) Done(e *relay.Exchange) {
+	m := h.a.metrics
+	if m == nil {
+		return
+	}
+	path, _, _ := bytes.Cut(e.Target, []byte{'?'})
+	m.request(routeFamily(e.Method, path), e.Status)
+	switch e.Failure {
+	case relay.NoFailure:
+		m.upstream.Observe(e.Upstream.Seconds())
+	case relay.Busy:
+		m.upstreamErrors[upstreamBusy].Inc()
+	case relay.Timeout, relay.DialTimeout:
+		m.upstreamErrors[upstreamTimeout].Inc()
+	case relay.Unreachable:
+		m.upstreamErrors[upstreamUnreachable].Inc()
+	default:
+		m.upstreamErrors[upstreamBroken].Inc()
+	}
+}
+
+// appendJSON encodes the error body as json.Marshal would; messages are
+// the sidecar's own.
+func (e errorBody) appendJSON(b []byte) []byte {
+	b = fmt.Appendf(b, `{"code":%d,"message":`, e.Code)
+	b = jsonenc.String(b, e.Message, true)
+	return append(b, '}')
+}
+
+// relayListener is the server's listener when the relay accepts: it yields
+// the connections the relay hands off.
+type relayListener struct {
+	addr  net.Addr
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func newRelayListener(addr net.Addr) *relayListener {
+	return &relayListener{addr: addr, conns: make(chan net.Conn, 1024), done: make(chan struct{})}
+}
+
+func (l *relayListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *relayListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *relayListener) Addr() net.Addr { return l.addr }
+
+// handoff queues c for the server; after Close it closes c (the sidecar is
+// stopping). It blocks only when 1024 handed-off connections wait.
+func (l *relayListener) handoff(c net.Conn) {
+	select {
+	case <-l.done:
+		c.Close()
+	default:
+		select {
+		case l.conns <- c:
+		case <-l.done:
+			c.Close()
+		}
+	}
+}
+
+// newRelay puts the relay on the main listener, unless it is off, the
+// listener serves TLS or the upstream is https (the relay speaks plain
+// HTTP on both sides); the server then accepts as before.
+func (a *app) newRelay() error {
+	if a.cfg.relayLoops < 0 || a.tlsCert != nil || a.cfg.upstreamURL.Scheme != "http" {
+		return nil
+	}
+	tl, ok := a.ln.(*net.TCPListener)
+	if !ok {
+		return nil
+	}
+	u := a.cfg.upstreamURL
+	a.upstreamKey = []byte(a.cfg.upstreamAPIKey)
+	a.relayLn = newRelayListener(a.ln.Addr())
+	r, err := relay.New(tl, relay.Options{
+		Upstream:     hostPort(u.Host),
+		BasePath:     strings.TrimSuffix(u.EscapedPath(), "/"),
+		Host:         u.Host,
+		PreserveHost: a.cfg.PreserveHost,
+		TokenHeader:  headerToken,
+		Loops:        a.cfg.relayLoops,
+		MaxConns:     a.cfg.upstreamMaxConns,
+		MaxBody:      mintBodyLimit,
+		DialTimeout:  a.cfg.upstreamDialTimeout,
+		Timeout:      a.cfg.upstreamTimeout,
+		IdleTimeout:  a.server.IdleTimeout,
+		ReadTimeout:  a.server.ReadTimeout,
+		Handler:      relayHandler{a},
+		Handoff:      a.relayLn.handoff,
+		Log:          a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("event loops: %w", err)
+	}
+	a.relay = r
+	return nil
+}
+
+// hostPort adds http's port to a host without one.
+func hostPort(host string) string {
+	if _, _, err := net.SplitHostPort(host); err == nil {
+		return host
+	}
+	return net.JoinHostPort(strings.Trim(host, "[]"), "80")
+}
