@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
 	"sync"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/jsonenc"
@@ -36,12 +40,16 @@ type lookupNote struct {
 // Decide forwards a request the relay may send as it is: no minted token
 // (outside --strict), the admin token, or a minted token whose record is
 // cached (or was just looked up) and that the route rules allow. A cache
-// miss is a Wait for the lookup; everything else is a Handoff.
+// miss is a Wait for the lookup. The sidecar's own endpoints and every
+// refusal are served by the server's handlers off the loop (serveOne).
 func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	a := h.a
 	path, query, _ := bytes.Cut(r.Target, []byte{'?'})
-	if bytes.IndexByte(r.Target, '#') >= 0 || ownPath(path) {
+	if bytes.IndexByte(r.Target, '#') >= 0 {
 		return relay.Verdict{Action: relay.Handoff}
+	}
+	if ownPath(path) {
+		return h.serve(r, false)
 	}
 	minted := 0
 	for _, v := range r.Tokens {
@@ -51,24 +59,24 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	}
 	switch {
 	case minted > 0 && len(r.Tokens) > 1:
-		return relay.Verdict{Action: relay.Handoff}
+		return h.serve(r, true)
 	case minted == 0 && !a.cfg.Strict:
 		return relay.Verdict{Action: relay.Forward, Token: relay.TokenKeep}
 	case minted == 0:
 		if len(r.Tokens) == 1 && subtle.ConstantTimeCompare(r.Tokens[0], []byte(a.cfg.adminToken)) == 1 {
 			return relay.Verdict{Action: relay.Forward, Token: relay.TokenKeep}
 		}
-		return relay.Verdict{Action: relay.Handoff}
+		return h.serve(r, true)
 	}
 
 	sec, err := store.ParseSecret(string(r.Tokens[0]))
 	if err != nil {
-		return relay.Verdict{Action: relay.Handoff}
+		return h.serve(r, true)
 	}
 	var rec store.Token
 	if n, ok := r.Note.(lookupNote); ok {
 		if n.err != nil {
-			return relay.Verdict{Action: relay.Handoff}
+			return h.serve(r, true)
 		}
 		rec = n.rec
 	} else {
@@ -86,7 +94,7 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 		}
 	}
 	if subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(sec.Hash())) != 1 || rec.Expired(a.now()) {
-		return relay.Verdict{Action: relay.Handoff}
+		return h.serve(r, true)
 	}
 	dec, err := a.engine.Route(context.Background(), engine.RouteInput{
 		Caller: engine.Caller{Namespace: rec.Namespace, Policies: rec.Policies},
@@ -95,12 +103,94 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 		Query:  string(query),
 	})
 	if err != nil || !dec.Allow {
-		return relay.Verdict{Action: relay.Handoff}
+		return h.serve(r, true)
 	}
 	if key := a.cfg.upstreamAPIKey; key != "" {
 		return relay.Verdict{Action: relay.Forward, Token: relay.TokenSet, Value: a.upstreamKey}
 	}
 	return relay.Verdict{Action: relay.Forward, Token: relay.TokenDrop}
+}
+
+// serve is the Verdict serving r with serveOne; refusal says the checks
+// above refused it.
+func (h relayHandler) serve(r *relay.Request, refusal bool) relay.Verdict {
+	remote := net.TCPAddrFromAddrPort(r.Remote)
+	return relay.Verdict{Action: relay.Serve, Serve: func(raw []byte) ([]byte, bool) {
+		return h.a.serveOne(raw, remote, refusal)
+	}}
+}
+
+// serveOne answers one request the relay read whole, with the server's own
+// handler (the sidecar's endpoints) or, for a refusal, with enforce's
+// answer, and returns the response as bytes and whether the connection is
+// to close after it. It returns nil when the request is not refused after
+// all (a token revoked in between, say, or the rules reloaded): the relay
+// then hands the connection to the server, which forwards it.
+func (a *app) serveOne(raw []byte, remote net.Addr, refusal bool) ([]byte, bool) {
+	ctx := acquireServeCtx()
+	defer releaseServeCtx(ctx)
+	ctx.Init(&ctx.empty, remote, nil)
+	ctx.br.Reset(bytes.NewReader(raw))
+	if err := ctx.Request.Read(&ctx.br); err != nil {
+		return nil, false // the relay's parser took it; fasthttp's did not: let the server answer
+	}
+	if refusal {
+		err := a.enforce(&ctx.RequestCtx)
+		if err == nil {
+			return nil, false
+		}
+		a.writeError(&ctx.RequestCtx, err)
+		if m := a.metrics; m != nil {
+			m.request(routeFamily(ctx.Method(), ctx.Request.URI().PathOriginal()), ctx.Response.StatusCode())
+		}
+	} else {
+		a.server.Handler(&ctx.RequestCtx)
+	}
+	resp := &ctx.Response
+	if resp.IsBodyStream() {
+		// Not a response of the sidecar's own: nothing here forwards.
+		resp.CloseBodyStream()
+		a.log.Error("request failed", "method", string(ctx.Method()), "path", string(ctx.Request.URI().PathOriginal()), "err", "a streamed response where the sidecar answers itself")
+		resp.Reset()
+		a.writeError(&ctx.RequestCtx, errors.New("internal error"))
+	}
+	resp.Header.SetNoDefaultContentType(true)
+	resp.SkipBody = ctx.IsHead()
+	closeAfter := resp.ConnectionClose() || ctx.Request.Header.ConnectionClose()
+	if closeAfter {
+		resp.SetConnectionClose()
+	}
+	ctx.out.Reset()
+	if _, err := resp.WriteTo(&ctx.out); err != nil {
+		return nil, false
+	}
+	return append([]byte(nil), ctx.out.Bytes()...), closeAfter
+}
+
+// serveCtx is serveOne's pooled state.
+type serveCtx struct {
+	fasthttp.RequestCtx
+	empty fasthttp.Request
+	br    bufio.Reader
+	out   bytes.Buffer
+}
+
+var serveCtxPool sync.Pool
+
+func acquireServeCtx() *serveCtx {
+	if c, ok := serveCtxPool.Get().(*serveCtx); ok {
+		return c
+	}
+	c := &serveCtx{}
+	c.br = *bufio.NewReaderSize(nil, 4096)
+	return c
+}
+
+func releaseServeCtx(c *serveCtx) {
+	c.Request.Reset()
+	c.Response.Reset()
+	c.br.Reset(nil)
+	serveCtxPool.Put(c)
 }
 
 // ownPath reports a path the relay must not forward: the sidecar's own

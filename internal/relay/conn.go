@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"time"
 
@@ -30,7 +31,8 @@ const highWater = 64 << 10
 type client struct {
 	l        *loop
 	fd       int
-	ip       []byte
+	ip       []byte // the client's address, as X-Forwarded-For gets it
+	remote   netip.AddrPort
 	in       []byte // read, not yet consumed
 	out      []byte // to be written
 	woff     int    // bytes of out written
@@ -197,7 +199,7 @@ func (c *client) releaseIn() {
 
 func (c *client) decide() {
 	p := &c.parsed
-	req := Request{Method: p.method, Target: p.target, Tokens: p.tokens, Note: c.note}
+	req := Request{Method: p.method, Target: p.target, Tokens: p.tokens, Note: c.note, Remote: c.remote}
 	v := c.l.r.opt.Handler.Decide(&req)
 	c.note = nil
 	switch v.Action {
@@ -222,9 +224,45 @@ func (c *client) decide() {
 				}
 			})
 		}()
+	case Serve:
+		if v.Serve == nil {
+			c.l.handoff(c)
+			return
+		}
+		c.waited = false
+		c.serve(v.Serve)
 	default:
 		c.l.handoff(c)
 	}
+}
+
+// serve runs fn on the request in c.in off the loop, then writes its
+// response, or hands the connection off if it gave none.
+func (c *client) serve(fn func([]byte) ([]byte, bool)) {
+	l := c.l
+	total := c.parsed.head + c.parsed.length
+	raw := append([]byte(nil), c.in[:total]...)
+	closeReq := c.parsed.close
+	c.state = stateWait
+	go func() {
+		resp, closeAfter := fn(raw)
+		l.post(func() {
+			if c.fd < 0 || c.state != stateWait {
+				return
+			}
+			c.state = stateRead
+			if resp == nil {
+				l.handoff(c)
+				return
+			}
+			c.in = c.in[:copy(c.in, c.in[total:])]
+			c.releaseIn()
+			c.out = append(c.out, resp...)
+			c.closing = c.closing || closeAfter || closeReq || c.eof || l.shutting
+			c.since = l.now
+			c.step()
+		})
+	}()
 }
 
 // forward builds the request the upstream gets and sends it.

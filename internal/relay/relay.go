@@ -48,6 +48,10 @@ const (
 	// Wait runs Verdict.Wait off the loop and then asks Decide again, with
 	// Wait's result. A second Wait for the same request is a Handoff.
 	Wait
+	// Serve passes the whole request, as received, to Verdict.Serve off the
+	// loop and writes the response it returns; the connection stays on the
+	// loop. A nil response is a Handoff.
+	Serve
 )
 
 // TokenMode is what a forwarded request's token headers become.
@@ -66,6 +70,7 @@ type Request struct {
 	Target []byte   // path and query, as received
 	Tokens [][]byte // the values of every Options.TokenHeader header, in order
 	Note   any      // what the Wait before this Decide of the same request returned; nil on the first
+	Remote netip.AddrPort
 }
 
 // Verdict is Decide's answer.
@@ -74,6 +79,10 @@ type Verdict struct {
 	Token  TokenMode
 	Value  []byte     // TokenSet: the value sent; must not change afterwards
 	Wait   func() any // Wait: run on a goroutine of its own; its result is the next Decide's Request.Note
+	// Serve: run on a goroutine of its own with the request's bytes (head
+	// and body, its own copy); it returns a whole HTTP/1.1 response and
+	// whether the connection is to close after it, or nil.
+	Serve func(raw []byte) (resp []byte, close bool)
 }
 
 // Failure is why an exchange with the upstream failed.
@@ -419,7 +428,8 @@ func (s listenSock) event(uint32) {
 		}
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		c := &client{l: l, fd: fd, since: l.now, writable: true}
-		c.ip = sockaddrIP(sa)
+		c.remote = sockaddrAddr(sa)
+		c.ip = []byte(c.remote.Addr().String())
 		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}); err != nil {
 			unix.Close(fd)
 			continue
@@ -430,14 +440,14 @@ func (s listenSock) event(uint32) {
 	}
 }
 
-func sockaddrIP(sa unix.Sockaddr) []byte {
+func sockaddrAddr(sa unix.Sockaddr) netip.AddrPort {
 	switch a := sa.(type) {
 	case *unix.SockaddrInet4:
-		return []byte(netip.AddrFrom4(a.Addr).String())
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
 	case *unix.SockaddrInet6:
-		return []byte(netip.AddrFrom16(a.Addr).Unmap().String())
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
 	}
-	return []byte("unknown")
+	return netip.AddrPort{}
 }
 
 func (l *loop) getBuf() []byte {
