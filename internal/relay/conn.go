@@ -880,7 +880,9 @@ func (l *loop) dial(c *client) {
 	r := l.r
 	go func() {
 		fd, err := r.dial()
-		l.post(func() { l.dialed(fd, err, c) })
+		if !l.post(func() { l.dialed(fd, err, c) }) && err == nil {
+			unix.Close(fd) // the loop stopped meanwhile
+		}
 	}()
 }
 

@@ -251,10 +251,12 @@ func (r *Relay) Shutdown(ctx context.Context) error {
 	var acked sync.WaitGroup
 	for _, l := range r.loops {
 		acked.Add(1)
-		l.post(func() {
+		if !l.post(func() {
 			l.beginShutdown()
 			acked.Done()
-		})
+		}) {
+			acked.Done() // that loop has stopped already
+		}
 	}
 	// No loop watches the listener any more: close it, so that new
 	// connections are refused rather than left in the backlog.
@@ -297,6 +299,7 @@ type loop struct {
 	open   atomic.Int64 // client connections, for Shutdown
 
 	mu      sync.Mutex
+	stopped bool // the loop has exited: post refuses
 	inbox   []func()
 	pending []func() // the inbox taken, being run
 
@@ -347,6 +350,10 @@ func newLoop(r *Relay) (*loop, error) {
 }
 
 func (l *loop) close() {
+	l.mu.Lock()
+	l.stopped = true
+	l.inbox = nil
+	l.mu.Unlock()
 	unix.Close(l.efd)
 	unix.Close(l.ep)
 }
@@ -358,13 +365,18 @@ func (l *loop) set(fd int, s sock) {
 	l.socks[fd] = s
 }
 
-// post runs fn on the loop; it may be called from any goroutine.
-func (l *loop) post(fn func()) {
+// post runs fn on the loop; it may be called from any goroutine. It
+// reports false, and fn never runs, once the loop has stopped.
+func (l *loop) post(fn func()) bool {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return false
+	}
 	l.inbox = append(l.inbox, fn)
-	l.mu.Unlock()
 	var one = [8]byte{1}
 	unix.Write(l.efd, one[:])
+	return true
 }
 
 func (w wakeSock) event(uint32) {
@@ -390,6 +402,7 @@ func (l *loop) run() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer l.close()
+	defer l.closeAll()
 	for !l.exit {
 		n, err := unix.EpollWait(l.ep, l.events, int(sweepEvery/int64(time.Millisecond)))
 		if err != nil && !errors.Is(err, unix.EINTR) {
@@ -407,7 +420,6 @@ func (l *loop) run() error {
 			l.sweep()
 		}
 	}
-	l.closeAll()
 	return nil
 }
 
