@@ -40,8 +40,9 @@ type lookupNote struct {
 // Decide forwards a request the relay may send as it is: no minted token
 // (outside --strict), the admin token, or a minted token whose record is
 // cached (or was just looked up) and that the route rules allow. A cache
-// miss is a Wait for the lookup. The sidecar's own endpoints and every
-// refusal are served by the server's handlers off the loop (serveOne).
+// miss is a Wait for the lookup. Every refusal is served by the server's
+// handlers off the loop (serveOne); the sidecar's own endpoints are handed
+// off.
 func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	a := h.a
 	path, query, _ := bytes.Cut(r.Target, []byte{'?'})
@@ -49,7 +50,13 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 		return relay.Verdict{Action: relay.Handoff}
 	}
 	if ownPath(path) {
-		return h.serve(r, false)
+		// The sidecar's own endpoints: the server serves the connection
+		// from here on. Serving each request off the loop instead keeps a
+		// connection that mints and then forwards on the loops, but costs a
+		// mint about a sixth of its throughput (a second parse, a goroutine
+		// and a loop wake-up per request; bench/RESULTS.md), and clients
+		// that mint tend to mint again.
+		return relay.Verdict{Action: relay.Handoff}
 	}
 	minted := 0
 	for _, v := range r.Tokens {
@@ -121,8 +128,7 @@ func (h relayHandler) serve(r *relay.Request, refusal bool) relay.Verdict {
 }
 
 // serveOne answers one request the relay read whole, with the server's own
-// handler (the sidecar's endpoints) or, for a refusal, with enforce's
-// answer, and returns the response as bytes and whether the connection is
+// handler or, for a refusal, with enforce's answer, and returns the response as bytes and whether the connection is
 // to close after it. It returns nil when the request is not refused after
 // all (a token revoked in between, say, or the rules reloaded): the relay
 // then hands the connection to the server, which forwards it.
