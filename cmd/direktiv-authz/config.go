@@ -64,7 +64,7 @@ type config struct {
 	upstreamAPIKey      string        // the value; never logged
 	upstreamCAs         *x509.CertPool
 	tokenCacheTTL       time.Duration // 0: no cache
-	relayLoops          int           // event loops forwarding; 0: GOMAXPROCS; -1: off
+	relayLoops          int           // event loops forwarding; 0: relay.DefaultLoops; -1: off
 
 	opsListen            string // "": no operations listener
 	shutdownGrace        time.Duration
@@ -98,7 +98,7 @@ func (c *config) settings() []setting {
 		{flag: "upstream-ca-file", env: "DIREKTIV_AUTHZ_UPSTREAM_CA_FILE", usage: "PEM file of the CA certificates an https upstream is verified with (default: the system's)", str: &c.UpstreamCAFile},
 		{flag: "strict", env: "DIREKTIV_AUTHZ_STRICT", usage: "forward only requests carrying the admin token or a valid minted token; anything else is a 401", boolean: &c.Strict},
 		{flag: "token-cache-ttl", env: "DIREKTIV_AUTHZ_TOKEN_CACHE_TTL", usage: "Go duration a token record is cached in process; a revoked token is honoured at most this long after; 0 disables the cache", str: &c.TokenCacheTTL},
-		{flag: "event-loops", env: "DIREKTIV_AUTHZ_EVENT_LOOPS", usage: "event loops that forward plain requests to an http:// upstream without a goroutine per connection (see README, Forwarding): auto (one per core), a number, or off (every request on the goroutine-per-connection server)", str: &c.EventLoops},
+		{flag: "event-loops", env: "DIREKTIV_AUTHZ_EVENT_LOOPS", usage: "event loops that forward plain requests to an http:// upstream without a goroutine per connection (see README, Forwarding): auto (one per two cores, at least one), a number, or off (every request on the goroutine-per-connection server)", str: &c.EventLoops},
 		{flag: "ops-listen", env: "DIREKTIV_AUTHZ_OPS_LISTEN", usage: "address of the operations listener (/healthz, /readyz, /metrics; plain HTTP); off (or empty) disables it and the metrics", str: &c.OpsListen},
 		{flag: "shutdown-grace", env: "DIREKTIV_AUTHZ_SHUTDOWN_GRACE", usage: "Go duration in-flight requests may take to finish after SIGTERM", str: &c.ShutdownGrace},
 		{flag: "tls-cert-file", env: "DIREKTIV_AUTHZ_TLS_CERT_FILE", usage: "PEM certificate (chain) to serve HTTPS with; needs --tls-key-file; reloaded when the file changes", str: &c.TLSCertFile},
