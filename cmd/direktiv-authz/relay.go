@@ -247,8 +247,8 @@ func (h relayHandler) Fail(method, target []byte, f relay.Failure, cause error) 
 // upstreamDone do for the server's.
 func (h relayHandler) Done(e *relay.Exchange) {
 	m := h.a.metrics
-	if m == nil {
-		return
+	if m == nil || e.Status == 0 {
+		return // no metrics, or the client left before an answer: nothing was answered
 	}
 	path, _, _ := bytes.Cut(e.Target, []byte{'?'})
 	m.request(routeFamily(e.Method, path), e.Status)

@@ -184,7 +184,7 @@ func (c *client) readRequest() {
 		}
 		space := cap(c.in) - len(c.in)
 		c.in = c.in[:len(c.in)+n]
-		if n < space {
+		if n < space && !c.eof {
 			c.readable = false // a short read drained the socket
 		}
 	}
@@ -431,6 +431,7 @@ func (c *client) writeHead(u *upstream) {
 // finish ends the exchange: the response has been queued whole.
 func (c *client) finish() {
 	c.up = nil
+	c.closing = c.closing || c.l.shutting
 	c.state = stateRead
 	c.since = c.l.now
 	c.step()
@@ -449,6 +450,9 @@ func (c *client) close() {
 	l.open.Add(-1)
 	if c.state == stateQueued {
 		l.unqueue(c)
+	}
+	if c.state == stateQueued || c.state == stateExchange {
+		l.r.opt.Handler.Done(&Exchange{Method: c.method, Target: c.target})
 	}
 	if u := c.up; u != nil {
 		c.up = nil
@@ -482,11 +486,15 @@ type upstream struct {
 	reused   bool // it served a request before this one
 	readable bool
 	writable bool
+	hup      bool // the upstream shut down its side (or the connection broke)
 }
 
 func (u *upstream) event(ev uint32) {
 	if ev&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		u.readable = true
+	}
+	if ev&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		u.hup = true // no further edge will come: read to the EOF
 	}
 	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		u.writable = true
@@ -591,8 +599,8 @@ func (u *upstream) relay() {
 		default:
 			u.started = true
 			u.in = u.in[:len(u.in)+n]
-			if n < space {
-				u.readable = false
+			if n < space && !u.hup {
+				u.readable = false // a short read drained the socket
 			}
 		}
 	}
@@ -658,6 +666,9 @@ func (u *upstream) process() bool {
 			u.done()
 		}
 	case byClose:
+		if len(u.in) == 0 {
+			break // a zero-size chunk would end the body
+		}
 		c.out = strconv.AppendInt(c.out, int64(len(u.in)), 16)
 		c.out = append(c.out, "\r\n"...)
 		c.out = append(c.out, u.in...)
@@ -808,6 +819,12 @@ func (l *loop) release(u *upstream) {
 		l.queue = l.queue[1:]
 		l.r.queued.Add(-1)
 		u.assign(c)
+		return
+	}
+	if l.r.queued.Load() > 0 {
+		// Clients wait on another loop, and connections cannot move
+		// between loops: free the slot for them (unreserve).
+		u.close()
 		return
 	}
 	l.idle = append(l.idle, u)

@@ -194,6 +194,9 @@ func hopRequest(name []byte) bool {
 // dropRequest reports the request headers not copied upstream: hop-by-hop
 // ones and those the relay sets itself.
 func dropRequest(name, tokenHeader []byte) bool {
+	if equalFold(name, tokenHeader) {
+		return true
+	}
 	switch len(name) {
 	case 4:
 		return equalFold(name, hdrHost)
@@ -208,7 +211,7 @@ func dropRequest(name, tokenHeader []byte) bool {
 	case 19:
 		return equalFold(name, []byte("proxy-authorization"))
 	}
-	return equalFold(name, tokenHeader)
+	return false
 }
 
 // connectionOptions reads a Connection header value of close and
@@ -241,13 +244,17 @@ func trimOWS(v []byte) []byte {
 	return v
 }
 
-// equalFold compares a header name with a lower-case one.
+// equalFold compares a header name with a lower-case one, ASCII letters
+// case-insensitively and every other byte exactly.
 func equalFold(name, lower []byte) bool {
 	if len(name) != len(lower) {
 		return false
 	}
 	for i, c := range name {
-		if c|0x20 != lower[i] { // exact for letters and '-', the only bytes of lower
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
 			return false
 		}
 	}
@@ -305,6 +312,9 @@ func parseResponse(b []byte, isHead bool, r *response) (more, ok bool) {
 	*r = response{drop: r.drop[:0], head: end + 4}
 	head := b[:end+2]
 	nl := bytes.IndexByte(head, '\n')
+	if nl < 1 || head[nl-1] != '\r' {
+		return false, false
+	}
 	line := head[:nl-1]
 	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || (line[7] != '0' && line[7] != '1') || line[8] != ' ' || (len(line) > 12 && line[12] != ' ') {
 		return false, false

@@ -361,7 +361,6 @@ func TestDropRequest(t *testing.T) {
 // length: dropRequest's switch on the length returns early for lengths 4,
 // 10, 15, 16, 17 and 19 without looking at the token header.
 func TestDropRequestTokenHeaderOfAnyLength(t *testing.T) {
-	t.Skip("BUG: dropRequest never drops a token header whose name is 4, 10, 15, 16, 17 or 19 bytes long (parse.go:197-211), so TokenDrop/TokenSet forward the client's token upstream")
 	for n := 2; n <= 24; n++ {
 		name := "x-" + strings.Repeat("k", n-2)
 		t.Run(name, func(t *testing.T) {
@@ -375,7 +374,6 @@ func TestDropRequestTokenHeaderOfAnyLength(t *testing.T) {
 // Header names are tokens, and '_' and '^' are token characters: a token
 // header named with them must match, and only itself.
 func TestEqualFoldPunctuation(t *testing.T) {
-	t.Skip("BUG: equalFold compares c|0x20, which never equals '_' or '^' and maps '^' to '~' (parse.go:245-255): a TokenHeader such as X_Token is never collected nor dropped")
 	tests := []struct {
 		name, lower string
 		want        bool
@@ -506,7 +504,6 @@ func TestParseResponseIncompleteAndMalformed(t *testing.T) {
 // starts with a bare LF made parseResponse slice head[:-1] and panic, on
 // the loop goroutine, which takes the whole process down.
 func TestParseResponseStatusLineBareLF(t *testing.T) {
-	t.Skip("BUG: parseResponse slices head[:nl-1] without checking head[nl-1] == '\\r' (parse.go:307-308): \"\\n\\r\\n\\r\\n\" from the upstream panics the loop, and \"HTTP/1.1 200 OKK\\nX: y\\r\\n\\r\\n\" is accepted with its last byte cut")
 	tests := []string{
 		"\n\r\n\r\n",
 		"HTTP/1.1 200 OKK\nX: y\r\n\r\n",

@@ -124,7 +124,7 @@ type Response struct {
 // response head went out (or the exchange failed).
 type Exchange struct {
 	Method, Target []byte        // valid only during the call
-	Status         int           // the status the client got; 0: none (the connection broke)
+	Status         int           // the status the client got; 0: none (the client left before the response head)
 	Upstream       time.Duration // from the request written to the response head read; 0 when failed
 	Failure        Failure
 	Err            error // the cause of a failure, for the log
@@ -145,11 +145,11 @@ type Options struct {
 	BasePath     string // prefixed to every request target; "" or "/..." without a trailing '/'
 	Host         string // the Host header sent upstream, unless PreserveHost
 	PreserveHost bool
-	TokenHeader  string // the header Decide's Request.Tokens come from
-	Loops        int    // event loops; 0: DefaultLoops()
-	MaxConns     int    // upstream connections open at most, over all loops
-	MaxBody      int    // request bodies up to this many bytes are relayed; larger ones are handed off
-	DialTimeout  time.Duration
+	TokenHeader  string        // the header Decide's Request.Tokens come from
+	Loops        int           // event loops; 0: DefaultLoops()
+	MaxConns     int           // upstream connections open at most, over all loops
+	MaxBody      int           // request bodies up to this many bytes are relayed; larger ones are handed off
+	DialTimeout  time.Duration // connecting, and waiting for a free connection; 0: 5s
 	Timeout      time.Duration // from a request written to its response's first byte; 0: none
 	IdleTimeout  time.Duration // a client connection between requests
 	ReadTimeout  time.Duration // a client's request, from its first byte to its last
@@ -182,6 +182,9 @@ func New(ln *net.TCPListener, opt Options) (*Relay, error) {
 	}
 	if opt.MaxConns <= 0 {
 		opt.MaxConns = 512
+	}
+	if opt.DialTimeout <= 0 {
+		opt.DialTimeout = 5 * time.Second
 	}
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
@@ -521,6 +524,8 @@ func (l *loop) beginShutdown() {
 		switch {
 		case c.state == stateRead && len(c.in) == 0 && len(c.out) == 0:
 			c.close()
+		case c.state == stateRead:
+			c.closing = true // after the response being written, or the one being read
 		case c.state == stateRelay && c.up != nil && c.up.resp.frame != byLength && c.up.resp.frame != noBody:
 			// An event stream: its client sees the connection close and
 			// reconnects, to another replica.

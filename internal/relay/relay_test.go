@@ -1,0 +1,2005 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand"
+	"net"
+	"net/http"
+	"net/netip"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ioTimeout bounds every read and write of a test client and every wait
+// for something asynchronous: generous, as the tests may share the
+// machine; a test that passes never waits for it.
+const ioTimeout = 10 * time.Second
+
+// waitFor polls cond until it holds or ioTimeout passes.
+func waitFor(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(ioTimeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// recorded is a request as a test server received it.
+type recorded struct {
+	Method, URI, Host string
+	Header            http.Header
+	TransferEncoding  []string
+	Body              string
+}
+
+func record(r *http.Request) recorded {
+	body, _ := io.ReadAll(r.Body)
+	return recorded{Method: r.Method, URI: r.RequestURI, Host: r.Host, Header: r.Header.Clone(), TransferEncoding: r.TransferEncoding, Body: string(body)}
+}
+
+// bigBody is the 5 MiB body of the upstream's /big.
+var bigBody = sync.OnceValue(func() []byte {
+	b := make([]byte, 5<<20)
+	rand.New(rand.NewSource(5)).Read(b)
+	return b
+})
+
+// upstreamServer is the relay's upstream: it records every request and
+// answers by path (see serveHTTP).
+type upstreamServer struct {
+	addr  string
+	srv   *http.Server
+	mu    sync.Mutex
+	reqs  []recorded
+	conns atomic.Int64 // connections accepted
+	open  atomic.Int64 // connections neither closed nor hijacked
+	flaky atomic.Int64 // calls of /flaky
+
+	sseGone  chan struct{} // an /sse whose client went away
+	slowGone chan struct{} // a /slow or /hold whose client went away
+	release  chan struct{} // lets /hold finish
+	step     chan struct{} // lets a raw /close-* route go on (see waitStep)
+	stepDone chan struct{} // /close-held has written and closed
+}
+
+func newUpstream(tb testing.TB, idle time.Duration) *upstreamServer {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	u := &upstreamServer{
+		addr:     ln.Addr().String(),
+		sseGone:  make(chan struct{}, 16),
+		slowGone: make(chan struct{}, 16),
+		release:  make(chan struct{}),
+		step:     make(chan struct{}),
+		stepDone: make(chan struct{}, 1),
+	}
+	u.srv = &http.Server{
+		Handler:     http.HandlerFunc(u.serveHTTP),
+		IdleTimeout: idle,
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				u.conns.Add(1)
+				u.open.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				u.open.Add(-1)
+			}
+		},
+	}
+	go u.srv.Serve(ln)
+	tb.Cleanup(func() { u.srv.Close() })
+	return u
+}
+
+func (u *upstreamServer) requests() []recorded {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.reqs)
+}
+
+// waitStep waits for the test's next step; see next.
+func (u *upstreamServer) waitStep() {
+	select {
+	case <-u.step:
+	case <-time.After(ioTimeout):
+	}
+}
+
+// next lets the upstream's raw route go on.
+func (u *upstreamServer) next(tb testing.TB) {
+	tb.Helper()
+	select {
+	case u.step <- struct{}{}:
+	case <-time.After(ioTimeout):
+		tb.Fatal("the upstream did not wait for a step")
+	}
+}
+
+// hijack takes the connection to write a raw response.
+func hijack(w http.ResponseWriter) net.Conn {
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(err)
+	}
+	if brw.Reader.Buffered() > 0 {
+		panic("pipelined bytes on a hijacked connection")
+	}
+	return c
+}
+
+const closeHead = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nX-Mode: close\r\n\r\n"
+
+func (u *upstreamServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	rec := record(r)
+	u.mu.Lock()
+	u.reqs = append(u.reqs, rec)
+	u.mu.Unlock()
+	fl := http.NewResponseController(w)
+	switch r.URL.Path {
+	case "/chunked":
+		for _, part := range []string{"part1", "part2", "part3"} {
+			io.WriteString(w, part)
+			fl.Flush()
+		}
+	// HTTP/1.0 style responses, without a length: the end is the close.
+	// The routes wait for the test's steps so that the relay reads the
+	// upstream's FIN on its own (see TestCloseDelimitedEOFWithLastData).
+	case "/close": // the whole response, then the close
+		c := hijack(w)
+		io.WriteString(c, closeHead+"close-delimited body")
+		u.waitStep()
+		c.Close()
+	case "/close-split": // the head, the body, then the close
+		c := hijack(w)
+		io.WriteString(c, closeHead)
+		u.waitStep()
+		io.WriteString(c, "close-delimited body")
+		u.waitStep()
+		c.Close()
+	case "/close-empty": // the head, then the close
+		c := hijack(w)
+		io.WriteString(c, closeHead)
+		u.waitStep()
+		c.Close()
+	case "/close-held": // on the first step, the whole response and the close
+		c := hijack(w)
+		u.waitStep()
+		io.WriteString(c, closeHead+"close-delimited body")
+		c.Close()
+		u.stepDone <- struct{}{}
+	case "/malformed":
+		c := hijack(w)
+		io.WriteString(c, "HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n")
+		c.Close()
+	case "/badchunk":
+		c := hijack(w)
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloX\r\n")
+		c.Close()
+	case "/flaky": // the first call closes the connection unanswered
+		if u.flaky.Add(1) == 1 {
+			hijack(w).Close()
+			return
+		}
+		io.WriteString(w, "flaky ok")
+	case "/head":
+		w.Header().Set("Content-Length", "11")
+		if r.Method != http.MethodHead {
+			io.WriteString(w, "hello world")
+		}
+	case "/nocontent":
+		w.WriteHeader(http.StatusNoContent)
+	case "/notmodified":
+		w.Header().Set("ETag", `"x"`)
+		w.WriteHeader(http.StatusNotModified)
+	case "/hop":
+		w.Header().Set("Connection", "X-Hop")
+		w.Header().Set("X-Hop", "1")
+		w.Header().Set("Keep-Alive", "timeout=9")
+		w.Header().Set("X-Kept", "yes")
+		w.Header().Set("Content-Length", "3")
+		io.WriteString(w, "hop")
+	case "/slow":
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+			io.WriteString(w, "slow done")
+		case <-r.Context().Done():
+			u.slowGone <- struct{}{}
+		}
+	case "/hold": // half the body, then the rest on release
+		w.Header().Set("Content-Length", "10")
+		io.WriteString(w, "01234")
+		fl.Flush()
+		select {
+		case <-u.release:
+			io.WriteString(w, "56789")
+		case <-r.Context().Done():
+			u.slowGone <- struct{}{}
+		}
+	case "/sse":
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, "data: one\n\n")
+		fl.Flush()
+		if n, _ := strconv.Atoi(r.URL.Query().Get("n")); n > 0 {
+			for i := range n {
+				fmt.Fprintf(w, "data: %d\n\n", i)
+				fl.Flush()
+			}
+			return
+		}
+		<-r.Context().Done()
+		u.sseGone <- struct{}{}
+	case "/big":
+		w.Header().Set("Content-Length", strconv.Itoa(len(bigBody())))
+		w.Write(bigBody())
+	default:
+		body := "ok " + r.Method + " " + r.RequestURI
+		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+		io.WriteString(w, body)
+	}
+}
+
+// okBody is what the upstream's default route answers.
+func okBody(method, uri string) string { return "ok " + method + " " + uri }
+
+// handoffServer is Options.Handoff: a net/http server on a listener fed
+// with the connections the relay gives up. It answers 299 "handed off".
+type handoffServer struct {
+	conns  chan net.Conn
+	done   chan struct{}
+	once   sync.Once
+	srv    *http.Server
+	handed atomic.Int64
+	mu     sync.Mutex
+	reqs   []recorded
+}
+
+func newHandoffServer(tb testing.TB) *handoffServer {
+	h := &handoffServer{conns: make(chan net.Conn, 64), done: make(chan struct{})}
+	h.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := record(r)
+		h.mu.Lock()
+		h.reqs = append(h.reqs, rec)
+		h.mu.Unlock()
+		w.Header().Set("Content-Length", "10")
+		w.WriteHeader(299)
+		io.WriteString(w, "handed off")
+	})}
+	go h.srv.Serve(h)
+	tb.Cleanup(func() { h.srv.Close() })
+	return h
+}
+
+func (h *handoffServer) Accept() (net.Conn, error) {
+	select {
+	case c := <-h.conns:
+		return c, nil
+	case <-h.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (h *handoffServer) Close() error {
+	h.once.Do(func() { close(h.done) })
+	return nil
+}
+
+func (h *handoffServer) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+
+func (h *handoffServer) handoff(c net.Conn) {
+	h.handed.Add(1)
+	select {
+	case h.conns <- c:
+	case <-h.done:
+		c.Close()
+	}
+}
+
+func (h *handoffServer) requests() []recorded {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.reqs)
+}
+
+// testHandler is the relay's Handler: Decide forwards with TokenKeep
+// unless decide says otherwise; Fail answers with a status per Failure;
+// every call is recorded.
+type testHandler struct {
+	decide  func(r *Request) Verdict
+	mu      sync.Mutex
+	decides []decideCall
+	dones   []doneCall
+}
+
+type decideCall struct {
+	Method, Target string
+	Tokens         []string
+	Note           any
+	Remote         netip.AddrPort
+	Loop           uint64 // the goroutine Decide ran on: one per loop
+}
+
+type doneCall struct {
+	Method, Target string
+	Status         int
+	Upstream       time.Duration
+	Failure        Failure
+	Err            error
+}
+
+var failStatus = map[Failure]int{Unreachable: 502, DialTimeout: 504, Timeout: 504, Broken: 502, Busy: 503}
+
+func failBody(f Failure) string { return "relay: " + f.String() + "\n" }
+
+func (h *testHandler) Decide(r *Request) Verdict {
+	h.mu.Lock()
+	h.decides = append(h.decides, decideCall{Method: string(r.Method), Target: string(r.Target), Tokens: strs(r.Tokens), Note: r.Note, Remote: r.Remote, Loop: goid()})
+	h.mu.Unlock()
+	if h.decide != nil {
+		return h.decide(r)
+	}
+	return Verdict{Action: Forward, Token: TokenKeep}
+}
+
+func (h *testHandler) Fail(method, target []byte, f Failure, err error) Response {
+	return Response{
+		Status: failStatus[f],
+		Header: [][2]string{{"Content-Type", "text/plain"}, {"X-Failure", f.String()}},
+		Body:   []byte(failBody(f)),
+	}
+}
+
+func (h *testHandler) Done(e *Exchange) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.dones = append(h.dones, doneCall{Method: string(e.Method), Target: string(e.Target), Status: e.Status, Upstream: e.Upstream, Failure: e.Failure, Err: e.Err})
+}
+
+func (h *testHandler) decideCalls() []decideCall {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.decides)
+}
+
+func (h *testHandler) doneCalls() []doneCall {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.dones)
+}
+
+// waitDone waits for n Done calls and returns them.
+func (h *testHandler) waitDone(tb testing.TB, n int) []doneCall {
+	tb.Helper()
+	waitFor(tb, fmt.Sprintf("%d Done calls", n), func() bool { return len(h.doneCalls()) >= n })
+	d := h.doneCalls()
+	if len(d) != n {
+		tb.Fatalf("%d Done calls, want %d: %+v", len(d), n, d)
+	}
+	return d
+}
+
+func goid() uint64 {
+	var b [64]byte
+	s := strings.TrimPrefix(string(b[:runtime.Stack(b[:], false)]), "goroutine ")
+	id, _, _ := strings.Cut(s, " ")
+	n, _ := strconv.ParseUint(id, 10, 64)
+	return n
+}
+
+// env is a relay on 127.0.0.1 with its upstream, handler and handoff
+// server.
+type env struct {
+	r      *Relay
+	addr   string
+	up     *upstreamServer
+	h      *testHandler
+	ho     *handoffServer
+	served chan error
+	shut   atomic.Bool
+}
+
+type setup struct {
+	decide func(r *Request) Verdict
+	upIdle time.Duration  // the upstream server's IdleTimeout
+	opt    func(*Options) // changes to the default options
+}
+
+func start(tb testing.TB, s setup) *env {
+	tb.Helper()
+	e := &env{up: newUpstream(tb, s.upIdle), h: &testHandler{decide: s.decide}, ho: newHandoffServer(tb), served: make(chan error, 1)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	opt := Options{
+		Upstream:    e.up.addr,
+		Host:        "upstream.internal",
+		TokenHeader: "Direktiv-Token",
+		Loops:       2,
+		MaxConns:    64,
+		MaxBody:     64 << 10,
+		DialTimeout: 2 * time.Second,
+		Handler:     e.h,
+		Handoff:     e.ho.handoff,
+	}
+	if s.opt != nil {
+		s.opt(&opt)
+	}
+	e.r, err = New(ln.(*net.TCPListener), opt)
+	if err != nil {
+		ln.Close()
+		tb.Fatal(err)
+	}
+	e.addr = ln.Addr().String()
+	go func() { e.served <- e.r.Serve() }()
+	tb.Cleanup(func() {
+		if !e.shut.Load() {
+			ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+			defer cancel()
+			if err := e.shutdown(ctx); err != nil {
+				tb.Errorf("Shutdown: %v", err)
+			}
+		}
+		e.waitServe(tb)
+	})
+	return e
+}
+
+func (e *env) shutdown(ctx context.Context) error {
+	e.shut.Store(true)
+	return e.r.Shutdown(ctx)
+}
+
+// waitServe waits for Serve to return, and returns nil.
+func (e *env) waitServe(tb testing.TB) {
+	tb.Helper()
+	select {
+	case err, ok := <-e.served:
+		if ok && err != nil {
+			tb.Errorf("Serve: %v", err)
+		}
+		if ok {
+			close(e.served)
+		}
+	case <-time.After(ioTimeout):
+		tb.Errorf("Serve did not return")
+	}
+}
+
+// tconn is a test client's raw connection to the relay.
+type tconn struct {
+	net.Conn
+	br *bufio.Reader
+	tb testing.TB
+}
+
+func (e *env) dial(tb testing.TB) *tconn {
+	tb.Helper()
+	c, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(ioTimeout))
+	return &tconn{Conn: c, br: bufio.NewReader(c), tb: tb}
+}
+
+func (c *tconn) send(s string) {
+	c.tb.Helper()
+	if _, err := io.WriteString(c.Conn, s); err != nil {
+		c.tb.Fatalf("write: %v", err)
+	}
+}
+
+// response reads a response to a request of method, whole.
+func (c *tconn) response(method string) (*http.Response, string) {
+	c.tb.Helper()
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
+	if err != nil {
+		c.tb.Fatalf("reading the response: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		c.tb.Fatalf("reading the body: %v", err)
+	}
+	return resp, string(body)
+}
+
+// get sends a GET for target and reads its response.
+func (c *tconn) get(target string) (*http.Response, string) {
+	c.tb.Helper()
+	c.send("GET " + target + " HTTP/1.1\r\nHost: client.example\r\n\r\n")
+	return c.response("GET")
+}
+
+// expectClosed reads until the relay closes the connection; bytes before
+// are an error.
+func (c *tconn) expectClosed() {
+	c.tb.Helper()
+	b, err := c.br.ReadByte()
+	switch {
+	case err == nil:
+		rest, _ := c.br.Peek(c.br.Buffered())
+		c.tb.Fatalf("read %q, want the connection closed", append([]byte{b}, rest...))
+	case errors.Is(err, io.EOF) || errors.Is(err, unix.ECONNRESET):
+	default:
+		c.tb.Fatalf("read: %v, want EOF", err)
+	}
+}
+
+func expectStatus(tb testing.TB, resp *http.Response, body string, status int, wantBody string) {
+	tb.Helper()
+	if resp.StatusCode != status || body != wantBody {
+		tb.Fatalf("got %d %q, want %d %q", resp.StatusCode, body, status, wantBody)
+	}
+}
+
+func TestNewDefaults(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	r, err := New(ln.(*net.TCPListener), Options{TokenHeader: "Direktiv-Token", Handler: &testHandler{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range r.loops {
+		l.close()
+	}
+	if len(r.loops) != DefaultLoops() || r.opt.MaxConns != 512 || r.opt.Log == nil || string(r.token) != "direktiv-token" {
+		t.Fatalf("loops %d, MaxConns %d, Log %v, token %q", len(r.loops), r.opt.MaxConns, r.opt.Log, r.token)
+	}
+}
+
+func TestDefaultLoops(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, tt := range []struct{ procs, loops int }{{1, 1}, {2, 1}, {3, 1}, {4, 2}, {9, 4}} {
+		runtime.GOMAXPROCS(tt.procs)
+		if got := DefaultLoops(); got != tt.loops {
+			t.Errorf("GOMAXPROCS %d: DefaultLoops() = %d, want %d", tt.procs, got, tt.loops)
+		}
+	}
+}
+
+func TestFailureString(t *testing.T) {
+	want := map[Failure]string{NoFailure: "ok", Unreachable: "unreachable", DialTimeout: "dial timeout", Timeout: "timeout", Broken: "broken", Busy: "busy"}
+	for f, s := range want {
+		if f.String() != s {
+			t.Errorf("Failure(%d).String() = %q, want %q", f, f.String(), s)
+		}
+	}
+}
+
+func TestForward(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", 40<<10/16) // more than a read buffer
+	tests := []struct {
+		name    string
+		request string
+		method  string
+		uri     string
+		body    string
+	}{
+		{"GET", "GET /plain?q=1&r=%20 HTTP/1.1\r\nHost: h\r\n\r\n", "GET", "/plain?q=1&r=%20", ""},
+		{"POST with body", "POST /submit HTTP/1.1\r\nHost: h\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 15\r\n\r\nfield=value&x=1", "POST", "/submit", "field=value&x=1"},
+		{"PUT with empty body", "PUT /empty HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n", "PUT", "/empty", ""},
+		{"POST with a 40 KiB body", "POST /bigpost HTTP/1.1\r\nHost: h\r\nContent-Length: " + strconv.Itoa(len(big)) + "\r\n\r\n" + big, "POST", "/bigpost", big},
+		{"DELETE", "DELETE /item/1 HTTP/1.1\r\nHost: h\r\n\r\n", "DELETE", "/item/1", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := start(t, setup{})
+			c := e.dial(t)
+			c.send(tt.request)
+			resp, body := c.response(tt.method)
+			expectStatus(t, resp, body, 200, okBody(tt.method, tt.uri))
+			if resp.ContentLength != int64(len(body)) || resp.Close {
+				t.Errorf("Content-Length %d, Close %v", resp.ContentLength, resp.Close)
+			}
+			reqs := e.up.requests()
+			if len(reqs) != 1 || reqs[0].Method != tt.method || reqs[0].URI != tt.uri || reqs[0].Body != tt.body {
+				t.Fatalf("upstream got %+v, want %s %s with body of %d bytes", reqs, tt.method, tt.uri, len(tt.body))
+			}
+			d := e.h.waitDone(t, 1)[0]
+			if d.Method != tt.method || d.Target != tt.uri || d.Status != 200 || d.Failure != NoFailure || d.Err != nil || d.Upstream <= 0 {
+				t.Fatalf("Done got %+v", d)
+			}
+			if dc := e.h.decideCalls(); len(dc) != 1 || dc[0].Method != tt.method || dc[0].Target != tt.uri || dc[0].Note != nil || dc[0].Remote != c.LocalAddr().(*net.TCPAddr).AddrPort() {
+				t.Fatalf("Decide calls %+v, client %v", dc, c.LocalAddr())
+			}
+		})
+	}
+}
+
+func TestForwardHeaders(t *testing.T) {
+	const request = "GET /path?q=1 HTTP/1.1\r\n" +
+		"Host: client.example\r\n" +
+		"Connection: keep-alive\r\n" +
+		"Keep-Alive: timeout=5\r\n" +
+		"Proxy-Connection: keep-alive\r\n" +
+		"Proxy-Authorization: Basic c2VjcmV0\r\n" +
+		"Direktiv-Token: t1\r\n" +
+		"X-Forwarded-For: 1.2.3.4\r\n" +
+		"X-Forwarded-Proto: https\r\n" +
+		"X-Forwarded-Host: evil.example\r\n" +
+		"X-Custom: v\r\n" +
+		"direktiv-token: t2\r\n" +
+		"Authorization: Bearer kept\r\n" +
+		"\r\n"
+	tests := []struct {
+		name    string
+		verdict Verdict
+		opt     func(*Options)
+		uri     string
+		host    string
+		tokens  []string
+	}{
+		{name: "TokenKeep", verdict: Verdict{Action: Forward, Token: TokenKeep}, uri: "/path?q=1", host: "upstream.internal", tokens: []string{"t1", "t2"}},
+		{name: "TokenSet", verdict: Verdict{Action: Forward, Token: TokenSet, Value: []byte("set-value")}, uri: "/path?q=1", host: "upstream.internal", tokens: []string{"set-value"}},
+		{name: "TokenDrop", verdict: Verdict{Action: Forward, Token: TokenDrop}, uri: "/path?q=1", host: "upstream.internal"},
+		{name: "PreserveHost", verdict: Verdict{Action: Forward}, opt: func(o *Options) { o.PreserveHost = true }, uri: "/path?q=1", host: "client.example", tokens: []string{"t1", "t2"}},
+		{name: "BasePath", verdict: Verdict{Action: Forward}, opt: func(o *Options) { o.BasePath = "/base/v1" }, uri: "/base/v1/path?q=1", host: "upstream.internal", tokens: []string{"t1", "t2"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := start(t, setup{decide: func(*Request) Verdict { return tt.verdict }, opt: tt.opt})
+			c := e.dial(t)
+			c.send(request)
+			resp, body := c.response("GET")
+			expectStatus(t, resp, body, 200, okBody("GET", tt.uri))
+			reqs := e.up.requests()
+			if len(reqs) != 1 {
+				t.Fatalf("upstream got %d requests", len(reqs))
+			}
+			got := reqs[0]
+			if got.URI != tt.uri || got.Host != tt.host {
+				t.Errorf("URI, Host = %q %q, want %q %q", got.URI, got.Host, tt.uri, tt.host)
+			}
+			if v := got.Header.Values("Direktiv-Token"); !slices.Equal(v, tt.tokens) {
+				t.Errorf("Direktiv-Token = %q, want %q", v, tt.tokens)
+			}
+			for _, h := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authorization"} {
+				if v, ok := got.Header[h]; ok {
+					t.Errorf("hop-by-hop %s forwarded: %q", h, v)
+				}
+			}
+			want := map[string][]string{
+				"X-Forwarded-For":   {"1.2.3.4, 127.0.0.1"},
+				"X-Forwarded-Proto": {"http"},
+				"X-Forwarded-Host":  {"client.example"},
+				"X-Custom":          {"v"},
+				"Authorization":     {"Bearer kept"},
+			}
+			for h, v := range want {
+				if got := got.Header.Values(h); !slices.Equal(got, v) {
+					t.Errorf("%s = %q, want %q", h, got, v)
+				}
+			}
+			if dc := e.h.decideCalls(); len(dc) != 1 || !slices.Equal(dc[0].Tokens, []string{"t1", "t2"}) {
+				t.Errorf("Decide calls %+v, want one with tokens t1, t2", dc)
+			}
+		})
+	}
+}
+
+func TestForwardedForWithoutClientValue(t *testing.T) {
+	e := start(t, setup{})
+	c := e.dial(t)
+	resp, body := c.get("/x")
+	expectStatus(t, resp, body, 200, okBody("GET", "/x"))
+	if got := e.up.requests()[0].Header.Values("X-Forwarded-For"); !slices.Equal(got, []string{"127.0.0.1"}) {
+		t.Fatalf("X-Forwarded-For = %q", got)
+	}
+}
+
+func TestKeepAlive(t *testing.T) {
+	t.Run("one client connection, one upstream connection", func(t *testing.T) {
+		e := start(t, setup{})
+		c := e.dial(t)
+		const n = 25
+		for i := range n {
+			target := "/seq/" + strconv.Itoa(i)
+			resp, body := c.get(target)
+			expectStatus(t, resp, body, 200, okBody("GET", target))
+		}
+		if got := e.up.conns.Load(); got != 1 {
+			t.Fatalf("upstream connections: %d, want 1", got)
+		}
+		dones := e.h.waitDone(t, n)
+		for i, d := range dones {
+			if d.Target != "/seq/"+strconv.Itoa(i) || d.Status != 200 {
+				t.Fatalf("Done %d: %+v", i, d)
+			}
+		}
+	})
+	t.Run("clients one after another share the connection", func(t *testing.T) {
+		e := start(t, setup{opt: func(o *Options) { o.Loops = 1 }})
+		for i := range 5 {
+			c := e.dial(t)
+			resp, body := c.get("/client/" + strconv.Itoa(i))
+			expectStatus(t, resp, body, 200, okBody("GET", "/client/"+strconv.Itoa(i)))
+			c.Close()
+		}
+		if got := e.up.conns.Load(); got != 1 {
+			t.Fatalf("upstream connections: %d, want 1", got)
+		}
+	})
+	t.Run("Connection: close", func(t *testing.T) {
+		e := start(t, setup{})
+		c := e.dial(t)
+		c.send("GET /bye HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+		resp, body := c.response("GET")
+		expectStatus(t, resp, body, 200, okBody("GET", "/bye"))
+		if !resp.Close { // http.ReadResponse takes Connection: close out of the header
+			t.Fatal("no Connection: close")
+		}
+		c.expectClosed()
+	})
+}
+
+func TestPipelined(t *testing.T) {
+	e := start(t, setup{})
+	c := e.dial(t)
+	c.send("GET /p1 HTTP/1.1\r\nHost: h\r\n\r\n" +
+		"POST /p2 HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nbody" +
+		"HEAD /head HTTP/1.1\r\nHost: h\r\n\r\n" +
+		"GET /p3 HTTP/1.1\r\nHost: h\r\n\r\n")
+	for _, want := range []struct{ method, uri, body string }{
+		{"GET", "/p1", okBody("GET", "/p1")},
+		{"POST", "/p2", okBody("POST", "/p2")},
+		{"HEAD", "/head", ""},
+		{"GET", "/p3", okBody("GET", "/p3")},
+	} {
+		resp, body := c.response(want.method)
+		expectStatus(t, resp, body, 200, want.body)
+	}
+	var got []string
+	for _, r := range e.up.requests() {
+		got = append(got, r.Method+" "+r.URI+" "+r.Body)
+	}
+	if want := []string{"GET /p1 ", "POST /p2 body", "HEAD /head ", "GET /p3 "}; !slices.Equal(got, want) {
+		t.Fatalf("upstream got %q, want %q", got, want)
+	}
+}
+
+func TestResponseFramings(t *testing.T) {
+	e := start(t, setup{})
+	c := e.dial(t) // one connection for all: a framing error breaks what follows
+	tests := []struct {
+		name, method, target string
+		status               int
+		body                 string
+		contentLength        string // the header; "" for none
+		chunked              bool
+		header               map[string]string // "" for absent
+	}{
+		{name: "Content-Length", method: "GET", target: "/fixed", status: 200, body: okBody("GET", "/fixed"), contentLength: strconv.Itoa(len(okBody("GET", "/fixed")))},
+		{name: "chunked", method: "GET", target: "/chunked", status: 200, body: "part1part2part3", chunked: true},
+		{name: "HEAD", method: "HEAD", target: "/head", status: 200, contentLength: "11"},
+		{name: "204", method: "GET", target: "/nocontent", status: 204},
+		{name: "304", method: "GET", target: "/notmodified", status: 304, header: map[string]string{"Etag": `"x"`}},
+		{name: "Connection-listed headers", method: "GET", target: "/hop", status: 200, body: "hop", contentLength: "3", header: map[string]string{"X-Hop": "", "Keep-Alive": "", "Connection": "", "X-Kept": "yes"}},
+		{name: "after all", method: "GET", target: "/last", status: 200, body: okBody("GET", "/last"), contentLength: strconv.Itoa(len(okBody("GET", "/last")))},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c.tb = t
+			c.send(tt.method + " " + tt.target + " HTTP/1.1\r\nHost: h\r\n\r\n")
+			resp, body := c.response(tt.method)
+			expectStatus(t, resp, body, tt.status, tt.body)
+			if resp.Proto != "HTTP/1.1" {
+				t.Errorf("proto %s", resp.Proto)
+			}
+			if got := resp.Header.Get("Content-Length"); got != tt.contentLength {
+				t.Errorf("Content-Length %q, want %q", got, tt.contentLength)
+			}
+			if got := slices.Equal(resp.TransferEncoding, []string{"chunked"}); got != tt.chunked {
+				t.Errorf("Transfer-Encoding %q, want chunked: %v", resp.TransferEncoding, tt.chunked)
+			}
+			for h, v := range tt.header {
+				if got := resp.Header.Get(h); got != v {
+					t.Errorf("%s = %q, want %q", h, got, v)
+				}
+			}
+		})
+	}
+	c.tb = t
+	if got := e.up.conns.Load(); got != 1 {
+		t.Errorf("upstream connections: %d, want 1", got)
+	}
+	dones := e.h.waitDone(t, len(tests))
+	for i, d := range dones {
+		if d.Target != tests[i].target || d.Status != tests[i].status || d.Failure != NoFailure {
+			t.Errorf("Done %d: %+v", i, d)
+		}
+	}
+}
+
+// readHead reads a response head as raw bytes.
+func readHead(tb testing.TB, br *bufio.Reader) string {
+	tb.Helper()
+	var head strings.Builder
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			tb.Fatalf("reading the head: %v (so far %q)", err, head.String())
+		}
+		head.WriteString(line)
+		if line == "\r\n" {
+			return head.String()
+		}
+	}
+}
+
+const closeHeadRelayed = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Mode: close\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+// expectChunk reads one chunk and checks its data.
+func expectChunk(tb testing.TB, br *bufio.Reader, data string) {
+	tb.Helper()
+	if n := readChunkHead(tb, br); n != len(data) {
+		tb.Fatalf("a chunk of %d bytes, want %d (%q)", n, len(data), data)
+	}
+	got := make([]byte, len(data)+2)
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != data+"\r\n" {
+		tb.Fatalf("chunk %q, %v; want %q", got, err, data+"\r\n")
+	}
+}
+
+// expectLastChunk reads the chunk that ends a body.
+func expectLastChunk(tb testing.TB, br *bufio.Reader) {
+	tb.Helper()
+	got := make([]byte, 5)
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "0\r\n\r\n" {
+		tb.Fatalf("read %q, %v; want the last chunk", got, err)
+	}
+}
+
+func TestCloseDelimited(t *testing.T) {
+	e := start(t, setup{})
+	c := e.dial(t)
+	for range 2 { // the connection stays usable
+		c.send("GET /close HTTP/1.1\r\nHost: h\r\n\r\n")
+		if head := readHead(t, c.br); head != closeHeadRelayed {
+			t.Fatalf("head %q, want %q", head, closeHeadRelayed)
+		}
+		expectChunk(t, c.br, "close-delimited body")
+		e.up.next(t) // the upstream closes
+		expectLastChunk(t, c.br)
+	}
+	resp, body := c.get("/after")
+	expectStatus(t, resp, body, 200, okBody("GET", "/after"))
+	if c.br.Buffered() != 0 {
+		t.Fatalf("%d bytes more", c.br.Buffered())
+	}
+	if n := e.up.conns.Load(); n != 3 {
+		t.Fatalf("upstream connections %d, want 3", n)
+	}
+	dones := e.h.waitDone(t, 3)
+	for _, d := range dones {
+		if d.Status != 200 || d.Failure != NoFailure {
+			t.Fatalf("Done %+v", d)
+		}
+	}
+	waitFor(t, "Streams() at 0", func() bool { return e.r.Streams() == 0 })
+}
+
+// A close-delimited response whose head arrives on its own: the relay
+// must not end the chunked body it makes of it before the body came.
+func TestCloseDelimitedHeadAlone(t *testing.T) {
+	e := start(t, setup{})
+	c := e.dial(t)
+	c.send("GET /close-split HTTP/1.1\r\nHost: h\r\n\r\n")
+	if head := readHead(t, c.br); head != closeHeadRelayed {
+		t.Fatalf("head %q", head)
+	}
+	e.up.next(t) // the body
+	expectChunk(t, c.br, "close-delimited body")
+	e.up.next(t) // the close
+	expectLastChunk(t, c.br)
+}
+
+func TestCloseDelimitedEmptyBody(t *testing.T) {
+	e := start(t, setup{})
+	c := e.dial(t)
+	c.send("GET /close-empty HTTP/1.1\r\nHost: h\r\n\r\n")
+	if head := readHead(t, c.br); head != closeHeadRelayed {
+		t.Fatalf("head %q", head)
+	}
+	e.up.next(t) // the close
+	expectLastChunk(t, c.br)
+	resp, body := c.get("/after")
+	expectStatus(t, resp, body, 200, okBody("GET", "/after"))
+}
+
+// The upstream's last bytes and its FIN reported by one epoll event: the
+// relay must still see the end of a close-delimited response.
+func TestCloseDelimitedEOFWithLastData(t *testing.T) {
+	var up atomic.Pointer[upstreamServer]
+	e := start(t, setup{
+		opt: func(o *Options) { o.Loops = 1 },
+		decide: func(r *Request) Verdict {
+			if string(r.Target) == "/block" {
+				// Hold the loop (a test's trick: Decide must not block)
+				// while the upstream sends the response and closes, so
+				// that one event reports both.
+				up.Load().next(t)
+				<-up.Load().stepDone
+				time.Sleep(20 * time.Millisecond)
+				return Verdict{Action: Handoff}
+			}
+			return Verdict{Action: Forward}
+		},
+	})
+	up.Store(e.up)
+	c := e.dial(t)
+	c.send("GET /close-held HTTP/1.1\r\nHost: h\r\n\r\n")
+	waitFor(t, "the request upstream", func() bool { return len(e.up.requests()) == 1 })
+	blocker := e.dial(t)
+	blocker.send("GET /block HTTP/1.1\r\nHost: h\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	resp, body := c.response("GET")
+	expectStatus(t, resp, body, 200, "close-delimited body")
+}
+
+func TestLargeResponseBackPressure(t *testing.T) {
+	e := start(t, setup{})
+	c := e.dial(t)
+	if err := c.Conn.(*net.TCPConn).SetReadBuffer(32 << 10); err != nil {
+		t.Fatal(err)
+	}
+	c.send("GET /big HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: "GET"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := bigBody()
+	if resp.StatusCode != 200 || resp.ContentLength != int64(len(want)) {
+		t.Fatalf("status %d, length %d", resp.StatusCode, resp.ContentLength)
+	}
+	// A slow reader: the relay has to stop reading the upstream.
+	time.Sleep(100 * time.Millisecond)
+	got := make([]byte, 0, len(want))
+	buf := make([]byte, 8<<10)
+	for i := 0; ; i++ {
+		n, err := resp.Body.Read(buf)
+		got = append(got, buf[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", len(got), err)
+		}
+		if i%16 == 0 {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	if !bytes.Equal(got, want) {
+		i := 0
+		for i < min(len(got), len(want)) && got[i] == want[i] {
+			i++
+		}
+		t.Fatalf("body of %d bytes differs from the %d sent at byte %d", len(got), len(want), i)
+	}
+	resp2, body := c.get("/after")
+	expectStatus(t, resp2, body, 200, okBody("GET", "/after"))
+	if got := e.up.conns.Load(); got != 1 {
+		t.Fatalf("upstream connections: %d, want 1", got)
+	}
+}
+
+func TestConcurrentClients(t *testing.T) {
+	tests := []struct {
+		name            string
+		loops, maxConns int
+	}{
+		{"a connection each", 2, 64},
+		{"queued for 2 connections on one loop", 1, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := start(t, setup{opt: func(o *Options) {
+				o.Loops = tt.loops
+				o.MaxConns = tt.maxConns
+				o.DialTimeout = 5 * time.Second
+			}})
+			const clients, each = 12, 20
+			var wg sync.WaitGroup
+			for i := range clients {
+				c := e.dial(t)
+				wg.Go(func() {
+					for j := range each {
+						target := fmt.Sprintf("/c%d/r%d", i, j)
+						if _, err := io.WriteString(c, "GET "+target+" HTTP/1.1\r\nHost: h\r\n\r\n"); err != nil {
+							t.Errorf("%s: %v", target, err)
+							return
+						}
+						resp, err := http.ReadResponse(c.br, nil)
+						if err != nil {
+							t.Errorf("%s: %v", target, err)
+							return
+						}
+						body, err := io.ReadAll(resp.Body)
+						if err != nil || resp.StatusCode != 200 || string(body) != okBody("GET", target) {
+							t.Errorf("%s: %d %q %v", target, resp.StatusCode, body, err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if n := len(e.up.requests()); n != clients*each {
+				t.Fatalf("upstream got %d requests, want %d", n, clients*each)
+			}
+			if n := e.up.conns.Load(); n > int64(min(tt.maxConns, clients)) {
+				t.Fatalf("upstream connections: %d, more than %d", n, min(tt.maxConns, clients))
+			}
+			dones := e.h.waitDone(t, clients*each)
+			for _, d := range dones {
+				if d.Status != 200 || d.Failure != NoFailure {
+					t.Fatalf("Done %+v", d)
+				}
+			}
+		})
+	}
+}
+
+func TestHandoff(t *testing.T) {
+	overMax := strings.Repeat("x", 100<<10) // over MaxBody
+	bigHeader := strings.Repeat("h", 6000)  // a head over 4 KiB
+	tests := []struct {
+		name    string
+		decide  func(r *Request) Verdict
+		parts   []string // written in turn; after the first, once the relay has handed off
+		method  string
+		uri     string
+		te      []string
+		body    string
+		headers map[string]string
+		interim bool // the server answers 100 Continue first
+	}{
+		{
+			name:   "chunked body",
+			parts:  []string{"POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"},
+			method: "POST", uri: "/upload", te: []string{"chunked"}, body: "hello world",
+		},
+		{
+			name:   "chunked body sent after the head",
+			parts:  []string{"POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", "6\r\nhello \r\n5\r\nworld\r\n0\r\n\r\n"},
+			method: "POST", uri: "/upload", te: []string{"chunked"}, body: "hello world",
+		},
+		{
+			name: "Handoff verdict",
+			decide: func(r *Request) Verdict {
+				if bytes.HasPrefix(r.Target, []byte("/handoff/")) {
+					return Verdict{Action: Handoff}
+				}
+				return Verdict{Action: Forward}
+			},
+			parts:  []string{"PATCH /handoff/x?y=z HTTP/1.1\r\nHost: h\r\nDirektiv-Token: secret\r\nX-Forwarded-For: 9.9.9.9\r\nX-Custom: v\r\nContent-Length: 3\r\n\r\nabc"},
+			method: "PATCH", uri: "/handoff/x?y=z", body: "abc",
+			headers: map[string]string{"Direktiv-Token": "secret", "X-Forwarded-For": "9.9.9.9", "X-Custom": "v"},
+		},
+		{
+			name:   "head over 4 KiB",
+			parts:  []string{"GET /bighead HTTP/1.1\r\nHost: h\r\nX-Big: " + bigHeader + "\r\n\r\n"},
+			method: "GET", uri: "/bighead",
+			headers: map[string]string{"X-Big": bigHeader},
+		},
+		{
+			name:   "body over MaxBody",
+			parts:  []string{"POST /bigbody HTTP/1.1\r\nHost: h\r\nContent-Length: " + strconv.Itoa(len(overMax)) + "\r\n\r\n" + overMax},
+			method: "POST", uri: "/bigbody", body: overMax,
+		},
+		{
+			name:   "Expect",
+			parts:  []string{"PUT /expect HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok"},
+			method: "PUT", uri: "/expect", body: "ok", interim: true,
+		},
+		{
+			name:   "Connection naming a header",
+			parts:  []string{"GET /conn HTTP/1.1\r\nHost: h\r\nConnection: X-Secret\r\nX-Secret: s\r\n\r\n"},
+			method: "GET", uri: "/conn",
+		},
+		{
+			name:   "obs-fold",
+			parts:  []string{"GET /fold HTTP/1.1\r\nHost: h\r\nX-Fold: a\r\n b\r\n\r\n"},
+			method: "GET", uri: "/fold",
+			headers: map[string]string{"X-Fold": "a b"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := start(t, setup{decide: tt.decide})
+			c := e.dial(t)
+			for i, p := range tt.parts {
+				if i > 0 {
+					waitFor(t, "the handoff", func() bool { return e.ho.handed.Load() == 1 })
+				}
+				c.send(p)
+			}
+			if tt.interim {
+				resp, body := c.response(tt.method)
+				expectStatus(t, resp, body, 100, "")
+			}
+			resp, body := c.response(tt.method)
+			expectStatus(t, resp, body, 299, "handed off")
+			// The connection is the server's from now on.
+			resp, body = c.get("/later")
+			expectStatus(t, resp, body, 299, "handed off")
+			reqs := e.ho.requests()
+			if len(reqs) != 2 {
+				t.Fatalf("the handoff server got %d requests", len(reqs))
+			}
+			got := reqs[0]
+			if got.Method != tt.method || got.URI != tt.uri || got.Body != tt.body || !slices.Equal(got.TransferEncoding, tt.te) {
+				t.Fatalf("the handoff server got %s %s te %q body of %d bytes, want %s %s te %q body of %d bytes",
+					got.Method, got.URI, got.TransferEncoding, len(got.Body), tt.method, tt.uri, tt.te, len(tt.body))
+			}
+			for h, v := range tt.headers {
+				if got := got.Header.Get(h); got != v {
+					t.Errorf("%s: %d bytes %.40q, want %d bytes %.40q", h, len(got), got, len(v), v)
+				}
+			}
+			if reqs[1].Method != "GET" || reqs[1].URI != "/later" {
+				t.Fatalf("second request %s %s", reqs[1].Method, reqs[1].URI)
+			}
+			if n := len(e.up.requests()); n != 0 {
+				t.Fatalf("the upstream got %d requests", n)
+			}
+			if n := e.ho.handed.Load(); n != 1 {
+				t.Fatalf("%d handoffs", n)
+			}
+			if d := e.h.doneCalls(); len(d) != 0 {
+				t.Fatalf("Done calls %+v", d)
+			}
+		})
+	}
+}
+
+func TestHandoffAfterForwarded(t *testing.T) {
+	e := start(t, setup{})
+	c := e.dial(t)
+	c.send("GET /fwd HTTP/1.1\r\nHost: h\r\n\r\n" +
+		"POST /upload HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" +
+		"GET /later HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp, body := c.response("GET")
+	expectStatus(t, resp, body, 200, okBody("GET", "/fwd"))
+	resp, body = c.response("POST")
+	expectStatus(t, resp, body, 299, "handed off")
+	resp, body = c.response("GET")
+	expectStatus(t, resp, body, 299, "handed off")
+	reqs := e.ho.requests()
+	if len(reqs) != 2 || reqs[0].URI != "/upload" || reqs[0].Body != "abc" || reqs[1].URI != "/later" {
+		t.Fatalf("the handoff server got %+v", reqs)
+	}
+	if up := e.up.requests(); len(up) != 1 || up[0].URI != "/fwd" {
+		t.Fatalf("the upstream got %+v", up)
+	}
+}
+
+func TestWait(t *testing.T) {
+	t.Run("the note reaches the second Decide", func(t *testing.T) {
+		var waits atomic.Int64
+		e := start(t, setup{decide: func(r *Request) Verdict {
+			if r.Note == nil {
+				return Verdict{Action: Wait, Wait: func() any {
+					waits.Add(1)
+					return "looked-up"
+				}}
+			}
+			return Verdict{Action: Forward, Token: TokenSet, Value: []byte("from-" + r.Note.(string))}
+		}})
+		c := e.dial(t)
+		for i := range 2 { // the second request of the connection may wait again
+			c.send("GET /wait HTTP/1.1\r\nHost: h\r\nDirektiv-Token: client\r\n\r\n")
+			resp, body := c.response("GET")
+			expectStatus(t, resp, body, 200, okBody("GET", "/wait"))
+			if got := e.up.requests()[i].Header.Values("Direktiv-Token"); !slices.Equal(got, []string{"from-looked-up"}) {
+				t.Fatalf("Direktiv-Token %q", got)
+			}
+		}
+		dc := e.h.decideCalls()
+		var notes []any
+		for _, d := range dc {
+			notes = append(notes, d.Note)
+			if !slices.Equal(d.Tokens, []string{"client"}) || d.Target != "/wait" {
+				t.Fatalf("Decide call %+v", d)
+			}
+		}
+		if want := []any{nil, "looked-up", nil, "looked-up"}; !slices.Equal(notes, want) {
+			t.Fatalf("notes %v, want %v", notes, want)
+		}
+		if waits.Load() != 2 {
+			t.Fatalf("%d waits", waits.Load())
+		}
+	})
+	t.Run("a second Wait hands off", func(t *testing.T) {
+		e := start(t, setup{decide: func(r *Request) Verdict {
+			return Verdict{Action: Wait, Wait: func() any { return "n" }}
+		}})
+		c := e.dial(t)
+		c.send("POST /wait-twice HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nbody")
+		resp, body := c.response("POST")
+		expectStatus(t, resp, body, 299, "handed off")
+		if reqs := e.ho.requests(); len(reqs) != 1 || reqs[0].URI != "/wait-twice" || reqs[0].Body != "body" {
+			t.Fatalf("the handoff server got %+v", reqs)
+		}
+		dc := e.h.decideCalls()
+		if len(dc) != 2 || dc[0].Note != nil || dc[1].Note != "n" {
+			t.Fatalf("Decide calls %+v", dc)
+		}
+	})
+	t.Run("Wait without a function hands off", func(t *testing.T) {
+		e := start(t, setup{decide: func(r *Request) Verdict { return Verdict{Action: Wait} }})
+		c := e.dial(t)
+		resp, body := c.get("/nowait")
+		expectStatus(t, resp, body, 299, "handed off")
+		if dc := e.h.decideCalls(); len(dc) != 1 {
+			t.Fatalf("Decide calls %+v", dc)
+		}
+	})
+	t.Run("a client that leaves during the Wait", func(t *testing.T) {
+		release := make(chan struct{})
+		e := start(t, setup{decide: func(r *Request) Verdict {
+			if r.Note == nil {
+				return Verdict{Action: Wait, Wait: func() any { <-release; return 1 }}
+			}
+			return Verdict{Action: Forward}
+		}})
+		c := e.dial(t)
+		c.send("GET /gone HTTP/1.1\r\nHost: h\r\n\r\n")
+		waitFor(t, "Decide", func() bool { return len(e.h.decideCalls()) == 1 })
+		c.Close()
+		waitFor(t, "the client closed", func() bool { return openClients(e.r) == 0 })
+		close(release)
+		// A request on another connection goes through; the one that left
+		// is not forwarded.
+		c2 := e.dial(t)
+		c2.send("GET /next HTTP/1.1\r\nHost: h\r\n\r\n")
+		resp, body := c2.response("GET")
+		expectStatus(t, resp, body, 200, okBody("GET", "/next"))
+		if reqs := e.up.requests(); len(reqs) != 1 || reqs[0].URI != "/next" {
+			t.Fatalf("the upstream got %+v", reqs)
+		}
+	})
+}
+
+func TestServe(t *testing.T) {
+	type served struct {
+		raw    string
+		remote netip.AddrPort
+	}
+	var mu sync.Mutex
+	var got []served
+	const answer = "HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\n\r\nrefuse"
+	decide := func(r *Request) Verdict {
+		switch string(r.Target) {
+		case "/serve", "/serve-close":
+			closeAfter, remote := string(r.Target) == "/serve-close", r.Remote
+			return Verdict{Action: Serve, Serve: func(raw []byte) ([]byte, bool) {
+				mu.Lock()
+				got = append(got, served{string(raw), remote})
+				mu.Unlock()
+				return []byte(answer), closeAfter
+			}}
+		case "/serve-nil":
+			return Verdict{Action: Serve, Serve: func([]byte) ([]byte, bool) { return nil, false }}
+		case "/serve-nofunc":
+			return Verdict{Action: Serve}
+		}
+		return Verdict{Action: Forward}
+	}
+	const post = "POST /serve HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+	tests := []struct {
+		name     string
+		request  string
+		status   int
+		body     string
+		served   string // the bytes Serve got
+		closed   bool   // the relay closes the connection after
+		handedTo bool
+	}{
+		{name: "answered, the connection stays", request: post, status: 403, body: "refuse", served: post},
+		{name: "close after", request: "GET /serve-close HTTP/1.1\r\nHost: h\r\n\r\n", status: 403, body: "refuse", served: "GET /serve-close HTTP/1.1\r\nHost: h\r\n\r\n", closed: true},
+		{name: "client's Connection: close", request: "GET /serve HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", status: 403, body: "refuse", served: "GET /serve HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", closed: true},
+		{name: "no response hands off", request: "GET /serve-nil HTTP/1.1\r\nHost: h\r\n\r\n", status: 299, body: "handed off", handedTo: true},
+		{name: "no function hands off", request: "GET /serve-nofunc HTTP/1.1\r\nHost: h\r\n\r\n", status: 299, body: "handed off", handedTo: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mu.Lock()
+			got = nil
+			mu.Unlock()
+			e := start(t, setup{decide: decide})
+			c := e.dial(t)
+			// The next request comes with it: it is still in the buffer
+			// when the answer comes.
+			c.send(tt.request + "GET /next HTTP/1.1\r\nHost: h\r\n\r\n")
+			method, _, _ := strings.Cut(tt.request, " ")
+			resp, body := c.response(method)
+			expectStatus(t, resp, body, tt.status, tt.body)
+			if tt.closed {
+				c.expectClosed()
+			} else {
+				resp, body := c.response("GET")
+				want := okBody("GET", "/next")
+				if tt.handedTo {
+					want = "handed off"
+				}
+				expectStatus(t, resp, body, map[bool]int{false: 200, true: 299}[tt.handedTo], want)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case tt.served == "" && len(got) != 0:
+				t.Fatalf("Serve got %+v", got)
+			case tt.served != "" && (len(got) != 1 || got[0].raw != tt.served || got[0].remote != c.LocalAddr().(*net.TCPAddr).AddrPort()):
+				t.Fatalf("Serve got %+v, want %q from %v", got, tt.served, c.LocalAddr())
+			}
+			if tt.handedTo {
+				if reqs := e.ho.requests(); len(reqs) != 2 || reqs[0].URI != strings.Fields(tt.request)[1] || reqs[1].URI != "/next" {
+					t.Fatalf("the handoff server got %+v", reqs)
+				}
+			}
+			if d := e.h.doneCalls(); len(d) > 1 || (len(d) == 1 && d[0].Target != "/next") {
+				t.Fatalf("Done calls %+v", d)
+			}
+		})
+	}
+}
+
+// openClients is the number of client connections the relay holds.
+func openClients(r *Relay) int {
+	n := 0
+	for _, l := range r.loops {
+		n += int(l.open.Load())
+	}
+	return n
+}
+
+// closedAddr is an address nothing listens on.
+func closedAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestFailures(t *testing.T) {
+	t.Run("unreachable", func(t *testing.T) {
+		addr := closedAddr(t)
+		e := start(t, setup{opt: func(o *Options) { o.Upstream = addr }})
+		c := e.dial(t)
+		for i := range 2 { // the connection stays usable
+			resp, body := c.get("/x?i=" + strconv.Itoa(i))
+			expectStatus(t, resp, body, 502, failBody(Unreachable))
+			if resp.Status != "502 Bad Gateway" || resp.Header.Get("X-Failure") != "unreachable" || resp.Header.Get("Content-Type") != "text/plain" || resp.ContentLength != int64(len(failBody(Unreachable))) || resp.Close {
+				t.Fatalf("status %q, headers %v, length %d, close %v", resp.Status, resp.Header, resp.ContentLength, resp.Close)
+			}
+		}
+		// HEAD: the length, no body.
+		c.send("HEAD /h HTTP/1.1\r\nHost: h\r\n\r\n")
+		resp, body := c.response("HEAD")
+		expectStatus(t, resp, body, 502, "")
+		if resp.Header.Get("Content-Length") != strconv.Itoa(len(failBody(Unreachable))) {
+			t.Fatalf("Content-Length %q", resp.Header.Get("Content-Length"))
+		}
+		// Connection: close is honoured.
+		c.send("GET /last HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+		resp, body = c.response("GET")
+		expectStatus(t, resp, body, 502, failBody(Unreachable))
+		if !resp.Close {
+			t.Fatal("no Connection: close")
+		}
+		c.expectClosed()
+		dones := e.h.waitDone(t, 4)
+		for i, d := range dones {
+			if d.Status != 502 || d.Failure != Unreachable || d.Err == nil || d.Upstream != 0 {
+				t.Fatalf("Done %d: %+v", i, d)
+			}
+		}
+		if dones[0].Target != "/x?i=0" || dones[2].Method != "HEAD" {
+			t.Fatalf("Done %+v", dones)
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		e := start(t, setup{opt: func(o *Options) { o.Timeout = 300 * time.Millisecond }})
+		c := e.dial(t)
+		begin := time.Now()
+		resp, body := c.get("/slow?ms=10000")
+		took := time.Since(begin)
+		expectStatus(t, resp, body, 504, failBody(Timeout))
+		if took < 300*time.Millisecond || took > 5*time.Second {
+			t.Fatalf("answered after %v, want about 300ms", took)
+		}
+		select {
+		case <-e.up.slowGone: // the upstream connection was closed
+		case <-time.After(ioTimeout):
+			t.Fatal("the upstream request was not cancelled")
+		}
+		d := e.h.waitDone(t, 1)[0]
+		if d.Status != 504 || d.Failure != Timeout || d.Err == nil || d.Target != "/slow?ms=10000" {
+			t.Fatalf("Done %+v", d)
+		}
+		// A quick answer on the same connection.
+		resp, body = c.get("/slow?ms=1")
+		expectStatus(t, resp, body, 200, "slow done")
+	})
+	t.Run("malformed response", func(t *testing.T) {
+		e := start(t, setup{})
+		c := e.dial(t)
+		resp, body := c.get("/malformed")
+		expectStatus(t, resp, body, 502, failBody(Broken))
+		if d := e.h.waitDone(t, 1)[0]; d.Failure != Broken || d.Status != 502 || d.Err == nil {
+			t.Fatalf("Done %+v", d)
+		}
+		resp, body = c.get("/after")
+		expectStatus(t, resp, body, 200, okBody("GET", "/after"))
+	})
+	t.Run("malformed chunked body", func(t *testing.T) {
+		e := start(t, setup{})
+		c := e.dial(t)
+		c.send("GET /badchunk HTTP/1.1\r\nHost: h\r\n\r\n")
+		resp, err := http.ReadResponse(c.br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || err == nil {
+			t.Fatalf("status %d, body %q, err %v; want 200 and the body cut short", resp.StatusCode, body, err)
+		}
+		c.expectClosed()
+		if d := e.h.waitDone(t, 1)[0]; d.Status != 200 || d.Failure != NoFailure {
+			t.Fatalf("Done %+v", d)
+		}
+	})
+	t.Run("busy", func(t *testing.T) {
+		e := start(t, setup{opt: func(o *Options) {
+			o.MaxConns = 1
+			o.DialTimeout = 400 * time.Millisecond
+		}})
+		sse := e.dial(t)
+		sse.send("GET /sse HTTP/1.1\r\nHost: h\r\n\r\n")
+		resp, err := http.ReadResponse(sse.br, nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("event stream: %v", err)
+		}
+		if line, err := bufio.NewReader(resp.Body).ReadString('\n'); line != "data: one\n" || err != nil {
+			t.Fatalf("first event %q, %v", line, err)
+		}
+		c := e.dial(t)
+		begin := time.Now()
+		resp2, body := c.get("/queued")
+		took := time.Since(begin)
+		expectStatus(t, resp2, body, 503, failBody(Busy))
+		if took < 350*time.Millisecond || took > 5*time.Second {
+			t.Fatalf("Busy after %v, want about 400ms", took)
+		}
+		dones := e.h.waitDone(t, 2)
+		if d := dones[1]; d.Failure != Busy || d.Status != 503 || d.Target != "/queued" || d.Err == nil {
+			t.Fatalf("Done %+v", d)
+		}
+		if n := e.up.conns.Load(); n != 1 {
+			t.Fatalf("upstream connections %d", n)
+		}
+	})
+}
+
+func TestQueuedForConnection(t *testing.T) {
+	// One connection, one loop: the second client waits for the first's
+	// exchange, then gets the connection.
+	e := start(t, setup{opt: func(o *Options) {
+		o.MaxConns = 1
+		o.Loops = 1
+		o.DialTimeout = 5 * time.Second
+	}})
+	a, b := e.dial(t), e.dial(t)
+	a.send("GET /slow?ms=300 HTTP/1.1\r\nHost: h\r\n\r\n")
+	waitFor(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 1 })
+	b.send("GET /second HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp, body := a.response("GET")
+	expectStatus(t, resp, body, 200, "slow done")
+	resp, body = b.response("GET")
+	expectStatus(t, resp, body, 200, okBody("GET", "/second"))
+	if n := e.up.conns.Load(); n != 1 {
+		t.Fatalf("upstream connections %d", n)
+	}
+}
+
+// A client queued on one loop gets a connection freed on another loop
+// within its DialTimeout.
+func TestQueuedAcrossLoops(t *testing.T) {
+	hold := make(chan struct{})
+	e := start(t, setup{
+		opt: func(o *Options) {
+			o.MaxConns = 1
+			o.Loops = 2
+			o.DialTimeout = 2 * time.Second
+		},
+		decide: func(r *Request) Verdict {
+			if string(r.Target) == "/block" {
+				<-hold // a test's trick: the loop is busy, the other accepts
+			}
+			return Verdict{Action: Forward}
+		},
+	})
+	a := e.dial(t)
+	a.send("GET /block HTTP/1.1\r\nHost: h\r\n\r\n")
+	waitFor(t, "Decide of /block", func() bool { return len(e.h.decideCalls()) == 1 })
+	b := e.dial(t)
+	b.send("GET /probe HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp, body := b.response("GET")
+	expectStatus(t, resp, body, 200, okBody("GET", "/probe"))
+	close(hold)
+	resp, body = a.response("GET")
+	expectStatus(t, resp, body, 200, okBody("GET", "/block"))
+	if dc := e.h.decideCalls(); dc[0].Loop == dc[1].Loop {
+		t.Fatalf("both clients on one loop: %+v", dc)
+	}
+	// a's loop holds the connection; b queues on the other loop.
+	a.send("GET /slow?ms=300 HTTP/1.1\r\nHost: h\r\n\r\n")
+	waitFor(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 3 })
+	begin := time.Now()
+	b.send("GET /second HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp, body = a.response("GET")
+	expectStatus(t, resp, body, 200, "slow done")
+	resp, body = b.response("GET")
+	expectStatus(t, resp, body, 200, okBody("GET", "/second"))
+	if took := time.Since(begin); took > 1500*time.Millisecond {
+		t.Fatalf("the queued client waited %v", took)
+	}
+}
+
+func TestRetry(t *testing.T) {
+	t.Run("connection closed by the upstream while idle", func(t *testing.T) {
+		e := start(t, setup{upIdle: 100 * time.Millisecond})
+		c := e.dial(t)
+		resp, body := c.get("/first")
+		expectStatus(t, resp, body, 200, okBody("GET", "/first"))
+		waitFor(t, "the upstream to close the idle connection", func() bool { return e.up.open.Load() == 0 })
+		resp, body = c.get("/second")
+		expectStatus(t, resp, body, 200, okBody("GET", "/second"))
+		if n := e.up.conns.Load(); n != 2 {
+			t.Fatalf("upstream connections %d, want 2", n)
+		}
+		if d := e.h.waitDone(t, 2); d[1].Status != 200 || d[1].Failure != NoFailure {
+			t.Fatalf("Done %+v", d)
+		}
+	})
+	tests := []struct {
+		name    string
+		first   bool // the request is the first on its upstream connection
+		request string
+		status  int
+		body    string
+		calls   int64
+	}{
+		{name: "GET on a reused connection is sent again", request: "GET /flaky HTTP/1.1\r\nHost: h\r\n\r\n", status: 200, body: "flaky ok", calls: 2},
+		{name: "HEAD on a reused connection is sent again", request: "HEAD /flaky HTTP/1.1\r\nHost: h\r\n\r\n", status: 200, calls: 2},
+		{name: "POST is not sent again", request: "POST /flaky HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\nx", status: 502, body: failBody(Broken), calls: 1},
+		{name: "GET on a new connection is not sent again", first: true, request: "GET /flaky HTTP/1.1\r\nHost: h\r\n\r\n", status: 502, body: failBody(Broken), calls: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := start(t, setup{})
+			c := e.dial(t)
+			if !tt.first {
+				resp, body := c.get("/warm")
+				expectStatus(t, resp, body, 200, okBody("GET", "/warm"))
+			}
+			method, _, _ := strings.Cut(tt.request, " ")
+			c.send(tt.request)
+			resp, body := c.response(method)
+			expectStatus(t, resp, body, tt.status, tt.body)
+			if n := e.up.flaky.Load(); n != tt.calls {
+				t.Fatalf("/flaky called %d times, want %d", n, tt.calls)
+			}
+			dones := e.h.doneCalls()
+			d := dones[len(dones)-1]
+			if d.Status != tt.status || d.Target != "/flaky" || (tt.status == 502) != (d.Failure == Broken) {
+				t.Fatalf("Done %+v", d)
+			}
+			// The client's connection stays usable either way.
+			resp, body = c.get("/after")
+			expectStatus(t, resp, body, 200, okBody("GET", "/after"))
+		})
+	}
+}
+
+// openStream requests /sse and reads its first event.
+func openStream(tb testing.TB, c *tconn) {
+	tb.Helper()
+	c.send("GET /sse HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" || !slices.Equal(resp.TransferEncoding, []string{"chunked"}) {
+		tb.Fatalf("status %d, headers %v, te %q", resp.StatusCode, resp.Header, resp.TransferEncoding)
+	}
+	// The chunk of the first event: "b\r\ndata: one\n\n\r\n".
+	if head := readChunkHead(tb, c.br); head != 11 {
+		tb.Fatalf("first chunk of %d bytes", head)
+	}
+	ev := make([]byte, 13)
+	if _, err := io.ReadFull(c.br, ev); err != nil || string(ev) != "data: one\n\n\r\n" {
+		tb.Fatalf("first event %q, %v", ev, err)
+	}
+}
+
+func readChunkHead(tb testing.TB, br *bufio.Reader) int {
+	tb.Helper()
+	line, err := br.ReadString('\n')
+	if err != nil {
+		tb.Fatalf("chunk size: %v", err)
+	}
+	n, err := strconv.ParseInt(strings.TrimSuffix(line, "\r\n"), 16, 32)
+	if err != nil {
+		tb.Fatalf("chunk size %q: %v", line, err)
+	}
+	return int(n)
+}
+
+func TestStreams(t *testing.T) {
+	t.Run("client leaves mid-stream", func(t *testing.T) {
+		e := start(t, setup{})
+		c := e.dial(t)
+		openStream(t, c)
+		if n := e.r.Streams(); n != 1 {
+			t.Fatalf("Streams() = %d, want 1", n)
+		}
+		c.Close()
+		select {
+		case <-e.up.sseGone:
+		case <-time.After(ioTimeout):
+			t.Fatal("the upstream request was not cancelled")
+		}
+		waitFor(t, "Streams() back to 0", func() bool { return e.r.Streams() == 0 })
+		waitFor(t, "no upstream connection open", func() bool { return e.up.open.Load() == 0 })
+	})
+	t.Run("stream ends", func(t *testing.T) {
+		e := start(t, setup{})
+		c := e.dial(t)
+		resp, body := c.get("/sse?n=3")
+		expectStatus(t, resp, body, 200, "data: one\n\ndata: 0\n\ndata: 1\n\ndata: 2\n\n")
+		waitFor(t, "Streams() back to 0", func() bool { return e.r.Streams() == 0 })
+		resp, body = c.get("/after")
+		expectStatus(t, resp, body, 200, okBody("GET", "/after"))
+		if n := e.up.conns.Load(); n != 1 {
+			t.Fatalf("upstream connections %d", n)
+		}
+	})
+	t.Run("two streams", func(t *testing.T) {
+		e := start(t, setup{})
+		a, b := e.dial(t), e.dial(t)
+		openStream(t, a)
+		openStream(t, b)
+		if n := e.r.Streams(); n != 2 {
+			t.Fatalf("Streams() = %d, want 2", n)
+		}
+		a.Close()
+		waitFor(t, "Streams() at 1", func() bool { return e.r.Streams() == 1 })
+		b.Close()
+		waitFor(t, "Streams() at 0", func() bool { return e.r.Streams() == 0 })
+	})
+}
+
+func TestClientTimeouts(t *testing.T) {
+	t.Run("IdleTimeout", func(t *testing.T) {
+		e := start(t, setup{opt: func(o *Options) { o.IdleTimeout = 300 * time.Millisecond }})
+		c := e.dial(t)
+		resp, body := c.get("/x")
+		expectStatus(t, resp, body, 200, okBody("GET", "/x"))
+		begin := time.Now()
+		c.expectClosed()
+		if took := time.Since(begin); took < 200*time.Millisecond {
+			t.Fatalf("closed after %v idle, want 300ms", took)
+		}
+	})
+	t.Run("ReadTimeout", func(t *testing.T) {
+		e := start(t, setup{opt: func(o *Options) { o.ReadTimeout = 300 * time.Millisecond }})
+		c := e.dial(t)
+		begin := time.Now()
+		c.send("GET /partial HTTP/1.1\r\nHost: h\r\n")
+		c.expectClosed()
+		if took := time.Since(begin); took < 200*time.Millisecond {
+			t.Fatalf("closed after %v, want 300ms", took)
+		}
+		if n := len(e.h.decideCalls()) + len(e.up.requests()); n != 0 {
+			t.Fatalf("%d calls", n)
+		}
+	})
+	t.Run("no IdleTimeout: idle connections stay", func(t *testing.T) {
+		e := start(t, setup{})
+		c := e.dial(t)
+		resp, body := c.get("/x")
+		expectStatus(t, resp, body, 200, okBody("GET", "/x"))
+		// A few sweeps pass.
+		time.Sleep(350 * time.Millisecond)
+		resp, body = c.get("/y")
+		expectStatus(t, resp, body, 200, okBody("GET", "/y"))
+	})
+}
+
+// dialRefused waits until a connection to addr is refused.
+func dialRefused(tb testing.TB, addr string) {
+	tb.Helper()
+	waitFor(tb, "connections refused", func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return true
+		}
+		c.Close()
+		return false
+	})
+}
+
+func TestShutdown(t *testing.T) {
+	t.Run("idle connections are closed", func(t *testing.T) {
+		e := start(t, setup{})
+		a, b := e.dial(t), e.dial(t)
+		for _, c := range []*tconn{a, b} {
+			resp, body := c.get("/x")
+			expectStatus(t, resp, body, 200, okBody("GET", "/x"))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+		defer cancel()
+		if err := e.shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		a.expectClosed()
+		b.expectClosed()
+		e.waitServe(t)
+		if _, err := net.Dial("tcp", e.addr); err == nil {
+			t.Fatal("a connection after Shutdown was accepted")
+		}
+		waitFor(t, "the upstream connections closed", func() bool { return e.up.open.Load() == 0 })
+	})
+	t.Run("in-flight request finishes with Connection: close", func(t *testing.T) {
+		e := start(t, setup{})
+		slow, idle := e.dial(t), e.dial(t)
+		resp, body := idle.get("/x")
+		expectStatus(t, resp, body, 200, okBody("GET", "/x"))
+		slow.send("GET /slow?ms=1500 HTTP/1.1\r\nHost: h\r\n\r\n")
+		waitFor(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 2 })
+		shut := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+			defer cancel()
+			shut <- e.shutdown(ctx)
+		}()
+		idle.expectClosed()
+		dialRefused(t, e.addr)
+		select {
+		case err := <-shut:
+			t.Fatalf("Shutdown returned %v with a request in flight", err)
+		default:
+		}
+		resp, body = slow.response("GET")
+		expectStatus(t, resp, body, 200, "slow done")
+		if !resp.Close {
+			t.Fatal("no Connection: close")
+		}
+		slow.expectClosed()
+		select {
+		case err := <-shut:
+			if err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+		case <-time.After(ioTimeout):
+			t.Fatal("Shutdown did not return")
+		}
+		e.waitServe(t)
+	})
+	t.Run("event streams are ended", func(t *testing.T) {
+		e := start(t, setup{})
+		c := e.dial(t)
+		openStream(t, c)
+		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+		defer cancel()
+		if err := e.shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		c.expectClosed()
+		select {
+		case <-e.up.sseGone:
+		case <-time.After(ioTimeout):
+			t.Fatal("the upstream request was not cancelled")
+		}
+		if n := e.r.Streams(); n != 0 {
+			t.Fatalf("Streams() = %d", n)
+		}
+		e.waitServe(t)
+	})
+	t.Run("expired context", func(t *testing.T) {
+		e := start(t, setup{})
+		c := e.dial(t)
+		c.send("GET /slow?ms=10000 HTTP/1.1\r\nHost: h\r\n\r\n")
+		waitFor(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 1 })
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := e.shutdown(ctx); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Shutdown = %v, want context.Canceled", err)
+		}
+		e.waitServe(t)
+		c.expectClosed()
+		select {
+		case <-e.up.slowGone:
+		case <-time.After(ioTimeout):
+			t.Fatal("the upstream request was not cancelled")
+		}
+	})
+}
+
+// A connection whose response was being relayed when Shutdown began is
+// closed after that response, as Shutdown's doc says; Shutdown then
+// returns.
+func TestShutdownClosesConnectionAfterRelayedResponse(t *testing.T) {
+	e := start(t, setup{})
+	c := e.dial(t)
+	c.send("GET /hold HTTP/1.1\r\nHost: h\r\n\r\n")
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("%v", err)
+	}
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		shut <- e.shutdown(ctx)
+	}()
+	dialRefused(t, e.addr) // Shutdown has begun
+	close(e.up.release)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || string(body) != "0123456789" {
+		t.Fatalf("body %q, %v", body, err)
+	}
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	c.expectClosed()
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
+// A second Shutdown, after the loops stopped, returns at once.
+func TestShutdownTwice(t *testing.T) {
+	e := start(t, setup{})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := e.shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.waitServe(t)
+	done := make(chan error, 1)
+	go func() { done <- e.r.Shutdown(ctx) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("the second Shutdown did not return")
+	}
+}
+
+// A client that leaves while its request is in flight is an exchange that
+// failed: Exchange.Status documents 0 for it.
+func TestDoneForAbandonedExchange(t *testing.T) {
+	e := start(t, setup{})
+	c := e.dial(t)
+	c.send("GET /slow?ms=10000 HTTP/1.1\r\nHost: h\r\n\r\n")
+	waitFor(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 1 })
+	c.Close()
+	<-e.up.slowGone
+	deadline := time.Now().Add(2 * time.Second)
+	for len(e.h.doneCalls()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	d := e.h.doneCalls()
+	if len(d) != 1 || d[0].Status != 0 || d[0].Target != "/slow?ms=10000" {
+		t.Fatalf("Done calls %+v, want one with status 0", d)
+	}
+}
+
+// With TokenDrop the client's token header never reaches the upstream,
+// whatever the header is called.
+func TestTokenDropAnyHeaderName(t *testing.T) {
+	for _, name := range []string{"X-Auth-Key", "X_Token", "Direktiv-Token"} {
+		t.Run(name, func(t *testing.T) {
+			e := start(t, setup{
+				decide: func(r *Request) Verdict { return Verdict{Action: Forward, Token: TokenDrop} },
+				opt:    func(o *Options) { o.TokenHeader = name },
+			})
+			c := e.dial(t)
+			c.send("GET /t HTTP/1.1\r\nHost: h\r\n" + name + ": secret\r\n\r\n")
+			resp, body := c.response("GET")
+			expectStatus(t, resp, body, 200, okBody("GET", "/t"))
+			if v := e.up.requests()[0].Header.Values(name); len(v) != 0 {
+				t.Fatalf("the upstream got %s: %q", name, v)
+			}
+			if dc := e.h.decideCalls(); !slices.Equal(dc[0].Tokens, []string{"secret"}) {
+				t.Fatalf("Decide saw tokens %q", dc[0].Tokens)
+			}
+		})
+	}
+}
+
+// A Wait (or dial) that ends after the relay stopped must not write to
+// the loop's closed eventfd: its number may belong to another file by
+// then.
+func TestPostAfterShutdown(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free()
+	e := start(t, setup{decide: func(r *Request) Verdict {
+		if r.Note == nil {
+			return Verdict{Action: Wait, Wait: func() any { <-release; return 1 }}
+		}
+		return Verdict{Action: Forward}
+	}, opt: func(o *Options) { o.Loops = 1 }})
+	efd := e.r.loops[0].efd
+	c := e.dial(t)
+	c.send("GET /w HTTP/1.1\r\nHost: h\r\n\r\n")
+	waitFor(t, "Decide", func() bool { return len(e.h.decideCalls()) == 1 })
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	e.shutdown(ctx)
+	e.waitServe(t)
+	// Take the eventfd's number with a socket pair.
+	var peer int = -1
+	var opened []int
+	defer func() {
+		for _, fd := range opened {
+			unix.Close(fd)
+		}
+	}()
+	for range 64 {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opened = append(opened, fds[0], fds[1])
+		if fds[0] == efd {
+			peer = fds[1]
+			break
+		}
+		if fds[1] == efd {
+			peer = fds[0]
+			break
+		}
+	}
+	if peer < 0 {
+		t.Skip("the eventfd's number was taken by another file")
+	}
+	free()
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for time.Now().Before(deadline) {
+		var b [16]byte
+		if n, _ := unix.Read(peer, b[:]); n > 0 {
+			t.Fatalf("%d bytes written to a file that took the loop's eventfd number: %x", n, b[:n])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
