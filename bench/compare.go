@@ -521,8 +521,9 @@ func (c *comparison) startServers(ctx context.Context) error {
 	if err := waitReady(ctx, sdp, 90*time.Second, probeHTTP(c.sidecar, "/api/namespaces/"+c.cfg.ns+"/auth/token")); err != nil {
 		return err
 	}
-	c.versions = append(c.versions, setting{"sidecar", fmt.Sprintf("ready %.1fs after start; GOMAXPROCS %d (every core), --log-level warn, metrics on, upstream API key %v",
-		time.Since(t0).Seconds(), runtime.NumCPU(), hasUpstreamKey)})
+	// Its event loops: --event-loops auto, relay.DefaultLoops at GOMAXPROCS = every core.
+	c.versions = append(c.versions, setting{"sidecar", fmt.Sprintf("ready %.1fs after start; GOMAXPROCS %d (every core), event loops %d (auto), --log-level warn, metrics on, upstream API key %v",
+		time.Since(t0).Seconds(), runtime.NumCPU(), max(1, runtime.NumCPU()/2), hasUpstreamKey)})
 
 	if nginxBin != "" {
 		if err := c.startNginx(ctx, nginxBin, stubPort); err != nil {
