@@ -3,7 +3,6 @@ package store
 import (
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -12,6 +11,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
+	"unsafe"
 )
 
 // SecretPrefix starts every token minted by direktiv-authz. It tells a minted
@@ -148,6 +148,23 @@ func (s Secret) Hash() string {
 	return hex.EncodeToString(sum[:])
 }
 
+// HashMatches reports whether hash (a record's Hash) is the hex SHA-256 of
+// s.Token, in constant time and without allocating: it is asked on every
+// forwarded request.
+func (s Secret) HashMatches(hash string) bool {
+	sum := sha256.Sum256(unsafe.Slice(unsafe.StringData(s.Token), len(s.Token))) // read only
+	var want [2 * sha256.Size]byte
+	hex.Encode(want[:], sum[:])
+	if len(hash) != len(want) {
+		return false
+	}
+	var diff byte
+	for i := range want {
+		diff |= want[i] ^ hash[i]
+	}
+	return diff == 0
+}
+
 // Matches reports whether t is the record of s: same namespace and id, and
 // t.Hash equal to s.Hash() (compared in constant time). It does not look at
 // expiry; a store returns live records only.
@@ -155,8 +172,7 @@ func (s Secret) Matches(t Token) bool {
 	if t.Namespace != s.Namespace || t.ID != s.ID {
 		return false
 	}
-	h := s.Hash()
-	return subtle.ConstantTimeCompare([]byte(h), []byte(t.Hash)) == 1
+	return s.HashMatches(t.Hash)
 }
 
 // String returns "namespace/id", never the token.

@@ -236,3 +236,42 @@ func BenchmarkNewSecret(b *testing.B) {
 		}
 	}
 }
+
+func TestSecretHashMatches(t *testing.T) {
+	sec, err := store.NewSecret("ns1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := store.NewSecret("ns1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sec.Hash()
+	flipped := []byte(h)
+	flipped[len(flipped)-1] ^= 1
+	for _, tc := range []struct {
+		name string
+		hash string
+		want bool
+	}{
+		{"its own hash", h, true},
+		{"another token's hash", other.Hash(), false},
+		{"one bit off in the last character", string(flipped), false},
+		{"upper-case hex", strings.ToUpper(h), h == strings.ToUpper(h)},
+		{"truncated", h[:63], false},
+		{"longer", h + "0", false},
+		{"empty", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := sec.HashMatches(tc.hash); got != tc.want {
+				t.Fatalf("HashMatches(%q) = %v, want %v", tc.hash, got, tc.want)
+			}
+			if got := sec.Matches(store.Token{Namespace: sec.Namespace, ID: sec.ID, Hash: tc.hash}); got != tc.want {
+				t.Fatalf("Matches with Hash %q = %v, want %v", tc.hash, got, tc.want)
+			}
+		})
+	}
+	if n := testing.AllocsPerRun(100, func() { sec.HashMatches(h) }); n != 0 {
+		t.Errorf("HashMatches allocates %v times, want 0", n)
+	}
+}

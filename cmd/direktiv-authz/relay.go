@@ -60,7 +60,7 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	}
 	minted := 0
 	for _, v := range r.Tokens {
-		if store.IsMinted(string(v)) {
+		if bytes.HasPrefix(v, mintedPrefix) {
 			minted++
 		}
 	}
@@ -93,14 +93,14 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 		if !cached {
 			return relay.Verdict{Action: relay.Wait, Wait: func() any {
 				rec, err := a.store.Lookup(context.Background(), sec.Namespace, sec.ID)
-				if err == nil && subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(sec.Hash())) == 1 && !rec.Expired(a.now()) {
+				if err == nil && sec.HashMatches(rec.Hash) && !rec.Expired(a.now()) {
 					a.cache.fill(rec, gen)
 				}
 				return lookupNote{rec: rec, err: err}
 			}}
 		}
 	}
-	if subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(sec.Hash())) != 1 || rec.Expired(a.now()) {
+	if !sec.HashMatches(rec.Hash) || rec.Expired(a.now()) {
 		return h.serve(r, true)
 	}
 	dec, err := a.engine.Route(context.Background(), engine.RouteInput{
@@ -198,6 +198,8 @@ func releaseServeCtx(c *serveCtx) {
 	c.br.Reset(nil)
 	serveCtxPool.Put(c)
 }
+
+var mintedPrefix = []byte(store.SecretPrefix)
 
 // ownPath reports a path the relay must not forward: the sidecar's own
 // /api/namespaces/{ns}/auth/... endpoints, and any path that does not split

@@ -149,7 +149,7 @@ func (a *app) authenticate(ctx context.Context, value []byte) (caller, error) {
 			return caller{}, err
 		}
 	}
-	if subtle.ConstantTimeCompare([]byte(rec.Hash), []byte(sec.Hash())) != 1 || rec.Expired(a.now()) {
+	if !sec.HashMatches(rec.Hash) || rec.Expired(a.now()) {
 		return caller{}, errorf(codeUnauthenticated, "the %s is unknown, expired or revoked", headerToken)
 	}
 	if !cached {
