@@ -161,6 +161,9 @@ func (a *app) serveOne(raw []byte, remote net.Addr, refusal bool) ([]byte, bool)
 		a.writeError(&ctx.RequestCtx, errors.New("internal error"))
 	}
 	resp.Header.SetNoDefaultContentType(true)
+	if len(resp.Header.Server()) == 0 {
+		resp.Header.SetServer(a.server.Name) // as the server sends it
+	}
 	resp.SkipBody = ctx.IsHead()
 	closeAfter := resp.ConnectionClose() || ctx.Request.Header.ConnectionClose()
 	if closeAfter {
@@ -203,10 +206,11 @@ var mintedPrefix = []byte(store.SecretPrefix)
 
 // ownPath reports a path the relay must not forward: the sidecar's own
 // /api/namespaces/{ns}/auth/... endpoints, and any path that does not split
-// cleanly (the server answers 400). Only paths that could be either are
-// split: those containing "auth" or a percent escape.
+// cleanly, such as one with a "." or ".." segment (the server answers 400).
+// Only paths that could be either are split: those containing "auth", a
+// percent escape or "/.".
 func ownPath(path []byte) bool {
-	if !bytes.Contains(path, []byte("auth")) && bytes.IndexByte(path, '%') < 0 {
+	if !bytes.Contains(path, []byte("auth")) && bytes.IndexByte(path, '%') < 0 && !bytes.Contains(path, []byte("/.")) {
 		return false
 	}
 	segs, err := engine.SplitPath(string(path))
@@ -340,6 +344,7 @@ func (a *app) newRelay() error {
 		Host:         u.Host,
 		PreserveHost: a.cfg.PreserveHost,
 		TokenHeader:  headerToken,
+		ServerName:   a.server.Name, // as the server sends it
 		Loops:        a.cfg.relayLoops,
 		MaxConns:     a.cfg.upstreamMaxConns,
 		MaxBody:      mintBodyLimit,

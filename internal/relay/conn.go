@@ -66,7 +66,7 @@ func (c *client) event(ev uint32) {
 	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		c.writable = true
 	}
-	if ev&(unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLRDHUP) != 0 && c.state != stateRead {
+	if ev&(unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLRDHUP) != 0 && c.state != stateRead && !c.pipelined(ev) {
 		// The client went away (or shut down its side, which is what a
 		// client that gives up does) while a request was in flight: so
 		// does the exchange, and the upstream sees its connection close,
@@ -78,6 +78,26 @@ func (c *client) event(ev uint32) {
 		c.eof = true
 	}
 	c.step()
+}
+
+// pipelined reports whether a client that shut down its sending side has
+// sent more requests before doing so (read or not yet read): those are
+// answered, as nginx and the server do, and the connection closes after.
+// A reset or error is never that.
+func (c *client) pipelined(ev uint32) bool {
+	if ev&(unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		return false
+	}
+	extra := len(c.in)
+	if c.state == stateWait {
+		extra -= c.parsed.head + c.parsed.length // the request waited on
+	}
+	if extra > 0 {
+		return true
+	}
+	var b [1]byte
+	n, _, err := unix.Recvfrom(c.fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return err == nil && n > 0
 }
 
 // step makes what progress it can.
@@ -125,8 +145,8 @@ func (c *client) flush() bool {
 			return false
 		}
 	}
-	if cap(c.out) > 4*highWater {
-		c.out = nil
+	if cap(c.out) > readBufSize {
+		c.out = nil // a large response: not kept while the connection idles
 	} else {
 		c.out = c.out[:0]
 	}
@@ -348,7 +368,12 @@ func (c *client) send() {
 	}
 	l.queue = append(l.queue, c)
 	l.r.queued.Add(1)
-	l.r.reclaim(l)
+	// A slot freed between reserve and the count above saw no one
+	// queued: look again.
+	l.dispatch()
+	if c.state == stateQueued && !c.dialing {
+		l.r.reclaim(l)
+	}
 }
 
 // fail answers the request in flight with the Handler's error response.
@@ -356,7 +381,7 @@ func (c *client) fail(f Failure, err error) {
 	r := c.l.r
 	resp := r.opt.Handler.Fail(c.method, c.target, f, err)
 	c.up = nil
-	c.closing = c.closing || c.closeReq || c.eof || c.l.shutting
+	c.closing = c.closing || c.closeReq || c.l.shutting
 	b := append(c.out, "HTTP/1.1 "...)
 	b = strconv.AppendInt(b, int64(resp.Status), 10)
 	b = append(b, ' ')
@@ -368,6 +393,8 @@ func (c *client) fail(f Failure, err error) {
 		b = append(b, h[1]...)
 		b = append(b, "\r\n"...)
 	}
+	b = c.l.appendDate(b)
+	b = c.l.appendServer(b)
 	b = append(b, "Content-Length: "...)
 	b = strconv.AppendInt(b, int64(len(resp.Body)), 10)
 	if c.closing {
@@ -387,7 +414,7 @@ func (c *client) fail(f Failure, err error) {
 // writeHead queues the response head for the client.
 func (c *client) writeHead(u *upstream) {
 	rs := &u.resp
-	c.closing = c.closing || c.closeReq || c.eof || c.l.shutting
+	c.closing = c.closing || c.closeReq || c.l.shutting
 	b := c.out
 	if rs.http10 {
 		b = append(b, "HTTP/1.1"...)
@@ -411,6 +438,13 @@ func (c *client) writeHead(u *upstream) {
 			b = append(b, line...)
 		}
 	}
+	if !rs.hasDate {
+		// RFC 9110, 6.6.1: a response forwarded without a Date gets one.
+		b = c.l.appendDate(b)
+	}
+	if !rs.hasServer {
+		b = c.l.appendServer(b)
+	}
 	switch {
 	case rs.frame == byLength || (rs.frame == noBody && rs.hasLength):
 		b = append(b, "Content-Length: "...)
@@ -431,6 +465,9 @@ func (c *client) writeHead(u *upstream) {
 // finish ends the exchange: the response has been queued whole.
 func (c *client) finish() {
 	c.up = nil
+	if cap(c.req) > readBufSize {
+		c.req = nil // a large upload: not kept while the connection idles
+	}
 	c.closing = c.closing || c.l.shutting
 	c.state = stateRead
 	c.since = c.l.now
@@ -639,6 +676,12 @@ func (u *upstream) process() bool {
 		u.left = u.resp.length
 		u.chunks = chunkReader{}
 		if u.resp.frame == chunked || u.resp.frame == byClose {
+			if u.l.shutting {
+				// An event stream starting while the sidecar stops: ended
+				// at once, as beginShutdown ends those already running.
+				u.abort()
+				return false
+			}
 			u.stream = true
 			u.l.r.streams.Add(1)
 		}
@@ -919,8 +962,7 @@ func (l *loop) dialed(fd int, err error, c *client) {
 		return
 	}
 	u := &upstream{l: l, fd: fd, writable: true}
-	l.set(fd, u)
-	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}); err != nil {
+	if err := l.register(fd, u); err != nil {
 		u.close()
 		if waiting {
 			c.fail(Unreachable, err)
@@ -959,6 +1001,28 @@ func (r *Relay) dial() (int, error) {
 		return -1, fmt.Errorf("dup: %w", derr)
 	}
 	return nfd, nil
+}
+
+// appendDate appends a Date header line, the time formatted at most once
+// every half second.
+func (l *loop) appendDate(b []byte) []byte {
+	if l.dateAt == 0 || l.now-l.dateAt >= int64(500*time.Millisecond) {
+		l.date = time.Now().UTC().AppendFormat(append(l.date[:0], "Date: "...), http.TimeFormat)
+		l.date = append(l.date, "\r\n"...)
+		l.dateAt = l.now
+	}
+	return append(b, l.date...)
+}
+
+// appendServer appends the Server header line of Options.ServerName, if
+// one is set.
+func (l *loop) appendServer(b []byte) []byte {
+	if name := l.r.opt.ServerName; name != "" {
+		b = append(b, "Server: "...)
+		b = append(b, name...)
+		b = append(b, "\r\n"...)
+	}
+	return b
 }
 
 func statusText(code int) string {

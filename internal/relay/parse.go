@@ -32,6 +32,8 @@ type request struct {
 
 var (
 	hdrHost             = []byte("host")
+	hdrDate             = []byte("date")
+	hdrServer           = []byte("server")
 	hdrContentLength    = []byte("content-length")
 	hdrTransferEncoding = []byte("transfer-encoding")
 	hdrConnection       = []byte("connection")
@@ -294,6 +296,8 @@ type response struct {
 	frame     framing
 	length    int  // byLength, or the Content-Length of a bodiless response
 	hasLength bool // a Content-Length came
+	hasDate   bool // a Date came
+	hasServer bool // a Server came
 	close     bool // the upstream closes the connection after it
 	head      int  // length of the head, blank line included
 	line      []byte
@@ -358,6 +362,10 @@ func parseResponse(b []byte, isHead bool, r *response) (more, ok bool) {
 		}
 		v = trimOWS(v)
 		switch {
+		case equalFold(name, hdrDate):
+			r.hasDate = true
+		case equalFold(name, hdrServer):
+			r.hasServer = true
 		case equalFold(name, hdrContentLength):
 			n, okLen := parseDecimal(v)
 			if !okLen || (lengths > 0 && n != r.length) {

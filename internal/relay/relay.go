@@ -146,6 +146,7 @@ type Options struct {
 	Host         string // the Host header sent upstream, unless PreserveHost
 	PreserveHost bool
 	TokenHeader  string        // the header Decide's Request.Tokens come from
+	ServerName   string        // sent as Server on responses that have none; "": none
 	Loops        int           // event loops; 0: DefaultLoops()
 	MaxConns     int           // upstream connections open at most, over all loops
 	MaxBody      int           // request bodies up to this many bytes are relayed; larger ones are handed off
@@ -309,6 +310,8 @@ type loop struct {
 	ep     int
 	efd    int // eventfd: wakes the loop for its inbox
 	socks  []sock
+	gens   []int32 // the generation each fd was registered with (see set)
+	gen    int32
 	events []unix.EpollEvent
 	open   atomic.Int64 // client connections, for Shutdown
 
@@ -325,7 +328,12 @@ type loop struct {
 	now      int64       // monotonic nanoseconds, read once per wake-up
 	swept    int64
 	shutting bool
-	exit     bool
+	// acceptPaused is when accepting stopped after an accept error (see
+	// listenSock.event); 0: accepting.
+	acceptPaused int64
+	date         []byte // "Date: ...\r\n" (see appendDate)
+	dateAt       int64
+	exit         bool
 }
 
 // sock is what an fd is in this loop.
@@ -348,19 +356,23 @@ func newLoop(r *Relay) (*loop, error) {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
 	l := &loop{r: r, ep: ep, efd: efd, events: make([]unix.EpollEvent, 256), clients: make(map[*client]struct{})}
-	l.set(efd, wakeSock{l})
-	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(efd)}); err != nil {
+	gen := l.set(efd, wakeSock{l})
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(efd), Pad: gen}); err != nil {
 		l.close()
 		return nil, err
 	}
-	// Every loop waits on the one listener; EPOLLEXCLUSIVE wakes one of them
-	// per connection rather than all.
-	l.set(r.lfd, listenSock{l})
-	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, r.lfd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(r.lfd)}); err != nil {
+	if err := l.watchListener(); err != nil {
 		l.close()
 		return nil, fmt.Errorf("epoll listener: %w", err)
 	}
 	return l, nil
+}
+
+// watchListener adds the listener; every loop waits on it, and
+// EPOLLEXCLUSIVE wakes one of them per connection rather than all.
+func (l *loop) watchListener() error {
+	gen := l.set(l.r.lfd, listenSock{l})
+	return unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, l.r.lfd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(l.r.lfd), Pad: gen})
 }
 
 func (l *loop) close() {
@@ -372,11 +384,25 @@ func (l *loop) close() {
 	unix.Close(l.ep)
 }
 
-func (l *loop) set(fd int, s sock) {
+// set makes fd stand for s and returns the generation to register it with:
+// an event carries it, so that an event for a closed fd whose number a new
+// socket took in the same batch is not delivered to that socket.
+func (l *loop) set(fd int, s sock) int32 {
 	for fd >= len(l.socks) {
 		l.socks = append(l.socks, nil)
+		l.gens = append(l.gens, 0)
 	}
+	l.gen++
 	l.socks[fd] = s
+	l.gens[fd] = l.gen
+	return l.gen
+}
+
+// register adds a connection's fd, edge-triggered, for reading and
+// writing.
+func (l *loop) register(fd int, s sock) error {
+	gen := l.set(fd, s)
+	return unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd), Pad: gen})
 }
 
 // post runs fn on the loop; it may be called from any goroutine. It
@@ -425,7 +451,7 @@ func (l *loop) run() error {
 		l.now = nanotime()
 		for i := range max(n, 0) {
 			ev := &l.events[i]
-			if fd := int(ev.Fd); fd < len(l.socks) && l.socks[fd] != nil {
+			if fd := int(ev.Fd); fd < len(l.socks) && l.socks[fd] != nil && l.gens[fd] == ev.Pad {
 				l.socks[fd].event(ev.Events)
 			}
 		}
@@ -443,8 +469,17 @@ func (s listenSock) event(uint32) {
 	for range 64 {
 		fd, sa, err := unix.Accept4(l.r.lfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
 		if err != nil {
-			if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) && !errors.Is(err, unix.ECONNABORTED) {
-				l.r.opt.Log.Warn("accept failed", "err", err)
+			switch {
+			case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR), errors.Is(err, unix.ECONNABORTED):
+			default:
+				// Out of file descriptors (EMFILE, ENFILE) or memory: the
+				// connection stays in the backlog and the level-triggered
+				// listener would wake the loop at once, for ever. Stop
+				// watching it for a while (see sweep), as fasthttp and
+				// net/http back off.
+				l.r.opt.Log.Warn("accept failed; not accepting for a second", "err", err)
+				unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, l.r.lfd, nil)
+				l.acceptPaused = l.now
 			}
 			return
 		}
@@ -456,11 +491,11 @@ func (s listenSock) event(uint32) {
 		c := &client{l: l, fd: fd, since: l.now, writable: true}
 		c.remote = sockaddrAddr(sa)
 		c.ip = []byte(c.remote.Addr().String())
-		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}); err != nil {
+		if err := l.register(fd, c); err != nil {
+			l.socks[fd] = nil
 			unix.Close(fd)
 			continue
 		}
-		l.set(fd, c)
 		l.clients[c] = struct{}{}
 		l.open.Add(1)
 	}
@@ -494,6 +529,12 @@ func (l *loop) putBuf(b []byte) {
 // sweep enforces the timeouts, every sweepEvery.
 func (l *loop) sweep() {
 	o := &l.r.opt
+	if l.acceptPaused != 0 && !l.shutting && l.now-l.acceptPaused >= int64(time.Second) {
+		l.acceptPaused = 0
+		if err := l.watchListener(); err != nil {
+			l.r.opt.Log.Warn("accepting again failed", "err", err)
+		}
+	}
 	for c := range l.clients {
 		switch c.state {
 		case stateRead:
@@ -519,13 +560,16 @@ func (l *loop) sweep() {
 
 func (l *loop) beginShutdown() {
 	l.shutting = true
-	unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, l.r.lfd, nil)
+	if l.acceptPaused == 0 {
+		unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, l.r.lfd, nil)
+	}
 	for c := range l.clients {
 		switch {
 		case c.state == stateRead && len(c.in) == 0 && len(c.out) == 0:
 			c.close()
-		case c.state == stateRead:
-			c.closing = true // after the response being written, or the one being read
+		case c.state == stateRead && len(c.in) == 0:
+			c.closing = true // after the response being written
+			// A request partly read is answered, with Connection: close.
 		case c.state == stateRelay && c.up != nil && c.up.resp.frame != byLength && c.up.resp.frame != noBody:
 			// An event stream: its client sees the connection close and
 			// reconnects, to another replica.
