@@ -81,4 +81,3 @@ func parseBenchOutput(out string) map[string]float64 {
 	}
 	return ns
 }
-

@@ -164,7 +164,11 @@ func (a *app) addr() string { return a.ln.Addr().String() }
 
 // serve answers requests until ctx is done, then shuts down gracefully.
 func (a *app) serve(ctx context.Context) error {
-	a.log.Info("listening", "addr", a.addr(), "upstream", a.cfg.Upstream, "policy_revision", a.engine.Revision(), "dev", a.cfg.Dev)
+	loops := 0 // the server accepts every connection
+	if a.relay != nil {
+		loops = a.relay.Loops()
+	}
+	a.log.Info("listening", "addr", a.addr(), "upstream", a.cfg.Upstream, "policy_revision", a.engine.Revision(), "dev", a.cfg.Dev, "event_loops", loops)
 	if a.cfg.Dev {
 		host, port, _ := net.SplitHostPort(a.addr())
 		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {

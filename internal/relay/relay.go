@@ -254,6 +254,9 @@ func (r *Relay) Serve() error {
 	return nil
 }
 
+// Loops is the number of event loops.
+func (r *Relay) Loops() int { return len(r.loops) }
+
 // Streams is the number of responses of unknown length being relayed.
 func (r *Relay) Streams() int { return int(r.streams.Load()) }
 
