@@ -64,10 +64,15 @@ type enforcer struct {
 
 // TestEnforce runs the enforcement tests that need no settings of their own
 // against one sidecar (with an upstream API key and the default token
-// cache), as starting one loads and tests the policies.
+// cache), as starting one loads and tests the policies; once on each data
+// path: the event loops, and the server alone (--event-loops off).
 func TestEnforce(t *testing.T) {
+	onBothPaths(t, testEnforceOn)
+}
+
+func testEnforceOn(t *testing.T, loops string) {
 	up := startUpstream(t)
-	s, srv := startEnforcer(t, up, nil, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
+	s, srv := startEnforcer(t, up, []string{"--event-loops", loops}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
 	e := enforcer{s: s, up: up, redis: srv}
 	for _, tc := range []struct {
 		name string
@@ -273,8 +278,12 @@ func testEnforcePassThrough(t *testing.T, e enforcer) {
 }
 
 func TestEnforceStrict(t *testing.T) {
+	onBothPaths(t, testEnforceStrictOn)
+}
+
+func testEnforceStrictOn(t *testing.T, loops string) {
 	up := startUpstream(t)
-	s, _ := startEnforcer(t, up, []string{"--strict"}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
+	s, _ := startEnforcer(t, up, []string{"--strict", "--event-loops", loops}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
 	tok := s.mintToken(t, "ns1", "variablesView")
 	cases := []struct {
 		name, token string

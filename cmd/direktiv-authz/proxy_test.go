@@ -65,9 +65,26 @@ func wantError(tb testing.TB, r response, status int, mention string) {
 // against one sidecar and one upstream: starting a sidecar loads and tests
 // the policies, which takes a while. The --upstream-timeout is short, for the
 // slow-upstream case and to show that it does not cut event streams.
+// onBothPaths runs fn as a subtest on each data path: the event loops (the
+// default) and the server alone (--event-loops off), with the value to
+// pass as --event-loops.
+func onBothPaths(t *testing.T, fn func(t *testing.T, loops string)) {
+	t.Helper()
+	for _, path := range []struct{ name, loops string }{{"event loops", "auto"}, {"server", "off"}} {
+		t.Run(path.name, func(t *testing.T) { fn(t, path.loops) })
+	}
+}
+
+// TestForward runs on both data paths: the event loops (the default) and
+// the goroutine-per-connection server alone (--event-loops off), which also
+// serves every connection the loops hand off.
 func TestForward(t *testing.T) {
+	onBothPaths(t, testForwardOn)
+}
+
+func testForwardOn(t *testing.T, loops string) {
 	up := startUpstream(t)
-	s := startForwarder(t, up, "--upstream-timeout", "300ms")
+	s := startForwarder(t, up, "--upstream-timeout", "300ms", "--event-loops", loops)
 	for _, tc := range []struct {
 		name string
 		fn   func(*testing.T, *sidecar, *upstream)
