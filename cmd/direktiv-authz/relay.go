@@ -105,7 +105,7 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	}
 	dec, err := a.engine.Route(context.Background(), engine.RouteInput{
 		Caller: engine.Caller{Namespace: rec.Namespace, Policies: rec.Policies},
-		Method: string(r.Method),
+		Method: methodString(r.Method),
 		Path:   string(path),
 		Query:  string(query),
 	})
@@ -203,6 +203,16 @@ func releaseServeCtx(c *serveCtx) {
 }
 
 var mintedPrefix = []byte(store.SecretPrefix)
+
+// methodString is string(m) without an allocation for the common methods.
+func methodString(m []byte) string {
+	for _, s := range [...]string{"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"} {
+		if string(m) == s {
+			return s
+		}
+	}
+	return string(m)
+}
 
 // ownPath reports a path the relay must not forward: the sidecar's own
 // /api/namespaces/{ns}/auth/... endpoints, and any path that does not split

@@ -43,9 +43,11 @@ type client struct {
 	eof      bool // the client shut down its side
 	closing  bool // close once out is written
 
-	parsed request
-	waited bool // Decide asked for a Wait on this request already
-	note   any  // what that Wait returned
+	parsed   request
+	view     Request  // what Decide is shown (reused)
+	exchange Exchange // what Done is shown (reused)
+	waited   bool     // Decide asked for a Wait on this request already
+	note     any      // what that Wait returned
 
 	// The exchange in flight.
 	up       *upstream
@@ -219,8 +221,10 @@ func (c *client) releaseIn() {
 
 func (c *client) decide() {
 	p := &c.parsed
-	req := Request{Method: p.method, Target: p.target, Tokens: p.tokens, Note: c.note, Remote: c.remote}
-	v := c.l.r.opt.Handler.Decide(&req)
+	req := &c.view // the client's own: no allocation per request
+	*req = Request{Method: p.method, Target: p.target, Tokens: p.tokens, Note: c.note, Remote: c.remote}
+	v := c.l.r.opt.Handler.Decide(req)
+	*req = Request{}
 	c.note = nil
 	switch v.Action {
 	case Forward:
@@ -405,10 +409,18 @@ func (c *client) fail(f Failure, err error) {
 		b = append(b, resp.Body...)
 	}
 	c.out = b
-	r.opt.Handler.Done(&Exchange{Method: c.method, Target: c.target, Status: resp.Status, Failure: f, Err: err})
+	c.done(Exchange{Method: c.method, Target: c.target, Status: resp.Status, Failure: f, Err: err})
 	c.state = stateRead
 	c.since = c.l.now
 	c.step()
+}
+
+// done reports an exchange to Handler.Done, through the client's own
+// Exchange: no allocation per request.
+func (c *client) done(e Exchange) {
+	c.exchange = e
+	c.l.r.opt.Handler.Done(&c.exchange)
+	c.exchange = Exchange{}
 }
 
 // writeHead queues the response head for the client.
@@ -459,7 +471,7 @@ func (c *client) writeHead(u *upstream) {
 	b = append(b, "\r\n"...)
 	c.out = b
 	c.state = stateRelay
-	c.l.r.opt.Handler.Done(&Exchange{Method: c.method, Target: c.target, Status: rs.status, Upstream: time.Duration(c.l.now - u.written)})
+	c.done(Exchange{Method: c.method, Target: c.target, Status: rs.status, Upstream: time.Duration(c.l.now - u.written)})
 }
 
 // finish ends the exchange: the response has been queued whole.
@@ -489,7 +501,7 @@ func (c *client) close() {
 		l.unqueue(c)
 	}
 	if c.state == stateQueued || c.state == stateExchange {
-		l.r.opt.Handler.Done(&Exchange{Method: c.method, Target: c.target})
+		c.done(Exchange{Method: c.method, Target: c.target})
 	}
 	if u := c.up; u != nil {
 		c.up = nil
