@@ -483,6 +483,10 @@ func (c *client) finish() {
 	c.closing = c.closing || c.l.shutting
 	c.state = stateRead
 	c.since = c.l.now
+	if c.l.batching {
+		c.l.deferred = append(c.l.deferred, c.step) // written when the batch is done
+		return
+	}
 	c.step()
 }
 
@@ -557,6 +561,10 @@ func (u *upstream) assign(c *client) {
 	u.c = c
 	u.woff, u.written = 0, 0
 	u.head, u.started = false, false
+	if u.l.batching {
+		u.l.deferred = append(u.l.deferred, u.step) // written when the batch is done
+		return
+	}
 	u.step()
 }
 

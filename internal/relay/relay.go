@@ -331,6 +331,8 @@ type loop struct {
 	now      int64       // monotonic nanoseconds, read once per wake-up
 	swept    int64
 	shutting bool
+	batching bool     // dispatching a batch of events: see run
+	deferred []func() // steps to take when the batch is done
 	// acceptPaused is when accepting stopped after an accept error (see
 	// listenSock.event); 0: accepting.
 	acceptPaused int64
@@ -452,12 +454,23 @@ func (l *loop) run() error {
 			return fmt.Errorf("epoll_wait: %w", err)
 		}
 		l.now = nanotime()
+		// Writes that events of this batch lead to (requests to the
+		// upstream, responses to clients) wait for the batch's end: the
+		// peers woken by them then find a batch of work each rather than
+		// preempting the loop once per request.
+		l.batching = true
 		for i := range max(n, 0) {
 			ev := &l.events[i]
 			if fd := int(ev.Fd); fd < len(l.socks) && l.socks[fd] != nil && l.gens[fd] == ev.Pad {
 				l.socks[fd].event(ev.Events)
 			}
 		}
+		l.batching = false
+		for i := 0; i < len(l.deferred); i++ {
+			l.deferred[i]()
+			l.deferred[i] = nil
+		}
+		l.deferred = l.deferred[:0]
 		if l.now-l.swept >= sweepEvery {
 			l.swept = l.now
 			l.sweep()
