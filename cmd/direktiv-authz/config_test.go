@@ -65,6 +65,35 @@ func TestParseConfig(t *testing.T) {
 			t.Fatal("DIREKTIV_AUTHZ_PORT_X accepted")
 		}
 	})
+	t.Run("event loops", func(t *testing.T) {
+		for _, tc := range []struct {
+			args []string
+			env  string
+			want int
+		}{
+			{nil, "", 0}, // auto: relay.DefaultLoops
+			{[]string{"--event-loops", "auto"}, "", 0},
+			{[]string{"--event-loops", "off"}, "", -1},
+			{[]string{"--event-loops", "3"}, "", 3},
+			{nil, "DIREKTIV_AUTHZ_EVENT_LOOPS=off", -1},
+			{[]string{"--event-loops", "2"}, "DIREKTIV_AUTHZ_EVENT_LOOPS=off", 2},
+		} {
+			env := prod
+			if tc.env != "" {
+				env = append([]string{tc.env}, prod...)
+			}
+			c, err := parseConfig(tc.args, env, io.Discard)
+			if err != nil || c.relayLoops != tc.want {
+				t.Errorf("%v %s: loops %d, %v; want %d", tc.args, tc.env, c.relayLoops, err, tc.want)
+			}
+		}
+		for _, v := range []string{"0", "-1", "257", "two", ""} {
+			_, err := parseConfig([]string{"--event-loops", v}, prod, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), "--event-loops") || !strings.Contains(err.Error(), "want auto, off or a number from 1 to 256") {
+				t.Errorf("--event-loops %q: %v", v, err)
+			}
+		}
+	})
 	t.Run("help", func(t *testing.T) {
 		if _, err := parseConfig([]string{"--help"}, nil, io.Discard); !errors.Is(err, errHelp) {
 			t.Fatalf("%v", err)
