@@ -162,6 +162,15 @@ func newMetrics(a *app, eng *engine.Engine) *metrics {
 			Help: "Responses of unknown length (event streams) being forwarded.",
 		}, func() float64 { return float64(a.streaming()) }))
 	}
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: ns, Name: "relay_handoffs_total",
+		Help: "Connections the event loops handed to the server (see README, Forwarding); 0 with --event-loops off.",
+	}, func() float64 {
+		if a.relay == nil {
+			return 0
+		}
+		return float64(a.relay.Handoffs())
+	}))
 	m.reg.MustRegister(policyCollector{a: a, eng: eng})
 	if r := a.tlsCert; r != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

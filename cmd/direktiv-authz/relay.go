@@ -50,12 +50,16 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 		return relay.Verdict{Action: relay.Handoff}
 	}
 	if ownPath(path) {
-		// The sidecar's own endpoints: the server serves the connection
-		// from here on. Serving each request off the loop instead keeps a
-		// connection that mints and then forwards on the loops, but costs a
-		// mint about a sixth of its throughput (a second parse, a goroutine
-		// and a loop wake-up per request; bench/RESULTS.md), and clients
-		// that mint tend to mint again.
+		// The sidecar's own endpoints. A connection that has forwarded
+		// before keeps to the loops: the request is served off the loop by
+		// the server's handler. One that starts with them (a client that
+		// mints, and tends to mint again) is handed to the server for good:
+		// serving each mint off the loop costs about a sixth of the mint
+		// throughput (a second parse, a goroutine and a loop wake-up per
+		// request; bench/RESULTS.md).
+		if r.Forwarded > 0 {
+			return h.serve(r, false)
+		}
 		return relay.Verdict{Action: relay.Handoff}
 	}
 	minted := 0

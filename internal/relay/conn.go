@@ -43,11 +43,12 @@ type client struct {
 	eof      bool // the client shut down its side
 	closing  bool // close once out is written
 
-	parsed   request
-	view     Request  // what Decide is shown (reused)
-	exchange Exchange // what Done is shown (reused)
-	waited   bool     // Decide asked for a Wait on this request already
-	note     any      // what that Wait returned
+	parsed    request
+	view      Request  // what Decide is shown (reused)
+	exchange  Exchange // what Done is shown (reused)
+	waited    bool     // Decide asked for a Wait on this request already
+	forwarded uint64   // requests of this connection forwarded so far
+	note      any      // what that Wait returned
 
 	// The exchange in flight.
 	up       *upstream
@@ -222,7 +223,7 @@ func (c *client) releaseIn() {
 func (c *client) decide() {
 	p := &c.parsed
 	req := &c.view // the client's own: no allocation per request
-	*req = Request{Method: p.method, Target: p.target, Tokens: p.tokens, Note: c.note, Remote: c.remote}
+	*req = Request{Method: p.method, Target: p.target, Tokens: p.tokens, Note: c.note, Remote: c.remote, Forwarded: c.forwarded}
 	v := c.l.r.opt.Handler.Decide(req)
 	*req = Request{}
 	c.note = nil
@@ -351,6 +352,7 @@ func (c *client) forward(v Verdict) {
 	c.idem = c.isHead || string(p.method) == "GET" || string(p.method) == "OPTIONS"
 	c.closeReq = p.close
 	c.retried = false
+	c.forwarded++
 	c.in = c.in[:copy(c.in, c.in[total:])]
 	c.releaseIn()
 	c.send()

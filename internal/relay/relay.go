@@ -71,6 +71,9 @@ type Request struct {
 	Tokens [][]byte // the values of every Options.TokenHeader header, in order
 	Note   any      // what the Wait before this Decide of the same request returned; nil on the first
 	Remote netip.AddrPort
+	// Forwarded counts the requests of this connection the relay has
+	// forwarded before this one.
+	Forwarded uint64
 }
 
 // Verdict is Decide's answer.
@@ -170,6 +173,7 @@ type Relay struct {
 	ups      atomic.Int64 // upstream connections open or being dialled, over all loops
 	queued   atomic.Int64 // clients waiting for an upstream connection, over all loops
 	streams  atomic.Int64
+	handoffs atomic.Uint64
 	stopping atomic.Bool
 	done     chan struct{}
 	doneOnce sync.Once
@@ -253,6 +257,9 @@ func (r *Relay) Serve() error {
 	}
 	return nil
 }
+
+// Handoffs is the number of connections handed to Options.Handoff so far.
+func (r *Relay) Handoffs() uint64 { return r.handoffs.Load() }
 
 // Loops is the number of event loops.
 func (r *Relay) Loops() int { return len(r.loops) }
@@ -611,6 +618,7 @@ func (l *loop) closeAll() {
 // handoff gives c's connection, with what has been read of it, to
 // Options.Handoff. It must be at a request boundary: nothing in flight.
 func (l *loop) handoff(c *client) {
+	l.r.handoffs.Add(1)
 	unix.EpollCtl(l.ep, unix.EPOLL_CTL_DEL, c.fd, nil)
 	l.socks[c.fd] = nil
 	delete(l.clients, c)
