@@ -19,14 +19,16 @@ import (
 	"github.com/direktiv/direktiv-authz/store"
 )
 
-// The fast path. Requests to forward arrive on the relay's event loops
-// (internal/relay), which forward the plain, allowed ones themselves and
-// hand every other connection, from the request it could not take on, to
-// the fasthttp server: the sidecar's own endpoints, refusals (so that each
-// is answered, audited and counted in one place), malformed or unusual
-// requests, large or chunked bodies. relayHandler decides which is which
-// with the same rules as enforce; a denial is never forwarded, only handed
-// to the server, which decides again and refuses.
+// The fast path. Requests arrive on the relay's event loops
+// (internal/relay), which forward the plain, allowed ones themselves.
+// Refusals, and the sidecar's own endpoints on a connection that has
+// forwarded before, are answered off the loop by the server's own handlers
+// (serveOne), so that each is decided, answered, audited and counted in one
+// place. Every other connection is handed, from the request the loops could
+// not take on, to the fasthttp server: one that starts with the sidecar's
+// own endpoints, malformed or unusual requests, large or chunked bodies.
+// relayHandler decides which is which with the same rules as enforce; a
+// denial is never forwarded.
 
 // relayHandler is the sidecar's relay.Handler.
 type relayHandler struct{ a *app }
@@ -41,8 +43,8 @@ type lookupNote struct {
 // (outside --strict), the admin token, or a minted token whose record is
 // cached (or was just looked up) and that the route rules allow. A cache
 // miss is a Wait for the lookup. Every refusal is served by the server's
-// handlers off the loop (serveOne); the sidecar's own endpoints are handed
-// off.
+// handlers off the loop (serveOne); the sidecar's own endpoints are too on
+// a connection that has forwarded before, and handed off otherwise.
 func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	a := h.a
 	path, query, _ := bytes.Cut(r.Target, []byte{'?'})
