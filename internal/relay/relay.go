@@ -3,9 +3,9 @@
 // DefaultLoops), each with its own epoll instance, read and write
 // non-blocking sockets themselves, with no goroutine per connection and no
 // Go netpoller wake-up between a read and the write it leads to. On the
-// bench machine a forwarded request costs about a quarter of the CPU it did
-// on a goroutine-per-connection server, and less than nginx spends proxying
-// it (see bench/RESULTS.md).
+// bench machine a forwarded request costs well under half the CPU it does
+// on the goroutine-per-connection server, and less than nginx spends
+// proxying it (see bench/RESULTS.md).
 //
 // The relay handles only the plain, common case itself: a well-formed
 // HTTP/1.1 request with at most a small Content-Length body, which the
