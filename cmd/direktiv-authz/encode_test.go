@@ -54,3 +54,21 @@ func TestMintResponseJSONMatchesEncodingJSON(t *testing.T) {
 		}
 	}
 }
+
+// The error body the server (writeJSON) and the event loops (Fail) send is
+// byte for byte encoding/json's output.
+func TestErrorBodyJSONMatchesEncodingJSON(t *testing.T) {
+	for _, e := range []errorBody{
+		{Code: 502, Message: "the Direktiv API cannot be reached; try again later"},
+		{Code: 400, Message: `the path segment "%2F" holds <an> encoded '/' & "quotes" ` + "\u2028\t"},
+		{},
+	} {
+		want, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.appendJSON(nil); !bytes.Equal(got, want) {
+			t.Errorf("error body\n got %s\nwant %s", got, want)
+		}
+	}
+}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"crypto/subtle"
 
 	"github.com/valyala/fasthttp"
@@ -67,27 +69,9 @@ func (a *app) enforce(ctx *fasthttp.RequestCtx) error {
 // zero caller unless a minted token authenticated.
 func (a *app) enforceToken(ctx *fasthttp.RequestCtx) (caller, error) {
 	values := ctx.Request.Header.PeekAll(headerToken)
-	minted := 0
-	for _, v := range values {
-		if store.IsMinted(string(v)) {
-			minted++
-		}
+	if who, minted, err := a.screenTokens(values); !minted {
+		return who, err
 	}
-	switch {
-	case minted > 0 && len(values) > 1:
-		// Which one would count, and would the other reach the upstream?
-		return caller{}, errorf(codeBadRequest, "the request has %d %s headers; send exactly one", len(values), headerToken)
-	case minted == 0 && !a.cfg.Strict:
-		return caller{}, nil // unchanged
-	case minted == 0 && len(values) == 0:
-		return caller{}, errorf(codeUnauthenticated, "missing %s header: this sidecar runs in strict mode and forwards only requests with the admin token or a token it minted", headerToken)
-	case minted == 0:
-		if len(values) == 1 && subtle.ConstantTimeCompare(values[0], []byte(a.cfg.adminToken)) == 1 {
-			return caller{admin: true}, nil // unchanged
-		}
-		return caller{}, errorf(codeUnauthenticated, "the %s is neither the admin token nor a token this sidecar minted; this sidecar runs in strict mode and forwards no other token", headerToken)
-	}
-
 	who, err := a.authenticate(ctx, values[0])
 	if err != nil {
 		return caller{}, err
@@ -101,6 +85,39 @@ func (a *app) enforceToken(ctx *fasthttp.RequestCtx) (caller, error) {
 		ctx.Request.Header.Del(headerToken)
 	}
 	return who, nil
+}
+
+// mintedPrefix is store.SecretPrefix, to test header bytes with.
+var mintedPrefix = []byte(store.SecretPrefix)
+
+// screenTokens applies the rules on a request's Direktiv-Token values that
+// need no store, for enforce and the event loops alike. It reports minted
+// when values is exactly one minted token, which is then to be
+// authenticated; otherwise the request passes unchanged (err nil; who is
+// the admin caller for the admin token) or is refused: codeBadRequest when
+// several headers carry a minted token, codeUnauthenticated with --strict
+// for a missing or foreign token.
+func (a *app) screenTokens(values [][]byte) (who caller, minted bool, err error) {
+	n := 0
+	for _, v := range values {
+		if bytes.HasPrefix(v, mintedPrefix) {
+			n++
+		}
+	}
+	switch {
+	case n > 0 && len(values) > 1:
+		// Which one would count, and would the other reach the upstream?
+		return caller{}, false, errorf(codeBadRequest, "the request has %d %s headers; send exactly one", len(values), headerToken)
+	case n > 0:
+		return caller{}, true, nil
+	case !a.cfg.Strict:
+		return caller{}, false, nil // unchanged
+	case len(values) == 0:
+		return caller{}, false, errorf(codeUnauthenticated, "missing %s header: this sidecar runs in strict mode and forwards only requests with the admin token or a token it minted", headerToken)
+	case len(values) == 1 && subtle.ConstantTimeCompare(values[0], []byte(a.cfg.adminToken)) == 1:
+		return caller{admin: true}, false, nil // unchanged
+	}
+	return caller{}, false, errorf(codeUnauthenticated, "the %s is neither the admin token nor a token this sidecar minted; this sidecar runs in strict mode and forwards no other token", headerToken)
 }
 
 // routeNamespace is the namespace a Direktiv API path names
@@ -125,11 +142,17 @@ func routeNamespace(path []byte) string {
 // the permission the route needs) as codeForbidden or codeBadRequest, and
 // codeUnavailable when the engine cannot decide (fail closed).
 func (a *app) routeAllowed(ctx *fasthttp.RequestCtx, who caller) error {
-	dec, err := a.engine.Route(ctx, engine.RouteInput{
-		Caller: engine.Caller{Namespace: who.token.Namespace, Policies: who.token.Policies},
-		Method: string(ctx.Method()),
-		Path:   string(ctx.Request.URI().PathOriginal()),
-		Query:  string(ctx.Request.URI().QueryString()),
+	return a.routeAllows(who.token, string(ctx.Method()), string(ctx.Request.URI().PathOriginal()), string(ctx.Request.URI().QueryString()))
+}
+
+// routeAllows is routeAllowed for the minted token rec and a request given
+// by its method, raw path and raw query.
+func (a *app) routeAllows(rec store.Token, method, path, query string) error {
+	dec, err := a.engine.Route(context.Background(), engine.RouteInput{
+		Caller: engine.Caller{Namespace: rec.Namespace, Policies: rec.Policies},
+		Method: method,
+		Path:   path,
+		Query:  query,
 	})
 	if err != nil {
 		return &apiError{code: codeUnavailable, message: "the policy engine could not decide on this request; nothing was done, try again later", err: err}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net"
@@ -64,22 +63,10 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 		}
 		return relay.Verdict{Action: relay.Handoff}
 	}
-	minted := 0
-	for _, v := range r.Tokens {
-		if bytes.HasPrefix(v, mintedPrefix) {
-			minted++
-		}
-	}
-	switch {
-	case minted > 0 && len(r.Tokens) > 1:
+	if _, minted, err := a.screenTokens(r.Tokens); err != nil {
 		return h.serve(r, true)
-	case minted == 0 && !a.cfg.Strict:
+	} else if !minted {
 		return relay.Verdict{Action: relay.Forward, Token: relay.TokenKeep}
-	case minted == 0:
-		if len(r.Tokens) == 1 && subtle.ConstantTimeCompare(r.Tokens[0], []byte(a.cfg.adminToken)) == 1 {
-			return relay.Verdict{Action: relay.Forward, Token: relay.TokenKeep}
-		}
-		return h.serve(r, true)
 	}
 
 	sec, err := store.ParseSecret(string(r.Tokens[0]))
@@ -98,24 +85,12 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 		rec, gen, cached = a.cache.get(sec.Namespace, sec.ID)
 		if !cached {
 			return relay.Verdict{Action: relay.Wait, Wait: func() any {
-				rec, err := a.store.Lookup(context.Background(), sec.Namespace, sec.ID)
-				if err == nil && sec.HashMatches(rec.Hash) && !rec.Expired(a.now()) {
-					a.cache.fill(rec, gen)
-				}
+				rec, err := a.lookupToken(context.Background(), sec, gen)
 				return lookupNote{rec: rec, err: err}
 			}}
 		}
 	}
-	if !sec.HashMatches(rec.Hash) || rec.Expired(a.now()) {
-		return h.serve(r, true)
-	}
-	dec, err := a.engine.Route(context.Background(), engine.RouteInput{
-		Caller: engine.Caller{Namespace: rec.Namespace, Policies: rec.Policies},
-		Method: methodString(r.Method),
-		Path:   string(path),
-		Query:  string(query),
-	})
-	if err != nil || !dec.Allow {
+	if !a.tokenLive(sec, rec) || a.routeAllows(rec, methodString(r.Method), string(path), string(query)) != nil {
 		return h.serve(r, true)
 	}
 	if key := a.cfg.upstreamAPIKey; key != "" {
@@ -208,8 +183,6 @@ func releaseServeCtx(c *serveCtx) {
 	serveCtxPool.Put(c)
 }
 
-var mintedPrefix = []byte(store.SecretPrefix)
-
 // methodString is string(m) without an allocation for the common methods.
 func methodString(m []byte) string {
 	for _, s := range [...]string{"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"} {
@@ -236,24 +209,29 @@ func ownPath(path []byte) bool {
 	return len(segs) >= 4 && segs[0] == "api" && segs[1] == "namespaces" && segs[3] == "auth"
 }
 
-// Fail answers a request the upstream failed, with the messages of
-// proxy.upstreamError, and logs the cause as writeError does.
-func (h relayHandler) Fail(method, target []byte, f relay.Failure, cause error) relay.Response {
-	a := h.a
-	var ae *apiError
+// relayError is the relay's failure f as the error proxy.forward would
+// have returned for it, so that both paths answer, log and count a failed
+// exchange alike (proxy.upstreamError, metrics.upstreamDone).
+func (a *app) relayError(f relay.Failure, cause error) error {
+	var err error
 	switch f {
 	case relay.Busy:
-		ae = &apiError{code: codeUnavailable, message: fmt.Sprintf("all %d connections to the Direktiv API are busy; try again later", a.cfg.upstreamMaxConns)}
-	case relay.DialTimeout:
-		ae = &apiError{code: codeGatewayTimeout, message: fmt.Sprintf("the Direktiv API could not be reached within %s; try again later", a.cfg.upstreamDialTimeout)}
-	case relay.Unreachable:
-		ae = &apiError{code: codeBadGateway, message: "the Direktiv API cannot be reached; try again later"}
+		err = fmt.Errorf("%w: %v", fasthttp.ErrNoFreeConns, cause)
+	case relay.Unreachable, relay.DialTimeout:
+		err = &dialError{cause}
 	case relay.Timeout:
-		ae = &apiError{code: codeGatewayTimeout, message: fmt.Sprintf("the Direktiv API did not answer within %s", a.cfg.upstreamTimeout)}
+		err = errAwaitTimeout
 	default:
-		ae = &apiError{code: codeBadGateway, message: "the Direktiv API broke off the exchange; try again later"}
+		err = cause
 	}
-	ae.err = cause
+	return a.proxy.upstreamError(err)
+}
+
+// Fail answers a request the upstream failed, and logs the cause as
+// writeError does.
+func (h relayHandler) Fail(method, target []byte, f relay.Failure, cause error) relay.Response {
+	a := h.a
+	ae := asAPIError(a.relayError(f, cause))
 	status := statusOf[ae.code]
 	path, _, _ := bytes.Cut(target, []byte{'?'})
 	a.log.Error("request failed", "method", string(method), "path", string(path), "status", status, "err", ae.Error())
@@ -274,18 +252,11 @@ func (h relayHandler) Done(e *relay.Exchange) {
 	}
 	path, _, _ := bytes.Cut(e.Target, []byte{'?'})
 	m.request(routeFamily(e.Method, path), e.Status)
-	switch e.Failure {
-	case relay.NoFailure:
+	if e.Failure == relay.NoFailure {
 		m.upstream.Observe(e.Upstream.Seconds())
-	case relay.Busy:
-		m.upstreamErrors[upstreamBusy].Inc()
-	case relay.Timeout, relay.DialTimeout:
-		m.upstreamErrors[upstreamTimeout].Inc()
-	case relay.Unreachable:
-		m.upstreamErrors[upstreamUnreachable].Inc()
-	default:
-		m.upstreamErrors[upstreamBroken].Inc()
+		return
 	}
+	m.upstreamDone(0, h.a.relayError(e.Failure, e.Err))
 }
 
 // appendJSON encodes the error body as json.Marshal would; messages are
@@ -355,7 +326,7 @@ func (a *app) newRelay() error {
 	a.upstreamKey = []byte(a.cfg.upstreamAPIKey)
 	a.relayLn = newRelayListener(a.ln.Addr())
 	r, err := relay.New(tl, relay.Options{
-		Upstream:     hostPort(u.Host),
+		Upstream:     fasthttp.AddMissingPort(u.Host, false), // as the server's client dials it
 		BasePath:     strings.TrimSuffix(u.EscapedPath(), "/"),
 		Host:         u.Host,
 		PreserveHost: a.cfg.PreserveHost,
@@ -377,12 +348,4 @@ func (a *app) newRelay() error {
 	}
 	a.relay = r
 	return nil
-}
-
-// hostPort adds http's port to a host without one.
-func hostPort(host string) string {
-	if _, _, err := net.SplitHostPort(host); err == nil {
-		return host
-	}
-	return net.JoinHostPort(strings.Trim(host, "[]"), "80")
 }

@@ -141,7 +141,7 @@ func (a *app) authenticate(ctx context.Context, value []byte) (caller, error) {
 	// or from the store; the hash is compared either way.
 	rec, gen, cached := a.cache.get(sec.Namespace, sec.ID)
 	if !cached {
-		rec, err = a.store.Lookup(ctx, sec.Namespace, sec.ID)
+		rec, err = a.lookupToken(ctx, sec, gen)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			return caller{}, errorf(codeUnauthenticated, "the %s is unknown, expired or revoked", headerToken)
@@ -149,13 +149,26 @@ func (a *app) authenticate(ctx context.Context, value []byte) (caller, error) {
 			return caller{}, err
 		}
 	}
-	if !sec.HashMatches(rec.Hash) || rec.Expired(a.now()) {
+	if !a.tokenLive(sec, rec) {
 		return caller{}, errorf(codeUnauthenticated, "the %s is unknown, expired or revoked", headerToken)
 	}
-	if !cached {
+	return caller{secret: sec, token: rec}, nil
+}
+
+// lookupToken asks the store for sec's record and caches it when it is
+// sec's and live; gen is what the cache miss (cache.get) returned.
+func (a *app) lookupToken(ctx context.Context, sec store.Secret, gen uint64) (store.Token, error) {
+	rec, err := a.store.Lookup(ctx, sec.Namespace, sec.ID)
+	if err == nil && a.tokenLive(sec, rec) {
 		a.cache.fill(rec, gen)
 	}
-	return caller{secret: sec, token: rec}, nil
+	return rec, err
+}
+
+// tokenLive reports whether rec is the record of sec (its hash, compared in
+// constant time) and has not expired.
+func (a *app) tokenLive(sec store.Secret, rec store.Token) bool {
+	return sec.HashMatches(rec.Hash) && !rec.Expired(a.now())
 }
 
 // splitPath splits a raw request path the way the route rules see it
