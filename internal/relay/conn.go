@@ -307,17 +307,8 @@ func (c *client) forward(v Verdict) {
 	}
 	b = append(b, "\r\n"...)
 	for lines := p.headers; len(lines) > 0; {
-		k := 0
-		for lines[k] != ':' {
-			k++
-		}
-		end := k
-		for lines[end] != '\n' {
-			end++
-		}
-		line := lines[:end+1]
-		lines = lines[end+1:]
-		name := line[:k]
+		var name, line []byte
+		name, line, lines = nextLine(lines)
 		if dropRequest(name, r.token) && !(v.Token == TokenKeep && equalFold(name, r.token)) {
 			continue
 		}
@@ -438,17 +429,9 @@ func (c *client) writeHead(u *upstream) {
 	}
 	b = append(b, "\r\n"...)
 	for lines := rs.headers; len(lines) > 0; {
-		k := 0
-		for lines[k] != ':' {
-			k++
-		}
-		end := k
-		for lines[end] != '\n' {
-			end++
-		}
-		line := lines[:end+1]
-		lines = lines[end+1:]
-		if !dropResponse(line[:k], rs) {
+		var name, line []byte
+		name, line, lines = nextLine(lines)
+		if !dropResponse(name, rs) {
 			b = append(b, line...)
 		}
 	}
@@ -485,11 +468,7 @@ func (c *client) finish() {
 	c.closing = c.closing || c.l.shutting
 	c.state = stateRead
 	c.since = c.l.now
-	if c.l.batching {
-		c.l.deferred = append(c.l.deferred, c.step) // written when the batch is done
-		return
-	}
-	c.step()
+	c.l.later(c.step)
 }
 
 // close closes the connection and abandons any exchange in flight.
@@ -563,11 +542,7 @@ func (u *upstream) assign(c *client) {
 	u.c = c
 	u.woff, u.written = 0, 0
 	u.head, u.started = false, false
-	if u.l.batching {
-		u.l.deferred = append(u.l.deferred, u.step) // written when the batch is done
-		return
-	}
-	u.step()
+	u.l.later(u.step)
 }
 
 func (u *upstream) step() {

@@ -120,27 +120,11 @@ func parseRequest(b []byte, tokenHeader []byte, maxBody int, r *request) parseSt
 	r.headers = lines
 	hosts, lengths := 0, 0
 	for len(lines) > 0 {
-		nl := bytes.IndexByte(lines, '\n')
-		if nl < 1 || lines[nl-1] != '\r' {
-			return notRelayed
+		name, v, rest, ok := cutField(lines)
+		if !ok {
+			return notRelayed // obs-fold, space before the colon, a bad name or byte
 		}
-		line := lines[:nl-1]
-		lines = lines[nl+1:]
-		k := 0
-		for k < len(line) && tchar[line[k]] {
-			k++
-		}
-		if k == 0 || k >= len(line) || line[k] != ':' {
-			return notRelayed // obs-fold, space before the colon, a bad name
-		}
-		name := line[:k]
-		v := line[k+1:]
-		for _, c := range v {
-			if !fieldByte(c) {
-				return notRelayed
-			}
-		}
-		v = trimOWS(v)
+		lines = rest
 		switch {
 		case equalFold(name, tokenHeader):
 			r.tokens = append(r.tokens, v)
@@ -234,6 +218,40 @@ func connectionOptions(v []byte, close *bool) bool {
 		}
 	}
 	return true
+}
+
+// cutField takes the first header line off lines (each line ends in CRLF):
+// its name, its value without surrounding whitespace, and the rest. ok is
+// false unless the line is strictly "name:value" with a token for a name
+// and field bytes only in the value.
+func cutField(lines []byte) (name, value, rest []byte, ok bool) {
+	nl := bytes.IndexByte(lines, '\n')
+	if nl < 1 || lines[nl-1] != '\r' {
+		return nil, nil, nil, false
+	}
+	text := lines[:nl-1]
+	k := 0
+	for k < len(text) && tchar[text[k]] {
+		k++
+	}
+	if k == 0 || k >= len(text) || text[k] != ':' {
+		return nil, nil, nil, false
+	}
+	for _, c := range text[k+1:] {
+		if !fieldByte(c) {
+			return nil, nil, nil, false
+		}
+	}
+	return text[:k], trimOWS(text[k+1:]), lines[nl+1:], true
+}
+
+// nextLine takes the first line off the header lines of a head that
+// parseRequest or parseResponse accepted: the name, and the whole line with
+// its CRLF.
+func nextLine(lines []byte) (name, line, rest []byte) {
+	nl := bytes.IndexByte(lines, '\n')
+	line = lines[:nl+1]
+	return line[:bytes.IndexByte(line, ':')], line, lines[nl+1:]
 }
 
 func trimOWS(v []byte) []byte {
@@ -341,26 +359,11 @@ func parseResponse(b []byte, isHead bool, r *response) (more, ok bool) {
 	te, lengths := false, 0
 	keepAlive := false
 	for len(lines) > 0 {
-		nl := bytes.IndexByte(lines, '\n')
-		if nl < 1 || lines[nl-1] != '\r' {
+		name, v, rest, ok := cutField(lines)
+		if !ok {
 			return false, false
 		}
-		l := lines[:nl-1]
-		lines = lines[nl+1:]
-		k := 0
-		for k < len(l) && tchar[l[k]] {
-			k++
-		}
-		if k == 0 || k >= len(l) || l[k] != ':' {
-			return false, false
-		}
-		name, v := l[:k], l[k+1:]
-		for _, c := range v {
-			if !fieldByte(c) {
-				return false, false
-			}
-		}
-		v = trimOWS(v)
+		lines = rest
 		switch {
 		case equalFold(name, hdrDate):
 			r.hasDate = true

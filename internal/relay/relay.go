@@ -175,9 +175,6 @@ type Relay struct {
 	queued   atomic.Int64 // clients waiting for an upstream connection, over all loops
 	streams  atomic.Int64
 	handoffs atomic.Uint64
-	stopping atomic.Bool
-	done     chan struct{}
-	doneOnce sync.Once
 	wg       sync.WaitGroup
 }
 
@@ -199,7 +196,7 @@ func New(ln *net.TCPListener, opt Options) (*Relay, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Relay{opt: opt, ln: ln, lfd: -1, done: make(chan struct{})}
+	r := &Relay{opt: opt, ln: ln, lfd: -1}
 	if err := rc.Control(func(fd uintptr) { r.lfd = int(fd) }); err != nil {
 		return nil, err
 	}
@@ -273,7 +270,6 @@ func (r *Relay) Streams() int { return int(r.streams.Load()) }
 // finish and closes each connection after its response. When ctx ends
 // first, the rest are cut off and ctx's error returned. Serve then returns.
 func (r *Relay) Shutdown(ctx context.Context) error {
-	r.stopping.Store(true)
 	var acked sync.WaitGroup
 	for _, l := range r.loops {
 		acked.Add(1)
@@ -443,6 +439,17 @@ func (w wakeSock) event(uint32) {
 		fn()
 		l.pending[i] = nil
 	}
+}
+
+// later runs fn when the batch of events being dispatched is done, or now
+// outside one: what fn writes (a request to the upstream, a response to a
+// client) then goes out with the batch's other writes, see run.
+func (l *loop) later(fn func()) {
+	if l.batching {
+		l.deferred = append(l.deferred, fn)
+		return
+	}
+	fn()
 }
 
 func nanotime() int64 { return int64(time.Since(epoch)) }
