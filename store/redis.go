@@ -258,7 +258,17 @@ func (r *Redis) CreateLimited(ctx context.Context, t Token, l Limit) error {
 	if err != nil {
 		return unavailable(err, "creating token %s/%s", t.Namespace, t.ID)
 	}
-	reply := cmd.Val()
+	err = createOutcome(t, cmd.Val(), refs)
+	if err == nil && acked < r.waitReplicas {
+		r.undoCreate(ctx, t)
+		return fmt.Errorf("%w: token %s/%s reached %d of %d replicas within %s; it was not created",
+			ErrUnavailable, t.Namespace, t.ID, acked, r.waitReplicas, r.waitTimeout)
+	}
+	return err
+}
+
+// createOutcome reads createScript's reply for t: nil when it stored t.
+func createOutcome(t Token, reply any, refs []limitRef) error {
 	res, ok := reply.(int64)
 	if !ok {
 		if arr, isArr := reply.([]any); isArr {
@@ -270,11 +280,6 @@ func (r *Redis) CreateLimited(ctx context.Context, t Token, l Limit) error {
 	}
 	switch res {
 	case 1:
-		if acked < r.waitReplicas {
-			r.undoCreate(ctx, t)
-			return fmt.Errorf("%w: token %s/%s reached %d of %d replicas within %s; it was not created",
-				ErrUnavailable, t.Namespace, t.ID, acked, r.waitReplicas, r.waitTimeout)
-		}
 		return nil
 	case 0:
 		return fmt.Errorf("%w: %s/%s", ErrExists, t.Namespace, t.ID)

@@ -94,7 +94,7 @@ end
 // rate limit a second time. If the token was revoked in
 // between, the revoke marker (KEYS[4]) makes the resend answer "exists"
 // rather than bring the revoked token back.
-var createScript = redis.NewScript(luaCommon + luaRateLimit + `
+var createScriptSource = luaCommon + luaRateLimit + `
 local now, now_us = clock()
 local at = tonumber(ARGV[2])
 if at <= now then return -2 end
@@ -155,7 +155,9 @@ if redis.call('PEXPIRETIME', KEYS[2]) < at then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
 return 1
-`)
+`
+
+var createScript = redis.NewScript(createScriptSource)
 
 // listScript prunes expired index entries and returns the next page of ids.
 //

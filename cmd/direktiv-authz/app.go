@@ -57,6 +57,11 @@ type app struct {
 	relay       *relay.Relay
 	relayLn     *relayListener // the server's listener: what the relay hands off
 	upstreamKey []byte         // cfg.upstreamAPIKey, for the relay
+	// redis is the store when it is Redis; the loops then send mints'
+	// creates themselves when it allows (store.Redis.Direct).
+	redis *store.Redis
+	// directMints: the loops serve mints (relay.go).
+	directMints bool
 
 	// Operations (see ops.go, metrics.go, tls.go).
 	metrics  *metrics      // nil without --ops-listen
@@ -120,6 +125,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, audits *auditLog,
 			return nil, fmt.Errorf("--redis-url: %w", err)
 		}
 		a.store = rs
+		a.redis = rs
 	} else {
 		a.store = store.NewMemory()
 		log.Warn("dev mode: tokens are kept in memory and lost on exit; pass --redis-url to keep them in Redis")

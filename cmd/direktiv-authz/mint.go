@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -182,67 +183,90 @@ func readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 // handleMint serves POST /api/namespaces/{ns}/auth/token: authenticate,
 // parse, ask the engine, compute the expiry, store, answer 201 with the
 // secret shown this once. With ?dry_run=true it answers 200 with the same
-// decision and stores nothing. Every outcome is one audit line.
+// decision and stores nothing. Every outcome is one audit line. The event
+// loops serve it in the same three steps (beginMint, the store's create,
+// endMint), with the create sent on their own Redis connection (relay.go).
 func (a *app) handleMint(ctx *fasthttp.RequestCtx, ns string) {
 	ev := auditEvent{Action: "mint", Namespace: ns, Decision: "deny"}
-	resp, status, err := a.handleMintRequest(ctx, ns, &ev)
+	plan, err := a.beginMint(ctx, ns, &ev, func(sec store.Secret) (store.Token, error) { return a.findToken(ctx, sec) })
+	if err == nil && !plan.dryRun {
+		err = a.stored(ctx, plan, &ev, a.store.CreateLimited(ctx, plan.rec, plan.limit))
+	}
+	a.endMint(ctx, plan, &ev, err)
+}
+
+// mintPlan is a mint decided: its answer and, unless a dry run, the token
+// to store.
+type mintPlan struct {
+	dryRun bool
+	resp   mintResponse
+	rec    store.Token
+	limit  store.Limit
+	secret string
+}
+
+// endMint answers a mint that ended with err (nil: plan.resp), audits and
+// counts it.
+func (a *app) endMint(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *auditEvent, err error) {
 	if err != nil {
 		ae := asAPIError(err)
 		ev.Status, ev.Reason = statusOf[ae.code], ae.message
 		if ev.Status != fasthttp.StatusServiceUnavailable && ev.Status != fasthttp.StatusInternalServerError {
-			a.audit(ctx, ev)
+			a.audit(ctx, *ev)
 		}
-		a.metrics.mintOutcome(&ev)
+		a.metrics.mintOutcome(ev)
 		a.writeError(ctx, err)
 		return
 	}
+	status := fasthttp.StatusCreated
+	if plan.dryRun {
+		status = fasthttp.StatusOK
+	}
 	ev.Decision, ev.Status = "allow", status
-	a.audit(ctx, ev)
-	a.metrics.mintOutcome(&ev)
-	a.writeJSON(ctx, status, resp)
+	a.audit(ctx, *ev)
+	a.metrics.mintOutcome(ev)
+	a.writeJSON(ctx, status, plan.resp)
 }
 
-func (a *app) handleMintRequest(ctx *fasthttp.RequestCtx, ns string, ev *auditEvent) (mintResponse, int, error) {
-	dryRun := false
+// beginMint reads and decides a mint request: authenticated (a minted
+// token's record found by find), parsed, decided
+// by the engine, its expiry computed. A dry run's plan is its answer;
+// otherwise the plan's record is to be stored, and the outcome passed to
+// stored.
+func (a *app) beginMint(ctx *fasthttp.RequestCtx, ns string, ev *auditEvent, find func(store.Secret) (store.Token, error)) (*mintPlan, error) {
+	plan := &mintPlan{}
 	if v := ctx.QueryArgs().Peek("dry_run"); v != nil {
 		b, err := strconv.ParseBool(string(v))
 		if err != nil {
-			return mintResponse{}, 0, errorf(codeBadRequest, "dry_run %q: want true or false", v)
+			return plan, errorf(codeBadRequest, "dry_run %q: want true or false", v)
 		}
-		dryRun = b
+		plan.dryRun = b
 	}
-	if dryRun {
+	if plan.dryRun {
 		ev.Action = "dry_run"
 	}
-	who, err := a.authenticate(ctx, ctx.Request.Header.Peek(headerToken))
+	who, err := a.authenticateWith(ctx.Request.Header.Peek(headerToken), find)
 	if err != nil {
-		return mintResponse{}, 0, err
+		return plan, err
 	}
 	ev.Caller = who.id()
 	body, err := readBody(ctx, mintBodyLimit)
 	if err != nil {
-		return mintResponse{}, 0, err
+		return plan, err
 	}
 	req, err := parseMintRequest(body)
 	if err != nil {
-		return mintResponse{}, 0, err
+		return plan, err
 	}
 	ev.Requested = *req.Policies
-	resp, err := a.mint(ctx, who, ns, req, dryRun, ev)
-	if err != nil {
-		return mintResponse{}, 0, err
-	}
-	if dryRun {
-		return resp, fasthttp.StatusOK, nil
-	}
-	return resp, fasthttp.StatusCreated, nil
+	return plan, a.planMint(ctx, who, ns, req, plan, ev)
 }
 
-// mint decides and, unless dryRun, stores one token. It returns
-// codeBadRequest for invalid fields and policy names, codeForbidden when the
-// rules refuse, codeUnauthenticated when the minting token was revoked
-// meanwhile, and codeUnavailable when the engine or the store cannot answer.
-func (a *app) mint(ctx *fasthttp.RequestCtx, who caller, ns string, req mintRequest, dryRun bool, ev *auditEvent) (mintResponse, error) {
+// planMint decides and, unless a dry run, prepares the token to store. It
+// returns codeBadRequest for invalid fields and policy names,
+// codeForbidden when the rules refuse, and codeUnavailable when the engine
+// cannot answer.
+func (a *app) planMint(ctx context.Context, who caller, ns string, req mintRequest, plan *mintPlan, ev *auditEvent) error {
 	in := engine.MintInput{Namespace: ns, Requested: *req.Policies, Caller: engine.Caller{Admin: who.admin}}
 	if !who.admin {
 		in.Caller.Namespace = who.token.Namespace
@@ -250,11 +274,11 @@ func (a *app) mint(ctx *fasthttp.RequestCtx, who caller, ns string, req mintRequ
 	}
 	dec, err := a.engine.Mint(ctx, in)
 	if err != nil {
-		return mintResponse{}, err
+		return err
 	}
 	ev.Granted, ev.Dropped = dec.Granted, dec.Dropped
 	if !dec.Allow {
-		return mintResponse{}, errorf(decisionCode(dec.Code), "%s", dec.Reason)
+		return errorf(decisionCode(dec.Code), "%s", dec.Reason)
 	}
 
 	// Times are shown, and expiry computed, in whole seconds. The record
@@ -266,9 +290,9 @@ func (a *app) mint(ctx *fasthttp.RequestCtx, who caller, ns string, req mintRequ
 	now := exact.Truncate(time.Second)
 	expires, warnings, err := a.expiry(now, req.Expires, who)
 	if err != nil {
-		return mintResponse{}, err
+		return err
 	}
-	resp := mintResponse{
+	plan.resp = mintResponse{
 		Namespace:   ns,
 		Description: req.Description,
 		Policies:    sortedCopy(dec.Granted),
@@ -277,40 +301,50 @@ func (a *app) mint(ctx *fasthttp.RequestCtx, who caller, ns string, req mintRequ
 		Expires:     expires.Format(time.RFC3339),
 		Warnings:    nonNil(warnings),
 	}
-	if dryRun {
-		resp.DryRun = true
-		return resp, nil
+	if plan.dryRun {
+		plan.resp.DryRun = true
+		return nil
 	}
 
 	sec, err := store.NewSecret(ns)
 	if err != nil {
-		return mintResponse{}, err
+		return err
 	}
-	rec := store.Token{
+	plan.rec = store.Token{
 		ID:          sec.ID,
 		Namespace:   ns,
 		Description: req.Description,
-		Policies:    resp.Policies,
+		Policies:    plan.resp.Policies,
 		Created:     exact,
 		Expires:     expires,
 		Revision:    a.engine.Revision(),
 		Hash:        sec.Hash(),
 	}
 	if !who.admin {
-		rec.Parent = who.token.ID
+		plan.rec.Parent = who.token.ID
 	}
-	switch err := a.store.CreateLimited(ctx, rec, a.mintLimit(who)); {
+	plan.limit = a.mintLimit(who)
+	plan.secret = sec.Token
+	return nil
+}
+
+// stored reads the store's answer to plan's create: codeUnauthenticated
+// when the minting token was revoked meanwhile, codeTooManyRequests when a
+// rate limit refuses, codeUnavailable when the store cannot answer; nil
+// when the token was stored, and plan.resp then carries it.
+func (a *app) stored(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *auditEvent, err error) error {
+	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// The parent vanished between authentication and creation.
-		return mintResponse{}, errorf(codeUnauthenticated, "the %s was revoked or expired while minting; nothing was created", headerToken)
+		return errorf(codeUnauthenticated, "the %s was revoked or expired while minting; nothing was created", headerToken)
 	case errors.Is(err, store.ErrRateLimited):
-		return mintResponse{}, a.rateLimited(ctx, err)
+		return a.rateLimited(ctx, err)
 	case err != nil:
-		return mintResponse{}, err
+		return err
 	}
-	resp.ID, resp.Token = rec.ID, sec.Token
-	ev.Token = rec.ID
-	return resp, nil
+	plan.resp.ID, plan.resp.Token = plan.rec.ID, plan.secret
+	ev.Token = plan.rec.ID
+	return nil
 }
 
 // expiry computes when a new token expires: now plus the requested (or the

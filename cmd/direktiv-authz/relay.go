@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -51,6 +52,9 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 		return relay.Verdict{Action: relay.Handoff}
 	}
 	if ownPath(path) {
+		if ns, ok := a.loopMint(r.Method, path); ok {
+			return h.mint(r, ns)
+		}
 		// The sidecar's own endpoints. A connection that has forwarded
 		// before keeps to the loops: the request is served off the loop by
 		// the server's handler. One that starts with them (a client that
@@ -99,6 +103,112 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	return relay.Verdict{Action: relay.Forward, Token: relay.TokenDrop}
 }
 
+// loopMint reports whether the loops serve a request to path with method
+// as a mint, and its namespace: POST /api/namespaces/{ns}/auth/token with
+// a valid namespace written plainly, when the store is a Redis the loops
+// reach themselves (store.Redis.Direct).
+func (a *app) loopMint(method, path []byte) (string, bool) {
+	if !a.directMints || string(method) != "POST" {
+		return "", false
+	}
+	rest, ok := bytes.CutPrefix(path, []byte("/api/namespaces/"))
+	if !ok {
+		return "", false
+	}
+	ns, ok := bytes.CutSuffix(rest, []byte("/auth/token"))
+	if !ok || !store.ValidNamespace(string(ns)) {
+		return "", false
+	}
+	return string(ns), true
+}
+
+// errWouldBlock is a store lookup the loop cannot make: the request is
+// handed to the server.
+var errWouldBlock = errors.New("a store lookup on the event loop")
+
+// mint is the Verdict for a mint request: a Wait for the minting token's
+// record when it is not cached, then an Answer on the loop (answerMint).
+func (h relayHandler) mint(r *relay.Request, ns string) relay.Verdict {
+	a := h.a
+	var sec store.Secret
+	var rec store.Token
+	var err error
+	if len(r.Tokens) > 0 && bytes.HasPrefix(r.Tokens[0], mintedPrefix) {
+		if s, perr := store.ParseSecret(string(r.Tokens[0])); perr == nil {
+			sec = s
+			if n, ok := r.Note.(lookupNote); ok {
+				rec, err = n.rec, n.err
+			} else if c, gen, cached := a.cache.get(sec.Namespace, sec.ID); cached {
+				rec = c
+			} else {
+				return relay.Verdict{Action: relay.Wait, Wait: func() any {
+					rec, err := a.lookupToken(context.Background(), sec, gen)
+					return lookupNote{rec: rec, err: err}
+				}}
+			}
+		}
+	}
+	find := func(s store.Secret) (store.Token, error) {
+		if s.ID != sec.ID || s.Namespace != sec.Namespace {
+			return store.Token{}, errWouldBlock // not the token found above: cannot happen, as both read the first header
+		}
+		return rec, err
+	}
+	remote := net.TCPAddrFromAddrPort(r.Remote)
+	return relay.Verdict{Action: relay.Answer, Answer: func(raw []byte) relay.Reply {
+		return a.answerMint(raw, remote, ns, find)
+	}}
+}
+
+// answerMint serves a mint on the loop: handleMint's steps, with the
+// store's create sent by the loop on its own Redis connection. The
+// response, audit line and metrics are handleMint's.
+func (a *app) answerMint(raw []byte, remote net.Addr, ns string, find func(store.Secret) (store.Token, error)) relay.Reply {
+	ctx, ok := a.readServeCtx(raw, remote)
+	if !ok {
+		return relay.Reply{}
+	}
+	ev := &auditEvent{Action: "mint", Namespace: ns, Decision: "deny"}
+	plan, err := a.beginMint(&ctx.RequestCtx, ns, ev, find)
+	if errors.Is(err, errWouldBlock) {
+		releaseServeCtx(ctx)
+		return relay.Reply{}
+	}
+	var dc *store.DirectCreate
+	if err == nil && !plan.dryRun {
+		if dc, err = a.redis.DirectCreate(plan.rec, plan.limit); err != nil {
+			err = a.stored(&ctx.RequestCtx, plan, ev, err)
+		}
+	}
+	if dc == nil {
+		a.endMint(&ctx.RequestCtx, plan, ev, err)
+		return a.serveReply(ctx, true)
+	}
+	start := mono()
+	fellBack := false
+	var done func(any, error) relay.Reply
+	done = func(reply any, rerr error) relay.Reply {
+		noScript, err := dc.Result(reply, rerr)
+		if noScript && !fellBack {
+			// Redis lost the script (a restart, a failover): EVAL loads it.
+			fellBack = true
+			return relay.Reply{Call: &relay.Call{Cmd: dc.AppendFallback(nil), Done: done}}
+		}
+		a.observeCreate(start, err)
+		a.endMint(&ctx.RequestCtx, plan, ev, a.stored(&ctx.RequestCtx, plan, ev, err))
+		return a.serveReply(ctx, true)
+	}
+	return relay.Reply{Call: &relay.Call{Cmd: dc.AppendCommand(make([]byte, 0, 1024)), Done: done}}
+}
+
+// observeCreate counts a create the loops sent, as timedStore counts the
+// server's.
+func (a *app) observeCreate(start time.Duration, err error) {
+	if ts, ok := a.store.(timedStore); ok {
+		observeStore(start, err, ts.create, ts.createErr)
+	}
+}
+
 // serve is the Verdict serving r with serveOne; refusal says the checks
 // above refused it.
 func (h relayHandler) serve(r *relay.Request, refusal bool) relay.Verdict {
@@ -114,24 +224,44 @@ func (h relayHandler) serve(r *relay.Request, refusal bool) relay.Verdict {
 // all (a token revoked in between, say, or the rules reloaded): the relay
 // then hands the connection to the server, which forwards it.
 func (a *app) serveOne(raw []byte, remote net.Addr, refusal bool) ([]byte, bool) {
-	ctx := acquireServeCtx()
-	defer releaseServeCtx(ctx)
-	ctx.Init(&ctx.empty, remote, nil)
-	ctx.br.Reset(bytes.NewReader(raw))
-	if err := ctx.Request.Read(&ctx.br); err != nil {
+	ctx, ok := a.readServeCtx(raw, remote)
+	if !ok {
 		return nil, false // the relay's parser took it; fasthttp's did not: let the server answer
 	}
 	if refusal {
 		err := a.enforce(&ctx.RequestCtx)
 		if err == nil {
+			releaseServeCtx(ctx)
 			return nil, false
 		}
 		a.writeError(&ctx.RequestCtx, err)
-		if m := a.metrics; m != nil {
-			m.request(routeFamily(ctx.Method(), ctx.Request.URI().PathOriginal()), ctx.Response.StatusCode())
-		}
 	} else {
-		a.server.Handler(&ctx.RequestCtx)
+		a.server.Handler(&ctx.RequestCtx) // counted by metrics.instrument
+	}
+	rep := a.serveReply(ctx, refusal)
+	return rep.Resp, rep.Close
+}
+
+// readServeCtx reads the request raw, which the relay read whole, into a
+// pooled request context.
+func (a *app) readServeCtx(raw []byte, remote net.Addr) (*serveCtx, bool) {
+	ctx := acquireServeCtx()
+	ctx.Init(&ctx.empty, remote, nil)
+	ctx.br.Reset(bytes.NewReader(raw))
+	if err := ctx.Request.Read(&ctx.br); err != nil {
+		releaseServeCtx(ctx)
+		return nil, false
+	}
+	return ctx, true
+}
+
+// serveReply is ctx's response as the server would write it, and whether
+// the connection is to close after it; count counts the request in the
+// metrics (metrics.instrument did not see it). It releases ctx.
+func (a *app) serveReply(ctx *serveCtx, count bool) relay.Reply {
+	defer releaseServeCtx(ctx)
+	if m := a.metrics; m != nil && count {
+		m.request(routeFamily(ctx.Method(), ctx.Request.URI().PathOriginal()), ctx.Response.StatusCode())
 	}
 	resp := &ctx.Response
 	if resp.IsBodyStream() {
@@ -152,9 +282,9 @@ func (a *app) serveOne(raw []byte, remote net.Addr, refusal bool) ([]byte, bool)
 	}
 	ctx.out.Reset()
 	if _, err := resp.WriteTo(&ctx.out); err != nil {
-		return nil, false
+		return relay.Reply{}
 	}
-	return append([]byte(nil), ctx.out.Bytes()...), closeAfter
+	return relay.Reply{Resp: append([]byte(nil), ctx.out.Bytes()...), Close: closeAfter}
 }
 
 // serveCtx is serveOne's pooled state.
@@ -325,6 +455,16 @@ func (a *app) newRelay() error {
 	u := a.cfg.upstreamURL
 	a.upstreamKey = []byte(a.cfg.upstreamAPIKey)
 	a.relayLn = newRelayListener(a.ln.Addr())
+	var backend relay.BackendOptions
+	if a.redis != nil {
+		if d, ok := a.redis.Direct(); ok {
+			backend = relay.BackendOptions{Addr: d.Addr, DialTimeout: d.DialTimeout, Timeout: d.DialTimeout + d.ReadTimeout}
+			for _, c := range d.Init {
+				backend.Init = append(backend.Init, relay.AppendCommand(nil, c...))
+			}
+			a.directMints = true
+		}
+	}
 	r, err := relay.New(tl, relay.Options{
 		Upstream:     fasthttp.AddMissingPort(u.Host, false), // as the server's client dials it
 		BasePath:     strings.TrimSuffix(u.EscapedPath(), "/"),
@@ -341,6 +481,7 @@ func (a *app) newRelay() error {
 		ReadTimeout:  a.server.ReadTimeout,
 		Handler:      relayHandler{a},
 		Handoff:      a.relayLn.handoff,
+		Backend:      backend,
 		Log:          a.log,
 	})
 	if err != nil {

@@ -123,6 +123,22 @@ func (c caller) id() string {
 // codeUnauthenticated for a missing, unknown, malformed, revoked or expired
 // token and codeUnavailable (fail closed) when the store cannot answer.
 func (a *app) authenticate(ctx context.Context, value []byte) (caller, error) {
+	return a.authenticateWith(value, func(sec store.Secret) (store.Token, error) { return a.findToken(ctx, sec) })
+}
+
+// findToken returns sec's record from the token cache (at most
+// --token-cache-ttl old) or from the store.
+func (a *app) findToken(ctx context.Context, sec store.Secret) (store.Token, error) {
+	rec, gen, cached := a.cache.get(sec.Namespace, sec.ID)
+	if cached {
+		return rec, nil
+	}
+	return a.lookupToken(ctx, sec, gen)
+}
+
+// authenticateWith is authenticate with find for the record of a minted
+// token (findToken, or on the event loops the record found before).
+func (a *app) authenticateWith(value []byte, find func(store.Secret) (store.Token, error)) (caller, error) {
 	if len(value) == 0 {
 		return caller{}, errorf(codeUnauthenticated, "missing %s header: send the admin token or a namespace token", headerToken)
 	}
@@ -137,17 +153,13 @@ func (a *app) authenticate(ctx context.Context, value []byte) (caller, error) {
 	if err != nil {
 		return caller{}, errorf(codeUnauthenticated, "the %s is malformed (bad checksum or encoding); check it was copied whole", headerToken)
 	}
-	// The record comes from the token cache (at most --token-cache-ttl old)
-	// or from the store; the hash is compared either way.
-	rec, gen, cached := a.cache.get(sec.Namespace, sec.ID)
-	if !cached {
-		rec, err = a.lookupToken(ctx, sec, gen)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return caller{}, errorf(codeUnauthenticated, "the %s is unknown, expired or revoked", headerToken)
-		case err != nil:
-			return caller{}, err
-		}
+	// The hash is compared whether the record was cached or not.
+	rec, err := find(sec)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return caller{}, errorf(codeUnauthenticated, "the %s is unknown, expired or revoked", headerToken)
+	case err != nil:
+		return caller{}, err
 	}
 	if !a.tokenLive(sec, rec) {
 		return caller{}, errorf(codeUnauthenticated, "the %s is unknown, expired or revoked", headerToken)

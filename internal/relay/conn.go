@@ -1,9 +1,7 @@
 package relay
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -49,6 +47,7 @@ type client struct {
 	waited    bool     // Decide asked for a Wait on this request already
 	forwarded uint64   // requests of this connection forwarded so far
 	note      any      // what that Wait returned
+	pend      *waiter  // the backend call in flight (stateWait)
 
 	// The exchange in flight.
 	up       *upstream
@@ -161,7 +160,7 @@ func (c *client) flush() bool {
 func (c *client) readRequest() {
 	l := c.l
 	r := l.r
-	for c.state == stateRead && c.fd >= 0 {
+	for c.state == stateRead && c.fd >= 0 && !c.closing {
 		if len(c.in) > 0 {
 			switch parseRequest(c.in, r.token, r.opt.MaxBody, &c.parsed) {
 			case notRelayed:
@@ -256,6 +255,14 @@ func (c *client) decide() {
 		}
 		c.waited = false
 		c.serve(v.Serve)
+	case Answer:
+		if v.Answer == nil {
+			c.l.handoff(c)
+			return
+		}
+		c.waited = false
+		total := c.parsed.head + c.parsed.length
+		c.reply(v.Answer(c.in[:total]), total, true)
 	default:
 		c.l.handoff(c)
 	}
@@ -288,6 +295,34 @@ func (c *client) serve(fn func([]byte) ([]byte, bool)) {
 			c.step()
 		})
 	}()
+}
+
+// reply carries out an Answer's (first) or a Call's Reply for the request
+// of total bytes at the start of c.in.
+func (c *client) reply(rep Reply, total int, first bool) {
+	l := c.l
+	switch {
+	case rep.Call != nil:
+		c.state = stateWait
+		w := &waiter{c: c, call: rep.Call, at: l.now, total: total}
+		c.pend = w
+		l.be.call(w)
+		return
+	case rep.Resp == nil && first:
+		l.handoff(c)
+		return
+	case rep.Resp == nil:
+		c.close() // the request was taken on: nothing to hand off
+		return
+	}
+	c.in = c.in[:copy(c.in, c.in[total:])]
+	c.releaseIn()
+	c.out = append(c.out, rep.Resp...)
+	// c.parsed is still the request's: nothing is parsed during a call.
+	c.closing = c.closing || rep.Close || c.parsed.close || c.eof || l.shutting
+	c.state = stateRead
+	c.since = l.now
+	l.later(c.step)
 }
 
 // forward builds the request the upstream gets and sends it.
@@ -973,32 +1008,8 @@ func (l *loop) dialed(fd int, err error, c *client) {
 	l.release(u)
 }
 
-// dial connects to the upstream and returns a non-blocking fd of the
-// connection's own; it runs on a goroutine of its own, as resolving the
-// host may block.
-func (r *Relay) dial() (int, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), r.opt.DialTimeout)
-	defer cancel()
-	d := net.Dialer{KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", r.opt.Upstream)
-	if err != nil {
-		return -1, err
-	}
-	defer conn.Close()
-	rc, err := conn.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		return -1, err
-	}
-	nfd := -1
-	var derr error
-	if err := rc.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
-		return -1, err
-	}
-	if derr != nil {
-		return -1, fmt.Errorf("dup: %w", derr)
-	}
-	return nfd, nil
-}
+// dial connects to the upstream; it runs on a goroutine of its own.
+func (r *Relay) dial() (int, error) { return dialTCP(r.opt.Upstream, r.opt.DialTimeout) }
 
 // appendDate appends a Date header line, the time formatted at most once
 // every half second.
