@@ -20,15 +20,17 @@ import (
 )
 
 // The fast path. Requests arrive on the relay's event loops
-// (internal/relay), which forward the plain, allowed ones themselves.
-// Refusals, and the sidecar's own endpoints on a connection that has
-// forwarded before, are answered off the loop by the server's own handlers
-// (serveOne), so that each is decided, answered, audited and counted in one
-// place. Every other connection is handed, from the request the loops could
-// not take on, to the fasthttp server: one that starts with the sidecar's
-// own endpoints, malformed or unusual requests, large or chunked bodies.
-// relayHandler decides which is which with the same rules as enforce; a
-// denial is never forwarded.
+// (internal/relay), which forward the plain, allowed ones themselves, and
+// serve mints themselves when the store is a Redis they can reach
+// (answerMint: the server's mint code, with the create sent on the loop's
+// own Redis connection). Refusals, and the sidecar's other endpoints on a
+// connection the loops have served before, are answered off the loop by the
+// server's own handlers (serveOne), so that each is decided, answered,
+// audited and counted in one place. Every other connection is handed, from
+// the request the loops could not take on, to the fasthttp server: one that
+// starts with the sidecar's other endpoints, malformed or unusual requests,
+// large or chunked bodies. relayHandler decides which is which with the
+// same rules as enforce; a denial is never forwarded.
 
 // relayHandler is the sidecar's relay.Handler.
 type relayHandler struct{ a *app }
@@ -55,14 +57,14 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 		if ns, ok := a.loopMint(r.Method, path); ok {
 			return h.mint(r, ns)
 		}
-		// The sidecar's own endpoints. A connection that has forwarded
-		// before keeps to the loops: the request is served off the loop by
-		// the server's handler. One that starts with them (a client that
-		// mints, and tends to mint again) is handed to the server for good:
-		// serving each mint off the loop costs about a sixth of the mint
-		// throughput (a second parse, a goroutine and a loop wake-up per
-		// request; bench/RESULTS.md).
-		if r.Forwarded > 0 {
+		// The sidecar's other endpoints (and mints where the loops do not
+		// serve them). A connection that has been served on the loops
+		// before keeps to them: the request is served off the loop by the
+		// server's handler. One that starts with them is handed to the
+		// server for good: serving each request off the loop costs a second
+		// parse, a goroutine and a loop wake-up (about a sixth of the mint
+		// throughput when mints went this way; bench/RESULTS.md).
+		if r.Served > 0 {
 			return h.serve(r, false)
 		}
 		return relay.Verdict{Action: relay.Handoff}

@@ -45,7 +45,7 @@ type client struct {
 	view      Request  // what Decide is shown (reused)
 	exchange  Exchange // what Done is shown (reused)
 	waited    bool     // Decide asked for a Wait on this request already
-	forwarded uint64   // requests of this connection forwarded so far
+	served    uint64   // requests of this connection forwarded or answered so far
 	note      any      // what that Wait returned
 	pend      *waiter  // the backend call in flight (stateWait)
 
@@ -222,7 +222,7 @@ func (c *client) releaseIn() {
 func (c *client) decide() {
 	p := &c.parsed
 	req := &c.view // the client's own: no allocation per request
-	*req = Request{Method: p.method, Target: p.target, Tokens: p.tokens, Note: c.note, Remote: c.remote, Forwarded: c.forwarded}
+	*req = Request{Method: p.method, Target: p.target, Tokens: p.tokens, Note: c.note, Remote: c.remote, Served: c.served}
 	v := c.l.r.opt.Handler.Decide(req)
 	*req = Request{}
 	c.note = nil
@@ -261,6 +261,7 @@ func (c *client) decide() {
 			return
 		}
 		c.waited = false
+		c.served++
 		total := c.parsed.head + c.parsed.length
 		c.reply(v.Answer(c.in[:total]), total, true)
 	default:
@@ -378,7 +379,7 @@ func (c *client) forward(v Verdict) {
 	c.idem = c.isHead || string(p.method) == "GET" || string(p.method) == "OPTIONS"
 	c.closeReq = p.close
 	c.retried = false
-	c.forwarded++
+	c.served++
 	c.in = c.in[:copy(c.in, c.in[total:])]
 	c.releaseIn()
 	c.send()

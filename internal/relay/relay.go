@@ -9,8 +9,10 @@
 //
 // The relay handles only the plain, common case itself: a well-formed
 // HTTP/1.1 request with at most a small Content-Length body, which the
-// Handler allows at once, after a short off-loop wait (a token lookup), or
-// answers itself off the loop (Serve). Anything else (a chunked or large
+// Handler allows at once, after a short off-loop wait (a token lookup),
+// answers itself off the loop (Serve), or answers on the loop (Answer),
+// possibly after a command to Redis on the loop's own connection
+// (backend.go). Anything else (a chunked or large
 // body, an upgrade, a malformed or merely unusual request, or whatever the
 // Handler hands off) makes the relay hand the connection off, with the
 // bytes it has read, to Options.Handoff: the full server, which then serves
@@ -77,9 +79,9 @@ type Request struct {
 	Tokens [][]byte // the values of every Options.TokenHeader header, in order
 	Note   any      // what the Wait before this Decide of the same request returned; nil on the first
 	Remote netip.AddrPort
-	// Forwarded counts the requests of this connection the relay has
-	// forwarded before this one.
-	Forwarded uint64
+	// Served counts the requests of this connection the relay has
+	// forwarded or answered (Answer) before this one.
+	Served uint64
 }
 
 // Verdict is Decide's answer.
