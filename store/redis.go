@@ -65,8 +65,10 @@ type RedisOptions struct {
 //	<prefix>:{<ns>}:rl:tok:<id> mint rate limit of the minting token <id>
 //
 // The index and expiry index expire with their longest-lived member, a kids
-// set with the longest-lived of its descendants (PEXPIRETIME, then PEXPIREAT), so
-// a cascade reaches tokens minted from a token that has since expired.
+// set with the longest-lived of its descendants (PEXPIRETIME, then
+// PEXPIREAT), so a cascade reaches tokens minted from a token that has since
+// expired; each is made to live a minute longer than that when its expiry
+// moves, so that most creates find it long enough and write nothing.
 // Expired index entries are pruned by Create (up to 100 per call) and List
 // (up to 1000 per call). Revocations are published on the channel
 // <prefix>:revoked as {"namespace":"<ns>","ids":["<id>",...]}.

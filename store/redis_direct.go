@@ -2,6 +2,7 @@ package store
 
 import (
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -39,7 +40,9 @@ func (r *Redis) Direct() (DirectConn, bool) {
 		return DirectConn{}, false
 	}
 	o := c.Options()
-	if o.TLSConfig != nil || (o.Network != "" && o.Network != "tcp") ||
+	// A Sentinel (failover) client is a *redis.Client too, whose Addr is
+	// no server's ("FailoverClient"): its dialer asks the sentinels.
+	if _, _, err := net.SplitHostPort(o.Addr); err != nil || o.TLSConfig != nil || (o.Network != "" && o.Network != "tcp") ||
 		o.CredentialsProvider != nil || o.CredentialsProviderContext != nil || o.StreamingCredentialsProvider != nil {
 		return DirectConn{}, false
 	}

@@ -39,13 +39,19 @@ local function clock()
   return sec * 1000 + math.floor(us / 1000), sec * 1000000 + us
 end
 
--- extend makes key expire at 'at' ms unless it already lives that long. A
--- key without an expiry (PEXPIRETIME -1, such as one just created) gets
--- one; a missing key (-2) is left missing. One read, and a write only when
--- the expiry moves.
+-- slack is how much longer than needed (ms) extend makes a key live, so
+-- that the creates of the next minute, whose tokens expire a little later
+-- each, find it living long enough and write nothing: a key outlives its
+-- longest-lived member by at most this.
+local slack = 60000
+
+-- extend makes key expire at 'at' ms (plus slack) unless it already lives
+-- that long. A key without an expiry (PEXPIRETIME -1, such as one just
+-- created) gets one; a missing key (-2) is left missing. One read, and a
+-- write only when the expiry moves.
 local function extend(key, at)
   if redis.call('PEXPIRETIME', key) < at then
-    redis.call('PEXPIREAT', key, at)
+    redis.call('PEXPIREAT', key, at + slack)
   end
 end
 
@@ -150,8 +156,8 @@ redis.call('ZADD', KEYS[3], at + (now_us % 1000000) / 1000000, ARGV[4])
 -- The index and the expiry index always get the same expiry (here, and
 -- only here), so one read tells whether both must move.
 if redis.call('PEXPIRETIME', KEYS[2]) < at then
-  redis.call('PEXPIREAT', KEYS[2], at)
-  redis.call('PEXPIREAT', KEYS[3], at)
+  redis.call('PEXPIREAT', KEYS[2], at + slack)
+  redis.call('PEXPIREAT', KEYS[3], at + slack)
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[2])
 return 1
