@@ -77,7 +77,8 @@ type waiter struct {
 	call   *Call
 	at     int64 // when it was sent first
 	total  int   // the request's bytes in c.in
-	resent bool
+	end    int   // where its command ends in backend.out, until written
+	resent bool  // written on a connection that broke, and sent again
 }
 
 // backend is a loop's connection to the backend.
@@ -90,6 +91,7 @@ type backend struct {
 	in       []byte
 	skip     int       // replies to Init still to come
 	calls    []*waiter // written or in out, oldest first
+	unsent   int       // how many of the last calls are not written whole
 	flushing bool      // a flush waits for the batch's end
 	writable bool
 	readable bool
@@ -104,6 +106,8 @@ func (b *backend) call(w *waiter) {
 	}
 	b.calls = append(b.calls, w)
 	b.out = append(b.out, w.call.Cmd...)
+	w.end = len(b.out)
+	b.unsent++
 	if b.fd < 0 {
 		b.dial()
 		return
@@ -152,8 +156,10 @@ func (b *backend) dialed(fd int, err error) {
 		init = append(init, c...)
 	}
 	b.skip = len(b.l.r.opt.Backend.Init)
-	b.out = append(init, b.out[b.woff:]...)
-	b.woff = 0
+	b.out = append(init, b.out...) // nothing was written: woff is 0
+	for _, w := range b.calls[len(b.calls)-b.unsent:] {
+		w.end += len(init)
+	}
 	b.flush()
 }
 
@@ -194,8 +200,11 @@ func (b *backend) flush() {
 			return
 		}
 		b.woff += n
+		for b.unsent > 0 && b.calls[len(b.calls)-b.unsent].end <= b.woff {
+			b.unsent--
+		}
 	}
-	if b.woff == len(b.out) {
+	if b.fd >= 0 && b.woff == len(b.out) {
 		b.out, b.woff = b.out[:0], 0
 	}
 }
@@ -250,10 +259,10 @@ func (b *backend) replies() bool {
 			return true
 		}
 		off += n
-		rerr, _ := v.(ReplyError)
+		rerr, isErr := v.(ReplyError)
 		if b.skip > 0 {
 			b.skip--
-			if rerr != "" {
+			if isErr {
 				b.failAll(fmt.Errorf("redis refused the connection's set-up: %w", rerr), false)
 				return false
 			}
@@ -263,10 +272,14 @@ func (b *backend) replies() bool {
 			b.broken(errors.New("redis sent a reply to no command"))
 			return false
 		}
+		if b.unsent == len(b.calls) {
+			b.broken(errors.New("redis sent a reply to no command"))
+			return false
+		}
 		w := b.calls[0]
 		b.calls[0] = nil
 		b.calls = b.calls[1:]
-		if rerr != "" {
+		if isErr {
 			b.deliver(w, nil, rerr)
 		} else {
 			b.deliver(w, v, nil)
@@ -280,23 +293,27 @@ func (b *backend) replies() bool {
 func (b *backend) broken(err error) { b.failAll(err, true) }
 
 // failAll closes the connection and fails its calls with err, or, with
-// resend, sends those not sent twice already again on a new connection.
+// resend, sends again on a new connection those not written whole yet and
+// those written on a broken connection only once.
 func (b *backend) failAll(err error, resend bool) {
 	if b.fd >= 0 {
 		b.l.socks[b.fd] = nil
 		unix.Close(b.fd)
 		b.fd = -1
 	}
-	calls := b.calls
-	b.calls = nil
+	calls, written := b.calls, len(b.calls)-b.unsent
+	b.calls, b.unsent = nil, 0
 	b.out, b.woff, b.in, b.skip = nil, 0, nil, 0
-	for _, w := range calls {
-		if resend && !w.resent {
+	for i, w := range calls {
+		switch {
+		case resend && i >= written:
+			b.call(w)
+		case resend && !w.resent:
 			w.resent = true
 			b.call(w)
-			continue
+		default:
+			b.deliver(w, nil, err)
 		}
-		b.deliver(w, nil, err)
 	}
 }
 

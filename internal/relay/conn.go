@@ -41,13 +41,13 @@ type client struct {
 	eof      bool // the client shut down its side
 	closing  bool // close once out is written
 
-	parsed    request
-	view      Request  // what Decide is shown (reused)
-	exchange  Exchange // what Done is shown (reused)
-	waited    bool     // Decide asked for a Wait on this request already
-	served    uint64   // requests of this connection forwarded or answered so far
-	note      any      // what that Wait returned
-	pend      *waiter  // the backend call in flight (stateWait)
+	parsed   request
+	view     Request  // what Decide is shown (reused)
+	exchange Exchange // what Done is shown (reused)
+	waited   bool     // Decide asked for a Wait on this request already
+	served   uint64   // requests of this connection forwarded or answered so far
+	note     any      // what that Wait returned
+	pend     *waiter  // the backend call in flight (stateWait)
 
 	// The exchange in flight.
 	up       *upstream
@@ -197,6 +197,11 @@ func (c *client) readRequest() {
 			return
 		case e == unix.EINTR:
 			continue
+		case e == 0 && n == 0 && len(c.out) > 0:
+			// EOF after requests answered at once (Answer) whose
+			// responses are not written yet: write them, then close.
+			c.closing = true
+			return
 		case e != 0 || n == 0:
 			c.close() // EOF or reset between requests (or inside one)
 			return
@@ -291,7 +296,7 @@ func (c *client) serve(fn func([]byte) ([]byte, bool)) {
 			c.in = c.in[:copy(c.in, c.in[total:])]
 			c.releaseIn()
 			c.out = append(c.out, resp...)
-			c.closing = c.closing || closeAfter || closeReq || c.eof || l.shutting
+			c.closing = c.closing || closeAfter || closeReq || l.shutting
 			c.since = l.now
 			c.step()
 		})
@@ -320,7 +325,7 @@ func (c *client) reply(rep Reply, total int, first bool) {
 	c.releaseIn()
 	c.out = append(c.out, rep.Resp...)
 	// c.parsed is still the request's: nothing is parsed during a call.
-	c.closing = c.closing || rep.Close || c.parsed.close || c.eof || l.shutting
+	c.closing = c.closing || rep.Close || c.parsed.close || l.shutting
 	c.state = stateRead
 	c.since = l.now
 	l.later(c.step)
