@@ -322,7 +322,15 @@ func (b *backend) deliver(w *waiter, v any, err error) {
 	rep := w.call.Done(v, err)
 	c := w.c
 	if c.fd < 0 || c.pend != w {
-		return // the client left
+		// The client left. A further Call (the create again, as EVAL)
+		// still goes, so that what the first one meant is done and its
+		// Done runs; its response is dropped.
+		if rep.Call != nil && c.pend == w {
+			w2 := &waiter{c: c, call: rep.Call, at: b.l.now, total: w.total}
+			c.pend = w2
+			b.call(w2)
+		}
+		return
 	}
 	c.pend = nil
 	c.state = stateRead
