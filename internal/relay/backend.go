@@ -319,6 +319,7 @@ func (b *backend) failAll(err error, resend bool) {
 
 // deliver runs w's Done and answers its client.
 func (b *backend) deliver(w *waiter, v any, err error) {
+	b.l.calls.Add(-1)
 	rep := w.call.Done(v, err)
 	c := w.c
 	if c.fd < 0 || c.pend != w {
@@ -327,6 +328,7 @@ func (b *backend) deliver(w *waiter, v any, err error) {
 		// Done runs; its response is dropped.
 		if rep.Call != nil && c.pend == w {
 			w2 := &waiter{c: c, call: rep.Call, at: b.l.now, total: w.total}
+			b.l.calls.Add(1)
 			c.pend = w2
 			b.call(w2)
 		}

@@ -161,6 +161,12 @@ func (c *client) readRequest() {
 	l := c.l
 	r := l.r
 	for c.state == stateRead && c.fd >= 0 && !c.closing {
+		if len(c.out) > 0 {
+			// A response answered at once (Answer) is not written yet:
+			// what comes next could be a handoff, which would drop it.
+			// The step that writes it (see reply) reads on.
+			return
+		}
 		if len(c.in) > 0 {
 			switch parseRequest(c.in, r.token, r.opt.MaxBody, &c.parsed) {
 			case notRelayed:
@@ -197,11 +203,6 @@ func (c *client) readRequest() {
 			return
 		case e == unix.EINTR:
 			continue
-		case e == 0 && n == 0 && len(c.out) > 0:
-			// EOF after requests answered at once (Answer) whose
-			// responses are not written yet: write them, then close.
-			c.closing = true
-			return
 		case e != 0 || n == 0:
 			c.close() // EOF or reset between requests (or inside one)
 			return
@@ -311,6 +312,7 @@ func (c *client) reply(rep Reply, total int, first bool) {
 	case rep.Call != nil:
 		c.state = stateWait
 		w := &waiter{c: c, call: rep.Call, at: l.now, total: total}
+		l.calls.Add(1)
 		c.pend = w
 		l.be.call(w)
 		return

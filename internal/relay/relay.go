@@ -308,7 +308,7 @@ wait:
 	for {
 		open := 0
 		for _, l := range r.loops {
-			open += int(l.open.Load())
+			open += int(l.open.Load()) + int(l.calls.Load())
 		}
 		if open == 0 {
 			break
@@ -338,6 +338,7 @@ type loop struct {
 	gen    int32
 	events []unix.EpollEvent
 	open   atomic.Int64 // client connections, for Shutdown
+	calls  atomic.Int64 // backend calls whose Done has not run, for Shutdown
 
 	mu      sync.Mutex
 	stopped bool // the loop has exited: post refuses

@@ -1,0 +1,75 @@
+package relay
+
+// Review tests of the backend (backend.go) and the Answer action
+// (conn.go).
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestReviewAnswerThenHandoffKeepsResponse: a request answered at once on
+// the loop (an Answer with a response, such as a dry-run mint or a 400),
+// pipelined with a request the loop hands off (here HTTP/1.0), must get its
+// response before the handed-off one's. The answer's write is deferred to
+// the batch's end; readRequest must not parse the next request before it
+// (a handoff would release c.out unwritten, and the client would read the
+// handoff server's response as the answer to its first request).
+func TestReviewAnswerThenHandoffKeepsResponse(t *testing.T) {
+	f := newBeFake(t, "", nil)
+	p := &beProbe{}
+	e := beStart(t, f.addr, p, nil)
+	c := e.dial(t)
+	c.send("GET /direct/a HTTP/1.1\r\nHost: h\r\n\r\n" +
+		"GET /ECHO/b HTTP/1.0\r\nHost: h\r\n\r\n") // HTTP/1.0: not relayed, handed off
+	c.beExpect(200, "direct a")
+	resp, body := c.response("GET")
+	expectStatus(t, resp, body, 299, "handed off")
+}
+
+// TestReviewShutdownWaitsForCallOfClientGone: a client that leaves while
+// its call is in flight has the call carried on (Done runs: for a mint, the
+// audit line and metrics of a token that is stored). Shutdown must wait
+// for such calls too, not only for open client connections: a loop that
+// exited with the call in flight would never run its Done, and the token
+// would be stored but neither audited nor counted.
+func TestReviewShutdownWaitsForCallOfClientGone(t *testing.T) {
+	release := make(chan struct{})
+	f := newBeFake(t, "", nil)
+	f.script = func(_ int, args []string) beAct {
+		if args[0] == "HOLD" {
+			select {
+			case <-release:
+			case <-f.quit:
+			}
+			return beAct{Reply: "+held\r\n"}
+		}
+		return beDefault(args)
+	}
+	p := &beProbe{}
+	e := beStart(t, f.addr, p, nil)
+	c := e.dial(t)
+	c.send("GET /HOLD HTTP/1.1\r\nHost: h\r\n\r\n")
+	waitWritten(t, e.r, 1)
+	c.Close()
+	waitFor(t, "the client gone", func() bool { return openClients(e.r) == 0 })
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+		defer cancel()
+		shut <- e.shutdown(ctx)
+	}()
+	time.AfterFunc(200*time.Millisecond, func() { close(release) })
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+	case <-time.After(ioTimeout):
+		t.Fatal("Shutdown did not return")
+	}
+	if d := p.doneCalls(); len(d) != 1 {
+		t.Fatalf("Shutdown returned with %d Done calls for the call in flight, want 1: its Done never runs", len(d))
+	}
+}
