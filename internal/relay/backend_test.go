@@ -414,6 +414,24 @@ type beAct struct {
 // beFake is a Redis-like server: it reads RESP arrays of bulk strings,
 // records them, and answers each as its script says, in order. Replies to
 // commands that arrived together go out with one write, as Redis does.
+// newHoldFake is a fake backend that answers HOLD with "held" once release
+// is closed, and everything else as beDefault.
+func newHoldFake(t *testing.T) (*beFake, chan struct{}) {
+	release := make(chan struct{})
+	f := newBeFake(t, "", nil)
+	f.script = func(_ int, args []string) beAct {
+		if args[0] == "HOLD" {
+			select {
+			case <-release:
+			case <-f.quit:
+			}
+			return beAct{Reply: "+held\r\n"}
+		}
+		return beDefault(args)
+	}
+	return f, release
+}
+
 type beFake struct {
 	ln     net.Listener
 	addr   string
@@ -1433,18 +1451,7 @@ func TestBackendCallAfterCall(t *testing.T) {
 // Done still runs, its answer is dropped, the loop serves the others (a
 // new client likely on the same fd number gets only its own response).
 func TestBackendClientLeaves(t *testing.T) {
-	release := make(chan struct{})
-	f := newBeFake(t, "", nil)
-	f.script = func(_ int, args []string) beAct {
-		if args[0] == "HOLD" {
-			select {
-			case <-release:
-			case <-f.quit:
-			}
-			return beAct{Reply: "+held\r\n"}
-		}
-		return beDefault(args)
-	}
+	f, release := newHoldFake(t)
 	p := &beProbe{}
 	e := beStart(t, f.addr, p, nil)
 	a := e.dial(t)
@@ -1641,18 +1648,7 @@ func TestBackendHalfCloseAfterOne(t *testing.T) {
 // TestBackendShutdownWaitsForCall: Shutdown lets a call in flight finish,
 // writes its response and then closes the connection.
 func TestBackendShutdownWaitsForCall(t *testing.T) {
-	release := make(chan struct{})
-	f := newBeFake(t, "", nil)
-	f.script = func(_ int, args []string) beAct {
-		if args[0] == "HOLD" {
-			select {
-			case <-release:
-			case <-f.quit:
-			}
-			return beAct{Reply: "+held\r\n"}
-		}
-		return beDefault(args)
-	}
+	f, release := newHoldFake(t)
 	p := &beProbe{}
 	e := beStart(t, f.addr, p, nil)
 	c := e.dial(t)

@@ -35,18 +35,7 @@ func TestReviewAnswerThenHandoffKeepsResponse(t *testing.T) {
 // exited with the call in flight would never run its Done, and the token
 // would be stored but neither audited nor counted.
 func TestReviewShutdownWaitsForCallOfClientGone(t *testing.T) {
-	release := make(chan struct{})
-	f := newBeFake(t, "", nil)
-	f.script = func(_ int, args []string) beAct {
-		if args[0] == "HOLD" {
-			select {
-			case <-release:
-			case <-f.quit:
-			}
-			return beAct{Reply: "+held\r\n"}
-		}
-		return beDefault(args)
-	}
+	f, release := newHoldFake(t)
 	p := &beProbe{}
 	e := beStart(t, f.addr, p, nil)
 	c := e.dial(t)
