@@ -59,7 +59,7 @@ type RedisOptions struct {
 //	<prefix>:{<ns>}:idx        sorted set of ids, score Token.Created in unix µs: List order
 //	<prefix>:{<ns>}:exp        sorted set of ids, score Token.Expires in unix ms (+ a fraction, see createScript): pruning
 //	<prefix>:{<ns>}:kids:<id>  set of the ids minted from <id>: revoke cascade
-//	<prefix>:{<ns>}:up:<id>    ancestors of <id>, oldest first, space separated (minted tokens only)
+//	<prefix>:{<ns>}:up:<id>    ancestors of <id>, oldest first, space separated (tokens with two or more; one is the record's parent)
 //	<prefix>:{<ns>}:done:<id>  revoke marker, one minute (see revokeScript)
 //	<prefix>:{<ns>}:rl:ns      mint rate limit of the namespace (see CreateLimited)
 //	<prefix>:{<ns>}:rl:tok:<id> mint rate limit of the minting token <id>

@@ -91,8 +91,10 @@ end
 // token through every ancestor, even one that has expired, so each kids set
 // on the way from the oldest ancestor down to the new token is made to live
 // at least as long as the new token. The ancestors (oldest first, space
-// separated) are kept in up:<id> for that; their kids keys are built from
-// ARGV[6], in the same slot (see above).
+// separated) are kept in up:<id> for that, for tokens with two or more; a
+// token whose one ancestor is its parent has no up key, and its record's
+// parent field stands for it. Their kids keys are built from ARGV[6], in
+// the same slot (see above).
 //
 // Retries: go-redis resends a command whose reply was lost. A resend finds
 // the identical record (same JSON, which holds a hash unique to the secret)
@@ -129,6 +131,12 @@ local chain = {}
 if child then
   if not got[3] then return -1 end
   up = got[4]
+  if not up then
+    -- A parent with at most one ancestor has no up key (see below): its
+    -- ancestor, if any, is its record's parent. The pattern cannot match
+    -- inside a string value, where every quote is escaped.
+    up = string.match(got[3], '"parent":"([^"]*)"') or false
+  end
   if up then
     for a in string.gmatch(up, '%S+') do chain[#chain + 1] = a end
   end
@@ -142,9 +150,9 @@ if child then
   redis.call('SADD', KEYS[6], ARGV[4])
   extend(KEYS[6], at)
   for _, a in ipairs(chain) do extend(ARGV[6] .. a, at) end
-  local mine = ARGV[5]
-  if up then mine = up .. ' ' .. ARGV[5] end
-  redis.call('SET', KEYS[8], mine, 'PXAT', ARGV[2])
+  -- A token with one ancestor, its parent, needs no up key: its record
+  -- names the parent. That is most tokens, and a key fewer to store.
+  if up then redis.call('SET', KEYS[8], up .. ' ' .. ARGV[5], 'PXAT', ARGV[2]) end
 end
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
 -- The expiry index's score is the expiry plus the server clock's fraction

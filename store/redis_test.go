@@ -91,7 +91,8 @@ func TestRedisKeyLayout(t *testing.T) {
 		}
 	}
 	tag := "authz:{" + ns + "}:"
-	want := []string{tag + "exp", tag + "idx", tag + "kids:" + parent.ID, tag + "tok:" + child.ID, tag + "tok:" + parent.ID, tag + "up:" + child.ID}
+	// No up key for the child: its one ancestor is its record's parent.
+	want := []string{tag + "exp", tag + "idx", tag + "kids:" + parent.ID, tag + "tok:" + child.ID, tag + "tok:" + parent.ID}
 	slices.Sort(want)
 	if got := keys(t, ctx, c, "*"); !slices.Equal(got, want) {
 		t.Fatalf("keys = %q\nwant %q", got, want)
@@ -124,7 +125,6 @@ func TestRedisKeyLayout(t *testing.T) {
 		{tag + "tok:" + parent.ID, parent.Expires.UnixMilli(), 0},
 		{tag + "tok:" + child.ID, child.Expires.UnixMilli(), 0},
 		{tag + "kids:" + parent.ID, child.Expires.UnixMilli(), slack},
-		{tag + "up:" + child.ID, child.Expires.UnixMilli(), 0},
 		{tag + "idx", parent.Expires.UnixMilli(), slack}, // the longest-lived member
 		{tag + "exp", parent.Expires.UnixMilli(), slack},
 	} {
@@ -153,8 +153,8 @@ func TestRedisKeyLayout(t *testing.T) {
 	if kids := c.SMembers(ctx, tag+"kids:"+parent.ID).Val(); !slices.Equal(kids, []string{child.ID}) {
 		t.Errorf("kids of the parent = %v, want [%s]", kids, child.ID)
 	}
-	if up := c.Get(ctx, tag+"up:"+child.ID).Val(); up != parent.ID {
-		t.Errorf("ancestors of the child = %q, want %q", up, parent.ID)
+	if n := c.Exists(ctx, tag+"up:"+child.ID).Val(); n != 0 {
+		t.Errorf("the child has an up key; its one ancestor is its record's parent")
 	}
 
 	// A grandchild that outlives its parent keeps every link above it
@@ -182,6 +182,55 @@ func TestRedisKeyLayout(t *testing.T) {
 	}
 	if ttl := c.PTTL(ctx, marker).Val(); ttl <= 55*time.Second || ttl > time.Minute {
 		t.Fatalf("revoke marker TTL %s, want about a minute", ttl)
+	}
+}
+
+// TestRedisAncestorsFromRecords: a token whose one ancestor is its parent
+// has no up key; a child of it finds that ancestor in its record's parent
+// field, which a description or policy crafted to look like one cannot
+// fake (quotes inside JSON strings are escaped). A revoke still cascades.
+func TestRedisAncestorsFromRecords(t *testing.T) {
+	srv := redistest.Start(t)
+	s := mustRedis(t, srv.URL(), store.RedisOptions{})
+	c := rawClient(t, srv)
+	ctx, ns := context.Background(), storetest.Namespace(t)
+	tag := store.DefaultRedisPrefix + ":{" + ns + "}:"
+	const fake = `x","parent":"evil","y":"`
+
+	root, _ := storetest.MustToken(t, ns, "", 3*time.Hour)
+	root.Description = fake // a root: no parent, whatever its description says
+	child, _ := storetest.MustToken(t, ns, root.ID, 2*time.Hour)
+	child.Description = fake
+	child.Policies = []string{`"parent":"evil"`}
+	grandchild, _ := storetest.MustToken(t, ns, child.ID, time.Hour)
+	great, _ := storetest.MustToken(t, ns, grandchild.ID, time.Hour)
+	for _, tok := range []store.Token{root, child, grandchild, great} {
+		if err := s.Create(ctx, tok); err != nil {
+			t.Fatalf("Create: %v", err)
+		}
+	}
+	for id, want := range map[string]string{
+		child.ID:      "", // no key
+		grandchild.ID: root.ID + " " + child.ID,
+		great.ID:      root.ID + " " + child.ID + " " + grandchild.ID,
+	} {
+		got, err := c.Get(ctx, tag+"up:"+id).Result()
+		if want == "" {
+			if err == nil {
+				t.Errorf("up:%s = %q, want no key", id, got)
+			}
+			continue
+		}
+		if got != want {
+			t.Errorf("up:%s = %q (%v), want %q", id, got, err, want)
+		}
+	}
+	if n := c.Exists(ctx, tag+"kids:evil").Val(); n != 0 {
+		t.Error("a kids set for the fake ancestor")
+	}
+	ids, err := s.Revoke(ctx, ns, root.ID)
+	if err != nil || len(ids) != 4 {
+		t.Fatalf("Revoke(root) = %v, %v; want all four", ids, err)
 	}
 }
 
