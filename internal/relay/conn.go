@@ -68,11 +68,17 @@ func (c *client) event(ev uint32) {
 	if ev&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		c.writable = true
 	}
-	if ev&(unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLRDHUP) != 0 && c.state != stateRead && !c.pipelined(ev) {
+	broken := ev&(unix.EPOLLHUP|unix.EPOLLERR) != 0
+	if (broken || ev&unix.EPOLLRDHUP != 0) && c.state != stateRead && (broken || c.pend == nil) && !c.pipelined(ev) {
 		// The client went away (or shut down its side, which is what a
 		// client that gives up does) while a request was in flight: so
 		// does the exchange, and the upstream sees its connection close,
-		// as with nginx's default proxy_ignore_client_abort off.
+		// as with nginx's default proxy_ignore_client_abort off. A call
+		// to the backend under way (a mint's create: its token will be
+		// stored) is the exception: its answer is written when it comes,
+		// as the server writes it, so that a client that only shut down
+		// its sending side gets it (the secret, shown once); one that
+		// closed has it refused by its socket.
 		c.close()
 		return
 	}
