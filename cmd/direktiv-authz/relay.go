@@ -143,7 +143,7 @@ func (h relayHandler) mint(r *relay.Request, ns string) relay.Verdict {
 			} else if c, gen, cached := a.cache.get(sec.Namespace, sec.ID); cached {
 				rec = c
 			} else {
-				return relay.Verdict{Action: relay.Wait, Wait: func() any {
+				return relay.Verdict{Action: relay.Wait, Answers: true, Wait: func() any {
 					rec, err := a.lookupToken(context.Background(), sec, gen)
 					return lookupNote{rec: rec, err: err}
 				}}

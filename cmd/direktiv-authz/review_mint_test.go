@@ -175,21 +175,28 @@ func TestReviewMintOfClientGoneAuditedAtShutdown(t *testing.T) {
 // and the client never saw the secret it was to be shown once.)
 func TestReviewMintThenHalfClose(t *testing.T) {
 	onBothPaths(t, func(t *testing.T, loops string) {
-		s, srv := startMintSidecar(t, loops)
+		// The cache off: the minted caller's record is looked up first,
+		// and the FIN comes during that lookup (a Wait on the loops).
+		s, srv := startMintSidecar(t, loops, "--token-cache-ttl", "0")
 		rdb := redisClient(t, srv.Addr(), redis.Options{})
-		c := dialRaw(t, s.app.addr())
-		c.c.SetDeadline(time.Now().Add(5 * time.Second))
-		if err := rdb.ClientPause(context.Background(), 300*time.Millisecond).Err(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.WriteString(c.c, rawMint(mintTarget("ns1"), testAdminToken, `{"description":"fin","policies":["workflowView"]}`)); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond) // the create is in flight
-		c.c.(*net.TCPConn).CloseWrite()
-		b, err := io.ReadAll(c.br)
-		if !strings.HasPrefix(string(b), "HTTP/1.1 201 ") {
-			t.Fatalf("after the mint and the client's FIN: read %q, %v; want the 201 with the secret", b, err)
+		mgr := s.mintOK(t, "ns1", testAdminToken, `{"policies":["permissionsManage","workflowView"]}`)["token"].(string)
+		for _, caller := range []struct{ name, token string }{{"admin, the create in flight", testAdminToken}, {"minted, its lookup in flight", mgr}} {
+			t.Run(caller.name, func(t *testing.T) {
+				c := dialRaw(t, s.app.addr())
+				c.c.SetDeadline(time.Now().Add(5 * time.Second))
+				if err := rdb.ClientPause(context.Background(), 300*time.Millisecond).Err(); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := io.WriteString(c.c, rawMint(mintTarget("ns1"), caller.token, `{"description":"fin","policies":["workflowView"]}`)); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(100 * time.Millisecond) // Redis holds the create or the lookup
+				c.c.(*net.TCPConn).CloseWrite()
+				b, err := io.ReadAll(c.br)
+				if !strings.HasPrefix(string(b), "HTTP/1.1 201 ") || !strings.Contains(string(b), `"token":"dkt_`) {
+					t.Fatalf("after the mint and the client's FIN: read %q, %v; want the 201 with the secret", b, err)
+				}
+			})
 		}
 	})
 }

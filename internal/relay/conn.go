@@ -45,6 +45,7 @@ type client struct {
 	view     Request  // what Decide is shown (reused)
 	exchange Exchange // what Done is shown (reused)
 	waited   bool     // Decide asked for a Wait on this request already
+	answers  bool     // that Wait was for a request to be answered (Verdict.Answers)
 	served   uint64   // requests of this connection forwarded or answered so far
 	note     any      // what that Wait returned
 	pend     *waiter  // the backend call in flight (stateWait)
@@ -69,15 +70,16 @@ func (c *client) event(ev uint32) {
 		c.writable = true
 	}
 	broken := ev&(unix.EPOLLHUP|unix.EPOLLERR) != 0
-	if (broken || ev&unix.EPOLLRDHUP != 0) && c.state != stateRead && (broken || c.pend == nil) && !c.pipelined(ev) {
+	kept := c.pend != nil || (c.state == stateWait && c.answers)
+	if (broken || ev&unix.EPOLLRDHUP != 0) && c.state != stateRead && (broken || !kept) && !c.pipelined(ev) {
 		// The client went away (or shut down its side, which is what a
 		// client that gives up does) while a request was in flight: so
 		// does the exchange, and the upstream sees its connection close,
-		// as with nginx's default proxy_ignore_client_abort off. A call
-		// to the backend under way (a mint's create: its token will be
-		// stored) is the exception: its answer is written when it comes,
-		// as the server writes it, so that a client that only shut down
-		// its sending side gets it (the secret, shown once); one that
+		// as with nginx's default proxy_ignore_client_abort off. A request
+		// the handler answers itself is the exception (a Call under way,
+		// a Wait before an Answer: a mint): its answer is written when it
+		// comes, as the server writes it, so that a client that only shut
+		// down its sending side gets it (the secret, shown once); one that
 		// closed has it refused by its socket.
 		c.close()
 		return
@@ -247,7 +249,7 @@ func (c *client) decide() {
 			c.l.handoff(c)
 			return
 		}
-		c.waited = true
+		c.waited, c.answers = true, v.Answers
 		c.state = stateWait
 		l, fn := c.l, v.Wait
 		go func() {

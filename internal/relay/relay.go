@@ -90,6 +90,10 @@ type Verdict struct {
 	Token  TokenMode
 	Value  []byte     // TokenSet: the value sent; must not change afterwards
 	Wait   func() any // Wait: run on a goroutine of its own; its result is the next Decide's Request.Note
+	// Answers (Wait): the request will be answered (Answer), not
+	// forwarded, so a client that shuts down its sending side meanwhile
+	// is kept for its answer, as during a Call.
+	Answers bool
 	// Serve: run on a goroutine of its own with the request's bytes (head
 	// and body, its own copy); it returns a whole HTTP/1.1 response and
 	// whether the connection is to close after it, or nil.

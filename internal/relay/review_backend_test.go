@@ -5,6 +5,8 @@ package relay
 
 import (
 	"context"
+	"io"
+	"net"
 	"testing"
 	"time"
 )
@@ -60,5 +62,37 @@ func TestReviewShutdownWaitsForCallOfClientGone(t *testing.T) {
 	}
 	if d := p.doneCalls(); len(d) != 1 {
 		t.Fatalf("Shutdown returned with %d Done calls for the call in flight, want 1: its Done never runs", len(d))
+	}
+}
+
+// TestWaitAnswersKeepsHalfClosedClient: a Wait marked Answers (a request
+// the handler will answer itself) keeps a client that shuts down its
+// sending side during the Wait, and the answer reaches it; a plain Wait
+// (a request to forward) closes such a client, as before.
+func TestWaitAnswersKeepsHalfClosedClient(t *testing.T) {
+	for _, answers := range []bool{true, false} {
+		release := make(chan struct{})
+		e := start(t, setup{decide: func(r *Request) Verdict {
+			if r.Note == nil {
+				return Verdict{Action: Wait, Answers: answers, Wait: func() any { <-release; return 1 }}
+			}
+			return Verdict{Action: Answer, Answer: func([]byte) Reply {
+				return Reply{Resp: []byte("HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nanswered")}
+			}}
+		}})
+		c := e.dial(t)
+		c.send("GET /w HTTP/1.1\r\nHost: h\r\n\r\n")
+		waitFor(t, "Decide", func() bool { return len(e.h.decideCalls()) == 1 })
+		c.Conn.(*net.TCPConn).CloseWrite()
+		time.Sleep(50 * time.Millisecond) // the FIN is seen during the Wait
+		close(release)
+		b, _ := io.ReadAll(c.br)
+		switch {
+		case answers && string(b) != "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nanswered":
+			t.Errorf("Answers: read %q, want the answer", b)
+		case !answers && len(b) != 0:
+			t.Errorf("a plain Wait: read %q, want the connection closed unanswered", b)
+		}
+		waitFor(t, "the client closed", func() bool { return openClients(e.r) == 0 })
 	}
 }
