@@ -9,10 +9,12 @@ import (
 	"testing"
 )
 
-// TestRelayOwnEndpointsKeepForwardingConnections: a connection that has
-// forwarded before stays on the event loops when it mints (the mint is
-// served off the loop); one that starts with a mint is handed to the server
-// for good. Every answer is the same either way.
+// TestRelayOwnEndpointsKeepForwardingConnections, with the in-memory dev
+// store, where the loops do not serve mints themselves (with Redis they do:
+// relay_mint_test.go): a connection that has forwarded before stays on the
+// event loops when it mints (the mint is served off the loop); one that
+// starts with a mint is handed to the server for good. Every answer is the
+// same either way.
 func TestRelayOwnEndpointsKeepForwardingConnections(t *testing.T) {
 	up := startUpstream(t)
 	s := startForwarder(t, up)
