@@ -55,7 +55,9 @@ func startBinary(tb testing.TB, args ...string) *sidecarProcess {
 		tb.Fatal(err)
 	}
 	listening := make(chan [2]string, 1)
+	read := make(chan struct{}) // stderr read to its end
 	go func() {
+		defer close(read)
 		var main, ops string
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
@@ -81,6 +83,9 @@ func startBinary(tb testing.TB, args ...string) *sidecarProcess {
 		io.Copy(io.Discard, stderr)
 	}()
 	go func() {
+		// Wait closes the pipe: only after every line was read (the last
+		// ones are written as the process exits).
+		<-read
 		p.err = p.cmd.Wait()
 		close(p.exited)
 	}()
