@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/direktiv/direktiv-authz/internal/resp"
 )
 
 // Creates over a connection of the caller's own.
@@ -101,43 +103,28 @@ func (d *DirectCreate) AppendFallback(b []byte) []byte {
 }
 
 func (d *DirectCreate) appendCommand(b []byte, verb, script string) []byte {
-	b = append(b, '*')
-	b = strconv.AppendInt(b, int64(3+len(d.keys)+len(d.args)), 10)
-	b = append(b, "\r\n"...)
-	b = appendBulk(b, verb)
-	b = appendBulk(b, script)
-	b = appendBulkInt(b, int64(len(d.keys)))
+	b = resp.AppendArray(b, 3+len(d.keys)+len(d.args))
+	b = resp.AppendBulk(b, verb)
+	b = resp.AppendBulk(b, script)
+	b = resp.AppendBulkInt(b, int64(len(d.keys)))
 	for _, k := range d.keys {
-		b = appendBulk(b, k)
+		b = resp.AppendBulk(b, k)
 	}
 	for _, a := range d.args {
 		switch v := a.(type) {
 		case string:
-			b = appendBulk(b, v)
+			b = resp.AppendBulk(b, v)
 		case []byte:
-			b = appendBulk(b, v)
+			b = resp.AppendBulk(b, v)
 		case int:
-			b = appendBulkInt(b, int64(v))
+			b = resp.AppendBulkInt(b, int64(v))
 		case int64:
-			b = appendBulkInt(b, v)
+			b = resp.AppendBulkInt(b, v)
 		default:
 			panic(fmt.Sprintf("create argument of type %T", a)) // createArgs builds none
 		}
 	}
 	return b
-}
-
-func appendBulk[S string | []byte](b []byte, s S) []byte {
-	b = append(b, '$')
-	b = strconv.AppendInt(b, int64(len(s)), 10)
-	b = append(b, "\r\n"...)
-	b = append(b, s...)
-	return append(b, "\r\n"...)
-}
-
-func appendBulkInt(b []byte, v int64) []byte {
-	var d [20]byte
-	return appendBulk(b, strconv.AppendInt(d[:0], v, 10))
 }
 
 // Result reads the reply to AppendCommand's or AppendFallback's command:

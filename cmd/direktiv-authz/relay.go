@@ -16,6 +16,7 @@ import (
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/jsonenc"
 	"github.com/direktiv/direktiv-authz/internal/relay"
+	"github.com/direktiv/direktiv-authz/internal/resp"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
@@ -79,23 +80,14 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	if err != nil {
 		return h.serve(r, true)
 	}
-	var rec store.Token
-	if n, ok := r.Note.(lookupNote); ok {
-		if n.err != nil {
-			return h.serve(r, true)
-		}
-		rec = n.rec
-	} else {
-		var cached bool
-		var gen uint64
-		rec, gen, cached = a.cache.get(sec.Namespace, sec.ID)
-		if !cached {
-			return relay.Verdict{Action: relay.Wait, Wait: func() any {
-				rec, err := a.lookupToken(context.Background(), sec, gen)
-				return lookupNote{rec: rec, err: err}
-			}}
-		}
+	found, wait := a.loopRecord(r, sec, false)
+	if wait != nil {
+		return *wait
 	}
+	if found.err != nil {
+		return h.serve(r, true)
+	}
+	rec := found.rec
 	if !a.tokenLive(sec, rec) || a.routeAllows(rec, methodString(r.Method), string(path), string(query)) != nil {
 		return h.serve(r, true)
 	}
@@ -103,6 +95,24 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 		return relay.Verdict{Action: relay.Forward, Token: relay.TokenSet, Value: a.upstreamKey}
 	}
 	return relay.Verdict{Action: relay.Forward, Token: relay.TokenDrop}
+}
+
+// loopRecord finds sec's record for r on the loop: the lookup of the Wait
+// before this Decide (r.Note), or the token cache's. When neither has it,
+// wait is the Wait that looks it up off the loop (answers: the request is
+// answered, not forwarded; see relay.Verdict.Answers).
+func (a *app) loopRecord(r *relay.Request, sec store.Secret, answers bool) (found lookupNote, wait *relay.Verdict) {
+	if n, ok := r.Note.(lookupNote); ok {
+		return n, nil
+	}
+	rec, gen, cached := a.cache.get(sec.Namespace, sec.ID)
+	if cached {
+		return lookupNote{rec: rec}, nil
+	}
+	return lookupNote{}, &relay.Verdict{Action: relay.Wait, Answers: answers, Wait: func() any {
+		rec, err := a.lookupToken(context.Background(), sec, gen)
+		return lookupNote{rec: rec, err: err}
+	}}
 }
 
 // loopMint reports whether the loops serve a request to path with method
@@ -133,28 +143,21 @@ var errWouldBlock = errors.New("a store lookup on the event loop")
 func (h relayHandler) mint(r *relay.Request, ns string) relay.Verdict {
 	a := h.a
 	var sec store.Secret
-	var rec store.Token
-	var err error
+	var found lookupNote
 	if len(r.Tokens) > 0 && bytes.HasPrefix(r.Tokens[0], mintedPrefix) {
-		if s, perr := store.ParseSecret(string(r.Tokens[0])); perr == nil {
-			sec = s
-			if n, ok := r.Note.(lookupNote); ok {
-				rec, err = n.rec, n.err
-			} else if c, gen, cached := a.cache.get(sec.Namespace, sec.ID); cached {
-				rec = c
-			} else {
-				return relay.Verdict{Action: relay.Wait, Answers: true, Wait: func() any {
-					rec, err := a.lookupToken(context.Background(), sec, gen)
-					return lookupNote{rec: rec, err: err}
-				}}
+		if s, err := store.ParseSecret(string(r.Tokens[0])); err == nil {
+			var wait *relay.Verdict
+			if found, wait = a.loopRecord(r, s, true); wait != nil {
+				return *wait
 			}
+			sec = s
 		}
 	}
 	find := func(s store.Secret) (store.Token, error) {
 		if s.ID != sec.ID || s.Namespace != sec.Namespace {
 			return store.Token{}, errWouldBlock // not the token found above: cannot happen, as both read the first header
 		}
-		return rec, err
+		return found.rec, found.err
 	}
 	remote := net.TCPAddrFromAddrPort(r.Remote)
 	return relay.Verdict{Action: relay.Answer, Answer: func(raw []byte) relay.Reply {
@@ -462,7 +465,7 @@ func (a *app) newRelay() error {
 		if d, ok := a.redis.Direct(); ok {
 			backend = relay.BackendOptions{Addr: d.Addr, DialTimeout: d.DialTimeout, Timeout: d.DialTimeout + d.ReadTimeout}
 			for _, c := range d.Init {
-				backend.Init = append(backend.Init, relay.AppendCommand(nil, c...))
+				backend.Init = append(backend.Init, resp.AppendCommand(nil, c...))
 			}
 			a.directMints = true
 		}

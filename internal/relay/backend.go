@@ -32,7 +32,7 @@ import (
 // BackendOptions configure the loops' connections to Redis.
 type BackendOptions struct {
 	Addr string // host:port, plain TCP
-	// Init are the commands (AppendCommand) sent first on every new
+	// Init are the commands (resp.AppendCommand) sent first on every new
 	// connection, such as AUTH and SELECT; a connection on which any of
 	// them fails is closed and its calls fail.
 	Init        [][]byte
@@ -43,7 +43,7 @@ type BackendOptions struct {
 
 // Call is a command to send to the backend before answering a request.
 type Call struct {
-	Cmd []byte // one command (AppendCommand); must not change afterwards
+	Cmd []byte // one command (resp.AppendCommand); must not change afterwards
 	// Done runs on the loop with the reply: an int64, a string, nil, an
 	// []any of these, or, as err, a ReplyError for an error reply or the
 	// reason the backend could not answer. It runs even when the client has
@@ -268,11 +268,7 @@ func (b *backend) replies() bool {
 			}
 			continue
 		}
-		if len(b.calls) == 0 {
-			b.broken(errors.New("redis sent a reply to no command"))
-			return false
-		}
-		if b.unsent == len(b.calls) {
+		if b.unsent == len(b.calls) { // none, or none written
 			b.broken(errors.New("redis sent a reply to no command"))
 			return false
 		}
@@ -296,11 +292,7 @@ func (b *backend) broken(err error) { b.failAll(err, true) }
 // resend, sends again on a new connection those not written whole yet and
 // those written on a broken connection only once.
 func (b *backend) failAll(err error, resend bool) {
-	if b.fd >= 0 {
-		b.l.socks[b.fd] = nil
-		unix.Close(b.fd)
-		b.fd = -1
-	}
+	b.close()
 	calls, written := b.calls, len(b.calls)-b.unsent
 	b.calls, b.unsent = nil, 0
 	b.out, b.woff, b.in, b.skip = nil, 0, nil, 0
@@ -383,21 +375,6 @@ func dialTCP(addr string, timeout time.Duration) (int, error) {
 		return -1, fmt.Errorf("dup: %w", derr)
 	}
 	return nfd, nil
-}
-
-// AppendCommand appends a command in RESP, as an array of bulk strings.
-func AppendCommand(b []byte, args ...string) []byte {
-	b = append(b, '*')
-	b = strconv.AppendInt(b, int64(len(args)), 10)
-	b = append(b, "\r\n"...)
-	for _, a := range args {
-		b = append(b, '$')
-		b = strconv.AppendInt(b, int64(len(a)), 10)
-		b = append(b, "\r\n"...)
-		b = append(b, a...)
-		b = append(b, "\r\n"...)
-	}
-	return b
 }
 
 // errProtocol is a reply that is not RESP2.

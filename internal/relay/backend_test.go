@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/direktiv/direktiv-authz/internal/resp"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 )
 
@@ -364,15 +365,15 @@ func TestAppendCommand(t *testing.T) {
 		{[]string{"SET", "k", strings.Repeat("v", 1000)}, "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1000\r\n" + strings.Repeat("v", 1000) + "\r\n"},
 	}
 	for _, tt := range tests {
-		if got := string(AppendCommand(nil, tt.args...)); got != tt.want {
-			t.Errorf("AppendCommand(%q) = %q, want %q", tt.args, got, tt.want)
+		if got := string(resp.AppendCommand(nil, tt.args...)); got != tt.want {
+			t.Errorf("resp.AppendCommand(%q) = %q, want %q", tt.args, got, tt.want)
 		}
 		// It appends, leaving what is there.
 		prefix := []byte("*1\r\n$4\r\nPING\r\n")
 		buf := make([]byte, len(prefix), 1024)
 		copy(buf, prefix)
-		if got := string(AppendCommand(buf, tt.args...)); got != string(prefix)+tt.want {
-			t.Errorf("AppendCommand(prefix, %q) = %q", tt.args, got)
+		if got := string(resp.AppendCommand(buf, tt.args...)); got != string(prefix)+tt.want {
+			t.Errorf("resp.AppendCommand(prefix, %q) = %q", tt.args, got)
 		}
 		// A command is an array of bulk strings: it parses as one.
 		want := []any{}
@@ -385,9 +386,9 @@ func TestAppendCommand(t *testing.T) {
 	}
 	// Pipelined commands are one buffer.
 	var b []byte
-	b = AppendCommand(b, "MULTI")
-	b = AppendCommand(b, "INCR", "n")
-	b = AppendCommand(b, "EXEC")
+	b = resp.AppendCommand(b, "MULTI")
+	b = resp.AppendCommand(b, "INCR", "n")
+	b = resp.AppendCommand(b, "EXEC")
 	if want := "*1\r\n$5\r\nMULTI\r\n*2\r\n$4\r\nINCR\r\n$1\r\nn\r\n*1\r\n$4\r\nEXEC\r\n"; string(b) != want {
 		t.Errorf("three commands: %q, want %q", b, want)
 	}
@@ -697,7 +698,7 @@ func beDescribe(v any) string {
 }
 
 func beTargetCmd(target string) []byte {
-	return AppendCommand(nil, strings.Split(strings.TrimPrefix(target, "/"), "/")...)
+	return resp.AppendCommand(nil, strings.Split(strings.TrimPrefix(target, "/"), "/")...)
 }
 
 func (p *beProbe) onLoop() {
@@ -1075,7 +1076,7 @@ func TestBackendInit(t *testing.T) {
 		return beDefault(args)
 	})
 	p := &beProbe{}
-	init := [][]byte{AppendCommand(nil, "AUTH", "user", "pw"), AppendCommand(nil, "SELECT", "2")}
+	init := [][]byte{resp.AppendCommand(nil, "AUTH", "user", "pw"), resp.AppendCommand(nil, "SELECT", "2")}
 	e := beStart(t, f.addr, p, func(o *Options) { o.Backend.Init = init })
 	c := e.dial(t)
 	c.beGet("/ECHO/a", 200, `"a"`)
@@ -1120,7 +1121,7 @@ func TestBackendInitFails(t *testing.T) {
 	}
 	p := &beProbe{}
 	e := beStart(t, f.addr, p, func(o *Options) {
-		o.Backend.Init = [][]byte{AppendCommand(nil, "AUTH", "pw"), AppendCommand(nil, "SELECT", "1")}
+		o.Backend.Init = [][]byte{resp.AppendCommand(nil, "AUTH", "pw"), resp.AppendCommand(nil, "SELECT", "1")}
 	})
 	a, b := e.dial(t), e.dial(t)
 	a.send("GET /ECHO/a HTTP/1.1\r\nHost: h\r\n\r\n")
@@ -1412,12 +1413,12 @@ func TestBackendCallAfterCall(t *testing.T) {
 		o.Loops = 1
 		o.Backend = BackendOptions{Addr: f.addr}
 	}, decide: func(r *Request) Verdict {
-		fallback := AppendCommand(nil, "EVAL", script, "0")
+		fallback := resp.AppendCommand(nil, "EVAL", script, "0")
 		if string(r.Target) == "/fail" {
-			fallback = AppendCommand(nil, "FAILEVAL")
+			fallback = resp.AppendCommand(nil, "FAILEVAL")
 		}
 		return Verdict{Action: Answer, Answer: func([]byte) Reply {
-			return Reply{Call: &Call{Cmd: AppendCommand(nil, "EVALSHA", sha, "0"), Done: func(v any, err error) Reply {
+			return Reply{Call: &Call{Cmd: resp.AppendCommand(nil, "EVALSHA", sha, "0"), Done: func(v any, err error) Reply {
 				var re ReplyError
 				if errors.As(err, &re) && strings.HasPrefix(string(re), "NOSCRIPT ") {
 					rec("fallback after " + string(re))
@@ -1518,7 +1519,7 @@ func TestBackendHandoff(t *testing.T) {
 			return Verdict{Action: Answer}
 		case "/done-nothing":
 			return Verdict{Action: Answer, Answer: func([]byte) Reply {
-				return Reply{Call: &Call{Cmd: AppendCommand(nil, "PING"), Done: func(any, error) Reply { return Reply{} }}}
+				return Reply{Call: &Call{Cmd: resp.AppendCommand(nil, "PING"), Done: func(any, error) Reply { return Reply{} }}}
 			}}
 		}
 		return p.decide(r)
@@ -1771,15 +1772,15 @@ func TestBackendRedis(t *testing.T) {
 	sum := sha1.Sum([]byte(script))
 	sha := hex.EncodeToString(sum[:])
 	programs := map[string][][]byte{
-		"/setget":   {AppendCommand(nil, "SET", "k", "v"), AppendCommand(nil, "GET", "k")},
-		"/missing":  {AppendCommand(nil, "GET", "missing")},
-		"/eval":     {AppendCommand(nil, "EVAL", script, "0")},
-		"/evalerr":  {AppendCommand(nil, "EVAL", "return redis.error_reply('MYERR boom')", "0")},
-		"/wrongtyp": {AppendCommand(nil, "LPUSH", "list", "a", "b"), AppendCommand(nil, "GET", "list")},
-		"/evalsha":  {AppendCommand(nil, "EVALSHA", sha, "0")},
-		"/incr":     {AppendCommand(nil, "INCR", "counter")},
-		"/lrange":   {AppendCommand(nil, "LRANGE", "list", "0", "-1")},
-		"/empty":    {AppendCommand(nil, "LRANGE", "nolist", "0", "-1")},
+		"/setget":   {resp.AppendCommand(nil, "SET", "k", "v"), resp.AppendCommand(nil, "GET", "k")},
+		"/missing":  {resp.AppendCommand(nil, "GET", "missing")},
+		"/eval":     {resp.AppendCommand(nil, "EVAL", script, "0")},
+		"/evalerr":  {resp.AppendCommand(nil, "EVAL", "return redis.error_reply('MYERR boom')", "0")},
+		"/wrongtyp": {resp.AppendCommand(nil, "LPUSH", "list", "a", "b"), resp.AppendCommand(nil, "GET", "list")},
+		"/evalsha":  {resp.AppendCommand(nil, "EVALSHA", sha, "0")},
+		"/incr":     {resp.AppendCommand(nil, "INCR", "counter")},
+		"/lrange":   {resp.AppendCommand(nil, "LRANGE", "list", "0", "-1")},
+		"/empty":    {resp.AppendCommand(nil, "LRANGE", "nolist", "0", "-1")},
 	}
 	decide := func(r *Request) Verdict {
 		prog := programs[string(r.Target)]
@@ -1791,7 +1792,7 @@ func TestBackendRedis(t *testing.T) {
 				// A NOSCRIPT gets the script loaded by EVAL.
 				var re ReplyError
 				if errors.As(err, &re) && strings.HasPrefix(string(re), "NOSCRIPT") {
-					prog = append(prog[:i:i], AppendCommand(nil, "EVAL", script, "0"))
+					prog = append(prog[:i:i], resp.AppendCommand(nil, "EVAL", script, "0"))
 					return Reply{Call: next(i)}
 				}
 				if i+1 < len(prog) && err == nil {
@@ -1815,7 +1816,7 @@ func TestBackendRedis(t *testing.T) {
 	}
 	e := start(t, setup{decide: decide, opt: func(o *Options) {
 		o.Loops = 2
-		o.Backend = BackendOptions{Addr: srv.Addr(), Init: [][]byte{AppendCommand(nil, "SELECT", "3")}, Timeout: 2 * time.Second}
+		o.Backend = BackendOptions{Addr: srv.Addr(), Init: [][]byte{resp.AppendCommand(nil, "SELECT", "3")}, Timeout: 2 * time.Second}
 	}})
 	c := e.dial(t)
 	// EVALSHA first: the script is not loaded yet.
@@ -1844,10 +1845,10 @@ func TestBackendRedis(t *testing.T) {
 		t.Fatalf("GET of a missing key: %#v, %v", st.reply, st.err)
 	}
 	// Init selected database 3.
-	if v := beRedisCmd(t, srv.Addr(), AppendCommand(nil, "SELECT", "3"), AppendCommand(nil, "GET", "k")); v != "v" {
+	if v := beRedisCmd(t, srv.Addr(), resp.AppendCommand(nil, "SELECT", "3"), resp.AppendCommand(nil, "GET", "k")); v != "v" {
 		t.Fatalf("GET k in db 3: %#v", v)
 	}
-	if v := beRedisCmd(t, srv.Addr(), AppendCommand(nil, "GET", "k")); v != nil {
+	if v := beRedisCmd(t, srv.Addr(), resp.AppendCommand(nil, "GET", "k")); v != nil {
 		t.Fatalf("GET k in db 0: %#v", v)
 	}
 
@@ -1910,7 +1911,7 @@ func TestBackendRedisFailures(t *testing.T) {
 		srv := redistest.Start(t)
 		p := &beProbe{}
 		e := beStart(t, srv.Addr(), p, func(o *Options) {
-			o.Backend.Init = [][]byte{AppendCommand(nil, "AUTH", "nopassword")}
+			o.Backend.Init = [][]byte{resp.AppendCommand(nil, "AUTH", "nopassword")}
 		})
 		c := e.dial(t)
 		resp, body := c.get("/ECHO/x")
