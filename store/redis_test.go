@@ -197,13 +197,15 @@ func TestRedisAncestorsFromRecords(t *testing.T) {
 	tag := store.DefaultRedisPrefix + ":{" + ns + "}:"
 	const fake = `x","parent":"evil","y":"`
 
-	root, _ := storetest.MustToken(t, ns, "", 3*time.Hour)
+	// Each outlives its parent, so each create must extend the kids sets
+	// of all its ancestors: those it found.
+	root, _ := storetest.MustToken(t, ns, "", time.Hour)
 	root.Description = fake // a root: no parent, whatever its description says
 	child, _ := storetest.MustToken(t, ns, root.ID, 2*time.Hour)
 	child.Description = fake
 	child.Policies = []string{`"parent":"evil"`}
-	grandchild, _ := storetest.MustToken(t, ns, child.ID, time.Hour)
-	great, _ := storetest.MustToken(t, ns, grandchild.ID, time.Hour)
+	grandchild, _ := storetest.MustToken(t, ns, child.ID, 3*time.Hour)
+	great, _ := storetest.MustToken(t, ns, grandchild.ID, 4*time.Hour)
 	for _, tok := range []store.Token{root, child, grandchild, great} {
 		if err := s.Create(ctx, tok); err != nil {
 			t.Fatalf("Create: %v", err)
@@ -225,8 +227,11 @@ func TestRedisAncestorsFromRecords(t *testing.T) {
 			t.Errorf("up:%s = %q (%v), want %q", id, got, err, want)
 		}
 	}
-	if n := c.Exists(ctx, tag+"kids:evil").Val(); n != 0 {
-		t.Error("a kids set for the fake ancestor")
+	// The root, found in the child's record only, lives in the chain: its
+	// kids set was made to live as long as the grandchild and the great-
+	// grandchild.
+	if at, err := c.Do(ctx, "PEXPIRETIME", tag+"kids:"+root.ID).Int64(); err != nil || at < great.Expires.UnixMilli() {
+		t.Errorf("PEXPIRETIME kids:root = %d (%v), want at least the great-grandchild's expiry %d", at, err, great.Expires.UnixMilli())
 	}
 	ids, err := s.Revoke(ctx, ns, root.ID)
 	if err != nil || len(ids) != 4 {
