@@ -748,12 +748,7 @@ func (p *beProbe) doneCalls() []beDone {
 
 func (p *beProbe) waitDones(tb testing.TB, n int) []beDone {
 	tb.Helper()
-	waitFor(tb, fmt.Sprintf("%d Done calls", n), func() bool { return len(p.doneCalls()) >= n })
-	d := p.doneCalls()
-	if len(d) != n {
-		tb.Fatalf("%d Done calls, want %d: %+v", len(d), n, d)
-	}
-	return d
+	return waitCalls(tb, "Done", p.doneCalls, n)
 }
 
 func (p *beProbe) requests() []string {
@@ -955,49 +950,26 @@ func TestBackendConcurrentClients(t *testing.T) {
 	f := newBeFake(t, "", nil)
 	p := &beProbe{}
 	e := beStart(t, f.addr, p, func(o *Options) { o.Loops = 2 })
-	errc := make(chan error, clients)
-	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errc <- func() error {
-				conn, err := net.Dial("tcp", e.addr)
-				if err != nil {
-					return err
-				}
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(ioTimeout))
-				br := bufio.NewReader(conn)
-				for j := range requests {
-					v := fmt.Sprintf("c%d-r%d", i, j)
-					if _, err := io.WriteString(conn, "GET /ECHO/"+v+" HTTP/1.1\r\nHost: h\r\n\r\n"); err != nil {
-						return err
-					}
-					resp, err := http.ReadResponse(br, nil)
-					if err != nil {
-						return fmt.Errorf("%s: %w", v, err)
-					}
-					body, err := io.ReadAll(resp.Body)
-					if err != nil {
-						return err
-					}
-					if resp.StatusCode != 200 || string(body) != strconv.Quote(v) {
-						return fmt.Errorf("%s: got %d %q", v, resp.StatusCode, body)
-					}
-				}
-				return nil
-			}()
-		}()
-	}
-	wg.Wait()
-	close(errc)
-	for err := range errc {
-		if err != nil {
-			t.Error(err)
+	if !eachClient(t, e.addr, clients, func(i int, conn net.Conn, br *bufio.Reader) error {
+		for j := range requests {
+			v := fmt.Sprintf("c%d-r%d", i, j)
+			if _, err := io.WriteString(conn, "GET /ECHO/"+v+" HTTP/1.1\r\nHost: h\r\n\r\n"); err != nil {
+				return err
+			}
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				return fmt.Errorf("%s: %w", v, err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			if err != nil {
+				return err
+			}
+			if resp.StatusCode != 200 || string(body) != strconv.Quote(v) {
+				return fmt.Errorf("%s: got %d %q", v, resp.StatusCode, body)
+			}
 		}
-	}
-	if t.Failed() {
+		return nil
+	}) {
 		return
 	}
 	cmds := f.commands()
@@ -1855,40 +1827,21 @@ func TestBackendRedis(t *testing.T) {
 	// Many clients on both loops: every INCR reply is a distinct number.
 	const clients, requests = 20, 10
 	results := make(chan string, clients*requests)
-	errc := make(chan error, clients)
-	var wg sync.WaitGroup
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errc <- func() error {
-				conn, err := net.Dial("tcp", e.addr)
-				if err != nil {
-					return err
-				}
-				defer conn.Close()
-				conn.SetDeadline(time.Now().Add(ioTimeout))
-				io.WriteString(conn, strings.Repeat("GET /incr HTTP/1.1\r\nHost: h\r\n\r\n", requests))
-				br := bufio.NewReader(conn)
-				for range requests {
-					resp, err := http.ReadResponse(br, nil)
-					if err != nil {
-						return err
-					}
-					body, _ := io.ReadAll(resp.Body)
-					results <- string(body)
-				}
-				return nil
-			}()
-		}()
-	}
-	wg.Wait()
-	close(errc)
-	close(results)
-	for err := range errc {
-		if err != nil {
-			t.Fatal(err)
+	ok := eachClient(t, e.addr, clients, func(_ int, conn net.Conn, br *bufio.Reader) error {
+		io.WriteString(conn, strings.Repeat("GET /incr HTTP/1.1\r\nHost: h\r\n\r\n", requests))
+		for range requests {
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				return err
+			}
+			body, _ := io.ReadAll(resp.Body)
+			results <- string(body)
 		}
+		return nil
+	})
+	close(results)
+	if !ok {
+		t.FailNow()
 	}
 	seen := map[string]bool{}
 	for r := range results {
@@ -1962,4 +1915,37 @@ func TestBackendRedisFailures(t *testing.T) {
 		c.beGet("/GET/k", 200, "nil") // the data went with the kill
 		c.beGet("/ECHO/back", 200, `"back"`)
 	})
+}
+
+// eachClient runs fn on clients connections to addr at once, each with its
+// index, its connection and a reader on it, and reports whether all
+// returned nil (the errors are reported on t).
+func eachClient(t *testing.T, addr string, clients int, fn func(i int, conn net.Conn, br *bufio.Reader) error) bool {
+	t.Helper()
+	errc := make(chan error, clients)
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				errc <- err
+				return
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(ioTimeout))
+			errc <- fn(i, conn, bufio.NewReader(conn))
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	ok := true
+	for err := range errc {
+		if err != nil {
+			t.Error(err)
+			ok = false
+		}
+	}
+	return ok
 }

@@ -390,10 +390,17 @@ func (h *testHandler) doneCalls() []doneCall {
 // waitDone waits for n Done calls and returns them.
 func (h *testHandler) waitDone(tb testing.TB, n int) []doneCall {
 	tb.Helper()
-	waitFor(tb, fmt.Sprintf("%d Done calls", n), func() bool { return len(h.doneCalls()) >= n })
-	d := h.doneCalls()
+	return waitCalls(tb, "Done", h.doneCalls, n)
+}
+
+// waitCalls waits until calls returns at least n calls of a kind, and
+// fails unless it returns exactly n.
+func waitCalls[T any](tb testing.TB, kind string, calls func() []T, n int) []T {
+	tb.Helper()
+	waitFor(tb, fmt.Sprintf("%d %s calls", n, kind), func() bool { return len(calls()) >= n })
+	d := calls()
 	if len(d) != n {
-		tb.Fatalf("%d Done calls, want %d: %+v", len(d), n, d)
+		tb.Fatalf("%d %s calls, want %d: %+v", len(d), kind, n, d)
 	}
 	return d
 }
