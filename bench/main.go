@@ -32,13 +32,15 @@ func main() {
 	}
 }
 
-// run dispatches to a subcommand: "stub", "compare", or (the default, also
-// spelled "run") one load run.
+// run dispatches to a subcommand: "stub", "floor", "compare", or (the
+// default, also spelled "run") one load run.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
 		case "stub":
 			return runStub(ctx, args[1:], getenv, stdout, stderr)
+		case "floor":
+			return runFloor(ctx, args[1:], getenv, stdout, stderr)
 		case "compare":
 			return runCompare(ctx, args[1:], getenv, stdout, stderr)
 		case "run":
@@ -68,6 +70,7 @@ func runOne(ctx context.Context, args []string, getenv func(string) string, stdo
 		fmt.Fprint(stderr, `usage: go run ./bench [run] [flags]       one load run
        go run ./bench compare [flags]     the standard comparison (make bench)
        go run ./bench stub [flags]        the stub upstream on its own
+       go run ./bench floor [flags]       the floor relay (bytes copied, nothing else) on its own
 
 Secrets may come from the environment instead of flags: BENCH_TOKEN,
 BENCH_ADMIN_TOKEN, and BENCH_UPSTREAM_KEY (the Direktiv-Token the direct

@@ -138,12 +138,16 @@ type ratioReport struct {
 	Rounds      []float64 `json:"rounds,omitempty"` // the ratio in each round; Value is their median
 	Goal        float64   `json:"goal"`
 	AtMost      bool      `json:"at_most"`           // the goal is an upper bound (latency)
-	Status      string    `json:"status"`            // PASS, FAIL or SKIP
+	Status      string    `json:"status"`            // PASS, FAIL, SKIP, or INFO for an information row with no goal
+	Info        bool      `json:"info,omitempty"`    // for reading: a FAIL here is no missed target (-strict ignores it)
 	Invalid     bool      `json:"invalid,omitempty"` // a run behind it failed too many requests: FAIL whatever the value
 	Note        string    `json:"note,omitempty"`
 }
 
 func (r ratioReport) goalText() string {
+	if r.Info && r.Goal == 0 {
+		return "–"
+	}
 	if r.AtMost {
 		return fmt.Sprintf("≤ %.2f", r.Goal)
 	}
@@ -153,6 +157,10 @@ func (r ratioReport) goalText() string {
 // judge sets Status from Value and Goal unless the ratio was skipped.
 func (r *ratioReport) judge() {
 	if r.Status == "SKIP" {
+		return
+	}
+	if r.Info && r.Goal == 0 {
+		r.Status = "INFO"
 		return
 	}
 	pass := r.Value >= r.Goal

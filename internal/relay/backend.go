@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/direktiv/direktiv-authz/internal/rawio"
 	"golang.org/x/sys/unix"
 )
 
@@ -188,7 +189,7 @@ func (b *backend) flush() {
 		if !b.writable {
 			return
 		}
-		n, e := rawWrite(b.fd, b.out[b.woff:])
+		n, e := rawio.Write(b.fd, b.out[b.woff:])
 		switch {
 		case e == unix.EAGAIN:
 			b.writable = false
@@ -219,7 +220,7 @@ func (b *backend) read() {
 			}
 			b.in = append(b.in, make([]byte, max(16<<10, cap(b.in)))...)[:len(b.in)]
 		}
-		n, e := rawRead(b.fd, b.in[len(b.in):cap(b.in)])
+		n, e := rawio.Read(b.fd, b.in[len(b.in):cap(b.in)])
 		switch {
 		case e == unix.EAGAIN:
 			b.readable = false

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/direktiv/direktiv-authz/internal/rawio"
 	"golang.org/x/sys/unix"
 )
 
@@ -138,7 +139,7 @@ func (c *client) flush() bool {
 		if !c.writable {
 			return false
 		}
-		n, e := rawWrite(c.fd, c.out[c.woff:])
+		n, e := rawio.Write(c.fd, c.out[c.woff:])
 		switch {
 		case e == unix.EAGAIN:
 			c.writable = false
@@ -203,7 +204,7 @@ func (c *client) readRequest() {
 			l.handoff(c) // cannot happen with the limits above; be safe
 			return
 		}
-		n, e := rawRead(c.fd, c.in[len(c.in):cap(c.in)])
+		n, e := rawio.Read(c.fd, c.in[len(c.in):cap(c.in)])
 		switch {
 		case e == unix.EAGAIN:
 			c.readable = false
@@ -606,7 +607,7 @@ func (u *upstream) step() {
 		// out of turn); either way it is done.
 		if u.readable {
 			var b [64]byte
-			if _, e := rawRead(u.fd, b[:]); e == unix.EAGAIN {
+			if _, e := rawio.Read(u.fd, b[:]); e == unix.EAGAIN {
 				u.readable = false
 				return
 			}
@@ -618,7 +619,7 @@ func (u *upstream) step() {
 		if !u.writable {
 			return
 		}
-		n, e := rawWrite(u.fd, c.req[u.woff:])
+		n, e := rawio.Write(u.fd, c.req[u.woff:])
 		switch {
 		case e == unix.EAGAIN:
 			u.writable = false
@@ -670,7 +671,7 @@ func (u *upstream) relay() {
 			return
 		}
 		space := cap(u.in) - len(u.in)
-		n, e := rawRead(u.fd, u.in[len(u.in):cap(u.in)])
+		n, e := rawio.Read(u.fd, u.in[len(u.in):cap(u.in)])
 		switch {
 		case e == unix.EAGAIN:
 			u.readable = false

@@ -31,10 +31,9 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
-	"unsafe"
 
+	"github.com/direktiv/direktiv-authz/internal/rawio"
 	"golang.org/x/sys/unix"
 )
 
@@ -494,7 +493,7 @@ func (l *loop) run() error {
 		// loop that blocked each time would have its P taken away by the
 		// runtime's monitor thread whenever it waited more than 20 µs, and
 		// then wait for a P again on waking (measured: bench/RESULTS.md).
-		n, err := epollPoll(l.ep, l.events)
+		n, err := rawio.EpollPoll(l.ep, l.events)
 		if n == 0 && err == nil {
 			n, err = unix.EpollWait(l.ep, l.events, int(sweepEvery/int64(time.Millisecond)))
 		}
@@ -693,27 +692,4 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return c.Conn.Read(p)
-}
-
-// epollPoll is epoll_wait(2) with a timeout of 0 (it never blocks), without
-// the runtime's system-call bookkeeping.
-func epollPoll(ep int, events []unix.EpollEvent) (int, error) {
-	r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(ep), uintptr(unsafe.Pointer(unsafe.SliceData(events))), uintptr(len(events)), 0, 0, 0)
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
-}
-
-// rawRead and rawWrite are read(2) and write(2) without the runtime's
-// system-call bookkeeping: on a non-blocking socket they never block, and
-// telling the scheduler about each of them costs more than they do.
-func rawRead(fd int, p []byte) (int, syscall.Errno) {
-	r, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	return int(r), e
-}
-
-func rawWrite(fd int, p []byte) (int, syscall.Errno) {
-	r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	return int(r), e
 }
