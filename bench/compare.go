@@ -516,13 +516,14 @@ func (c *comparison) startServers(ctx context.Context) error {
 	}
 
 	// The floor relay, in front of the same stub, with as many loops as
-	// the sidecar has.
+	// the sidecar has
 	floorPort, err := freePort()
 	if err != nil {
 		return err
 	}
-	fp, err := c.ps.start("floor", cleanEnv(), self, "floor", "-listen", fmt.Sprintf("127.0.0.1:%d", floorPort), "-upstream", fmt.Sprintf("127.0.0.1:%d", stubPort),
-		"-loops", strconv.Itoa(max(1, runtime.NumCPU()/2)))
+	// (-loops left at its default: one per two of GOMAXPROCS, the rule of
+	// the sidecar's --event-loops auto.)
+	fp, err := c.ps.start("floor", cleanEnv(), self, "floor", "-listen", fmt.Sprintf("127.0.0.1:%d", floorPort), "-upstream", fmt.Sprintf("127.0.0.1:%d", stubPort))
 	if err != nil {
 		return err
 	}

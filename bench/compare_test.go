@@ -40,8 +40,9 @@ func TestJudge(t *testing.T) {
 		{ratioReport{Value: 0, Goal: 1.5, AtMost: true}, "FAIL"}, // nothing measured is not fast
 		{ratioReport{Value: 2, Goal: 1, Invalid: true}, "FAIL"},
 		{ratioReport{Status: "SKIP", Goal: 1}, "SKIP"},
-		{ratioReport{Value: 0.9, Info: true}, "INFO"},            // no goal: for reading
-		{ratioReport{Value: 0.4, Goal: 0.5, Info: true}, "FAIL"}, // an information row with a goal is judged, but is no target
+		{ratioReport{Value: 0.9, Info: true}, "INFO"},                // no goal: for reading
+		{ratioReport{Value: 0.9, Info: true, Invalid: true}, "FAIL"}, // its runs failed too many requests
+		{ratioReport{Value: 0.4, Goal: 0.5, Info: true}, "FAIL"},     // an information row with a goal is judged, but is no target
 	}
 	for _, tt := range tests {
 		r := tt.r

@@ -369,6 +369,13 @@ func (l *floorLoop) closeAll() {
 func (l *floorLoop) event(e *floorEnd, ev uint32) {
 	c := e.c
 	if ev&unix.EPOLLERR != 0 {
+		// A reset can come with data still unread (an upstream that
+		// answered and closed with a request part unread resets): what
+		// is there is passed on before both sides close.
+		if !c.connecting && len(e.in.pending) == 0 {
+			e.hup = true
+			l.move(c, e.in)
+		}
 		l.close(c)
 		return
 	}

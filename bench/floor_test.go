@@ -452,3 +452,35 @@ func TestRunFloorRelaysUntilCancelled(t *testing.T) {
 		t.Errorf("the stub counted %d requests with the key, want 3", got)
 	}
 }
+
+// TestFloorPassesOnAnAnswerBeforeAReset: an upstream that answers and
+// closes with part of the request unread resets the connection; the answer
+// it wrote before must still reach the client (the reset's EPOLLERR can
+// come in the same event as the data).
+func TestFloorPassesOnAnAnswerBeforeAReset(t *testing.T) {
+	up := floorListen(t)
+	_, addr, _ := startFloor(t, up.Addr().String())
+	const rounds = 50
+	lost := 0
+	for range rounds {
+		client := floorDial(t, addr)
+		server := floorAccept(t, up)
+		io.WriteString(client, "question and more the upstream never reads")
+		buf := make([]byte, len("question"))
+		if _, err := io.ReadFull(server, buf); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond) // the rest is in the upstream's buffer, unread
+		io.WriteString(server, "answer")
+		server.Close() // unread data: a reset
+		client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, _ := io.ReadAll(client) // EOF or the reset passed on
+		if string(got) != "answer" {
+			lost++
+		}
+		client.Close()
+	}
+	if lost > 0 {
+		t.Errorf("%d of %d answers written before a reset did not reach the client", lost, rounds)
+	}
+}

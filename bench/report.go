@@ -161,6 +161,9 @@ func (r *ratioReport) judge() {
 	}
 	if r.Info && r.Goal == 0 {
 		r.Status = "INFO"
+		if r.Invalid {
+			r.Status = "FAIL" // its runs failed too many requests
+		}
 		return
 	}
 	pass := r.Value >= r.Goal
