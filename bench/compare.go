@@ -221,13 +221,11 @@ func (c *comparison) run(ctx context.Context) (*report, error) {
 		r.NumValue, r.DenValue, r.Value = median(nums), median(dens), median(r.Rounds)
 		return r
 	}
-	// info marks a ratio reported for reading: it is no target.
-	info := func(r ratioReport) ratioReport { r.Info = true; return r }
 	var ratios []ratioReport
 	if c.redisBench != "" {
 		ratios = append(ratios,
 			ratio("R1", "issuance: mints/s ÷ Redis SET/s", "sidecar mint (token)", "redis-benchmark SET", tput["sidecar mint (token)"], redisRPS, goalR1),
-			info(ratio("R1'", "issuance by the admin token (info)", "sidecar mint (admin)", "redis-benchmark SET", tput["sidecar mint (admin)"], redisRPS, goalR1)))
+			asInfo(ratio("R1'", "issuance by the admin token (info)", "sidecar mint (admin)", "redis-benchmark SET", tput["sidecar mint (admin)"], redisRPS, goalR1)))
 	} else {
 		ratios = append(ratios, ratioReport{ID: "R1", Title: "issuance: mints/s ÷ Redis SET/s", Goal: goalR1, Status: "SKIP", Note: "redis-benchmark is not installed (Debian: redis-tools)"})
 	}
@@ -235,8 +233,8 @@ func (c *comparison) run(ctx context.Context) (*report, error) {
 		// The floor relay is the most any proxy that gives each request a
 		// connection of its own reaches here: R2f is R2's ceiling on this
 		// machine, and F how much of it the sidecar keeps (see README).
-		info(ratio("R2f", "floor relay ÷ direct (info)", "floor relay", "direct (stub)", tput["floor relay"], tput["direct (stub)"], goalR2)),
-		info(ratio("F", "enforced forwarding ÷ floor (info)", "sidecar forward", "floor relay", tput["sidecar forward"], tput["floor relay"], 0)))
+		asInfo(ratio("R2f", "floor relay ÷ direct (info)", "floor relay", "direct (stub)", tput["floor relay"], tput["direct (stub)"], goalR2)),
+		asInfo(ratio("F", "enforced forwarding ÷ floor (info)", "sidecar forward", "floor relay", tput["sidecar forward"], tput["floor relay"], 0)))
 	if c.nginx != "" {
 		ratios = append(ratios, ratio("R3", "enforced forwarding ÷ nginx", "sidecar forward", "nginx proxy", tput["sidecar forward"], tput["nginx proxy"], goalR3))
 		r4, err := c.latencyAtHalf(ctx, sc, median(tput["sidecar forward"]), median(tput["nginx proxy"]))
@@ -516,13 +514,12 @@ func (c *comparison) startServers(ctx context.Context) error {
 	}
 
 	// The floor relay, in front of the same stub, with as many loops as
-	// the sidecar has
+	// the sidecar has: -loops is left at its default, one per two of
+	// GOMAXPROCS, the rule of the sidecar's --event-loops auto.
 	floorPort, err := freePort()
 	if err != nil {
 		return err
 	}
-	// (-loops left at its default: one per two of GOMAXPROCS, the rule of
-	// the sidecar's --event-loops auto.)
 	fp, err := c.ps.start("floor", cleanEnv(), self, "floor", "-listen", fmt.Sprintf("127.0.0.1:%d", floorPort), "-upstream", fmt.Sprintf("127.0.0.1:%d", stubPort))
 	if err != nil {
 		return err

@@ -45,10 +45,9 @@ func (c *comparison) engineRatios(ctx context.Context) []ratioReport {
 	rs := []ratioReport{
 		r("E1", "one mint decision ÷ one-rule query", "Mint"),
 		r("E2", "one route decision ÷ one-rule query", "Route"),
-		r("E1'", "mint decision, first time (no memo; info)", "MintEval"),
-		r("E2'", "route decision, first time (no memo; info)", "RouteEval"),
+		asInfo(r("E1'", "mint decision, first time (no memo; info)", "MintEval")),
+		asInfo(r("E2'", "route decision, first time (no memo; info)", "RouteEval")),
 	}
-	rs[2].Info, rs[3].Info = true, true
 	for _, x := range rs {
 		c.logf("  %-4s %-45s %.0f / %.0f ns/op = %.3f", x.ID, x.Title, x.NumValue, x.DenValue, x.Value)
 	}

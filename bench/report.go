@@ -154,6 +154,12 @@ func (r ratioReport) goalText() string {
 	return fmt.Sprintf("≥ %.2f", r.Goal)
 }
 
+// asInfo marks r as a ratio reported for reading: it is no target.
+func asInfo(r ratioReport) ratioReport {
+	r.Info = true
+	return r
+}
+
 // judge sets Status from Value and Goal unless the ratio was skipped.
 func (r *ratioReport) judge() {
 	if r.Status == "SKIP" {
