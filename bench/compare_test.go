@@ -53,6 +53,19 @@ func TestJudge(t *testing.T) {
 	}
 }
 
+func TestMissedTargetIgnoresInformationRows(t *testing.T) {
+	pass := ratioReport{ID: "R1", Status: "PASS"}
+	infoFail := ratioReport{ID: "R2f", Status: "FAIL", Info: true}
+	fail := ratioReport{ID: "R2", Status: "FAIL"}
+	skip := ratioReport{ID: "R3", Status: "SKIP"}
+	if missedTarget([]ratioReport{pass, infoFail, skip}) {
+		t.Error("a failed information row counted as a missed target")
+	}
+	if !missedTarget([]ratioReport{pass, infoFail, fail}) {
+		t.Error("a failed target was not counted")
+	}
+}
+
 func TestGuardErrorsFailsARatioOverErroredRuns(t *testing.T) {
 	c := &comparison{runs: []runReport{
 		{Name: "sidecar forward", Loop: "closed", Round: 1, Requests: 1000, Failed: 500},

@@ -193,19 +193,6 @@ func directParseCommand(t *testing.T, cmd []byte) []string {
 	return out
 }
 
-// directStore is NewRedis on url, closed when the test ends.
-func directStore(t *testing.T, url string) *store.Redis {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	r, err := store.NewRedis(ctx, url, store.RedisOptions{})
-	if err != nil {
-		t.Fatalf("NewRedis(%s): %v", url, err)
-	}
-	t.Cleanup(func() { _ = r.Close() })
-	return r
-}
-
 // directUnconnected is a store on a client made from url that never
 // connects (nothing in these tests makes it).
 func directUnconnected(t *testing.T, rawURL string) *store.Redis {
@@ -217,13 +204,6 @@ func directUnconnected(t *testing.T, rawURL string) *store.Redis {
 	r := store.NewRedisClient(cfg.NewClient(), store.RedisOptions{WaitReplicas: cfg.WaitReplicas, WaitTimeout: cfg.WaitTimeout})
 	t.Cleanup(func() { _ = r.Close() })
 	return r
-}
-
-func directRaw(t *testing.T, addr string, db int) *redis.Client {
-	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: addr, DB: db, MaxRetries: -1, Protocol: 2})
-	t.Cleanup(func() { _ = c.Close() })
-	return c
 }
 
 func directMust(t *testing.T, s *store.Redis, tok store.Token, l store.Limit) *store.DirectCreate {
@@ -348,8 +328,8 @@ func directDump(t *testing.T, c *redis.Client, ns string, names map[string]strin
 // every key, value and expiry the two produced.
 func TestDirectCreateStoresLikeCreateLimited(t *testing.T) {
 	srv := redistest.Start(t)
-	s := directStore(t, srv.URL())
-	raw := directRaw(t, srv.Addr(), 0)
+	s := mustRedis(t, srv.URL(), store.RedisOptions{})
+	raw := rawClient(t, srv)
 	conn := directDial(t, srv.Addr())
 	ctx := context.Background()
 	nsA, nsB := storetest.Namespace(t), storetest.Namespace(t)
@@ -510,7 +490,7 @@ func absInt64(v int64) int64 {
 // their answers in order.
 func TestDirectCreateCommands(t *testing.T) {
 	srv := redistest.Start(t)
-	s := directStore(t, srv.URL())
+	s := mustRedis(t, srv.URL(), store.RedisOptions{})
 	conn := directDial(t, srv.Addr())
 	ns := storetest.Namespace(t)
 
@@ -572,7 +552,7 @@ func TestDirectCreateCommands(t *testing.T) {
 // direct connection.
 func TestDirectCreateOutcomes(t *testing.T) {
 	srv := redistest.Start(t)
-	s := directStore(t, srv.URL())
+	s := mustRedis(t, srv.URL(), store.RedisOptions{})
 	conn := directDial(t, srv.Addr())
 	ctx := context.Background()
 
@@ -659,7 +639,7 @@ func TestDirectCreateOutcomes(t *testing.T) {
 		directWantGone(t, s, ns, child.ID)
 		directWantGone(t, s, ns, child2.ID)
 		// Nothing but the revoke marker is left.
-		got := directDump(t, directRaw(t, srv.Addr(), 0), ns, nil)
+		got := directDump(t, rawClient(t, srv), ns, nil)
 		if len(got) != 1 {
 			t.Fatalf("keys after refused children: %v, want only the revoke marker", got)
 		}
@@ -690,7 +670,7 @@ func TestDirectCreateOutcomes(t *testing.T) {
 			conn.create(directMust(t, s, deeper, store.Limit{})), store.ErrInvalid)
 		directWantErr(t, "CreateLimited of the same", s.CreateLimited(ctx, deeper, store.Limit{}), store.ErrInvalid)
 		directWantGone(t, s, ns, deeper.ID)
-		if n, err := directRaw(t, srv.Addr(), 0).Exists(ctx, store.DefaultRedisPrefix+":{"+ns+"}:up:"+deeper.ID).Result(); err != nil || n != 0 {
+		if n, err := rawClient(t, srv).Exists(ctx, store.DefaultRedisPrefix+":{"+ns+"}:up:"+deeper.ID).Result(); err != nil || n != 0 {
 			t.Fatalf("ancestors key of the refused token: %d, %v", n, err)
 		}
 	})
@@ -702,7 +682,7 @@ func TestDirectCreateOutcomes(t *testing.T) {
 		time.Sleep(time.Until(tok.Expires) + 30*time.Millisecond)
 		directWantErr(t, "direct create of a token that expired in between", conn.create(d), store.ErrInvalid)
 		directWantGone(t, s, ns, tok.ID)
-		if got := directDump(t, directRaw(t, srv.Addr(), 0), ns, nil); len(got) != 0 {
+		if got := directDump(t, rawClient(t, srv), ns, nil); len(got) != 0 {
 			t.Fatalf("keys after an expired create: %v, want none", got)
 		}
 	})
@@ -750,7 +730,7 @@ func TestDirectCreateOutcomes(t *testing.T) {
 				if err := s.CreateLimited(ctx, second, tc.limit(caller)); !errors.As(err, &rl) || rl.Scope != tc.scope {
 					t.Fatalf("CreateLimited after the direct create: %v, want refused by %s", err, tc.scope)
 				}
-				// Another caller (or none) is not held by a token limit.
+				// Another caller is not held by a token limit.
 				if tc.scope == store.ScopeToken {
 					if err := conn.create(directMust(t, s, second, tc.limit(directNewID(t, ns)))); err != nil {
 						t.Fatalf("create for another caller: %v", err)
@@ -766,7 +746,7 @@ func TestDirectCreateOutcomes(t *testing.T) {
 // the script again.
 func TestDirectCreateNoScript(t *testing.T) {
 	srv := redistest.Start(t)
-	s := directStore(t, srv.URL())
+	s := mustRedis(t, srv.URL(), store.RedisOptions{})
 	conn := directDial(t, srv.Addr())
 	ctx, ns := context.Background(), storetest.Namespace(t)
 
@@ -1064,11 +1044,13 @@ func TestDirect(t *testing.T) {
 			t.Fatalf("Direct() = %+v, true; want false", got)
 		}
 	})
-	t.Run("zero timeouts get defaults", func(t *testing.T) {
-		r := store.NewRedisClient(redis.NewClient(&redis.Options{Addr: "redis.invalid:7000", ReadTimeout: -1}), store.RedisOptions{})
+	t.Run("no timeouts get defaults", func(t *testing.T) {
+		// go-redis keeps -1 (none) as it is; a loop's connection needs a
+		// bound all the same.
+		r := store.NewRedisClient(redis.NewClient(&redis.Options{Addr: "redis.invalid:7000", DialTimeout: -1, ReadTimeout: -1}), store.RedisOptions{})
 		defer r.Close()
 		got, ok := r.Direct()
-		if !ok || got.Addr != "redis.invalid:7000" || got.DialTimeout <= 0 || got.ReadTimeout <= 0 || len(got.Init) != 0 {
+		if !ok || got.Addr != "redis.invalid:7000" || got.DialTimeout != 5*time.Second || got.ReadTimeout != 3*time.Second || len(got.Init) != 0 {
 			t.Fatalf("Direct() = %+v, %v", got, ok)
 		}
 	})
@@ -1104,7 +1086,7 @@ func TestDirectRealServers(t *testing.T) {
 
 	t.Run("plain", func(t *testing.T) {
 		srv := redistest.Start(t)
-		s := directStore(t, srv.URL())
+		s := mustRedis(t, srv.URL(), store.RedisOptions{})
 		got, ok := s.Direct()
 		if !ok || got.Addr != srv.Addr() || len(got.Init) != 0 {
 			t.Fatalf("Direct() = %+v, %v; want %s without Init", got, ok, srv.Addr())
@@ -1132,7 +1114,7 @@ func TestDirectRealServers(t *testing.T) {
 			{"default user in db 7", ":default-pw@", "", "default-pw", 7, [][]string{{"AUTH", "default-pw"}, {"SELECT", "7"}}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				s := directStore(t, "redis://"+tc.userinfo+srv.Addr()+"/"+strconv.Itoa(tc.db))
+				s := mustRedis(t, "redis://"+tc.userinfo+srv.Addr()+"/"+strconv.Itoa(tc.db), store.RedisOptions{})
 				d, ok := s.Direct()
 				if !ok || d.Addr != srv.Addr() || !directEqualInit(d.Init, tc.init) {
 					t.Fatalf("Direct() = %+v, %v; want Init %q", d, ok, tc.init)
@@ -1194,7 +1176,7 @@ func TestDirectRealServers(t *testing.T) {
 
 	t.Run("wait_replicas", func(t *testing.T) {
 		srv := redistest.Start(t)
-		s := directStore(t, srv.URL()+"?wait_replicas=1&wait_timeout=100ms")
+		s := mustRedis(t, srv.URL()+"?wait_replicas=1&wait_timeout=100ms", store.RedisOptions{})
 		if got, ok := s.Direct(); ok {
 			t.Fatalf("Direct() = %+v, true; want false", got)
 		}
@@ -1202,7 +1184,7 @@ func TestDirectRealServers(t *testing.T) {
 
 	t.Run("tls", func(t *testing.T) {
 		srv := redistest.StartTLS(t)
-		s := directStore(t, srv.TLSURL()+"?tls_ca_file="+url.QueryEscape(srv.CAFile))
+		s := mustRedis(t, srv.TLSURL()+"?tls_ca_file="+url.QueryEscape(srv.CAFile), store.RedisOptions{})
 		if got, ok := s.Direct(); ok {
 			t.Fatalf("Direct() = %+v, true; want false", got)
 		}

@@ -218,8 +218,8 @@ func TestRedisAncestorsFromRecords(t *testing.T) {
 	} {
 		got, err := c.Get(ctx, tag+"up:"+id).Result()
 		if want == "" {
-			if err == nil {
-				t.Errorf("up:%s = %q, want no key", id, got)
+			if !errors.Is(err, redis.Nil) {
+				t.Errorf("up:%s = %q, %v; want no key", id, got, err)
 			}
 			continue
 		}

@@ -551,8 +551,8 @@ func checkNothingHalfWritten(t *testing.T, srv *redistest.Server, ns, parent str
 		}
 		// Its one ancestor is the parent (a root): the record names it, and
 		// there is no up key.
-		if n := rdb.Exists(ctx, tag+"up:"+id).Val(); n != 0 {
-			t.Errorf("token %s has an up key; its one ancestor is its record's parent", id)
+		if n, err := rdb.Exists(ctx, tag+"up:"+id).Result(); err != nil || n != 0 {
+			t.Errorf("token %s: up key count %d, %v; want 0: its one ancestor is its record's parent", id, n, err)
 		}
 	}
 	for _, z := range []map[string]int64{idx, exp} {

@@ -90,17 +90,15 @@ func (rc *rawConn) read(t *testing.T) rawResponse {
 
 // rawResponse is a response as read off the wire.
 type rawResponse struct {
-	head   string // status line and header lines, each ending in CRLF
-	status int
-	header http.Header
-	body   []byte
+	response
+	head string // status line and header lines, each ending in CRLF
 }
 
 // readRawResponse reads one response with a Content-Length body (every
 // answer of the sidecar's own has one).
 func readRawResponse(t *testing.T, br *bufio.Reader) rawResponse {
 	t.Helper()
-	r := rawResponse{header: http.Header{}}
+	r := rawResponse{response: response{header: http.Header{}}}
 	var head strings.Builder
 	for i := 0; ; i++ {
 		line, err := br.ReadString('\n')
@@ -142,15 +140,6 @@ func readRawResponse(t *testing.T, br *bufio.Reader) rawResponse {
 		t.Fatalf("reading a %d byte body: %v", n, err)
 	}
 	return r
-}
-
-func (r rawResponse) json(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.body, &m); err != nil {
-		t.Fatalf("body is not a JSON object: %v: %s", err, r.body)
-	}
-	return m
 }
 
 // rawMint is a mint request as a client writes it; extra are header
@@ -205,7 +194,7 @@ func wantErrorBody(t *testing.T, what string, r rawResponse, status int, mention
 	}
 	m := r.json(t)
 	if len(m) != 2 {
-		t.Errorf("%s: error body has fields %v, want code and message", what, keysOf(m))
+		t.Errorf("%s: error body has fields %v, want code and message", what, sortedNames(m))
 	}
 	if code, _ := m["code"].(float64); int(code) != status {
 		t.Errorf("%s: code %v, want %d", what, m["code"], status)
@@ -215,13 +204,17 @@ func wantErrorBody(t *testing.T, what string, r rawResponse, status int, mention
 	}
 }
 
-func keysOf(m map[string]any) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
+// wantPending checks that c has no answer yet: a test that pauses Redis
+// to act while a mint is under way must act while it is.
+func wantPending(t *testing.T, c net.Conn, what string) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	var b [1]byte
+	n, err := c.Read(b[:])
+	if ne, ok := err.(net.Error); n != 0 || !ok || !ne.Timeout() {
+		t.Fatalf("%s: read %d bytes, %v; want no answer yet (Redis is paused)", what, n, err)
 	}
-	sort.Strings(ks)
-	return ks
+	c.SetReadDeadline(time.Time{})
 }
 
 // auditLines returns the audit lines the sidecar has written, raw.
@@ -430,7 +423,7 @@ func testMintParityOn(t *testing.T, loops string) *parityRun {
 					t.Errorf("%s: dry_run %v", what, m["dry_run"])
 				}
 			}
-			if got := keysOf(m); !slices.Equal(got, want) {
+			if got := sortedNames(m); !slices.Equal(got, want) {
 				t.Errorf("%s: fields %v, want %v", what, got, want)
 			}
 			if m["namespace"] != st.ns {
@@ -991,6 +984,7 @@ func TestRelayMintClientGoesAway(t *testing.T) {
 				}
 				io.WriteString(c, rawMint(mintTarget("ns1"), tc.token, `{"description":"`+desc+`","policies":["workflowView"]}`))
 				time.Sleep(100 * time.Millisecond)
+				wantPending(t, c, "the mint before the client goes")
 				c.Close()
 
 				var line string
@@ -1082,7 +1076,9 @@ func TestRelayMintConcurrent(t *testing.T) {
 				mu.Lock()
 				id := m["id"].(string)
 				if prev, ok := ids[id]; ok {
+					mu.Unlock()
 					errs <- fmt.Errorf("id %s given to %s and %s", id, prev, desc)
+					return
 				}
 				ids[id] = desc
 				mu.Unlock()

@@ -45,6 +45,10 @@ func TestReviewMintAnsweredAtOnceThenHandoff(t *testing.T) {
 			{"refused", rawMint(mintTarget("ns1"), testAdminToken, `{"policies":[]}`), 400},
 		} {
 			t.Run(first.name, func(t *testing.T) {
+				var handoffs uint64
+				if s.app.relay != nil {
+					handoffs = s.app.relay.Handoffs()
+				}
 				c := dialRaw(t, s.app.addr())
 				c.c.SetDeadline(time.Now().Add(5 * time.Second))
 				if _, err := io.WriteString(c.c, first.req+rawChunkedMint(mintTarget("ns1"), testAdminToken, `{"description":"chunked","policies":["workflowView"]}`)); err != nil {
@@ -57,6 +61,13 @@ func TestReviewMintAnsweredAtOnceThenHandoff(t *testing.T) {
 				r2 := c.read(t)
 				if r2.status != 201 || !strings.Contains(string(r2.body), `"description":"chunked"`) {
 					t.Fatalf("second answer: %d %s", r2.status, r2.body)
+				}
+				// The case is the one above only if the chunked request was
+				// handed to the server.
+				if s.app.relay != nil {
+					if got := s.app.relay.Handoffs() - handoffs; got != 1 {
+						t.Errorf("%d connections handed to the server, want 1 (the chunked mint's)", got)
+					}
 				}
 			})
 		}
@@ -191,8 +202,15 @@ func TestReviewMintThenHalfClose(t *testing.T) {
 					t.Fatal(err)
 				}
 				time.Sleep(100 * time.Millisecond) // Redis holds the create or the lookup
-				c.c.(*net.TCPConn).CloseWrite()
+				wantPending(t, c.c, "the mint before the client's FIN")
+				c.c.SetDeadline(time.Now().Add(5 * time.Second))
+				if err := c.c.(*net.TCPConn).CloseWrite(); err != nil {
+					t.Fatal(err)
+				}
 				b, err := io.ReadAll(c.br)
+				if err != nil {
+					t.Fatalf("reading until the sidecar closes: %v (after %q)", err, b)
+				}
 				if !strings.HasPrefix(string(b), "HTTP/1.1 201 ") || !strings.Contains(string(b), `"token":"dkt_`) {
 					t.Fatalf("after the mint and the client's FIN: read %q, %v; want the 201 with the secret", b, err)
 				}

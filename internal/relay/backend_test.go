@@ -412,9 +412,6 @@ type beAct struct {
 	Close bool   // close the connection after Reply
 }
 
-// beFake is a Redis-like server: it reads RESP arrays of bulk strings,
-// records them, and answers each as its script says, in order. Replies to
-// commands that arrived together go out with one write, as Redis does.
 // newHoldFake is a fake backend that answers HOLD with "held" once release
 // is closed, and everything else as beDefault.
 func newHoldFake(t *testing.T) (*beFake, chan struct{}) {
@@ -433,6 +430,9 @@ func newHoldFake(t *testing.T) (*beFake, chan struct{}) {
 	return f, release
 }
 
+// beFake is a Redis-like server: it reads RESP arrays of bulk strings,
+// records them, and answers each as its script says, in order. Replies to
+// commands that arrived together go out with one write, as Redis does.
 type beFake struct {
 	ln     net.Listener
 	addr   string
@@ -1435,6 +1435,9 @@ func TestBackendClientLeaves(t *testing.T) {
 	b := e.dial(t)
 	b.send("GET /ECHO/b HTTP/1.1\r\nHost: h\r\n\r\n")
 	waitWritten(t, e.r, 2)
+	if n := openClients(e.r); n != 2 {
+		t.Fatalf("%d client connections open with a's call in flight, want 2 (a's kept for its answer, and b)", n)
+	}
 	close(release)
 	b.beExpect(200, `"b"`)
 	d := p.waitDones(t, 2)

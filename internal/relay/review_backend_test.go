@@ -39,10 +39,14 @@ func TestReviewAnswerThenHandoffKeepsResponse(t *testing.T) {
 func TestReviewShutdownWaitsForCallOfClientGone(t *testing.T) {
 	f, release := newHoldFake(t)
 	p := &beProbe{}
-	e := beStart(t, f.addr, p, nil)
+	// The call must not time out first: Shutdown would then find none.
+	e := beStart(t, f.addr, p, func(o *Options) { o.Backend.Timeout = ioTimeout })
 	c := e.dial(t)
 	c.send("GET /HOLD HTTP/1.1\r\nHost: h\r\n\r\n")
 	waitWritten(t, e.r, 1)
+	// A reset: the client is gone at once (a FIN alone would keep it for
+	// its answer).
+	c.Conn.(*net.TCPConn).SetLinger(0)
 	c.Close()
 	waitFor(t, "the client gone", func() bool { return openClients(e.r) == 0 })
 	shut := make(chan error, 1)
@@ -62,6 +66,8 @@ func TestReviewShutdownWaitsForCallOfClientGone(t *testing.T) {
 	}
 	if d := p.doneCalls(); len(d) != 1 {
 		t.Fatalf("Shutdown returned with %d Done calls for the call in flight, want 1: its Done never runs", len(d))
+	} else if d[0].Reply != "held" {
+		t.Fatalf("the call's Done had %v, %v; want the reply held (not a timeout)", d[0].Reply, d[0].Err)
 	}
 }
 
