@@ -177,7 +177,7 @@ func (c *client) readRequest() {
 			return
 		}
 		if len(c.in) > 0 {
-			switch parseRequest(c.in, r.token, r.opt.MaxBody, &c.parsed) {
+			switch parseRequest(c.in, r.creds, r.opt.MaxBody, &c.parsed) {
 			case notRelayed:
 				l.handoff(c)
 				return
@@ -237,7 +237,7 @@ func (c *client) releaseIn() {
 func (c *client) decide() {
 	p := &c.parsed
 	req := &c.view // the client's own: no allocation per request
-	*req = Request{Method: p.method, Target: p.target, Tokens: p.tokens, Note: c.note, Remote: c.remote, Served: c.served}
+	*req = Request{Method: p.method, Target: p.target, Tokens: p.tokens, Header: p.headers, Note: c.note, Remote: c.remote, Served: c.served}
 	v := c.l.r.opt.Handler.Decide(req)
 	*req = Request{}
 	c.note = nil
@@ -361,7 +361,7 @@ func (c *client) forward(v Verdict) {
 	for lines := p.headers; len(lines) > 0; {
 		var name, line []byte
 		name, line, lines = nextLine(lines)
-		if dropRequest(name, r.token) && !(v.Token == TokenKeep && equalFold(name, r.token)) {
+		if dropRequest(name, r.creds) && !(v.Token == TokenKeep && isCredential(name, r.creds)) {
 			continue
 		}
 		b = append(b, line...)

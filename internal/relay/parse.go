@@ -73,14 +73,14 @@ func vchar(c byte) bool { return c > 0x20 && c < 0x7f }
 // tab and obs-text; never CR, LF or NUL.
 func fieldByte(c byte) bool { return c == '\t' || (c >= 0x20 && c != 0x7f) }
 
-// parseRequest parses the request head at the start of b. tokenHeader is
-// the lower-case name whose values are collected in r.tokens. It returns
+// parseRequest parses the request head at the start of b. creds are the
+// lower-case names whose values are collected in r.tokens. It returns
 // notRelayed for anything but a plain HTTP/1.1 request in origin form with
 // one Host, no Transfer-Encoding, Upgrade or Expect, at most one
 // Content-Length (bodies up to maxBody), a Connection header of only
 // close/keep-alive, and strictly formed lines (CRLF endings, no obs-fold,
 // no control characters).
-func parseRequest(b []byte, tokenHeader []byte, maxBody int, r *request) parseStatus {
+func parseRequest(b []byte, creds [][]byte, maxBody int, r *request) parseStatus {
 	r.head, r.length = 0, 0
 	end := bytes.Index(b, crlfcrlf)
 	if end < 0 {
@@ -126,7 +126,7 @@ func parseRequest(b []byte, tokenHeader []byte, maxBody int, r *request) parseSt
 		}
 		lines = rest
 		switch {
-		case equalFold(name, tokenHeader):
+		case isCredential(name, creds):
 			r.tokens = append(r.tokens, v)
 		case equalFold(name, hdrHost):
 			hosts++
@@ -179,8 +179,8 @@ func hopRequest(name []byte) bool {
 
 // dropRequest reports the request headers not copied upstream: hop-by-hop
 // ones and those the relay sets itself.
-func dropRequest(name, tokenHeader []byte) bool {
-	if equalFold(name, tokenHeader) {
+func dropRequest(name []byte, creds [][]byte) bool {
+	if isCredential(name, creds) {
 		return true
 	}
 	switch len(name) {
@@ -196,6 +196,16 @@ func dropRequest(name, tokenHeader []byte) bool {
 		return equalFold(name, hdrXForwardedProto)
 	case 19:
 		return equalFold(name, []byte("proxy-authorization"))
+	}
+	return false
+}
+
+// isCredential reports whether name is one of the lower-case names creds.
+func isCredential(name []byte, creds [][]byte) bool {
+	for _, c := range creds {
+		if equalFold(name, c) {
+			return true
+		}
 	}
 	return false
 }

@@ -151,7 +151,7 @@ func TestParseRequestValid(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			in := []byte(tt.in)
 			var r request
-			if got := parseRequest(in, []byte(testToken), 100, &r); got != parsedOK {
+			if got := parseRequest(in, [][]byte{[]byte(testToken)}, 100, &r); got != parsedOK {
 				t.Fatalf("parseRequest = %d, want parsedOK", got)
 			}
 			wantHead := strings.Index(tt.in, "\r\n\r\n") + 4
@@ -180,11 +180,11 @@ func TestParseRequestValid(t *testing.T) {
 func TestParseRequestReusesState(t *testing.T) {
 	var r request
 	first := reqHead("GET /a HTTP/1.1", "Host: h", "Direktiv-Token: t1", "X-Forwarded-For: 1.1.1.1", "Connection: close")
-	if got := parseRequest([]byte(first), []byte(testToken), 100, &r); got != parsedOK {
+	if got := parseRequest([]byte(first), [][]byte{[]byte(testToken)}, 100, &r); got != parsedOK {
 		t.Fatalf("first parse = %d", got)
 	}
 	second := reqHead("GET /b HTTP/1.1", "Host: h2")
-	if got := parseRequest([]byte(second), []byte(testToken), 100, &r); got != parsedOK {
+	if got := parseRequest([]byte(second), [][]byte{[]byte(testToken)}, 100, &r); got != parsedOK {
 		t.Fatalf("second parse = %d", got)
 	}
 	if len(r.tokens) != 0 || len(r.xff) != 0 || r.close || string(r.target) != "/b" || string(r.host) != "h2" {
@@ -192,7 +192,7 @@ func TestParseRequestReusesState(t *testing.T) {
 	}
 	// needMore resets head and length: readRequest sizes its buffer from them.
 	r.head, r.length = 99, 99
-	if got := parseRequest([]byte("GET / HTTP/1.1\r\nHost: h\r\n"), []byte(testToken), 100, &r); got != needMore {
+	if got := parseRequest([]byte("GET / HTTP/1.1\r\nHost: h\r\n"), [][]byte{[]byte(testToken)}, 100, &r); got != needMore {
 		t.Fatalf("incomplete parse = %d, want needMore", got)
 	}
 	if r.head != 0 || r.length != 0 {
@@ -204,7 +204,7 @@ func TestParseRequestNeedMore(t *testing.T) {
 	full := reqHead("GET / HTTP/1.1", "Host: h")
 	for i := range len(full) - 1 {
 		var r request
-		if got := parseRequest([]byte(full[:i]), []byte(testToken), 100, &r); got != needMore {
+		if got := parseRequest([]byte(full[:i]), [][]byte{[]byte(testToken)}, 100, &r); got != needMore {
 			t.Fatalf("prefix %q: parseRequest = %d, want needMore", full[:i], got)
 		}
 	}
@@ -263,7 +263,7 @@ func TestParseRequestNotRelayed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var r request
-			if got := parseRequest([]byte(tt.in), []byte(testToken), 100, &r); got != notRelayed {
+			if got := parseRequest([]byte(tt.in), [][]byte{[]byte(testToken)}, 100, &r); got != notRelayed {
 				t.Fatalf("parseRequest(%q) = %d, want notRelayed", tt.in, got)
 			}
 		})
@@ -291,7 +291,7 @@ func TestParseRequestHeadLimit(t *testing.T) {
 				t.Fatalf("built %d bytes", len(b))
 			}
 			var r request
-			got := parseRequest(b, []byte(testToken), 0, &r)
+			got := parseRequest(b, [][]byte{[]byte(testToken)}, 0, &r)
 			if got != tt.want {
 				t.Fatalf("parseRequest = %d, want %d", got, tt.want)
 			}
@@ -350,7 +350,7 @@ func TestDropRequest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := dropRequest([]byte(tt.name), []byte(testToken)); got != tt.drop {
+			if got := dropRequest([]byte(tt.name), [][]byte{[]byte(testToken)}); got != tt.drop {
 				t.Fatalf("dropRequest(%q) = %v, want %v", tt.name, got, tt.drop)
 			}
 		})
@@ -364,7 +364,7 @@ func TestDropRequestTokenHeaderOfAnyLength(t *testing.T) {
 	for n := 2; n <= 24; n++ {
 		name := "x-" + strings.Repeat("k", n-2)
 		t.Run(name, func(t *testing.T) {
-			if !dropRequest([]byte(strings.ToUpper(name)), []byte(name)) {
+			if !dropRequest([]byte(strings.ToUpper(name)), [][]byte{[]byte("direktiv-token"), []byte(name)}) {
 				t.Fatalf("dropRequest(%q, %q) = false, want true", strings.ToUpper(name), name)
 			}
 		})
@@ -758,7 +758,7 @@ func FuzzParseRequest(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte, maxBody int) {
 		var fresh request
-		st := parseRequest(in, []byte(testToken), maxBody, &fresh)
+		st := parseRequest(in, [][]byte{[]byte(testToken)}, maxBody, &fresh)
 		if st > notRelayed {
 			t.Fatalf("status %d", st)
 		}
@@ -790,8 +790,8 @@ func FuzzParseRequest(f *testing.F) {
 		// Parsing again, into a request that held another parse, gives
 		// the same.
 		var reused request
-		parseRequest([]byte(fuzzRequests[3]), []byte(testToken), 1024, &reused)
-		st2 := parseRequest(in, []byte(testToken), maxBody, &reused)
+		parseRequest([]byte(fuzzRequests[3]), [][]byte{[]byte(testToken)}, 1024, &reused)
+		st2 := parseRequest(in, [][]byte{[]byte(testToken)}, maxBody, &reused)
 		a, b := snapshot(st, &fresh), snapshot(st2, &reused)
 		if fmt.Sprint(a) != fmt.Sprint(b) {
 			t.Fatalf("parses differ:\n%+v\n%+v", a, b)

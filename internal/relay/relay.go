@@ -75,12 +75,25 @@ const (
 type Request struct {
 	Method []byte
 	Target []byte   // path and query, as received
-	Tokens [][]byte // the values of every Options.TokenHeader header, in order
+	Tokens [][]byte // the values of every credential header (Options.TokenHeader, Options.CredentialHeaders), in order
+	Header []byte   // the header lines, each "name:value\r\n", strictly formed; see Fields
 	Note   any      // what the Wait before this Decide of the same request returned; nil on the first
 	Remote netip.AddrPort
 	// Served counts the requests of this connection the relay has
 	// forwarded or answered (Answer) before this one.
 	Served uint64
+}
+
+// Fields yields the request's header fields in order: each name as sent
+// and its value without surrounding whitespace.
+func (r *Request) Fields(yield func(name, value []byte) bool) {
+	for lines := r.Header; len(lines) > 0; {
+		var name, line []byte
+		name, line, lines = nextLine(lines)
+		if !yield(name, trimOWS(line[len(name)+1:len(line)-2])) {
+			return
+		}
+	}
 }
 
 // Verdict is Decide's answer.
@@ -162,19 +175,22 @@ type Options struct {
 	BasePath     string // prefixed to every request target; "" or "/..." without a trailing '/'
 	Host         string // the Host header sent upstream, unless PreserveHost
 	PreserveHost bool
-	TokenHeader  string        // the header Decide's Request.Tokens come from
-	ServerName   string        // sent as Server on responses that have none; "": none
-	Loops        int           // event loops; 0: DefaultLoops()
-	MaxConns     int           // upstream connections open at most, over all loops
-	MaxBody      int           // request bodies up to this many bytes are relayed; larger ones are handed off
-	DialTimeout  time.Duration // connecting, and waiting for a free connection; 0: 5s
-	Timeout      time.Duration // from a request written to its response's first byte; 0: none
-	IdleTimeout  time.Duration // a client connection between requests
-	ReadTimeout  time.Duration // a client's request, from its first byte to its last
-	Handler      Handler
-	Handoff      func(net.Conn) // serves a connection the relay gives up; must not block long
-	Backend      BackendOptions // Redis, for Calls
-	Log          *slog.Logger
+	TokenHeader  string // a credential header, and the one TokenSet sends Verdict.Value in
+	// CredentialHeaders are more credential headers: their values are in
+	// Request.Tokens too, and TokenSet and TokenDrop remove them all.
+	CredentialHeaders []string
+	ServerName        string        // sent as Server on responses that have none; "": none
+	Loops             int           // event loops; 0: DefaultLoops()
+	MaxConns          int           // upstream connections open at most, over all loops
+	MaxBody           int           // request bodies up to this many bytes are relayed; larger ones are handed off
+	DialTimeout       time.Duration // connecting, and waiting for a free connection; 0: 5s
+	Timeout           time.Duration // from a request written to its response's first byte; 0: none
+	IdleTimeout       time.Duration // a client connection between requests
+	ReadTimeout       time.Duration // a client's request, from its first byte to its last
+	Handler           Handler
+	Handoff           func(net.Conn) // serves a connection the relay gives up; must not block long
+	Backend           BackendOptions // Redis, for Calls
+	Log               *slog.Logger
 }
 
 // Relay serves a listener on event loops.
@@ -183,7 +199,7 @@ type Relay struct {
 	lfd      int
 	ln       *net.TCPListener
 	loops    []*loop
-	token    []byte // lower-case Options.TokenHeader
+	creds    [][]byte // lower-case Options.TokenHeader and Options.CredentialHeaders
 	base     []byte
 	ups      atomic.Int64 // upstream connections open or being dialled, over all loops
 	queued   atomic.Int64 // clients waiting for an upstream connection, over all loops
@@ -220,7 +236,12 @@ func New(ln *net.TCPListener, opt Options) (*Relay, error) {
 	if err := rc.Control(func(fd uintptr) { r.lfd = int(fd) }); err != nil {
 		return nil, err
 	}
-	r.token = []byte(lower(opt.TokenHeader))
+	r.creds = [][]byte{[]byte(lower(opt.TokenHeader))}
+	for _, h := range opt.CredentialHeaders {
+		if !isCredential([]byte(h), r.creds) {
+			r.creds = append(r.creds, []byte(lower(h)))
+		}
+	}
 	r.base = []byte(opt.BasePath)
 	for range opt.Loops {
 		l, err := newLoop(r)

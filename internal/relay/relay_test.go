@@ -575,8 +575,8 @@ func TestNewDefaults(t *testing.T) {
 	for _, l := range r.loops {
 		l.close()
 	}
-	if len(r.loops) != DefaultLoops() || r.opt.MaxConns != 512 || r.opt.Log == nil || string(r.token) != "direktiv-token" {
-		t.Fatalf("loops %d, MaxConns %d, Log %v, token %q", len(r.loops), r.opt.MaxConns, r.opt.Log, r.token)
+	if len(r.loops) != DefaultLoops() || r.opt.MaxConns != 512 || r.opt.Log == nil || len(r.creds) != 1 || string(r.creds[0]) != "direktiv-token" {
+		t.Fatalf("loops %d, MaxConns %d, Log %v, token %q", len(r.loops), r.opt.MaxConns, r.opt.Log, r.creds)
 	}
 }
 
