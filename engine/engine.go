@@ -34,9 +34,11 @@ type MintInput struct {
 
 // Decision codes the Rego rules answer with; the HTTP edge maps them to statuses.
 const (
-	CodeBadRequest = "bad_request" // 400
-	CodeForbidden  = "forbidden"   // 403
-	CodeAdminOnly  = "admin_only"  // 403 too; the route needs the admin token
+	CodeBadRequest      = "bad_request"     // 400
+	CodeForbidden       = "forbidden"       // 403
+	CodeAdminOnly       = "admin_only"      // 403 too; the route needs the admin token
+	CodeUnauthenticated = "unauthenticated" // 401: an anonymous caller on a route that is not public
+	CodeNotFound        = "not_found"       // 404: reserved for rules that want it
 )
 
 // MintDecision is the engine's answer to a MintInput.
@@ -49,7 +51,9 @@ type MintDecision struct {
 	Unknown []string `json:"unknown"`          // requested but not in the catalog, sorted
 }
 
-// RouteInput asks whether Caller may send Method Path?query upstream.
+// RouteInput asks whether Caller may send Method Path?query upstream. The
+// zero Caller is anonymous: a request without a credential, or with one
+// that is neither the admin token nor a minted token.
 type RouteInput struct {
 	Caller Caller `json:"caller"`
 	Method string `json:"method"`
@@ -57,14 +61,38 @@ type RouteInput struct {
 	Query  string `json:"query"` // raw query string, without '?'
 }
 
-// RouteDecision is the engine's answer to a RouteInput.
+// RouteDecision is the engine's answer to a RouteInput. A decision may be
+// remembered and handed to many callers: treat Lookups as read-only.
 type RouteDecision struct {
-	Allow      bool   `json:"allow"`
-	Code       string `json:"code,omitempty"`
-	Reason     string `json:"reason,omitempty"`
-	Permission string `json:"permission,omitempty"` // the permission the route needs, "" if none
-	Namespace  string `json:"namespace,omitempty"`  // the route's namespace, "" if not namespaced
+	Allow      bool     `json:"allow"`
+	Code       string   `json:"code,omitempty"`
+	Reason     string   `json:"reason,omitempty"`
+	Permission string   `json:"permission,omitempty"` // the permission the route needs, "" if none
+	Namespace  string   `json:"namespace,omitempty"`  // the route's namespace, "" if not namespaced
+	Public     bool     `json:"public,omitempty"`     // the route needs no credential (decided for any caller)
+	Lookups    []Lookup `json:"lookups,omitempty"`    // objects the request names, to be checked to belong to Namespace before forwarding; minted callers only; nil when none
+	Transform  string   `json:"transform,omitempty"`  // "", TransformStatus or TransformNamespaceList: what to do with the upstream's answer
 }
+
+// Lookup is an object a request names by id, which the sidecar checks
+// belongs to the decision's Namespace before it forwards the request
+// (Direktiv looks some objects up by id alone, whatever namespace the path
+// names).
+type Lookup struct {
+	Kind string `json:"kind"` // LookupVariable, LookupInstance, LookupEvent or LookupListener
+	ID   string `json:"id"`
+}
+
+// Lookup kinds and transforms a RouteDecision may carry.
+const (
+	LookupVariable = "variable" // a variable, by its UUID
+	LookupInstance = "instance" // an instance, by its UUID
+	LookupEvent    = "event"    // an event of the event history, by its cloud event id
+	LookupListener = "listener" // an event listener, by its UUID
+
+	TransformStatus        = "status"         // GET /api/v2/status: the answer describes Direktiv, for the web UI
+	TransformNamespaceList = "namespace_list" // GET /api/v2/namespaces: the list of every namespace
+)
 
 // ErrUnavailable is wrapped by every error Mint and Route return: the rules
 // could not be evaluated, or gave no answer. Callers answer 503 and grant

@@ -175,7 +175,7 @@ decision := {"allow": false, "reason": "no code"} if input.namespace == "nocode"
 			if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("Route() = %+v, %v; want ErrUnavailable mentioning %q", d, err, tt.want)
 			}
-			if d != (RouteDecision{}) {
+			if !sameDecision(d, RouteDecision{}) {
 				t.Errorf("Route() decision = %+v with an error, want the zero decision", d)
 			}
 		})

@@ -17,18 +17,45 @@ token(policies) := {
 # everything is a token of ns1 holding every catalog policy.
 everything := token(catalog.names)
 
-# decide asks for the route decision as the engine does: with the lookup
-# tables computed once, not once per decision.
+anonymous := {"admin": false, "namespace": "", "policies": set(), "effective": set()}
+
+# decide asks for the route decision of a v1 route as the engine does:
+# with the tables computed once, not once per decision.
 decide(caller, method, path, op) := d if {
 	lookup := routes.lookup
 	d := routes.decision with input as {
 		"caller": caller,
 		"method": method,
-		"segments": split(trim_prefix(path, "/"), "/"),
+		"segments": [s | some s in split(path, "/"); s != ""],
 		"op": op,
+		"query": {},
 	}
 		with routes.lookup as lookup
 }
+
+# ask is decide for any route, with a query: {parameter: [values]}. Each
+# test that asks computes the v2 tables once (a few milliseconds), so the
+# v2 cases share few tests.
+ask(caller, method, path, op, query) := d if {
+	lookup := routes.lookup
+	v2 := routes.v2
+	d := routes.decision with input as {
+		"caller": caller,
+		"method": method,
+		"segments": [s | some s in split(path, "/"); s != ""],
+		"op": op,
+		"query": query,
+	}
+		with routes.lookup as lookup
+		with routes.v2 as v2
+}
+
+# request asks for method path?query as the engine would: the query read
+# as Go's net/url reads it.
+request(caller, method, url) := ask(caller, method, path, "", query) if {
+	[path, raw] := split(url, "?")
+	query := urlquery.decode_object(raw)
+} else := ask(caller, method, url, "", {})
 
 # Routes that need one catalog permission, keyed by a note.
 permission_routes := {
@@ -98,53 +125,21 @@ permission_routes := {
 	"v1 token list": ["GET", "/api/namespaces/ns1/auth/tokens", "", "permissionsView"],
 	"v1 token read": ["GET", "/api/namespaces/ns1/auth/tokens/t1", "", "permissionsView"],
 	"v1 token revoke": ["DELETE", "/api/namespaces/ns1/auth/tokens/t1", "", "permissionsManage"],
-	# v2 namespaced families
-	"v2 files read": ["GET", "/api/v2/namespaces/ns1/files/dir/wf.yaml", "", "explorerView"],
-	"v2 files create": ["POST", "/api/v2/namespaces/ns1/files/dir", "", "explorerManage"],
-	"v2 files update": ["PATCH", "/api/v2/namespaces/ns1/files/dir/wf.yaml", "", "explorerManage"],
-	"v2 files delete": ["DELETE", "/api/v2/namespaces/ns1/files/dir/wf.yaml", "", "explorerManage"],
-	"v2 instances list": ["GET", "/api/v2/namespaces/ns1/instances", "", "instancesView"],
-	"v2 instances start": ["POST", "/api/v2/namespaces/ns1/instances", "", "workflowExecute"],
-	"v2 instances cancel": ["PATCH", "/api/v2/namespaces/ns1/instances/0b8c", "", "instancesManage"],
-	"v2 variables read": ["GET", "/api/v2/namespaces/ns1/variables", "", "variablesView"],
-	"v2 variables write": ["POST", "/api/v2/namespaces/ns1/variables", "", "variablesManage"],
-	"v2 secrets read": ["GET", "/api/v2/namespaces/ns1/secrets/s", "", "secretsView"],
-	"v2 secrets write": ["PUT", "/api/v2/namespaces/ns1/secrets/s", "", "secretsManage"],
-	"v2 registries read": ["GET", "/api/v2/namespaces/ns1/registries", "", "registriesView"],
-	"v2 registries write": ["DELETE", "/api/v2/namespaces/ns1/registries/r", "", "registriesManage"],
-	"v2 services read": ["GET", "/api/v2/namespaces/ns1/services/svc/pods", "", "servicesView"],
-	"v2 services write": ["POST", "/api/v2/namespaces/ns1/services/svc/actions/rebuild", "", "servicesManage"],
-	"v2 syncs read": ["GET", "/api/v2/namespaces/ns1/syncs", "", "nsconfigView"],
-	"v2 syncs write": ["POST", "/api/v2/namespaces/ns1/syncs", "", "nsconfigManage"],
-	"v2 logs": ["GET", "/api/v2/namespaces/ns1/logs", "", "instancesView"],
-	"v2 events read": ["GET", "/api/v2/namespaces/ns1/events/history", "", "eventsView"],
-	"v2 events write": ["POST", "/api/v2/namespaces/ns1/events/history/e1/replay", "", "eventsManage"],
-	"v2 events broadcast": ["POST", "/api/v2/namespaces/ns1/events/broadcast", "", "eventsSend"],
-	"v2 events broadcast read": ["GET", "/api/v2/namespaces/ns1/events/broadcast", "", "eventsView"], # falls back to events
-	"v2 notifications": ["GET", "/api/v2/namespaces/ns1/notifications", "", "workflowView"],
-	"v2 metrics": ["GET", "/api/v2/namespaces/ns1/metrics/instances", "", "instancesView"],
-	"v2 update namespace": ["PATCH", "/api/v2/namespaces/ns1", "", "nsconfigManage"],
-	"v2 delete namespace": ["DELETE", "/api/v2/namespaces/ns1", "", "deleteNamespace"],
 }
 
 # Routes any valid token may call, keyed by a note: [method, path, namespace].
 any_token_routes := {
 	"version": ["GET", "/api/version", ""],
 	"jq": ["POST", "/api/jq", ""],
-	"v2 status": ["GET", "/api/v2/status", ""],
 	"v1 namespace": ["GET", "/api/namespaces/ns1", "ns1"],
-	"v2 namespace": ["GET", "/api/v2/namespaces/ns1", "ns1"],
 	"who am i": ["GET", "/api/namespaces/ns1/auth/token", "ns1"],
 }
 
 # Routes only the admin token may call: [method, path, namespace].
 admin_only_routes := {
 	"v1 create namespace": ["PUT", "/api/namespaces/ns1", "ns1"],
-	"v2 create namespace": ["POST", "/api/v2/namespaces", ""],
 	"v1 list namespaces": ["GET", "/api/namespaces", ""],
-	"v2 list namespaces": ["GET", "/api/v2/namespaces", ""],
 	"v1 server logs": ["GET", "/api/logs", ""],
-	"v2 server logs": ["GET", "/api/v2/logs", ""],
 	"global services": ["GET", "/api/functions", ""],
 	"global service": ["POST", "/api/functions/svc/revisions", ""],
 }
@@ -161,9 +156,17 @@ uncovered_routes := {
 	"unknown family": ["GET", "/api/namespaces/ns1/nothing", ""],
 	"mint is not a route": ["POST", "/api/namespaces/ns1/auth/token", ""],
 	"auth alone": ["GET", "/api/namespaces/ns1/auth", ""],
-	"v2 logs write": ["POST", "/api/v2/namespaces/ns1/logs", ""],
 	"v2 unknown family": ["GET", "/api/v2/namespaces/ns1/nothing", ""],
-	"not the api": ["GET", "/healthz", ""],
+	"v2 unknown method": ["PUT", "/api/v2/namespaces/ns1/variables", ""],
+	"v2 broadcast read": ["GET", "/api/v2/namespaces/ns1/events/broadcast", ""],
+	"v2 replay, v1 style": ["POST", "/api/v2/namespaces/ns1/events/history/e1/replay", ""],
+	"v2 secrets put": ["PUT", "/api/v2/namespaces/ns1/secrets/s", ""],
+	"v2 server logs": ["GET", "/api/v2/logs", ""],
+	"v2 alone": ["GET", "/api/v2", ""],
+	"v2 HEAD": ["HEAD", "/api/v2/namespaces/ns1/instances", ""],
+	"v2 services item": ["GET", "/api/v2/namespaces/ns1/services/svc", ""],
+	"v2 metrics": ["GET", "/api/v2/namespaces/ns1/metrics", ""],
+	"v2 files, other case": ["GET", "/api/v2/namespaces/ns1/Files/x", ""],
 	"api alone": ["GET", "/api", ""],
 	"unknown api": ["GET", "/api/nothing", ""],
 	"unknown v2 api": ["GET", "/api/v2/nothing", ""],
@@ -266,26 +269,31 @@ test_admin_only_route_allowed_for_admin if {
 	})
 }
 
+# Requests no rule covers are denied to tokens, unauthenticated without a
+# credential, allowed for the admin.
 test_uncovered_route_denied if {
-	no_failures({note: d |
+	no_failures({[note, who]: d |
 		some note, [method, path, op] in uncovered_routes
-		d := decide(everything, method, path, op)
-		suffix := {true: "", false: sprintf("?op=%s", [op])}[op == ""]
-		d != {
-			"allow": false,
-			"code": "forbidden",
-			"reason": sprintf("no route rule covers %s %s%s", [method, path, suffix]),
-			"permission": "",
-			"namespace": "",
+		request := sprintf("%s %s%s", [method, path, {true: "", false: sprintf("?op=%s", [op])}[op == ""]])
+		some who, [caller, want] in {
+			"token": [everything, {
+				"allow": false,
+				"code": "forbidden",
+				"reason": sprintf("no route rule covers %s", [request]),
+				"permission": "",
+				"namespace": "",
+			}],
+			"anonymous": [anonymous, {
+				"allow": false,
+				"code": "unauthenticated",
+				"reason": sprintf("%s needs a credential: send the admin token or a token minted by this sidecar in Direktiv-Api-Key, Direktiv-Token or Authorization: Bearer", [request]),
+				"permission": "",
+				"namespace": "",
+			}],
+			"admin": [admin, {"allow": true, "permission": "", "namespace": ""}],
 		}
-	})
-}
-
-test_uncovered_route_allowed_for_admin if {
-	no_failures({note: d |
-		some note, [method, path, op] in uncovered_routes
-		d := decide(admin, method, path, op)
-		d != {"allow": true, "permission": "", "namespace": ""}
+		d := ask(caller, method, path, op, {})
+		d != want
 	})
 }
 
@@ -299,14 +307,12 @@ test_token_without_policies_holds_none if {
 	endswith(d.reason, "(it holds none)")
 }
 
-# Every permission a table names is a catalog policy, any_token or admin_only.
+# Every permission a v1 table names is a catalog policy, any_token or admin_only.
 test_tables_name_only_catalog_policies if {
 	tables := {
 		"api_v1": routes.api_v1,
 		"api_v1_subtrees": routes.api_v1_subtrees,
-		"api_v2": routes.api_v2,
 		"namespaced_v1": routes.namespaced_v1,
-		"namespaced_v2": routes.namespaced_v2,
 		"tree_ops": routes.tree_ops,
 	}
 	no_failures({[name, entry, key]: permission |
@@ -319,16 +325,18 @@ test_tables_name_only_catalog_policies if {
 
 test_namespace_tables_name_only_catalog_policies if {
 	no_failures({[key, permission] |
-		some key, permission in object.union(routes.namespace_v1, routes.namespace_v2)
+		some key, permission in routes.namespace_v1
 		not valid(key, permission)
 	})
 }
 
 # The decision's first branch allows whatever input.caller.effective holds;
-# the markers for "no policy" and "admin only" must never be policies.
+# the markers for "no policy", "admin only" and "public" must never be
+# policies.
 test_markers_are_not_policies if {
 	not catalog.names[routes.any_token]
 	not catalog.names[routes.admin_only]
+	not catalog.names[routes.public]
 }
 
 valid(key, permission) if {
@@ -358,4 +366,370 @@ no_failures(failures) if count(failures) == 0
 no_failures(failures) := false if {
 	count(failures) > 0
 	print("failing cases:", failures)
+}
+
+# v2_cases hold one case per row and method of routes.v2_routes ("*" is
+# asked as PUT): [pattern, method, request, permission, extras], where
+# permission is a catalog name or a marker, and extras the keys a token of
+# ns1 holding it gets besides allow, permission and namespace.
+v2_cases := [
+	["api/v2/status", "GET", "/api/v2/status", routes.public, {"public": true, "transform": "status"}],
+	["api/v2/jx", "POST", "/api/v2/jx", routes.any_token, {}],
+	["api/v2/namespaces", "GET", "/api/v2/namespaces", routes.any_token, {"transform": "namespace_list"}],
+	["api/v2/namespaces", "POST", "/api/v2/namespaces", routes.admin_only, {}],
+	["api/v2/namespaces/{ns}", "GET", "/api/v2/namespaces/ns1", routes.any_token, {}],
+	["api/v2/namespaces/{ns}", "PATCH", "/api/v2/namespaces/ns1", "nsconfigManage", {}],
+	["api/v2/namespaces/{ns}", "DELETE", "/api/v2/namespaces/ns1", "deleteNamespace", {}],
+	["api/v2/namespaces/{ns}/instances", "GET", "/api/v2/namespaces/ns1/instances?limit=10", "instancesView", {}],
+	["api/v2/namespaces/{ns}/instances", "POST", "/api/v2/namespaces/ns1/instances?path=/wf.yaml&wait=true", "workflowExecute", {}],
+	["api/v2/namespaces/{ns}/instances/{id}", "GET", "/api/v2/namespaces/ns1/instances/i1", "instancesView", {}],
+	["api/v2/namespaces/{ns}/instances/{id}", "PATCH", "/api/v2/namespaces/ns1/instances/i1", "instancesManage", {}],
+	["api/v2/namespaces/{ns}/instances/{id}/subscribe", "GET", "/api/v2/namespaces/ns1/instances/i1/subscribe", "instancesView", {}],
+	["api/v2/namespaces/{ns}/instances/{id}/input", "GET", "/api/v2/namespaces/ns1/instances/i1/input", "instancesView", {}],
+	["api/v2/namespaces/{ns}/instances/{id}/output", "GET", "/api/v2/namespaces/ns1/instances/i1/output", "instancesView", {}],
+	["api/v2/namespaces/{ns}/instances/{id}/metadata", "GET", "/api/v2/namespaces/ns1/instances/i1/metadata", "instancesView", {}],
+	["api/v2/namespaces/{ns}/syncs", "GET", "/api/v2/namespaces/ns1/syncs", "nsconfigView", {}],
+	["api/v2/namespaces/{ns}/syncs", "POST", "/api/v2/namespaces/ns1/syncs", "nsconfigManage", {}],
+	["api/v2/namespaces/{ns}/secrets", "GET", "/api/v2/namespaces/ns1/secrets", "secretsView", {}],
+	["api/v2/namespaces/{ns}/secrets", "POST", "/api/v2/namespaces/ns1/secrets", "secretsManage", {}],
+	["api/v2/namespaces/{ns}/secrets/{name}", "GET", "/api/v2/namespaces/ns1/secrets/s", "secretsView", {}],
+	["api/v2/namespaces/{ns}/secrets/{name}", "PATCH", "/api/v2/namespaces/ns1/secrets/s", "secretsManage", {}],
+	["api/v2/namespaces/{ns}/secrets/{name}", "DELETE", "/api/v2/namespaces/ns1/secrets/s", "secretsManage", {}],
+	[
+		"api/v2/namespaces/{ns}/variables", "GET", sprintf("/api/v2/namespaces/ns1/variables?instanceId=%s", [uuid1]), "variablesView",
+		{"lookups": [{"kind": "instance", "id": uuid1}]},
+	],
+	["api/v2/namespaces/{ns}/variables", "POST", "/api/v2/namespaces/ns1/variables", "variablesManage", {}],
+	[
+		"api/v2/namespaces/{ns}/variables", "DELETE", sprintf("/api/v2/namespaces/ns1/variables?ids=%s,%s", [uuid1, uuid2]), "variablesManage",
+		{"lookups": [{"kind": "variable", "id": uuid1}, {"kind": "variable", "id": uuid2}]},
+	],
+	[
+		"api/v2/namespaces/{ns}/variables/{id}", "GET", sprintf("/api/v2/namespaces/ns1/variables/%s", [uuid1]), "variablesView",
+		{"lookups": [{"kind": "variable", "id": uuid1}]},
+	],
+	[
+		"api/v2/namespaces/{ns}/variables/{id}", "PATCH", sprintf("/api/v2/namespaces/ns1/variables/%s", [uuid1]), "variablesManage",
+		{"lookups": [{"kind": "variable", "id": uuid1}]},
+	],
+	[
+		"api/v2/namespaces/{ns}/variables/{id}", "DELETE", sprintf("/api/v2/namespaces/ns1/variables/%s", [uuid1]), "variablesManage",
+		{"lookups": [{"kind": "variable", "id": uuid1}]},
+	],
+	["api/v2/namespaces/{ns}/files/*", "GET", "/api/v2/namespaces/ns1/files/dir/wf.yaml", "explorerView", {}],
+	["api/v2/namespaces/{ns}/files/*", "POST", "/api/v2/namespaces/ns1/files/dir", "explorerManage", {}],
+	["api/v2/namespaces/{ns}/files/*", "PATCH", "/api/v2/namespaces/ns1/files/dir/wf.yaml", "explorerManage", {}],
+	["api/v2/namespaces/{ns}/files/*", "DELETE", "/api/v2/namespaces/ns1/files", "explorerManage", {}],
+	["api/v2/namespaces/{ns}/services", "GET", "/api/v2/namespaces/ns1/services", "servicesView", {}],
+	["api/v2/namespaces/{ns}/services/{id}/pods", "GET", "/api/v2/namespaces/ns1/services/svc/pods", "servicesView", {}],
+	["api/v2/namespaces/{ns}/services/{id}/pods/{pod}/logs", "GET", "/api/v2/namespaces/ns1/services/svc/pods/p1/logs", "servicesView", {}],
+	["api/v2/namespaces/{ns}/services/{id}/actions/rebuild", "POST", "/api/v2/namespaces/ns1/services/svc/actions/rebuild", "servicesManage", {}],
+	["api/v2/namespaces/{ns}/registries", "GET", "/api/v2/namespaces/ns1/registries", "registriesView", {}],
+	["api/v2/namespaces/{ns}/registries", "POST", "/api/v2/namespaces/ns1/registries", "registriesManage", {}],
+	["api/v2/namespaces/{ns}/registries/test", "POST", "/api/v2/namespaces/ns1/registries/test", "registriesManage", {}],
+	["api/v2/namespaces/{ns}/registries/{id}", "DELETE", "/api/v2/namespaces/ns1/registries/r1", "registriesManage", {}],
+	["api/v2/namespaces/{ns}/logs", "GET", sprintf("/api/v2/namespaces/ns1/logs?instance=%s&last=50", [uuid1]), "instancesView", {}],
+	["api/v2/namespaces/{ns}/logs", "POST", sprintf("/api/v2/namespaces/ns1/logs?instance=%s", [uuid1]), "instancesManage", {}],
+	["api/v2/namespaces/{ns}/logs/subscribe", "GET", "/api/v2/namespaces/ns1/logs/subscribe?after=2026-12-06T01:16:52.633Z", "instancesView", {}],
+	["api/v2/namespaces/{ns}/notifications", "GET", "/api/v2/namespaces/ns1/notifications", routes.any_token, {}],
+	["api/v2/namespaces/{ns}/metrics/instances", "GET", "/api/v2/namespaces/ns1/metrics/instances?workflowPath=/wf.yaml", "instancesView", {}],
+	["api/v2/namespaces/{ns}/events/history", "GET", "/api/v2/namespaces/ns1/events/history", "eventsView", {}],
+	["api/v2/namespaces/{ns}/events/history/subscribe", "GET", "/api/v2/namespaces/ns1/events/history/subscribe", "eventsView", {}],
+	[
+		"api/v2/namespaces/{ns}/events/history/{id}", "GET", "/api/v2/namespaces/ns1/events/history/e1", "eventsView",
+		{"lookups": [{"kind": "event", "id": "e1"}]},
+	],
+	[
+		"api/v2/namespaces/{ns}/events/history/replay/{id}", "POST", "/api/v2/namespaces/ns1/events/history/replay/e1", "eventsManage",
+		{"lookups": [{"kind": "event", "id": "e1"}]},
+	],
+	["api/v2/namespaces/{ns}/events/listeners", "GET", "/api/v2/namespaces/ns1/events/listeners", "eventsView", {}],
+	[
+		"api/v2/namespaces/{ns}/events/listeners/{id}", "GET", sprintf("/api/v2/namespaces/ns1/events/listeners/%s", [uuid2]), "eventsView",
+		{"lookups": [{"kind": "listener", "id": uuid2}]},
+	],
+	["api/v2/namespaces/{ns}/events/broadcast", "POST", "/api/v2/namespaces/ns1/events/broadcast", "eventsSend", {}],
+	["api/v2/namespaces/{ns}/gateway/*", "*", "/api/v2/namespaces/ns1/gateway/my/endpoint", "workflowExecute", {}],
+	["api/v2/namespaces/{ns}/gateway/*/consumers", "*", "/api/v2/namespaces/ns1/gateway/consumers", "secretsView", {}],
+	["api/v2/namespaces/{ns}/gateway/*/routes", "*", "/api/v2/namespaces/ns1/gateway/routes?path=/x", "explorerView", {}],
+	["api/v2/namespaces/{ns}/gateway/*/info", "*", "/api/v2/namespaces/ns1/gateway/a/info", "explorerView", {}],
+	["ns", "*", "/ns", routes.public, {"public": true}],
+	["ns/{ns}/*", "*", "/ns/ns1/my/endpoint", routes.public, {"public": true}],
+	["ns/{ns}/*/consumers", "*", "/ns/ns1/consumers", "secretsView", {}],
+	["ns/{ns}/*/routes", "*", "/ns/ns1/routes", "explorerView", {}],
+	["ns/{ns}/*/info", "*", "/ns/ns1/x/info", "explorerView", {}],
+]
+
+uuid1 := "0b8c6c1d-5a8a-4a0e-b4d1-1f2d3c4b5a69"
+
+uuid2 := "6F9619FF-8B86-D011-B42D-00C04FC964FF"
+
+# case_method is the method a case asks with.
+case_method("*") := "PUT"
+
+case_method(m) := m if m != "*"
+
+# case_namespace is the namespace a case's request names.
+case_namespace(path) := "ns1" if {
+	regex.match(`^/(api/v2/namespaces|ns)/ns1(/|$|\?)`, path)
+} else := ""
+
+# case_allowed is what a token holding a case's permission gets.
+case_allowed([_, _, path, permission, extras]) := object.union(
+	{"allow": true, "permission": object.get({routes.admin_only: "", routes.public: ""}, permission, permission), "namespace": case_namespace(path)},
+	extras,
+)
+
+# case_caller is a token of ns1 holding exactly a case's permission (the
+# admin token for admin_only).
+case_caller(permission) := admin if {
+	permission == routes.admin_only
+} else := token(set()) if {
+	permission in {routes.any_token, routes.public}
+} else := token({permission})
+
+# Each row and method of v2_routes has a case, and each case a row.
+test_v2_every_row_has_a_case if {
+	rows := {[pattern, method] | some pattern, spec in routes.v2_routes; some method, _ in spec; upper(method) == method}
+	cases := {[pattern, method] | some [pattern, method, _, _, _] in v2_cases}
+	no_failures(rows - cases)
+	no_failures(cases - rows)
+}
+
+# Each case matches its own row, not a more or less specific one.
+test_v2_case_matches_its_row if {
+	v2 := routes.v2
+	no_failures({[pattern, method, url]: got |
+		some [pattern, method, url, _, _] in v2_cases
+		path := split(url, "?")[0]
+		got := object.get(max(routes._v2_candidates), 1, "none") with input as {
+			"caller": admin,
+			"method": case_method(method),
+			"segments": [s | some s in split(path, "/"); s != ""],
+			"op": "",
+			"query": {},
+		}
+			with routes.v2 as v2
+		got != pattern
+	})
+}
+
+# Each case asked by the callers that matter: a token of ns1 holding the
+# permission (or one that inherits it), one holding everything else, a
+# token of another namespace, an anonymous caller and the admin. Failures
+# are keyed by [caller, method, request].
+test_v2_cases if {
+	other := object.union(everything, {"namespace": "ns2"})
+	held := {["holder", method, url]: d |
+		some c in v2_cases
+		[_, method, url, permission, _] := c
+		d := request(case_caller(permission), case_method(method), url)
+		d != case_allowed(c)
+	}
+	inheriting := {["inheriting", method, url, holder]: d |
+		some [_, method, url, permission, _] in v2_cases
+		some holder, grants in catalog.closure
+		holder != permission
+		grants[permission]
+		d := request(token({holder}), case_method(method), url)
+		d.allow != true
+	}
+	without := {["without", method, url]: d |
+		some [_, method, url, permission, _] in v2_cases
+		catalog.names[permission]
+		others := {name | some name in catalog.names; not catalog.closure[name][permission]}
+		d := request(token(others), case_method(method), url)
+		not denied_for_lack_of(d, permission)
+	}
+	elsewhere := {["other namespace", method, url]: d |
+		some [_, method, url, permission, _] in v2_cases
+		case_namespace(url) == "ns1"
+		permission != routes.public
+		d := request(other, case_method(method), url)
+		not d.reason == `this token belongs to namespace "ns2" and cannot be used in namespace "ns1"`
+	}
+	only_admin := {["admin only", method, url]: d |
+		some [_, method, url, permission, _] in v2_cases
+		permission == routes.admin_only
+		d := request(everything, case_method(method), url)
+		not d.code == "admin_only"
+	}
+	nobody := {["anonymous", method, url]: d |
+		some c in v2_cases
+		[_, method, url, permission, _] := c
+		d := request(anonymous, case_method(method), url)
+		not anonymous_answered(d, permission, c)
+	}
+
+	# The admin token may call every route; it gets transforms, not lookups.
+	by_admin := {["admin", method, url]: d |
+		some c in v2_cases
+		[_, method, url, _, _] := c
+		d := request(admin, case_method(method), url)
+		d != object.remove(case_allowed(c), ["lookups"])
+	}
+	no_failures(object.union_n([held, inheriting, without, elsewhere, only_admin, nobody, by_admin]))
+}
+
+anonymous_answered(d, permission, c) if {
+	permission == routes.public
+	d == case_allowed(c)
+}
+
+anonymous_answered(d, permission, [_, method, url, _, _]) if {
+	permission != routes.public
+	d.allow == false
+	d.code == "unauthenticated"
+	d.namespace == case_namespace(url)
+	startswith(d.reason, sprintf("%s %s needs a credential: send the admin token or a token minted by this sidecar in ", [case_method(method), split(url, "?")[0]]))
+}
+
+# Public routes are public to every caller, tokens of other namespaces too.
+test_public_for_everyone if {
+	other := object.union(token(set()), {"namespace": "ns2"})
+	no_failures({[note, url]: d |
+		some note, caller in {"anonymous": anonymous, "other namespace": other, "admin": admin}
+		some url in ["/", "/assets/index-3f9c.js", "/n/ns1/explorer/tree", "/ns", "/ns/ns1", "/ns/ns1/a/b", "/API/v2/namespaces/ns1/secrets"]
+		d := request(caller, "GET", url)
+		d != {"allow": true, "permission": "", "namespace": case_namespace(url), "public": true}
+	})
+}
+
+# The most specific row wins: a literal before a {param}, a path ending in
+# consumers before the gateway endpoint, and only rows with the method.
+test_v2_most_specific_row if {
+	d1 := request(token({"eventsView"}), "GET", "/api/v2/namespaces/ns1/events/history/subscribe")
+	d1 == {"allow": true, "permission": "eventsView", "namespace": "ns1"}
+	d2 := request(token({"workflowExecute"}), "POST", "/api/v2/namespaces/ns1/gateway/a/b/consumers")
+	d2.code == "forbidden"
+	d2.permission == "secretsView"
+	d3 := request(token({"registriesManage"}), "DELETE", "/api/v2/namespaces/ns1/registries/test")
+	d3 == {"allow": true, "permission": "registriesManage", "namespace": "ns1"}
+	d4 := request(token({"workflowExecute"}), "GET", "/api/v2/namespaces/ns1/gateway/consumersx")
+	d4 == {"allow": true, "permission": "workflowExecute", "namespace": "ns1"}
+	d5 := request(anonymous, "DELETE", "/ns/ns1/a/consumers")
+	d5.code == "unauthenticated"
+	d5.permission == "secretsView"
+}
+
+# Every log parameter is checked, each value, for everyone.
+log_cases := {
+	"limit": [["50", "0"], ["-1", "1e3", "1234567890", "5 | delete", "5;x"]],
+	"first": [["1"], ["x"]],
+	"last": [["999999999"], ["0x10"]],
+	"after": [
+		["2026-12-06T01:16:52.633823Z", "2026-12-06T01:16:52.633823123Z", "2026-12-06T01:16:52Z", "2026-12-06T01:16:52+01:00"],
+		["2026-01-01T00:00:00Z | delete", "2026-01-01", "2026-01-01T00:00:00 01:00", "now"],
+	],
+	"before": [["2026-12-06T01:16:52.633Z"], ["2026-12-06T01:16:52.633Z\n"]],
+	"lastEventId": [["2026-12-06T01:16:52.000000000Z"], ["*"]],
+	"instance": [[uuid1, uuid2], ["0b8c6c1d5a8a4a0eb4d11f2d3c4b5a69", "x) or (1"]],
+	"activity": [[uuid1], [sprintf("%s ", [uuid1])]],
+	"route": [["/my/route", "/a_b-c.d/e"], [`/x" or 1`, "/x | delete", "/x:y", "/x(y)", "/x y", concat("", ["/", concat("", [c | some _ in numbers.range(1, 256); c := "a"])])]],
+	"direction": [["asc", "desc"], ["ASC", "asc | delete"]],
+}
+
+test_log_params if {
+	no_failures({[name, value, caller]: d |
+		some name, [good, _] in log_cases
+		some value in good
+		some caller in [token({"instancesView"}), admin]
+		d := ask(caller, "GET", "/api/v2/namespaces/ns1/logs", "", {name: [value]})
+		not d.allow
+	})
+	no_failures({[name, value, caller]: d |
+		some name, [_, bad] in log_cases
+		some value in bad
+		some caller in [token({"instancesView"}), admin, anonymous]
+		d := ask(caller, "GET", "/api/v2/namespaces/ns1/logs/subscribe", "", {name: ["", value]})
+		not bad_request_naming(d, name)
+	})
+
+	# Empty values and unknown parameters are ignored, by Direktiv too.
+	ignored := ask(token({"instancesView"}), "GET", "/api/v2/namespaces/ns1/logs", "", {"limit": [""], "trace": ["x | y"]})
+	ignored.allow == true
+
+	# Each parameter of the wrong shape is named, with its value.
+	d := request(admin, "GET", "/api/v2/namespaces/ns1/logs?after=2026-01-01T00:00:00Z%20|%20delete&limit=x")
+	d == {
+		"allow": false,
+		"code": "bad_request",
+		"reason": concat("; ", [
+			`the query parameter after must be an RFC 3339 timestamp such as 2026-12-06T01:16:52.633823Z (a + written %2B), not "2026-01-01T00:00:00Z | delete"`,
+			`the query parameter limit must be a decimal integer of at most 9 digits, not "x"`,
+		]),
+		"permission": "instancesView",
+		"namespace": "ns1",
+	}
+}
+
+bad_request_naming(d, name) if {
+	d.allow == false
+	d.code == "bad_request"
+	startswith(d.reason, sprintf("the query parameter %s must be %s, not ", [name, routes.shapes[routes.log_params[name]].text]))
+}
+
+# Ids that are looked up must be UUIDs, for everyone.
+test_lookup_ids_must_be_uuids if {
+	cases := {
+		"/api/v2/namespaces/ns1/variables/abc": `the path segment {id} must be a UUID (8-4-4-4-12 hexadecimal digits), not "abc"`,
+		"/api/v2/namespaces/ns1/variables?instanceId=abc": `the query parameter instanceId must be a UUID (8-4-4-4-12 hexadecimal digits), not "abc"`,
+		sprintf("/api/v2/namespaces/ns1/variables?ids=%s,abc", [uuid1]): `the query parameter ids (values separated by ",") must be a UUID (8-4-4-4-12 hexadecimal digits), not "abc"`,
+		sprintf("/api/v2/namespaces/ns1/variables?ids=%s,", [uuid1]): `the query parameter ids (values separated by ",") must be a UUID (8-4-4-4-12 hexadecimal digits), not ""`,
+		"/api/v2/namespaces/ns1/events/listeners/l1": `the path segment {id} must be a UUID (8-4-4-4-12 hexadecimal digits), not "l1"`,
+	}
+	no_failures({[url, caller]: d |
+		some url, reason in cases
+		method := {true: "DELETE", false: "GET"}[contains(url, "ids=")]
+		some caller in [everything, admin, anonymous]
+		d := request(caller, method, url)
+		not d.reason == reason
+	})
+
+	# Every value of a parameter, every id of a list; an empty one names none.
+	url := sprintf("/api/v2/namespaces/ns1/variables?ids=%s&ids=%s,%s&instanceId=x", [uuid1, uuid2, uuid1])
+	d := request(token({"variablesManage"}), "DELETE", url)
+	d.lookups == [{"kind": "variable", "id": uuid1}, {"kind": "variable", "id": uuid2}, {"kind": "variable", "id": uuid1}]
+	d2 := request(token({"variablesManage"}), "DELETE", "/api/v2/namespaces/ns1/variables")
+	d2 == {"allow": true, "permission": "variablesManage", "namespace": "ns1"}
+	d3 := request(token({"variablesView"}), "GET", "/api/v2/namespaces/ns1/variables?instanceId=&workflowPath=/wf.yaml")
+	d3 == {"allow": true, "permission": "variablesView", "namespace": "ns1"}
+}
+
+# Every row is filed under a literal segment, so that a request can find
+# it; every permission v2_routes names is a catalog policy or a marker,
+# and every option is known.
+test_v2_rows_are_valid if {
+	rows := routes.v2.rows
+	no_failures({pattern | some pattern, row in rows; not row.key})
+	no_failures({[pattern, method]: entry |
+		some pattern, row in rows
+		some method, entry in row.methods
+		entry != null
+		not valid_entry(entry)
+	})
+}
+
+valid_entry(entry) if {
+	entry.permission in (catalog.names | {routes.any_token, routes.admin_only, routes.public})
+	entry.transform in {"", "status", "namespace_list"}
+	every l in entry.lookups {
+		l.kind in {"variable", "instance", "event", "listener"}
+		count({"path", "query"} & {k | some k, _ in l}) == 1
+	}
+	every _, shape in entry.params {
+		shape in routes.shapes
+	}
+}
+
+# Every shape v2_routes names is in shapes.
+test_v2_shapes_are_known if {
+	no_failures({[pattern, name, shape] |
+		some pattern, spec in routes.v2_routes
+		some _, option in spec
+		is_object(option)
+		some name, shape in object.get(option, "params", {})
+		not routes.shapes[shape]
+	})
+	no_failures({[kind, shape] | some kind, shape in routes.lookup_shapes; not routes.shapes[shape]})
 }
