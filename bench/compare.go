@@ -263,7 +263,7 @@ func (c *comparison) run(ctx context.Context) (*report, error) {
 // scenarios is the request setup every run shares.
 func (c *comparison) scenarios() scenarioConfig {
 	return scenarioConfig{ns: c.cfg.ns, token: c.callerToken, adminToken: c.adminToken, mintAs: "token", upstreamKey: c.upstreamKey,
-		passPath: "/api/v2/status", mix: map[string]int{"mint": 1, "forward": 8, "pass": 1}}
+		passPath: "/assets/index.js", mix: map[string]int{"mint": 1, "forward": 8, "pass": 1}}
 }
 
 // load runs one scenario and keeps its report. scenario "mint-admin" is

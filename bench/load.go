@@ -20,8 +20,9 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// headerToken is the header Direktiv (and the sidecar) read tokens from.
-const headerToken = "Direktiv-Token"
+// headerToken is the header Direktiv 0.9 and later read their API key from,
+// and the sidecar minted tokens and the key it sends upstream.
+const headerToken = "Direktiv-Api-Key"
 
 // kind is one type of request a run sends, and what counts as its success.
 type kind struct {
@@ -29,7 +30,7 @@ type kind struct {
 	weight int    // share in a mixed run
 	method string // GET, POST
 	uri    string // path and query, as sent
-	token  string // Direktiv-Token value; "" sends none
+	token  string // Direktiv-Api-Key value; "" sends none
 	body   []byte
 	expect int    // the status that counts as success
 	want   []byte // the body must contain this; nil for no check

@@ -241,7 +241,7 @@ func fakeSidecar(tb testing.TB) string {
 			ctx.SetBodyString(`{"id":"0b1c","token":"` + minted + `"}`)
 		case path == "/api/v2/namespaces/bench/instances" && tok == minted:
 			ctx.SetBody(stubBody)
-		case path == "/api/v2/status" && tok == "":
+		case path == "/assets/index.js" && tok == "":
 			ctx.SetBodyString(`{}`)
 		default:
 			ctx.SetStatusCode(403)

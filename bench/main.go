@@ -73,7 +73,7 @@ func runOne(ctx context.Context, args []string, getenv func(string) string, stdo
        go run ./bench floor [flags]       the floor relay (bytes copied, nothing else) on its own
 
 Secrets may come from the environment instead of flags: BENCH_TOKEN,
-BENCH_ADMIN_TOKEN, and BENCH_UPSTREAM_KEY (the Direktiv-Token the direct
+BENCH_ADMIN_TOKEN, and BENCH_UPSTREAM_KEY (the Direktiv-Api-Key the direct
 scenario sends to the upstream).
 
 flags:
@@ -95,7 +95,7 @@ flags:
 	mintAs := fs.String("mint-as", "token", "who mints in the mint scenario: token (a minted token with permissionsManage) or admin")
 	mix := fs.String("mix", "mint=1,forward=8,pass=1", "the blend of -scenario mixed, as weights")
 	forwardPath := fs.String("forward-path", "", "path forward and direct send (default /api/v2/namespaces/{ns}/instances, which needs instancesView)")
-	passPath := fs.String("pass-path", "/api/v2/status", "path the pass scenario sends without a token")
+	passPath := fs.String("pass-path", "/assets/index.js", "public path (the web UI's files) the pass scenario sends without a token")
 	jsonOut := fs.String("json", "", "write the report as JSON to this file")
 	htmlOut := fs.String("html", "", "write the report as a self-contained HTML page to this file")
 	quiet := fs.Bool("quiet", false, "no progress bar")

@@ -28,7 +28,7 @@ type scenarioConfig struct {
 	token       string // a minted token: forward's caller, and mint's when mintAs is "token"
 	adminToken  string
 	mintAs      string // "token" or "admin"
-	upstreamKey string // Direktiv-Token sent straight to the upstream (direct); "" for none
+	upstreamKey string // Direktiv-Api-Key sent straight to the upstream (direct); "" for none
 	forwardPath string // "" means /api/v2/namespaces/{ns}/instances
 	passPath    string
 	mix         map[string]int

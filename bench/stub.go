@@ -25,9 +25,9 @@ var stubBody = []byte(`{"namespace":"bench","instances":{"pageInfo":{"total":0,"
 // between them is what sits in front of it.
 //
 // With a key it plays Direktiv's API-key check on the header Direktiv reads
-// it from: a request carrying any other Direktiv-Token (a minted token the
+// it from (Direktiv-Api-Key): a request carrying any other value (a minted token the
 // sidecar failed to replace, say) gets 401. A request with no token passes,
-// as the sidecar forwards those unchanged for Direktiv to judge. GET
+// as the sidecar forwards public routes (the web UI's files) without one. GET
 // /_bench/stats answers the counters, which the compare run reads to check
 // that the sidecar sent the key.
 type stub struct {
@@ -81,7 +81,7 @@ func (s *stub) handle(ctx *fasthttp.RequestCtx) {
 			s.rejected.Add(1)
 			ctx.SetStatusCode(fasthttp.StatusUnauthorized)
 			ctx.SetContentType("application/json")
-			ctx.SetBodyString(`{"code":401,"message":"stub: this Direktiv-Token is not the upstream API key"}` + "\n")
+			ctx.SetBodyString(`{"code":401,"message":"stub: this Direktiv-Api-Key is not the upstream API key"}` + "\n")
 			return
 		}
 	}

@@ -249,11 +249,10 @@ func SplitPath(path string) ([]string, error) {
 	return segments, nil
 }
 
-// opParam returns the first value of the "op" query parameter, read as Go's
-// net/url reads it (so as Direktiv does): pairs split on '&', pairs holding
-// ';' skipped, keys and values query-unescaped. It returns "" when there is
-// none, and an error when the op value is not valid percent-encoding.
-func opParam(query string) (string, error) {
+// goPairs yields the raw key and value of each pair of query as Go's
+// net/url splits it (so Direktiv v2, chi): on '&', a pair holding ';'
+// dropped, an empty pair skipped.
+func goPairs(query string, yield func(key, value string) bool) {
 	for query != "" {
 		var pair string
 		pair, query, _ = strings.Cut(query, "&")
@@ -261,28 +260,15 @@ func opParam(query string) (string, error) {
 			continue
 		}
 		key, value, _ := strings.Cut(pair, "=")
-		if key != "op" {
-			if strings.IndexAny(key, "%+") < 0 {
-				continue
-			}
-			if k, err := url.QueryUnescape(key); err != nil || k != "op" {
-				continue
-			}
+		if !yield(key, value) {
+			return
 		}
-		op, err := url.QueryUnescape(value)
-		if err != nil {
-			return "", fmt.Errorf("the op query parameter %q is not valid percent-encoding", value)
-		}
-		return op, nil
 	}
-	return "", nil
 }
 
-// v1Op returns the first value of the "op" query parameter as Direktiv up
-// to v0.8.6 (API v1, gorilla/mux, built with a Go before 1.17) reads it:
-// ';' separates parameters as '&' does, keys and values query-unescaped, a
-// pair that is not valid percent-encoding dropped. "" when there is none.
-func v1Op(query string) string {
+// v1Pairs is goPairs as Direktiv up to v0.8.6 (API v1, gorilla/mux, built
+// with a Go before 1.17) splits a query: on '&' and ';' alike.
+func v1Pairs(query string, yield func(key, value string) bool) {
 	for query != "" {
 		var pair string
 		if i := strings.IndexAny(query, "&;"); i >= 0 {
@@ -291,14 +277,50 @@ func v1Op(query string) string {
 			pair, query = query, ""
 		}
 		key, value, _ := strings.Cut(pair, "=")
-		if k, err := url.QueryUnescape(key); err != nil || k != "op" {
-			continue
-		}
-		if op, err := url.QueryUnescape(value); err == nil {
-			return op
+		if !yield(key, value) {
+			return
 		}
 	}
-	return ""
+}
+
+// opParam returns the first value of the "op" query parameter, read as Go's
+// net/url reads it (so as Direktiv does): pairs as goPairs splits them,
+// keys and values query-unescaped. It returns "" when there is none, and an
+// error when the op value is not valid percent-encoding.
+func opParam(query string) (op string, err error) {
+	goPairs(query, func(key, value string) bool {
+		if key != "op" {
+			if strings.IndexAny(key, "%+") < 0 {
+				return true
+			}
+			if k, kerr := url.QueryUnescape(key); kerr != nil || k != "op" {
+				return true
+			}
+		}
+		if op, err = url.QueryUnescape(value); err != nil {
+			err = fmt.Errorf("the op query parameter %q is not valid percent-encoding", value)
+		}
+		return false
+	})
+	return op, err
+}
+
+// v1Op returns the first value of the "op" query parameter as Direktiv up
+// to v0.8.6 reads it: pairs as v1Pairs splits them, keys and values
+// query-unescaped, a pair that is not valid percent-encoding dropped. ""
+// when there is none.
+func v1Op(query string) (op string) {
+	v1Pairs(query, func(key, value string) bool {
+		if k, err := url.QueryUnescape(key); err != nil || k != "op" {
+			return true
+		}
+		v, err := url.QueryUnescape(value)
+		if err == nil {
+			op = v
+		}
+		return err != nil
+	})
+	return op
 }
 
 // queryTerm is the query as Go's net/url reads it, so as Direktiv v2 (chi)
@@ -311,25 +333,20 @@ func queryTerm(query string) *ast.Term {
 	}
 	var keys []string
 	values := map[string][]*ast.Term{}
-	for query != "" {
-		var pair string
-		pair, query, _ = strings.Cut(query, "&")
-		if pair == "" || strings.IndexByte(pair, ';') >= 0 {
-			continue
-		}
-		key, value, _ := strings.Cut(pair, "=")
+	goPairs(query, func(key, value string) bool {
 		key, err := url.QueryUnescape(key)
 		if err != nil {
-			continue
+			return true
 		}
 		if value, err = url.QueryUnescape(value); err != nil {
-			continue
+			return true
 		}
 		if _, ok := values[key]; !ok {
 			keys = append(keys, key)
 		}
 		values[key] = append(values[key], ast.StringTerm(value))
-	}
+		return true
+	})
 	items := make([][2]*ast.Term, len(keys))
 	for i, k := range keys {
 		items[i] = ast.Item(ast.StringTerm(k), ast.ArrayTerm(values[k]...))

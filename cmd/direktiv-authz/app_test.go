@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -84,6 +85,7 @@ type response struct {
 	status int
 	header http.Header
 	body   []byte
+	path   string // the request's path, without the query: which error shape it gets (wantError); "" when unknown
 }
 
 func (r response) json(tb testing.TB) map[string]any {
@@ -95,7 +97,9 @@ func (r response) json(tb testing.TB) map[string]any {
 	return m
 }
 
-// do sends one request with an optional Direktiv-Token.
+// do sends one request with an optional Direktiv-Token (any of the
+// credential headers carries a credential; this is the one Direktiv up to
+// 0.8 reads).
 func (s *sidecar) do(tb testing.TB, method, path, token, body string) response {
 	tb.Helper()
 	req, err := http.NewRequest(method, s.url+path, strings.NewReader(body))
@@ -117,7 +121,7 @@ func (s *sidecar) do(tb testing.TB, method, path, token, body string) response {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return response{status: res.StatusCode, header: res.Header, body: b}
+	return response{status: res.StatusCode, header: res.Header, body: b, path: req.URL.EscapedPath()}
 }
 
 // mintOK mints and fails the test unless the answer is 201.
@@ -148,7 +152,28 @@ func rawRequest(tb testing.TB, addr, req string) response {
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
-	return response{status: res.StatusCode, header: res.Header, body: b}
+	return response{status: res.StatusCode, header: res.Header, body: b, path: requestPath(req)}
+}
+
+// requestPath is the path of the first request in a raw request: its
+// target up to the query, the path of an absolute-form target, "" when the
+// request line cannot be read.
+func requestPath(req string) string {
+	line, _, _ := strings.Cut(req, "\r\n")
+	fields := strings.Fields(line)
+	if len(fields) != 3 {
+		return ""
+	}
+	target := fields[1]
+	if !strings.HasPrefix(target, "/") && strings.Contains(target, "://") {
+		u, err := url.Parse(target)
+		if err != nil {
+			return ""
+		}
+		return u.EscapedPath()
+	}
+	path, _, _ := strings.Cut(target, "?")
+	return path
 }
 
 func writeFile(tb testing.TB, dir, name, content string) string {

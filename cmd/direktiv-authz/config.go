@@ -33,15 +33,17 @@ type config struct {
 	LogLevel       string
 
 	// Forwarding to the upstream (see proxy.go and enforce.go).
-	PreserveHost        bool
-	UpstreamMaxConns    string
-	UpstreamDialTimeout string
-	UpstreamTimeout     string
-	UpstreamAPIKeyFile  string
-	UpstreamCAFile      string
-	Strict              bool
-	TokenCacheTTL       string
-	EventLoops          string
+	PreserveHost                 bool
+	UpstreamMaxConns             string
+	UpstreamDialTimeout          string
+	UpstreamTimeout              string
+	UpstreamAPIKeyFile           string
+	UpstreamAPIKeyHeader         string
+	UpstreamCAFile               string
+	Strict                       bool
+	UnsafeForwardUnauthenticated bool
+	TokenCacheTTL                string
+	EventLoops                   string
 
 	// Operations (see ops.go, tls.go and ratelimit.go).
 	OpsListen            string
@@ -51,7 +53,8 @@ type config struct {
 	MintRatePerToken     string
 	MintRatePerNamespace string
 
-	// Derived by validate.
+	// Derived by parseConfig and validate.
+	strictSet  bool   // --strict or DIREKTIV_AUTHZ_STRICT was given
 	adminToken string // the value; never logged
 	defaultTTL isoDuration
 	maxTTL     isoDuration
@@ -96,7 +99,9 @@ func (c *config) settings() []setting {
 		{flag: "upstream-timeout", env: "DIREKTIV_AUTHZ_UPSTREAM_TIMEOUT", usage: "Go duration the upstream may take from receiving a whole request to starting its response; slower is a 504; 0 means no limit", str: &c.UpstreamTimeout},
 		{flag: "upstream-api-key-file", env: "DIREKTIV_AUTHZ_UPSTREAM_API_KEY_FILE", usage: "file holding Direktiv's API key, sent upstream in place of a minted token (or set " + envUpstreamAPIKey + " to the value)", str: &c.UpstreamAPIKeyFile},
 		{flag: "upstream-ca-file", env: "DIREKTIV_AUTHZ_UPSTREAM_CA_FILE", usage: "PEM file of the CA certificates an https upstream is verified with (default: the system's)", str: &c.UpstreamCAFile},
-		{flag: "strict", env: "DIREKTIV_AUTHZ_STRICT", usage: "forward only requests carrying the admin token or a valid minted token; anything else is a 401", boolean: &c.Strict},
+		{flag: "upstream-api-key-header", env: "DIREKTIV_AUTHZ_UPSTREAM_API_KEY_HEADER", usage: "header the upstream API key is sent in: Direktiv-Api-Key (Direktiv 0.9 and later) or Direktiv-Token (0.8)", str: &c.UpstreamAPIKeyHeader},
+		{flag: "strict", env: "DIREKTIV_AUTHZ_STRICT", usage: "the default, kept for old command lines: a request that is neither the admin token nor a valid minted token is a 401 unless a rule names its route public", boolean: &c.Strict},
+		{flag: "unsafe-forward-unauthenticated", env: "DIREKTIV_AUTHZ_UNSAFE_FORWARD_UNAUTHENTICATED", usage: "UNSAFE in front of open-source Direktiv, which checks no credential: forward requests without a credential, or with one that is neither the admin token nor a minted token, unchanged and unchecked", boolean: &c.UnsafeForwardUnauthenticated},
 		{flag: "token-cache-ttl", env: "DIREKTIV_AUTHZ_TOKEN_CACHE_TTL", usage: "Go duration a token record is cached in process; a revoked token is honoured at most this long after; 0 disables the cache", str: &c.TokenCacheTTL},
 		{flag: "event-loops", env: "DIREKTIV_AUTHZ_EVENT_LOOPS", usage: "event loops that forward plain requests to an http:// upstream, and serve mints with a plain redis:// store, without a goroutine per connection (see README, Forwarding): auto (one per two cores, at least one), a number, or off (every request on the goroutine-per-connection server)", str: &c.EventLoops},
 		{flag: "ops-listen", env: "DIREKTIV_AUTHZ_OPS_LISTEN", usage: "address of the operations listener (/healthz, /readyz, /metrics; plain HTTP); off (or empty) disables it and the metrics", str: &c.OpsListen},
@@ -125,11 +130,13 @@ func defaultConfig() config {
 		MaxTTL:     "P1Y",
 		LogLevel:   "info",
 
-		UpstreamMaxConns:    "512",
-		UpstreamDialTimeout: "5s",
-		UpstreamTimeout:     "10m",
-		TokenCacheTTL:       "1s",
-		EventLoops:          "auto",
+		UpstreamMaxConns:     "512",
+		UpstreamDialTimeout:  "5s",
+		UpstreamTimeout:      "10m",
+		TokenCacheTTL:        "1s",
+		EventLoops:           "auto",
+		UpstreamAPIKeyHeader: "Direktiv-Api-Key",
+		Strict:               true,
 
 		OpsListen:     ":9090",
 		ShutdownGrace: "25s",
@@ -193,6 +200,12 @@ func parseConfig(args, environ []string, stderr io.Writer) (config, error) {
 		}
 		return c, err
 	}
+	_, c.strictSet = env["DIREKTIV_AUTHZ_STRICT"]
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "strict" {
+			c.strictSet = true
+		}
+	})
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected argument %q: settings are --flags", fs.Arg(0))
 	}
@@ -296,6 +309,18 @@ func (c *config) validate() error {
 	if err := c.validateOps(); err != nil {
 		return err
 	}
+	switch {
+	case !c.Strict && !c.UnsafeForwardUnauthenticated:
+		return errors.New("--strict=false: requests without a valid credential are refused by default; to forward them unchecked (unsafe in front of open-source Direktiv), set --unsafe-forward-unauthenticated")
+	case c.Strict && c.UnsafeForwardUnauthenticated && c.strictSet:
+		return errors.New("--strict and --unsafe-forward-unauthenticated contradict each other: set one")
+	}
+	if c.UnsafeForwardUnauthenticated {
+		c.Strict = false
+	}
+	if err := validHeaderName(c.UpstreamAPIKeyHeader); err != nil {
+		return fmt.Errorf("--upstream-api-key-header %q: %w", c.UpstreamAPIKeyHeader, err)
+	}
 	if strings.HasPrefix(c.upstreamAPIKey, store.SecretPrefix) {
 		return fmt.Errorf("the upstream API key must be Direktiv's API key, not a token minted here (it starts with %q)", store.SecretPrefix)
 	}
@@ -337,6 +362,19 @@ func (c *config) validate() error {
 		if c.adminToken == "" {
 			return errors.New("an admin token is required unless --dev is set: --admin-token-file, DIREKTIV_AUTHZ_ADMIN_TOKEN or DIREKTIV_AUTHZ_ADMIN_TOKEN_FILE")
 		}
+	}
+	return nil
+}
+
+// validHeaderName checks a header name the sidecar sends: an RFC 9110
+// token, and not one a proxy removes or sets itself.
+func validHeaderName(name string) error {
+	if !isToken([]byte(name)) {
+		return errors.New("want a header name such as Direktiv-Api-Key or Direktiv-Token")
+	}
+	switch strings.ToLower(name) {
+	case "host", "connection", "keep-alive", "proxy-connection", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade", "expect", "content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host":
+		return errors.New("want a header name such as Direktiv-Api-Key or Direktiv-Token, not one the proxy sets or removes")
 	}
 	return nil
 }

@@ -1,60 +1,91 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/subtle"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
-	"github.com/direktiv/direktiv-authz/store"
+	"github.com/direktiv/direktiv-authz/internal/relay"
 )
 
 // forward serves every request the sidecar does not own: enforce decides
-// whether it may pass, then the proxy sends it upstream and streams the
-// answer back. The statuses of the sidecar's own are those of enforce (400,
-// 401, 403, 503) and of proxy.forward (502, 503, 504); every other status is
-// the upstream's.
+// whether it may pass and what the upstream gets, then the proxy sends it
+// upstream and streams the answer back (or, for the routes the rules mark,
+// reads and rewrites it: see direktiv.go). The statuses of the sidecar's
+// own are those of enforce (400, 401, 403, 404, 503) and of proxy.forward
+// (502, 503, 504); every other status is the upstream's.
 func (a *app) forward(ctx *fasthttp.RequestCtx) {
-	if err := a.enforce(ctx); err != nil {
+	d, err := a.enforce(ctx)
+	if err != nil {
 		a.writeError(ctx, err)
 		return
 	}
 	start := a.metrics.clock()
-	err := a.proxy.forward(ctx)
+	if d.route.Transform != "" {
+		err = a.forwardTransformed(ctx, d)
+	} else {
+		err = a.proxy.forward(ctx, d.creds)
+	}
 	a.metrics.upstreamDone(start, err)
 	if err != nil {
 		a.writeError(ctx, err)
 	}
 }
 
-// enforce decides whether a request may be forwarded, and if so rewrites
-// its Direktiv-Token for the upstream:
+// decision is what the sidecar does with a request it forwards.
+type decision struct {
+	who   caller               // the authenticated caller; zero when anonymous or public
+	route engine.RouteDecision // the rules' answer (Allow true)
+	creds credentialPlan       // what becomes of the credential headers
+}
+
+// credentialPlan is what becomes of a forwarded request's credential
+// headers (Direktiv-Token, Direktiv-Api-Key, Authorization), for the server
+// (proxy.prepare) and the event loops (relay.Verdict) alike.
+type credentialPlan = relay.TokenMode
+
+const (
+	credsKeep = relay.TokenKeep // forwarded as the client sent them
+	credsKey  = relay.TokenSet  // every one removed, the upstream API key added in --upstream-api-key-header
+	credsDrop = relay.TokenDrop // every one removed
+)
+
+// enforce decides whether a request may be forwarded, and how:
 //
-//   - A minted token is authenticated and the route rules are asked whether
-//     it may make this request. If so, the token is replaced by the upstream
-//     API key (or removed when none is configured): the minted secret never
-//     reaches the upstream.
-//   - The admin token, any other token and no token pass unchanged; Direktiv
-//     judges them. With --strict only the admin token passes, and anything
-//     that is neither it nor a minted token is refused.
+//   - Its credential is read from any of the credential headers
+//     (readCredential); a minted token is authenticated.
+//   - The route rules are asked, for every caller: the admin token, a
+//     minted token, or none (no credential, or one that is neither). Without
+//     a valid credential only a route the rules name public passes (the
+//     web UI's files, GET /api/v2/status, the public gateway); with
+//     --unsafe-forward-unauthenticated every request without a minted
+//     token passes unchanged and unasked, as Direktiv would judge it.
+//   - Objects the rules name (a variable looked up by id alone) are checked
+//     to belong to the token's namespace (checkLookups).
 //
-// It returns codeUnauthenticated (401) for a minted token that is malformed,
-// unknown, expired or revoked, and with --strict for a missing or foreign
-// token; codeForbidden (403) or codeBadRequest (400) when the rules refuse,
-// with their reason, which names the permission the route needs;
-// codeBadRequest when several Direktiv-Token headers carry a minted token;
-// codeUnavailable (503) when the store or the engine cannot answer (fail
-// closed). Every refusal is audited; nothing refused reaches the upstream.
-func (a *app) enforce(ctx *fasthttp.RequestCtx) error {
-	who, err := a.enforceToken(ctx)
+// A minted secret never goes upstream: on an authorized route every
+// credential header is replaced by the upstream API key (or removed when
+// none is configured; the admin token then passes as sent); on a public
+// route a minted token is removed and any other credential passes as sent,
+// for the gateway's own authentication.
+//
+// It returns codeBadRequest for conflicting or malformed credential
+// headers and for what the rules cannot read; codeUnauthenticated (401)
+// for a missing, foreign, malformed, unknown, expired or revoked credential
+// on a route that is not public; codeForbidden (403) with the rules'
+// reason, which names the permission the route needs; codeNotFound for an
+// object of another namespace; codeUnavailable (503) when the store, the
+// engine or the upstream's lookup cannot answer (fail closed). Every
+// refusal is audited; nothing refused reaches the upstream.
+func (a *app) enforce(ctx *fasthttp.RequestCtx) (decision, error) {
+	d, err := a.enforceRequest(ctx)
 	if err != nil {
 		ae := asAPIError(err)
 		a.audit(ctx, auditEvent{
 			Action:    "forward",
 			Namespace: routeNamespace(ctx.Request.URI().PathOriginal()),
-			Caller:    who.id(),
+			Caller:    d.who.id(),
 			Decision:  "deny",
 			Reason:    ae.message,
 			Status:    statusOf[ae.code],
@@ -62,62 +93,79 @@ func (a *app) enforce(ctx *fasthttp.RequestCtx) error {
 			Path:      string(ctx.Request.URI().PathOriginal()),
 		})
 	}
-	return err
+	return d, err
 }
 
-// enforceToken is enforce without the audit. The caller it returns is the
-// zero caller unless a minted token authenticated.
-func (a *app) enforceToken(ctx *fasthttp.RequestCtx) (caller, error) {
-	values := ctx.Request.Header.PeekAll(headerToken)
-	if who, minted, err := a.screenTokens(values); !minted {
-		return who, err
-	}
-	who, err := a.authenticate(ctx, values[0])
+// enforceRequest is enforce without the audit.
+func (a *app) enforceRequest(ctx *fasthttp.RequestCtx) (decision, error) {
+	cred, err := a.requestCredential(ctx)
 	if err != nil {
-		return caller{}, err
+		return decision{}, err
 	}
-	if err := a.routeAllowed(ctx, who); err != nil {
-		return who, err
+	var who caller
+	var authErr error
+	if cred.kind == credMinted {
+		who, authErr = a.authenticate(ctx, cred)
 	}
-	if key := a.cfg.upstreamAPIKey; key != "" {
-		ctx.Request.Header.Set(headerToken, key)
-	} else {
-		ctx.Request.Header.Del(headerToken)
+	d, err := a.authorize(cred, who, authErr, string(ctx.Method()), string(ctx.Request.URI().PathOriginal()), string(ctx.Request.URI().QueryString()))
+	if err != nil {
+		return d, err
 	}
-	return who, nil
-}
-
-// mintedPrefix is store.SecretPrefix, to test header bytes with.
-var mintedPrefix = []byte(store.SecretPrefix)
-
-// screenTokens applies the rules on a request's Direktiv-Token values that
-// need no store, for enforce and the event loops alike. It reports minted
-// when values is exactly one minted token, which is then to be
-// authenticated; otherwise the request passes unchanged (err nil; who is
-// the admin caller for the admin token) or is refused: codeBadRequest when
-// several headers carry a minted token, codeUnauthenticated with --strict
-// for a missing or foreign token.
-func (a *app) screenTokens(values [][]byte) (who caller, minted bool, err error) {
-	n := 0
-	for _, v := range values {
-		if bytes.HasPrefix(v, mintedPrefix) {
-			n++
+	if len(d.route.Lookups) > 0 {
+		if err := a.checkLookups(ctx, d); err != nil {
+			return d, err
 		}
 	}
-	switch {
-	case n > 0 && len(values) > 1:
-		// Which one would count, and would the other reach the upstream?
-		return caller{}, false, errorf(codeBadRequest, "the request has %d %s headers; send exactly one", len(values), headerToken)
-	case n > 0:
-		return caller{}, true, nil
-	case !a.cfg.Strict:
-		return caller{}, false, nil // unchanged
-	case len(values) == 0:
-		return caller{}, false, errorf(codeUnauthenticated, "missing %s header: this sidecar runs in strict mode and forwards only requests with the admin token or a token it minted", headerToken)
-	case len(values) == 1 && subtle.ConstantTimeCompare(values[0], []byte(a.cfg.adminToken)) == 1:
-		return caller{admin: true}, false, nil // unchanged
+	return d, nil
+}
+
+// authorize decides a request once its credential is read and, for a
+// minted one, authenticated (who, or the failure authErr): the one
+// decision the server and the event loops both execute. A minted token
+// that does not authenticate still reaches a public route (without it);
+// anywhere else its failure is the answer.
+func (a *app) authorize(cred credential, who caller, authErr error, method, path, query string) (decision, error) {
+	if a.cfg.UnsafeForwardUnauthenticated && cred.kind != credMinted {
+		return decision{who: who, route: engine.RouteDecision{Allow: true}, creds: credsKeep}, nil
 	}
-	return caller{}, false, errorf(codeUnauthenticated, "the %s is neither the admin token nor a token this sidecar minted; this sidecar runs in strict mode and forwards no other token", headerToken)
+	in := engine.RouteInput{Method: method, Path: path, Query: query}
+	switch {
+	case cred.kind == credAdmin:
+		who = caller{admin: true}
+		in.Caller = engine.Caller{Admin: true}
+	case cred.kind == credMinted && authErr == nil:
+		in.Caller = engine.Caller{Namespace: who.token.Namespace, Policies: who.token.Policies}
+	}
+	dec, err := a.engine.Route(context.Background(), in)
+	if err != nil {
+		return decision{who: who}, &apiError{code: codeUnavailable, message: "the policy engine could not decide on this request; nothing was done, try again later", err: err}
+	}
+	d := decision{who: who, route: dec}
+	switch {
+	case dec.Allow && dec.Public:
+		d.who = caller{}
+		if cred.kind == credMinted {
+			d.creds = credsDrop
+		}
+		return d, nil
+	case authErr != nil:
+		return decision{}, authErr
+	case !dec.Allow && dec.Code == engine.CodeUnauthenticated && (cred.kind == credNone || cred.kind == credForeign):
+		// No caller the rules know: the rules' reason names the route, and
+		// a foreign credential is named too.
+		if cred.kind == credNone {
+			return d, &apiError{code: codeUnauthenticated, v2code: "access_token_missing", message: dec.Reason}
+		}
+		_, err := a.authenticateWith(cred, nil)
+		return d, errorf(codeUnauthenticated, "%s; %s", asAPIError(err).message, dec.Reason)
+	case !dec.Allow:
+		return d, errorf(decisionCode(dec.Code), "%s", dec.Reason)
+	case a.cfg.upstreamAPIKey != "":
+		d.creds = credsKey
+	case cred.kind == credMinted:
+		d.creds = credsDrop
+	}
+	return d, nil
 }
 
 // routeNamespace is the namespace a Direktiv API path names
@@ -137,22 +185,16 @@ func routeNamespace(path []byte) string {
 	return ""
 }
 
-// routeAllowed asks the route rules whether the minted caller who may make
-// this request. It returns the rules' refusal with their reason (which names
-// the permission the route needs) as codeForbidden or codeBadRequest, and
-// codeUnavailable when the engine cannot decide (fail closed).
+// routeAllowed asks the route rules whether the caller who may call one of
+// the sidecar's own endpoints (tokens.go). It returns the rules' refusal
+// with their reason as codeForbidden or codeBadRequest, and codeUnavailable
+// when the engine cannot decide (fail closed).
 func (a *app) routeAllowed(ctx *fasthttp.RequestCtx, who caller) error {
-	return a.routeAllows(who.token, string(ctx.Method()), string(ctx.Request.URI().PathOriginal()), string(ctx.Request.URI().QueryString()))
-}
-
-// routeAllows is routeAllowed for the minted token rec and a request given
-// by its method, raw path and raw query.
-func (a *app) routeAllows(rec store.Token, method, path, query string) error {
 	dec, err := a.engine.Route(context.Background(), engine.RouteInput{
-		Caller: engine.Caller{Namespace: rec.Namespace, Policies: rec.Policies},
-		Method: method,
-		Path:   path,
-		Query:  query,
+		Caller: engine.Caller{Namespace: who.token.Namespace, Policies: who.token.Policies},
+		Method: string(ctx.Method()),
+		Path:   string(ctx.Request.URI().PathOriginal()),
+		Query:  string(ctx.Request.URI().QueryString()),
 	})
 	if err != nil {
 		return &apiError{code: codeUnavailable, message: "the policy engine could not decide on this request; nothing was done, try again later", err: err}

@@ -80,7 +80,7 @@ func testEnforceOn(t *testing.T, loops string) {
 	}{
 		{"token swap", testEnforceTokenSwap},
 		{"routes", testEnforceRoutes},
-		{"pass through", testEnforcePassThrough},
+		{"credentials other than a minted token", testEnforceOtherCredentials},
 		{"deleted token refused within the cache ttl", testCacheDeletedTokenRefusedWithinTTL},
 	} {
 		up.reset()
@@ -101,9 +101,7 @@ func testEnforceTokenSwap(t *testing.T, e enforcer) {
 	if got.URI != "/api/namespaces/ns1/vars?limit=5" || got.Header.Get("X-Other") != "1" {
 		t.Errorf("upstream got %s %v", got.URI, got.Header)
 	}
-	if v := got.Header.Values("Direktiv-Token"); len(v) != 1 || v[0] != testUpstreamKey {
-		t.Errorf("upstream got Direktiv-Token %q, want exactly the API key", v)
-	}
+	wantOnlyKey(t, got)
 
 	// Refused requests and a forged secret leave no trace of a secret either.
 	forged := tok[:len(tok)-8] + "AAAAAAAA"
@@ -114,8 +112,34 @@ func testEnforceTokenSwap(t *testing.T, e enforcer) {
 	up.none(t)
 }
 
+// wantOnlyKey fails the test unless the upstream request got carries the
+// upstream API key in Direktiv-Api-Key (--upstream-api-key-header's
+// default) and no other credential header.
+func wantOnlyKey(tb testing.TB, got recorded) {
+	tb.Helper()
+	if v := got.Header.Values("Direktiv-Api-Key"); len(v) != 1 || v[0] != testUpstreamKey {
+		tb.Errorf("upstream got Direktiv-Api-Key %q for %s %s, want exactly the API key", v, got.Method, got.URI)
+	}
+	for _, name := range []string{"Direktiv-Token", "Authorization"} {
+		if v, ok := got.Header[name]; ok {
+			tb.Errorf("upstream got %s %q for %s %s, want none", name, v, got.Method, got.URI)
+		}
+	}
+}
+
+// wantNoCredential fails the test if the upstream request got carries any
+// credential header.
+func wantNoCredential(tb testing.TB, got recorded) {
+	tb.Helper()
+	for _, name := range []string{"Direktiv-Api-Key", "Direktiv-Token", "Authorization"} {
+		if v, ok := got.Header[name]; ok {
+			tb.Errorf("upstream got %s %q for %s %s, want no credential", name, v, got.Method, got.URI)
+		}
+	}
+}
+
 // TestEnforceNoUpstreamKey: without an upstream key the minted token is
-// removed and nothing is put in its place.
+// removed and nothing is put in its place; the admin token passes as sent.
 func TestEnforceNoUpstreamKey(t *testing.T) {
 	up := startUpstream(t)
 	s, _ := startEnforcer(t, up, nil)
@@ -124,10 +148,19 @@ func TestEnforceNoUpstreamKey(t *testing.T) {
 		t.Fatalf("status %d: %s", r.status, r.body)
 	}
 	got := up.only(t)
-	if v, ok := got.Header["Direktiv-Token"]; ok {
-		t.Errorf("upstream got Direktiv-Token %q, want none", v)
-	}
+	wantNoCredential(t, got)
 	noSecret(t, s, []recorded{got}, tok)
+
+	if r := s.do(t, "GET", "/api/namespaces/ns1/vars", testAdminToken, ""); r.status != http.StatusOK {
+		t.Fatalf("admin token: status %d: %s", r.status, r.body)
+	}
+	got = up.only(t)
+	if v := got.Header.Values("Direktiv-Token"); len(v) != 1 || v[0] != testAdminToken {
+		t.Errorf("admin token: upstream got Direktiv-Token %q, want it as sent", v)
+	}
+	if v, ok := got.Header["Direktiv-Api-Key"]; ok {
+		t.Errorf("admin token: upstream got Direktiv-Api-Key %q, want none", v)
+	}
 }
 
 func testEnforceRoutes(t *testing.T, e enforcer) {
@@ -135,6 +168,7 @@ func testEnforceRoutes(t *testing.T, e enforcer) {
 	tok := s.mintToken(t, "ns1", "explorerView", "workflowExecute", "variablesView", "secretsManage", "instancesView")
 
 	const ok = http.StatusOK
+	const public = -http.StatusOK // allowed, as a public route: forwarded without the minted token and without the key
 	cases := []struct {
 		method, target string
 		status         int
@@ -164,11 +198,12 @@ func testEnforceRoutes(t *testing.T, e enforcer) {
 		{"GET", "/api/v2/namespaces/ns1/instances?limit=10", ok, ""},
 		{"POST", "/api/v2/namespaces/ns1/instances?path=wf.yaml", ok, ""},
 		{"GET", "/api/v2/namespaces/ns1/variables", ok, ""},
-		{"PATCH", "/api/v2/namespaces/ns1/variables/v1", 403, "needs the variablesManage policy"},
+		{"PATCH", "/api/v2/namespaces/ns1/variables/" + varNS1, 403, "needs the variablesManage policy"},
+		{"PATCH", "/api/v2/namespaces/ns1/variables/v1", 400, "must be a UUID"}, // Direktiv v0.10 names variables by UUID
 		{"GET", "/api/v2/namespaces/ns1/services", 403, "needs the servicesView policy"},
 		// outside any namespace
 		{"GET", "/api/version", ok, ""},
-		{"GET", "/api/v2/status", ok, ""},
+		{"GET", "/api/v2/status", public, ""},
 		{"GET", "/api/namespaces/ns1", ok, ""},
 		{"DELETE", "/api/namespaces/ns1", 403, "needs the deleteNamespace policy"},
 		// admin only
@@ -181,7 +216,9 @@ func testEnforceRoutes(t *testing.T, e enforcer) {
 		{"GET", "/api/v2/namespaces/ns2/files/wf.yaml", 403, `cannot be used in namespace "ns2"`},
 		// unknown routes
 		{"GET", "/api/no-such-thing/x", 403, "no route rule covers"},
-		{"GET", "/metrics", 403, "no route rule covers"},
+		{"GET", "/api/v2/namespaces/ns1/no-such-thing", 403, "no route rule covers"},
+		// outside /api/ and /ns/: the web UI's files, public
+		{"GET", "/metrics", public, ""},
 		// paths the sidecar will not guess at
 		{"GET", "/api/namespaces/ns1/tree/a/%2e%2e/b", 400, "not accepted"},
 	}
@@ -189,7 +226,7 @@ func testEnforceRoutes(t *testing.T, e enforcer) {
 		t.Run(c.method+" "+c.target, func(t *testing.T) {
 			up.reset()
 			r := rawRequest(t, s.app.addr(), c.method+" "+c.target+" HTTP/1.1\r\nHost: x\r\nDirektiv-Token: "+tok+"\r\nContent-Length: 0\r\n\r\n")
-			if c.status != ok {
+			if c.status != ok && c.status != public {
 				wantError(t, r, c.status, c.mention)
 				up.none(t)
 				return
@@ -198,8 +235,13 @@ func testEnforceRoutes(t *testing.T, e enforcer) {
 				t.Fatalf("status %d, want 200: %s", r.status, r.body)
 			}
 			got := up.only(t)
-			if got.Method != c.method || got.URI != c.target || got.Header.Get("Direktiv-Token") != testUpstreamKey {
-				t.Errorf("upstream got %s %s with token %q", got.Method, got.URI, got.Header.Get("Direktiv-Token"))
+			if got.Method != c.method || got.URI != c.target {
+				t.Errorf("upstream got %s %s", got.Method, got.URI)
+			}
+			if c.status == public {
+				wantNoCredential(t, got)
+			} else {
+				wantOnlyKey(t, got)
 			}
 		})
 	}
@@ -227,43 +269,72 @@ func testEnforceRoutes(t *testing.T, e enforcer) {
 	}
 }
 
-func testEnforcePassThrough(t *testing.T, e enforcer) {
+// testEnforceOtherCredentials: safe by default. Only the admin token (and a
+// valid minted token) passes to a protected route, with its credential
+// replaced by the upstream key; no credential, or one that is neither, is a
+// 401 in the shape of the path, and nothing reaches the upstream. A public
+// route passes whatever the credential: one that is not minted as sent, a
+// minted one (valid or not) removed.
+func testEnforceOtherCredentials(t *testing.T, e enforcer) {
 	s, up := e.s, e.up
 	unknown, err := store.NewSecret("ns1") // well-formed, never stored
 	if err != nil {
 		t.Fatal(err)
 	}
+	const (
+		needs   = "needs a credential: send the admin token or a token minted by this sidecar in Direktiv-Api-Key, Direktiv-Token or Authorization: Bearer"
+		foreign = "the credential in the Direktiv-Token header is neither the admin token nor a token this sidecar minted"
+	)
 	cases := []struct {
 		name, token string
 		status      int
+		code        string // Direktiv's name for the refusal
 		mention     string
 	}{
-		{"admin token", testAdminToken, http.StatusOK, ""},
-		{"Direktiv's own API key", testUpstreamKey, http.StatusOK, ""},
-		{"some other token", "not-a-token-we-know", http.StatusOK, ""},
-		{"no token", "", http.StatusOK, ""},
-		{"malformed minted token", store.SecretPrefix + "garbage", http.StatusUnauthorized, "malformed"},
-		{"unknown minted token", unknown.Token, http.StatusUnauthorized, "unknown, expired or revoked"},
+		{"admin token", testAdminToken, http.StatusOK, "", ""},
+		{"Direktiv's own API key", testUpstreamKey, http.StatusUnauthorized, "access_token_invalid", foreign},
+		{"some other token", "not-a-token-we-know", http.StatusUnauthorized, "access_token_invalid", foreign},
+		{"no token", "", http.StatusUnauthorized, "access_token_missing", "POST /api/v2/namespaces " + needs},
+		{"malformed minted token", store.SecretPrefix + "garbage", http.StatusUnauthorized, "access_token_invalid", "the token in the Direktiv-Token header is malformed"},
+		{"unknown minted token", unknown.Token, http.StatusUnauthorized, "access_token_invalid", "the token in the Direktiv-Token header is unknown, expired or revoked"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			up.reset()
-			// An admin-only route: what passes unchanged is Direktiv's to judge.
+			// An admin-only route.
 			r := s.do(t, "POST", "/api/v2/namespaces", c.token, `{"name":"x"}`)
 			if c.status != http.StatusOK {
-				wantError(t, r, c.status, c.mention)
+				wantErrorCode(t, r, c.status, c.code, c.mention)
+				if strings.Contains(string(r.body), "strict") {
+					t.Errorf("the refusal speaks of a strict mode: %s", r.body)
+				}
 				up.none(t)
-				return
+			} else {
+				if r.status != http.StatusOK {
+					t.Fatalf("status %d: %s", r.status, r.body)
+				}
+				got := up.only(t)
+				wantOnlyKey(t, got)
+				if string(got.Body) != `{"name":"x"}` {
+					t.Errorf("upstream got body %q", got.Body)
+				}
 			}
-			if r.status != http.StatusOK {
-				t.Fatalf("status %d: %s", r.status, r.body)
+
+			// A public route passes, whatever the credential.
+			up.reset()
+			if r := s.do(t, "GET", "/api/v2/status", c.token, ""); r.status != http.StatusOK {
+				t.Fatalf("public route: status %d: %s", r.status, r.body)
 			}
 			got := up.only(t)
-			if v := got.Header.Values("Direktiv-Token"); (c.token == "" && len(v) != 0) || (c.token != "" && (len(v) != 1 || v[0] != c.token)) {
-				t.Errorf("upstream got Direktiv-Token %q, want %q unchanged", v, c.token)
+			if strings.HasPrefix(c.token, store.SecretPrefix) {
+				wantNoCredential(t, got) // a minted token, valid or not, is removed
+				return
 			}
-			if string(got.Body) != `{"name":"x"}` {
-				t.Errorf("upstream got body %q", got.Body)
+			if v := got.Header.Values("Direktiv-Token"); (c.token == "" && len(v) != 0) || (c.token != "" && (len(v) != 1 || v[0] != c.token)) {
+				t.Errorf("public route: upstream got Direktiv-Token %q, want %q unchanged", v, c.token)
+			}
+			if v, ok := got.Header["Direktiv-Api-Key"]; ok {
+				t.Errorf("public route: upstream got Direktiv-Api-Key %q, want no key added", v)
 			}
 		})
 	}
@@ -272,52 +343,124 @@ func testEnforcePassThrough(t *testing.T, e enforcer) {
 		up.reset()
 		tok := s.mintToken(t, "ns1", "variablesView")
 		r := rawRequest(t, s.app.addr(), "GET /api/namespaces/ns1/vars HTTP/1.1\r\nHost: x\r\nDirektiv-Token: "+testAdminToken+"\r\nDirektiv-Token: "+tok+"\r\n\r\n")
-		wantError(t, r, http.StatusBadRequest, "send exactly one")
+		wantError(t, r, http.StatusBadRequest, "the request carries different credentials in its Direktiv-Token and Direktiv-Token headers")
 		up.none(t)
 	})
 }
 
-func TestEnforceStrict(t *testing.T) {
-	onBothPaths(t, testEnforceStrictOn)
+// TestEnforceStrictFlag: --strict, once needed to refuse what is neither
+// the admin token nor a minted token, is the default now and stays
+// accepted (as DIREKTIV_AUTHZ_STRICT=true): it changes nothing.
+func TestEnforceStrictFlag(t *testing.T) {
+	onBothPaths(t, testEnforceStrictFlagOn)
 }
 
-func testEnforceStrictOn(t *testing.T, loops string) {
+func testEnforceStrictFlagOn(t *testing.T, loops string) {
 	up := startUpstream(t)
-	s, _ := startEnforcer(t, up, []string{"--strict", "--event-loops", loops}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
+	s, _ := startEnforcer(t, up, []string{"--strict", "--event-loops", loops}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey, "DIREKTIV_AUTHZ_STRICT=true")
 	tok := s.mintToken(t, "ns1", "variablesView")
 	cases := []struct {
 		name, token string
 		status      int
-		upstreamGot string
+		code        string
+		mention     string
 	}{
-		{"admin token", testAdminToken, http.StatusOK, testAdminToken},
-		{"minted token", tok, http.StatusOK, testUpstreamKey},
-		{"Direktiv's own API key", testUpstreamKey, http.StatusUnauthorized, ""},
-		{"some other token", "not-a-token-we-know", http.StatusUnauthorized, ""},
-		{"no token", "", http.StatusUnauthorized, ""},
-		{"malformed minted token", store.SecretPrefix + "garbage", http.StatusUnauthorized, ""},
+		{"admin token", testAdminToken, http.StatusOK, "", ""},
+		{"minted token", tok, http.StatusOK, "", ""},
+		{"Direktiv's own API key", testUpstreamKey, http.StatusUnauthorized, "", "neither the admin token nor a token this sidecar minted"},
+		{"some other token", "not-a-token-we-know", http.StatusUnauthorized, "", "neither the admin token nor a token this sidecar minted"},
+		{"no token", "", http.StatusUnauthorized, "", "GET /api/namespaces/ns1/vars needs a credential"},
+		{"malformed minted token", store.SecretPrefix + "garbage", http.StatusUnauthorized, "", "malformed"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			up.reset()
 			r := s.do(t, "GET", "/api/namespaces/ns1/vars", c.token, "")
 			if c.status != http.StatusOK {
-				mention := "strict mode"
-				if strings.HasPrefix(c.token, store.SecretPrefix) {
-					mention = "malformed"
+				wantError(t, r, c.status, c.mention) // a v1 path: the v1 shape
+				if strings.Contains(string(r.body), "strict") {
+					t.Errorf("the refusal speaks of a strict mode: %s", r.body)
 				}
-				wantError(t, r, c.status, mention)
 				up.none(t)
 				return
 			}
 			if r.status != http.StatusOK {
 				t.Fatalf("status %d: %s", r.status, r.body)
 			}
-			if v := up.only(t).Header.Values("Direktiv-Token"); len(v) != 1 || v[0] != c.upstreamGot {
-				t.Errorf("upstream got Direktiv-Token %q", v)
-			}
+			wantOnlyKey(t, up.only(t))
 		})
 	}
+}
+
+// TestEnforceUnsafeForwardUnauthenticated: the old pass-through. A request
+// without a minted token is forwarded unchanged and unasked, its credential
+// (the admin token included) as sent; minted tokens are enforced as ever.
+func TestEnforceUnsafeForwardUnauthenticated(t *testing.T) {
+	onBothPaths(t, func(t *testing.T, loops string) {
+		up := startUpstream(t)
+		s, _ := startEnforcer(t, up, []string{"--unsafe-forward-unauthenticated", "--event-loops", loops}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
+		if s.app.cfg.Strict || !s.app.cfg.UnsafeForwardUnauthenticated {
+			t.Fatalf("Strict %v, UnsafeForwardUnauthenticated %v", s.app.cfg.Strict, s.app.cfg.UnsafeForwardUnauthenticated)
+		}
+		unknown, err := store.NewSecret("ns1") // well-formed, never stored
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok := s.mintToken(t, "ns1", "variablesView")
+		cases := []struct {
+			name, token string
+			status      int
+			mention     string
+		}{
+			{"admin token", testAdminToken, http.StatusOK, ""},
+			{"Direktiv's own API key", testUpstreamKey, http.StatusOK, ""},
+			{"some other token", "not-a-token-we-know", http.StatusOK, ""},
+			{"no token", "", http.StatusOK, ""},
+			{"malformed minted token", store.SecretPrefix + "garbage", http.StatusUnauthorized, "malformed"},
+			{"unknown minted token", unknown.Token, http.StatusUnauthorized, "unknown, expired or revoked"},
+			{"minted token on an admin-only route", tok, http.StatusForbidden, "needs the admin token"},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				up.reset()
+				// An admin-only route: what passes unchanged is Direktiv's to judge.
+				r := s.do(t, "POST", "/api/v2/namespaces", c.token, `{"name":"x"}`)
+				if c.status != http.StatusOK {
+					wantError(t, r, c.status, c.mention)
+					up.none(t)
+					return
+				}
+				if r.status != http.StatusOK {
+					t.Fatalf("status %d: %s", r.status, r.body)
+				}
+				got := up.only(t)
+				if v := got.Header.Values("Direktiv-Token"); (c.token == "" && len(v) != 0) || (c.token != "" && (len(v) != 1 || v[0] != c.token)) {
+					t.Errorf("upstream got Direktiv-Token %q, want %q unchanged", v, c.token)
+				}
+				if v, ok := got.Header["Direktiv-Api-Key"]; ok {
+					t.Errorf("upstream got Direktiv-Api-Key %q, want nothing added", v)
+				}
+				if string(got.Body) != `{"name":"x"}` {
+					t.Errorf("upstream got body %q", got.Body)
+				}
+			})
+		}
+		t.Run("minted token on an allowed route", func(t *testing.T) {
+			up.reset()
+			if r := s.do(t, "GET", "/api/namespaces/ns1/vars", tok, ""); r.status != http.StatusOK {
+				t.Fatalf("status %d: %s", r.status, r.body)
+			}
+			got := up.only(t)
+			wantOnlyKey(t, got)
+			noSecret(t, s, []recorded{got}, tok)
+		})
+		t.Run("two tokens, one minted", func(t *testing.T) {
+			up.reset()
+			r := rawRequest(t, s.app.addr(), "GET /api/namespaces/ns1/vars HTTP/1.1\r\nHost: x\r\nDirektiv-Token: "+testAdminToken+"\r\nDirektiv-Token: "+tok+"\r\n\r\n")
+			wantError(t, r, http.StatusBadRequest, "different credentials in its Direktiv-Token and Direktiv-Token headers")
+			up.none(t)
+		})
+	})
 }
 
 func TestEnforceFailClosed(t *testing.T) {

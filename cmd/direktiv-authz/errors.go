@@ -28,6 +28,7 @@ const (
 	codeTooManyRequests
 )
 
+// statusOf is the HTTP status of each code.
 var statusOf = map[errorCode]int{
 	codeInternal:         http.StatusInternalServerError,
 	codeBadRequest:       http.StatusBadRequest,
@@ -43,12 +44,44 @@ var statusOf = map[errorCode]int{
 	codeTooManyRequests:  http.StatusTooManyRequests,
 }
 
+// direktivCodeOf is each code as Direktiv's v2 API names its errors
+// (snake_case, in {"error": {"code", "message"}}). Where Direktiv's own
+// table gives a status for such a name (access_* 403, request_* and
+// resource_* 400, *not_found 404, *method_not_allowed 405) it is the
+// status above; Direktiv's open-source build has no 401, 413, 415, 429,
+// 502, 503 or 504 of its own, so those names are the sidecar's, chosen
+// outside Direktiv's prefixes. Its web UI shows error.message and treats
+// 401 and 403 alike.
+var direktivCodeOf = map[errorCode]string{
+	codeInternal:         "internal",
+	codeBadRequest:       "request_data_invalid",
+	codeUnauthenticated:  "access_token_invalid",
+	codeForbidden:        "access_denied",
+	codeNotFound:         "resource_not_found",
+	codeMethodNotAllowed: "request_method_not_allowed",
+	codeTooLarge:         "body_too_large",
+	codeUnsupportedMedia: "content_type_unsupported",
+	codeUnavailable:      "service_unavailable",
+	codeBadGateway:       "upstream_unreachable",
+	codeGatewayTimeout:   "upstream_timeout",
+	codeTooManyRequests:  "rate_limited",
+}
+
 // apiError is an error with a code and a message a person can act on. The
 // message is sent to the client as is: it never contains a secret.
 type apiError struct {
 	code    errorCode
 	message string
-	err     error // the cause, for logs; never sent
+	err     error  // the cause, for logs; never sent
+	v2code  string // Direktiv's name for it when not direktivCodeOf[code]
+}
+
+// direktivCode is e's code as Direktiv's v2 API would name it.
+func (e *apiError) direktivCode() string {
+	if e.v2code != "" {
+		return e.v2code
+	}
+	return direktivCodeOf[e.code]
 }
 
 func (e *apiError) Error() string {
@@ -88,6 +121,10 @@ func decisionCode(code string) errorCode {
 		return codeBadRequest
 	case engine.CodeForbidden, engine.CodeAdminOnly:
 		return codeForbidden
+	case engine.CodeUnauthenticated:
+		return codeUnauthenticated
+	case engine.CodeNotFound:
+		return codeNotFound
 	default:
 		// An unknown code from edited Rego still refuses: fail closed.
 		return codeForbidden

@@ -84,8 +84,17 @@ func (c *loadClient) send(method, path, token, body string) outcome {
 		return o
 	}
 	if res.StatusCode == http.StatusServiceUnavailable {
-		var e errorBody
-		if json.Unmarshal(b, &e) != nil || e.Code != http.StatusServiceUnavailable || e.Message == "" {
+		// Direktiv's v1 shape on the mint endpoint, its v2 shape on /api/v2.
+		var e struct {
+			Code    any    `json:"code"`
+			Message string `json:"message"`
+			Error   *struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(b, &e) != nil || !(e.Code == float64(http.StatusServiceUnavailable) && e.Message != "" ||
+			e.Error != nil && e.Error.Code == "service_unavailable" && e.Error.Message != "") {
 			o.problem = fmt.Sprintf("%s %s: 503 with body %s", method, path, b)
 		}
 		return o

@@ -245,7 +245,11 @@ func (a *app) beginMint(ctx *fasthttp.RequestCtx, ns string, ev *auditEvent, fin
 	if plan.dryRun {
 		ev.Action = "dry_run"
 	}
-	who, err := a.authenticateWith(ctx.Request.Header.Peek(headerToken), find)
+	cred, err := a.requestCredential(ctx)
+	if err != nil {
+		return plan, err
+	}
+	who, err := a.authenticateWith(cred, find)
 	if err != nil {
 		return plan, err
 	}
@@ -336,7 +340,7 @@ func (a *app) stored(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *auditEvent, e
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// The parent vanished between authentication and creation.
-		return errorf(codeUnauthenticated, "the %s was revoked or expired while minting; nothing was created", headerToken)
+		return errorf(codeUnauthenticated, "the minting token was revoked or expired while minting; nothing was created")
 	case errors.Is(err, store.ErrRateLimited):
 		return a.rateLimited(ctx, err)
 	case err != nil:

@@ -155,10 +155,11 @@ func TestMetrics(t *testing.T) {
 		`direktiv_authz_requests_total{code="200",route="v2/files"}`: 1,
 		`direktiv_authz_requests_total{code="200",route="v1/tree"}`:  1,
 
-		// Engine: five mint decisions (the dry run's included) and one route
-		// decision (whoami; the admin token passes without one).
+		// Engine: five mint decisions (the dry run's included) and three
+		// route decisions (whoami, and the two forwarded requests: the rules
+		// are asked for the admin token too).
 		`direktiv_authz_decision_duration_seconds_count{kind="mint"}`:  5,
-		`direktiv_authz_decision_duration_seconds_count{kind="route"}`: 1,
+		`direktiv_authz_decision_duration_seconds_count{kind="route"}`: 3,
 		// Store: three tokens stored; the two minted tokens looked up once
 		// each, then served from the cache.
 		`direktiv_authz_store_duration_seconds_count{op="create"}`: 3,
@@ -190,8 +191,8 @@ func TestMetrics(t *testing.T) {
 
 func TestMetricsUpstreamErrors(t *testing.T) {
 	s := startSidecar(t, []string{"--dev", "--upstream", "http://" + closedAddr(t)})
-	if r := s.do(t, "GET", "/api/version", "", ""); r.status != http.StatusBadGateway {
-		t.Fatalf("status %d, want 502", r.status)
+	if r := s.do(t, "GET", "/api/version", testAdminToken, ""); r.status != http.StatusBadGateway {
+		t.Fatalf("status %d, want 502: %s", r.status, r.body)
 	}
 	wantSamples(t, s.scrape(t), map[string]float64{
 		`direktiv_authz_upstream_errors_total{kind="unreachable"}`:     1,

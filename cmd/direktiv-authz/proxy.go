@@ -45,6 +45,8 @@ const upstreamReadBuffer = 16 << 10
 type proxy struct {
 	client       *fasthttp.HostClient
 	base         string // scheme://host plus the base URL's path, no trailing '/'
+	key          string // the upstream API key, "" for none; never logged
+	keyHeader    string // the header it is sent in
 	preserveHost bool
 	dialTimeout  time.Duration
 	timeout      time.Duration // to the first byte of a response; 0: none
@@ -63,6 +65,8 @@ func newProxy(cfg config, log *slog.Logger) *proxy {
 	p := &proxy{
 		base:         u.Scheme + "://" + u.Host + strings.TrimSuffix(u.EscapedPath(), "/"),
 		preserveHost: cfg.PreserveHost,
+		key:          cfg.upstreamAPIKey,
+		keyHeader:    cfg.UpstreamAPIKeyHeader,
 		dialTimeout:  cfg.upstreamDialTimeout,
 		timeout:      cfg.upstreamTimeout,
 		log:          log,
@@ -96,13 +100,13 @@ func newProxy(cfg config, log *slog.Logger) *proxy {
 // connections stay busy for --upstream-dial-timeout, and codeBadRequest for
 // a request target that is not a path (such as OPTIONS *); the response is
 // then untouched.
-func (p *proxy) forward(ctx *fasthttp.RequestCtx) error {
+func (p *proxy) forward(ctx *fasthttp.RequestCtx, creds credentialPlan) error {
 	if path := ctx.Request.URI().PathOriginal(); len(path) == 0 || path[0] != '/' {
 		return errorf(codeBadRequest, "the request target %q is not a path; the sidecar forwards requests for /api/...", path)
 	}
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
-	p.prepare(ctx, req)
+	p.prepare(ctx, req, creds)
 	if err := p.client.Do(req, resp); err != nil {
 		fasthttp.ReleaseRequest(req)
 		fasthttp.ReleaseResponse(resp)
@@ -117,8 +121,11 @@ func (p *proxy) forward(ctx *fasthttp.RequestCtx) error {
 	return nil
 }
 
-// prepare copies the client's request into req, as the upstream is to see it.
-func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request) {
+// prepare copies the client's request into req, as the upstream is to see
+// it: hop-by-hop headers (and those the client names in Connection)
+// removed, then the credential headers as creds says, so that nothing a
+// client lists in Connection removes the key the sidecar adds.
+func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request, creds credentialPlan) {
 	in := &ctx.Request.Header
 	in.CopyTo(&req.Header)
 	out := &req.Header
@@ -130,6 +137,12 @@ func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request) {
 	}
 	for _, h := range hopHeaders {
 		out.Del(h)
+	}
+	if creds != credsKeep {
+		deleteCredentials(out, p.keyHeader)
+	}
+	if creds == credsKey {
+		out.Set(p.keyHeader, p.key)
 	}
 
 	bp := p.getScratch()
@@ -191,6 +204,26 @@ func (p *proxy) getScratch() *[]byte {
 	return &b
 }
 
+// deleteCredentials deletes every credential header, and the header the
+// upstream key goes in, from h, whatever the spelling of their names.
+func deleteCredentials(h *fasthttp.RequestHeader, keyHeader string) {
+	var names [][]byte
+	for name := range h.All() {
+		if equalFoldName(name, strings.ToLower(keyHeader)) {
+			names = append(names, append([]byte(nil), name...))
+			continue
+		}
+		for _, c := range credentialHeaders {
+			if equalFoldName(name, c) {
+				names = append(names, append([]byte(nil), name...))
+			}
+		}
+	}
+	for _, name := range names {
+		h.DelBytes(name)
+	}
+}
+
 // deleteNamed deletes from h every header named in a Connection header
 // value: a comma-separated list of header names.
 func deleteNamed(h *fasthttp.RequestHeader, list []byte) {
@@ -207,23 +240,7 @@ func deleteNamed(h *fasthttp.RequestHeader, list []byte) {
 // upstream's stream: it is released, with req, when the server has written
 // it or failed to.
 func (p *proxy) respond(ctx *fasthttp.RequestCtx, req *fasthttp.Request, resp *fasthttp.Response) {
-	out := &ctx.Response.Header
-	resp.Header.CopyTo(out)
-	for _, v := range resp.Header.PeekAll(fasthttp.HeaderConnection) {
-		for list := v; len(list) > 0; {
-			var name []byte
-			name, list, _ = bytes.Cut(list, []byte{','})
-			if name = bytes.TrimSpace(name); len(name) > 0 {
-				out.DelBytes(name)
-			}
-		}
-	}
-	for _, h := range hopHeaders {
-		out.Del(h)
-	}
-	// No Content-Type of the sidecar's own where the upstream sent none.
-	out.SetNoDefaultContentType(true)
-
+	p.copyResponseHeader(ctx, resp)
 	body, ok := resp.BodyStream().(fasthttp.ReadCloserWithError)
 	if !ok {
 		// No body to stream (a HEAD, a 204, a 304): the headers, the
@@ -242,6 +259,27 @@ func (p *proxy) respond(ctx *fasthttp.RequestCtx, req *fasthttp.Request, resp *f
 		p.track(b)
 	}
 	ctx.Response.SetBodyStream(b, n)
+}
+
+// copyResponseHeader sets the upstream's response headers on ctx's
+// response, without hop-by-hop headers and those its Connection names.
+func (p *proxy) copyResponseHeader(ctx *fasthttp.RequestCtx, resp *fasthttp.Response) {
+	out := &ctx.Response.Header
+	resp.Header.CopyTo(out)
+	for _, v := range resp.Header.PeekAll(fasthttp.HeaderConnection) {
+		for list := v; len(list) > 0; {
+			var name []byte
+			name, list, _ = bytes.Cut(list, []byte{','})
+			if name = bytes.TrimSpace(name); len(name) > 0 {
+				out.DelBytes(name)
+			}
+		}
+	}
+	for _, h := range hopHeaders {
+		out.Del(h)
+	}
+	// No Content-Type of the sidecar's own where the upstream sent none.
+	out.SetNoDefaultContentType(true)
 }
 
 // upstreamBody is a response body streamed from the upstream. The server

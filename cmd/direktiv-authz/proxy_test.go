@@ -20,8 +20,9 @@ import (
 )
 
 // startForwarder runs a dev-mode sidecar (in-memory store: these tests
-// forward with the admin token or none, which the store never sees) in
-// front of up.
+// forward with the admin token, which the store never sees, or to public
+// routes such as /test/...) in front of up, with no upstream API key: the
+// admin token passes as sent.
 func startForwarder(tb testing.TB, up *upstream, args ...string) *sidecar {
 	tb.Helper()
 	return startSidecar(tb, append([]string{"--dev", "--upstream", up.URL()}, args...))
@@ -41,24 +42,94 @@ func pemOf(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
-// wantError checks an answer of the sidecar's own: the status and the JSON
-// error shape with the same code.
+// wantError checks an answer of the sidecar's own: the status, and the JSON
+// error shape of the request's path (errorShapeV1) with the message
+// mentioning mention: on /api/v2/... paths and outside /api/ Direktiv's v2
+// shape, {"error":{"code","message"}}, whose code is the one direktivCodeOf
+// names for the status; on the other /api/ paths the v1 shape,
+// {"code":<status>,"message"}. When r does not know its request's path, the
+// body's shape decides which of the two it is held to, as strictly.
 func wantError(tb testing.TB, r response, status int, mention string) {
+	tb.Helper()
+	wantErrorCode(tb, r, status, "", mention)
+}
+
+// wantErrorCode is wantError with the v2 code named (for the 401s, which
+// have two: access_token_missing and access_token_invalid); "" is the one
+// direktivCodeOf names for status. The v1 shape has no such name.
+func wantErrorCode(tb testing.TB, r response, status int, code, mention string) {
 	tb.Helper()
 	if r.status != status {
 		tb.Fatalf("status %d, want %d: %s", r.status, status, r.body)
 	}
-	m := r.json(tb)
-	if code, _ := m["code"].(float64); int(code) != status {
-		tb.Errorf("body code %v, want %d: %s", m["code"], status, r.body)
-	}
-	msg, _ := m["message"].(string)
-	if msg == "" || !strings.Contains(msg, mention) {
-		tb.Errorf("message %q does not mention %q", msg, mention)
-	}
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		tb.Errorf("Content-Type %q, want application/json", ct)
 	}
+	if cc := r.header.Get("Cache-Control"); cc != "no-store" {
+		tb.Errorf("Cache-Control %q, want no-store", cc)
+	}
+	m := r.json(tb)
+	_, v2 := m["error"]
+	if r.path != "" {
+		if want := !errorShapeV1(r.path); v2 != want {
+			tb.Fatalf("the answer for %s is in the %s shape, want the %s one: %s", r.path, shapeName(v2), shapeName(want), r.body)
+		}
+	}
+	var msg string
+	if v2 {
+		if code == "" {
+			code = direktivCodeOfStatus(tb, status)
+		}
+		e, ok := m["error"].(map[string]any)
+		if !ok || len(m) != 1 || len(e) != 2 {
+			tb.Fatalf("answer %s, want {\"error\":{\"code\",\"message\"}}", r.body)
+		}
+		if e["code"] != code {
+			tb.Errorf("error code %v, want %s: %s", e["code"], code, r.body)
+		}
+		msg, _ = e["message"].(string)
+	} else {
+		if len(m) != 2 {
+			tb.Errorf("answer %s has fields %v, want code and message", r.body, sortedNames(m))
+		}
+		if c, _ := m["code"].(float64); int(c) != status {
+			tb.Errorf("body code %v, want %d: %s", m["code"], status, r.body)
+		}
+		msg, _ = m["message"].(string)
+	}
+	if msg == "" || !strings.Contains(msg, mention) {
+		tb.Errorf("message %q does not mention %q", msg, mention)
+	}
+}
+
+// errorShapeV1 reports whether the sidecar's errors for a request to path
+// are in Direktiv's v1 shape: a path under /api/ but not under /api/v2
+// (leading slashes skipped, as the route rules skip empty segments). The
+// sidecar's own /api/namespaces/{ns}/auth/... endpoints are among them.
+func errorShapeV1(path string) bool {
+	rest, ok := strings.CutPrefix(strings.TrimLeft(path, "/"), "api/")
+	return ok && rest != "v2" && !strings.HasPrefix(rest, "v2/")
+}
+
+func shapeName(v2 bool) string {
+	if v2 {
+		return "v2"
+	}
+	return "v1"
+}
+
+// direktivCodeOfStatus is the code direktivCodeOf names for the errorCode
+// of status; a 401 is access_token_invalid (access_token_missing is asked
+// for by name).
+func direktivCodeOfStatus(tb testing.TB, status int) string {
+	tb.Helper()
+	for c, st := range statusOf {
+		if st == status {
+			return direktivCodeOf[c]
+		}
+	}
+	tb.Fatalf("no error code has status %d", status)
+	return ""
 }
 
 // TestForward runs the forwarding tests that need no settings of their own
@@ -115,7 +186,7 @@ func testForwardByteForByte(t *testing.T, s *sidecar, up *upstream) {
 		{"POST", "/api/namespaces/ns1/tree/wf.yaml?op=create-workflow", "states:\n- id: a\n  type: noop\n"},
 		{"PUT", "/api/v2/namespaces/ns1/files/dir/%C3%A4%20x.yaml?a=%26b&c&d=%3D", `{"data":"x"}`},
 		{"DELETE", "/api/namespaces/ns1/vars/x%2By?z=1+2", ""},
-		{"PATCH", "/api/v2/namespaces/ns1//variables/v1", `{"name":"v1"}`},
+		{"PATCH", "/api/v2/namespaces/ns1//variables/" + varNS1, `{"name":"v1"}`},
 		{"OPTIONS", "/api/namespaces/ns1/tree/?op=vars", ""},
 		{"GET", "/api/v2/namespaces/ns1/instances?filter.field=AS&filter.type=CONTAINS&filter.val=a%2Fb&limit=10", ""},
 		{"PROPFIND", "/api/jq", `{"query":".","data":"{}"}`},
@@ -183,7 +254,7 @@ func testForwardByteForByte(t *testing.T, s *sidecar, up *upstream) {
 }
 
 func testForwardHead(t *testing.T, s *sidecar, up *upstream) {
-	r := rawRequest(t, s.app.addr(), "HEAD /api/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	r := rawRequest(t, s.app.addr(), "HEAD /api/version HTTP/1.1\r\nHost: x\r\nDirektiv-Token: "+testAdminToken+"\r\nConnection: close\r\n\r\n")
 	if r.status != http.StatusOK || len(r.body) != 0 || r.header.Get("X-Upstream") != "direktiv" {
 		t.Fatalf("status %d, body %q, headers %v", r.status, r.body, r.header)
 	}
@@ -253,7 +324,7 @@ func testForwardHopByHop(t *testing.T, s *sidecar, up *upstream) {
 }
 
 func testForwardedHeaders(t *testing.T, s *sidecar, up *upstream) {
-	req := "GET /api/version HTTP/1.1\r\nHost: authz.example.com\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-For: 10.0.0.2\r\nX-Forwarded-Host: evil.example\r\nX-Forwarded-Host: evil2.example\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: ftp\r\n\r\n"
+	req := "GET /api/version HTTP/1.1\r\nHost: authz.example.com\r\nDirektiv-Token: " + testAdminToken + "\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-For: 10.0.0.2\r\nX-Forwarded-Host: evil.example\r\nX-Forwarded-Host: evil2.example\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: ftp\r\n\r\n"
 
 	if r := rawRequest(t, s.app.addr(), req); r.status != http.StatusOK {
 		t.Fatalf("status %d", r.status)
@@ -641,17 +712,19 @@ func TestForwardConnectionLimit(t *testing.T) {
 	if l := st.next(t); l != "data: one" {
 		t.Fatalf("first event %q", l)
 	}
-	start := time.Now()
-	r := s.do(t, "GET", "/api/version", "", "")
-	wantError(t, r, http.StatusServiceUnavailable, "all 1 connections to the Direktiv API are busy")
-	if d := time.Since(start); d < 200*time.Millisecond || d > 2*time.Second {
-		t.Errorf("503 after %s, want after waiting the 200ms dial timeout", d)
+	for _, path := range []string{"/api/version", "/test/busy"} { // the v1 and the v2 error shape
+		start := time.Now()
+		r := s.do(t, "GET", path, testAdminToken, "")
+		wantError(t, r, http.StatusServiceUnavailable, "all 1 connections to the Direktiv API are busy")
+		if d := time.Since(start); d < 200*time.Millisecond || d > 2*time.Second {
+			t.Errorf("%s: 503 after %s, want after waiting the 200ms dial timeout", path, d)
+		}
 	}
 	up.send(t, "") // the stream ends and frees the connection
 	if l := st.next(t); l != "EOF" {
 		t.Fatalf("after the end: %q", l)
 	}
-	eventually(t, "connection free", func() bool { return s.do(t, "GET", "/api/version", "", "").status == http.StatusOK })
+	eventually(t, "connection free", func() bool { return s.do(t, "GET", "/api/version", testAdminToken, "").status == http.StatusOK })
 }
 
 func TestForwardHTTPSUpstream(t *testing.T) {
@@ -680,13 +753,37 @@ func TestForwardConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Safe by default: --strict is on, the old pass-through off, and the
+	// key goes in Direktiv-Api-Key.
 	if good.upstreamMaxConns != 512 || good.upstreamDialTimeout != 5*time.Second || good.upstreamTimeout != 10*time.Minute ||
-		good.tokenCacheTTL != time.Second || good.Strict || good.PreserveHost || good.upstreamAPIKey != "" {
+		good.tokenCacheTTL != time.Second || !good.Strict || good.UnsafeForwardUnauthenticated || good.UpstreamAPIKeyHeader != "Direktiv-Api-Key" ||
+		good.PreserveHost || good.upstreamAPIKey != "" {
 		t.Errorf("defaults: %+v", good)
 	}
 	c, err := parseConfig(append(dev, "--upstream-timeout", "0", "--token-cache-ttl", "0s", "--strict", "--upstream-max-conns", "8"), []string{"DIREKTIV_AUTHZ_UPSTREAM_API_KEY= key-1 "}, io.Discard)
-	if err != nil || c.upstreamTimeout != 0 || c.tokenCacheTTL != 0 || !c.Strict || c.upstreamMaxConns != 8 || c.upstreamAPIKey != "key-1" {
+	if err != nil || c.upstreamTimeout != 0 || c.tokenCacheTTL != 0 || !c.Strict || c.UnsafeForwardUnauthenticated || c.upstreamMaxConns != 8 || c.upstreamAPIKey != "key-1" {
 		t.Errorf("%+v %v", c, err)
+	}
+	// The old pass-through, by its own name (with or without --strict=false).
+	for _, tc := range []struct{ args, env []string }{
+		{[]string{"--unsafe-forward-unauthenticated"}, nil},
+		{[]string{"--strict=false", "--unsafe-forward-unauthenticated"}, nil},
+		{nil, []string{"DIREKTIV_AUTHZ_UNSAFE_FORWARD_UNAUTHENTICATED=true"}},
+		{nil, []string{"DIREKTIV_AUTHZ_STRICT=false", "DIREKTIV_AUTHZ_UNSAFE_FORWARD_UNAUTHENTICATED=true"}},
+	} {
+		c, err := parseConfig(append(dev, tc.args...), tc.env, io.Discard)
+		if err != nil || c.Strict || !c.UnsafeForwardUnauthenticated {
+			t.Errorf("%v %v: Strict %v, UnsafeForwardUnauthenticated %v, %v", tc.args, tc.env, c.Strict, c.UnsafeForwardUnauthenticated, err)
+		}
+	}
+	// The upstream key's header, for Direktiv 0.8.
+	c, err = parseConfig(append(dev, "--upstream-api-key-header", "Direktiv-Token"), nil, io.Discard)
+	if err != nil || c.UpstreamAPIKeyHeader != "Direktiv-Token" {
+		t.Errorf("--upstream-api-key-header Direktiv-Token: %q %v", c.UpstreamAPIKeyHeader, err)
+	}
+	c, err = parseConfig(dev, []string{"DIREKTIV_AUTHZ_UPSTREAM_API_KEY_HEADER=Direktiv-Token"}, io.Discard)
+	if err != nil || c.UpstreamAPIKeyHeader != "Direktiv-Token" {
+		t.Errorf("DIREKTIV_AUTHZ_UPSTREAM_API_KEY_HEADER=Direktiv-Token: %q %v", c.UpstreamAPIKeyHeader, err)
 	}
 	keyFile := writeFile(t, t.TempDir(), "key", "file-key\n")
 	c, err = parseConfig(dev, []string{"DIREKTIV_AUTHZ_UPSTREAM_API_KEY_FILE=" + keyFile, "DIREKTIV_AUTHZ_STRICT=true", "DIREKTIV_AUTHZ_UPSTREAM_DIAL_TIMEOUT=750ms"}, io.Discard)
@@ -719,6 +816,15 @@ func TestForwardConfig(t *testing.T) {
 		{nil, []string{"DIREKTIV_AUTHZ_UPSTREAM_API_KEY=a", "DIREKTIV_AUTHZ_UPSTREAM_API_KEY_FILE=" + keyFile}, "not both"},
 		{[]string{"--upstream-api-key-file", "/nonexistent"}, nil, "--upstream-api-key-file"},
 		{nil, []string{"DIREKTIV_AUTHZ_STRICT=maybe"}, "DIREKTIV_AUTHZ_STRICT"},
+		// --strict=false alone no longer forwards unchecked: it points to the setting that does.
+		{[]string{"--strict=false"}, nil, "--unsafe-forward-unauthenticated"},
+		{nil, []string{"DIREKTIV_AUTHZ_STRICT=false"}, "--unsafe-forward-unauthenticated"},
+		{[]string{"--strict", "--unsafe-forward-unauthenticated"}, nil, "contradict"},
+		{[]string{"--unsafe-forward-unauthenticated"}, []string{"DIREKTIV_AUTHZ_STRICT=true"}, "contradict"},
+		{[]string{"--upstream-api-key-header", "Direktiv Token"}, nil, "--upstream-api-key-header"},
+		{[]string{"--upstream-api-key-header", ""}, nil, "--upstream-api-key-header"},
+		{[]string{"--upstream-api-key-header", "Connection"}, nil, "--upstream-api-key-header"},
+		{[]string{"--upstream-api-key-header", "x-forwarded-for"}, nil, "--upstream-api-key-header"},
 	}
 	for _, b := range bad {
 		_, err := parseConfig(append(dev, b.args...), b.env, io.Discard)
@@ -731,7 +837,7 @@ func TestForwardConfig(t *testing.T) {
 func testForwardKeepAlive(t *testing.T, s *sidecar, up *upstream) {
 	before := up.conns.Load()
 	for range 20 {
-		if r := s.do(t, "GET", "/api/version", "", ""); r.status != http.StatusOK {
+		if r := s.do(t, "GET", "/api/version", testAdminToken, ""); r.status != http.StatusOK {
 			t.Fatalf("status %d", r.status)
 		}
 	}

@@ -14,7 +14,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
-	"github.com/direktiv/direktiv-authz/internal/jsonenc"
 	"github.com/direktiv/direktiv-authz/internal/relay"
 	"github.com/direktiv/direktiv-authz/internal/resp"
 	"github.com/direktiv/direktiv-authz/store"
@@ -42,12 +41,14 @@ type lookupNote struct {
 	err error
 }
 
-// Decide forwards a request the relay may send as it is: no minted token
-// (outside --strict), the admin token, or a minted token whose record is
-// cached (or was just looked up) and that the route rules allow. A cache
-// miss is a Wait for the lookup. Every refusal is served by the server's
-// handlers off the loop (serveOne); the sidecar's own endpoints are too on
-// a connection that has forwarded before, and handed off otherwise.
+// Decide forwards a request the relay may send as it is: one that
+// authorize allows at once, with the credential of the request read by
+// readCredential and, for a minted token, its record cached (or just looked
+// up: a cache miss is a Wait for the lookup). Refusals are served by the
+// server's handlers off the loop (serveOne); requests whose answer the
+// sidecar checks or rewrites (lookups, transforms) are handed to the
+// server, as are the sidecar's own endpoints on a connection that starts
+// with them.
 func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	a := h.a
 	path, query, _ := bytes.Cut(r.Target, []byte{'?'})
@@ -70,31 +71,35 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 		}
 		return relay.Verdict{Action: relay.Handoff}
 	}
-	if _, minted, err := a.screenTokens(r.Tokens); err != nil {
-		return h.serve(r, true)
-	} else if !minted {
-		return relay.Verdict{Action: relay.Forward, Token: relay.TokenKeep}
-	}
-
-	sec, err := store.ParseSecret(string(r.Tokens[0]))
+	cred, err := a.readCredential(r.Fields)
 	if err != nil {
 		return h.serve(r, true)
 	}
-	found, wait := a.loopRecord(r, sec, false)
-	if wait != nil {
-		return *wait
+	var who caller
+	var authErr error
+	if cred.kind == credMinted {
+		sec, perr := store.ParseSecret(string(cred.value))
+		var found lookupNote
+		if perr == nil {
+			var wait *relay.Verdict
+			if found, wait = a.loopRecord(r, sec, false); wait != nil {
+				return *wait
+			}
+		}
+		who, authErr = a.authenticateWith(cred, func(store.Secret) (store.Token, error) { return found.rec, found.err })
 	}
-	if found.err != nil {
+	d, err := a.authorize(cred, who, authErr, methodString(r.Method), string(path), string(query))
+	switch {
+	case err != nil:
 		return h.serve(r, true)
+	case len(d.route.Lookups) > 0 || d.route.Transform != "":
+		return relay.Verdict{Action: relay.Handoff}
 	}
-	rec := found.rec
-	if !a.tokenLive(sec, rec) || a.routeAllows(rec, methodString(r.Method), string(path), string(query)) != nil {
-		return h.serve(r, true)
+	v := relay.Verdict{Action: relay.Forward, Token: d.creds}
+	if d.creds == credsKey {
+		v.Value = a.upstreamKey
 	}
-	if key := a.cfg.upstreamAPIKey; key != "" {
-		return relay.Verdict{Action: relay.Forward, Token: relay.TokenSet, Value: a.upstreamKey}
-	}
-	return relay.Verdict{Action: relay.Forward, Token: relay.TokenDrop}
+	return v
 }
 
 // loopRecord finds sec's record for r on the loop: the lookup of the Wait
@@ -144,8 +149,8 @@ func (h relayHandler) mint(r *relay.Request, ns string) relay.Verdict {
 	a := h.a
 	var sec store.Secret
 	var found lookupNote
-	if len(r.Tokens) > 0 && bytes.HasPrefix(r.Tokens[0], mintedPrefix) {
-		if s, err := store.ParseSecret(string(r.Tokens[0])); err == nil {
+	if cred, err := a.readCredential(r.Fields); err == nil && cred.kind == credMinted {
+		if s, err := store.ParseSecret(string(cred.value)); err == nil {
 			var wait *relay.Verdict
 			if found, wait = a.loopRecord(r, s, true); wait != nil {
 				return *wait
@@ -155,7 +160,7 @@ func (h relayHandler) mint(r *relay.Request, ns string) relay.Verdict {
 	}
 	find := func(s store.Secret) (store.Token, error) {
 		if s.ID != sec.ID || s.Namespace != sec.Namespace {
-			return store.Token{}, errWouldBlock // not the token found above: cannot happen, as both read the first header
+			return store.Token{}, errWouldBlock // not the token found above: cannot happen, as both read the same headers with readCredential
 		}
 		return found.rec, found.err
 	}
@@ -234,7 +239,7 @@ func (a *app) serveOne(raw []byte, remote net.Addr, refusal bool) ([]byte, bool)
 		return nil, false // the relay's parser took it; fasthttp's did not: let the server answer
 	}
 	if refusal {
-		err := a.enforce(&ctx.RequestCtx)
+		_, err := a.enforce(&ctx.RequestCtx)
 		if err == nil {
 			releaseServeCtx(ctx)
 			return nil, false
@@ -370,11 +375,10 @@ func (h relayHandler) Fail(method, target []byte, f relay.Failure, cause error) 
 	status := statusOf[ae.code]
 	path, _, _ := bytes.Cut(target, []byte{'?'})
 	a.log.Error("request failed", "method", string(method), "path", string(path), "status", status, "err", ae.Error())
-	body := errorBody{Code: status, Message: ae.message}.appendJSON(make([]byte, 0, 128))
 	return relay.Response{
 		Status: status,
 		Header: [][2]string{{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}},
-		Body:   append(body, '\n'),
+		Body:   errorJSON(make([]byte, 0, 160), path, ae),
 	}
 }
 
@@ -392,14 +396,6 @@ func (h relayHandler) Done(e *relay.Exchange) {
 		return
 	}
 	m.upstreamDone(0, h.a.relayError(e.Failure, e.Err))
-}
-
-// appendJSON encodes the error body as json.Marshal would; messages are
-// the sidecar's own.
-func (e errorBody) appendJSON(b []byte) []byte {
-	b = fmt.Appendf(b, `{"code":%d,"message":`, e.Code)
-	b = jsonenc.String(b, e.Message, true)
-	return append(b, '}')
 }
 
 // relayListener is the server's listener when the relay accepts: it yields
@@ -471,23 +467,24 @@ func (a *app) newRelay() error {
 		}
 	}
 	r, err := relay.New(tl, relay.Options{
-		Upstream:     fasthttp.AddMissingPort(u.Host, false), // as the server's client dials it
-		BasePath:     strings.TrimSuffix(u.EscapedPath(), "/"),
-		Host:         u.Host,
-		PreserveHost: a.cfg.PreserveHost,
-		TokenHeader:  headerToken,
-		ServerName:   a.server.Name, // as the server sends it
-		Loops:        a.cfg.relayLoops,
-		MaxConns:     a.cfg.upstreamMaxConns,
-		MaxBody:      mintBodyLimit,
-		DialTimeout:  a.cfg.upstreamDialTimeout,
-		Timeout:      a.cfg.upstreamTimeout,
-		IdleTimeout:  a.server.IdleTimeout,
-		ReadTimeout:  a.server.ReadTimeout,
-		Handler:      relayHandler{a},
-		Handoff:      a.relayLn.handoff,
-		Backend:      backend,
-		Log:          a.log,
+		Upstream:          fasthttp.AddMissingPort(u.Host, false), // as the server's client dials it
+		BasePath:          strings.TrimSuffix(u.EscapedPath(), "/"),
+		Host:              u.Host,
+		PreserveHost:      a.cfg.PreserveHost,
+		TokenHeader:       a.cfg.UpstreamAPIKeyHeader,
+		CredentialHeaders: credentialHeaders,
+		ServerName:        a.server.Name, // as the server sends it
+		Loops:             a.cfg.relayLoops,
+		MaxConns:          a.cfg.upstreamMaxConns,
+		MaxBody:           mintBodyLimit,
+		DialTimeout:       a.cfg.upstreamDialTimeout,
+		Timeout:           a.cfg.upstreamTimeout,
+		IdleTimeout:       a.server.IdleTimeout,
+		ReadTimeout:       a.server.ReadTimeout,
+		Handler:           relayHandler{a},
+		Handoff:           a.relayLn.handoff,
+		Backend:           backend,
+		Log:               a.log,
 	})
 	if err != nil {
 		return fmt.Errorf("event loops: %w", err)

@@ -14,7 +14,8 @@ func BenchmarkRelayDecide(b *testing.B) {
 	s, _ := startEnforcer(b, up, []string{"--log-level", "error"}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
 	tok := []byte(s.mintToken(b, "ns1", "variablesView"))
 	h := relayHandler{s.app}
-	r := relay.Request{Method: []byte("GET"), Target: []byte("/api/namespaces/ns1/vars?limit=10"), Tokens: [][]byte{tok}}
+	header := "Host: sidecar\r\nAccept: */*\r\nDirektiv-Api-Key: " + string(tok) + "\r\nUser-Agent: bench\r\n"
+	r := relay.Request{Method: []byte("GET"), Target: []byte("/api/namespaces/ns1/vars?limit=10"), Tokens: [][]byte{tok}, Header: []byte(header)}
 	b.ReportAllocs()
 	for b.Loop() {
 		r.Note = nil

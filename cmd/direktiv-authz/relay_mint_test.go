@@ -372,7 +372,7 @@ func testMintParityOn(t *testing.T, loops string) *parityRun {
 			status: 400, mention: `dry_run "maybe": want true or false`, before: true},
 		{name: "bad body", ns: "ns1", caller: "admin", body: `{"policies":["workflowView"`, status: 400, mention: "the JSON ends early"},
 		{name: "unknown field", ns: "ns1", caller: "admin", body: `{"policies":["workflowView"],"ttl":"P1D"}`, status: 400, mention: `unknown field "ttl"`},
-		{name: "no token", ns: "ns1", caller: "", body: `{"policies":["workflowView"]}`, status: 401, mention: "missing Direktiv-Token"},
+		{name: "no token", ns: "ns1", caller: "", body: `{"policies":["workflowView"]}`, status: 401, mention: "no credential: send the admin token or a namespace token in"},
 		{name: "unknown token", ns: "ns1", caller: "=something-else", body: `{"policies":["workflowView"]}`, status: 401, mention: "neither the admin token"},
 		{name: "malformed token", ns: "ns1", caller: "forged", body: `{"policies":["workflowView"]}`, status: 401, mention: "malformed"},
 		{name: "revoked token (a Wait, not found)", ns: "ns1", caller: "victim", body: `{"policies":["workflowView"]}`, status: 401, mention: "unknown, expired or revoked"},

@@ -15,7 +15,7 @@ func TestRelayOwnEndpointsKeepForwardingConnections(t *testing.T) {
 	up := startUpstream(t)
 	s := startForwarder(t, up)
 	mint := rawMint(mintTarget("ns1"), testAdminToken, `{"policies":["variablesView"]}`)
-	forward := "GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n"
+	forward := "GET /api/version HTTP/1.1\r\nHost: x\r\nDirektiv-Token: " + testAdminToken + "\r\n\r\n"
 
 	for _, tc := range []struct {
 		name     string

@@ -1,8 +1,8 @@
 package main
 
 import (
+	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,12 +12,9 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/internal/jsonenc"
 	"github.com/direktiv/direktiv-authz/store"
 )
-
-// headerToken is the header Direktiv reads its API key and tokens from.
-// fasthttp looks headers up case-insensitively, so direktiv-token works too.
-const headerToken = "Direktiv-Token"
 
 // mintBodyLimit bounds the body of the sidecar's own endpoints.
 const mintBodyLimit = 64 << 10
@@ -119,11 +116,12 @@ func (c caller) id() string {
 	return c.token.ID
 }
 
-// authenticate resolves a Direktiv-Token value to a caller. It returns
-// codeUnauthenticated for a missing, unknown, malformed, revoked or expired
-// token and codeUnavailable (fail closed) when the store cannot answer.
-func (a *app) authenticate(ctx context.Context, value []byte) (caller, error) {
-	return a.authenticateWith(value, func(sec store.Secret) (store.Token, error) { return a.findToken(ctx, sec) })
+// authenticate resolves the credential of a request to a caller. It
+// returns codeUnauthenticated for a missing, foreign, unknown, malformed,
+// revoked or expired credential and codeUnavailable (fail closed) when the
+// store cannot answer.
+func (a *app) authenticate(ctx context.Context, cred credential) (caller, error) {
+	return a.authenticateWith(cred, func(sec store.Secret) (store.Token, error) { return a.findToken(ctx, sec) })
 }
 
 // findToken returns sec's record from the token cache (at most
@@ -138,33 +136,36 @@ func (a *app) findToken(ctx context.Context, sec store.Secret) (store.Token, err
 
 // authenticateWith is authenticate with find for the record of a minted
 // token (findToken, or on the event loops the record found before).
-func (a *app) authenticateWith(value []byte, find func(store.Secret) (store.Token, error)) (caller, error) {
-	if len(value) == 0 {
-		return caller{}, errorf(codeUnauthenticated, "missing %s header: send the admin token or a namespace token", headerToken)
-	}
-	if subtle.ConstantTimeCompare(value, []byte(a.cfg.adminToken)) == 1 {
+func (a *app) authenticateWith(cred credential, find func(store.Secret) (store.Token, error)) (caller, error) {
+	switch cred.kind {
+	case credNone:
+		return caller{}, &apiError{code: codeUnauthenticated, v2code: "access_token_missing", message: "no credential: send the admin token or a namespace token in " + credentialHeaderList}
+	case credAdmin:
 		return caller{admin: true}, nil
+	case credForeign:
+		return caller{}, errorf(codeUnauthenticated, "the credential in the %s header is neither the admin token nor a token this sidecar minted", cred.header)
 	}
-	tok := string(value)
-	if !store.IsMinted(tok) {
-		return caller{}, errorf(codeUnauthenticated, "the %s is neither the admin token nor a token this sidecar minted", headerToken)
-	}
-	sec, err := store.ParseSecret(tok)
+	sec, err := store.ParseSecret(string(cred.value))
 	if err != nil {
-		return caller{}, errorf(codeUnauthenticated, "the %s is malformed (bad checksum or encoding); check it was copied whole", headerToken)
+		return caller{}, errorf(codeUnauthenticated, "the token in the %s header is malformed (bad checksum or encoding); check it was copied whole", cred.header)
 	}
 	// The hash is compared whether the record was cached or not.
 	rec, err := find(sec)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return caller{}, errorf(codeUnauthenticated, "the %s is unknown, expired or revoked", headerToken)
+		return caller{}, errorf(codeUnauthenticated, "the token in the %s header is unknown, expired or revoked", cred.header)
 	case err != nil:
 		return caller{}, err
 	}
 	if !a.tokenLive(sec, rec) {
-		return caller{}, errorf(codeUnauthenticated, "the %s is unknown, expired or revoked", headerToken)
+		return caller{}, errorf(codeUnauthenticated, "the token in the %s header is unknown, expired or revoked", cred.header)
 	}
 	return caller{secret: sec, token: rec}, nil
+}
+
+// requestCredential reads the credential of a request the server parsed.
+func (a *app) requestCredential(ctx *fasthttp.RequestCtx) (credential, error) {
+	return a.readCredential(ctx.Request.Header.All())
 }
 
 // lookupToken asks the store for sec's record and caches it when it is
@@ -194,21 +195,49 @@ func splitPath(raw []byte) ([]string, error) {
 	return segs, nil
 }
 
-// errorBody is the error shape of Direktiv's v1 API.
-type errorBody struct {
-	Code    int    `json:"code"`
-	Message string `json:"message"`
+// errorJSON is the JSON error answer for a request to path: Direktiv's v2
+// shape, {"error":{"code","message"}}, on Direktiv v2 paths and everywhere
+// outside /api/ (the web UI, the gateway); Direktiv's v1 shape,
+// {"code":<status>,"message"}, on the other /api/ paths (Direktiv <= 0.8
+// and the sidecar's own /api/namespaces/{ns}/auth/... endpoints).
+func errorJSON(b, path []byte, ae *apiError) []byte {
+	if v1Path(path) {
+		b = fmt.Appendf(b, `{"code":%d,"message":`, statusOf[ae.code])
+		b = jsonenc.String(b, ae.message, true)
+		return append(b, '}', '\n')
+	}
+	b = append(b, `{"error":{"code":`...)
+	b = jsonenc.String(b, ae.direktivCode(), true)
+	b = append(b, `,"message":`...)
+	b = jsonenc.String(b, ae.message, true)
+	return append(b, '}', '}', '\n')
 }
 
-// writeError answers with the JSON error shape. Causes that are not the
-// client's to see (store and engine failures) are logged, never sent.
+// v1Path reports a path under /api/ that is not under /api/v2 (leading
+// slashes skipped, as the route rules skip empty segments).
+func v1Path(path []byte) bool {
+	path = bytes.TrimLeft(path, "/")
+	rest, ok := bytes.CutPrefix(path, []byte("api/"))
+	if !ok {
+		return false
+	}
+	return !(bytes.Equal(rest, []byte("v2")) || bytes.HasPrefix(rest, []byte("v2/")))
+}
+
+// writeError answers with the JSON error shape of the request's path.
+// Causes that are not the client's to see (store and engine failures) are
+// logged, never sent.
 func (a *app) writeError(ctx *fasthttp.RequestCtx, err error) {
 	ae := asAPIError(err)
 	status := statusOf[ae.code]
+	path := ctx.Request.URI().PathOriginal()
 	if status >= 500 {
-		a.log.Error("request failed", "method", string(ctx.Method()), "path", string(ctx.Request.URI().PathOriginal()), "status", status, "err", ae.Error())
+		a.log.Error("request failed", "method", string(ctx.Method()), "path", string(path), "status", status, "err", ae.Error())
 	}
-	a.writeJSON(ctx, status, errorBody{Code: status, Message: ae.message})
+	ctx.Response.Header.SetContentType("application/json")
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	ctx.SetStatusCode(status)
+	ctx.SetBody(errorJSON(make([]byte, 0, 160), path, ae))
 }
 
 func (a *app) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
@@ -221,7 +250,8 @@ func (a *app) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	}
 	if err != nil {
 		status = fasthttp.StatusInternalServerError
-		b = []byte(`{"code":500,"message":"internal error"}`)
+		b = errorJSON(nil, ctx.Request.URI().PathOriginal(), &apiError{code: codeInternal, message: "internal error"})
+		b = b[:len(b)-1] // the newline is added below
 		a.log.Error("encode response", "err", err)
 	}
 	ctx.Response.Header.SetContentType("application/json")

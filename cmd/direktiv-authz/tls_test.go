@@ -143,7 +143,9 @@ func TestTLSListener(t *testing.T) {
 	if res.StatusCode != http.StatusOK {
 		t.Fatalf("whoami over https: %d", res.StatusCode)
 	}
-	res, err = client.Get("https://" + addr + "/api/version")
+	req, _ = http.NewRequest("GET", "https://"+addr+"/api/version", nil)
+	req.Header.Set(headerToken, testAdminToken)
+	res, err = client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

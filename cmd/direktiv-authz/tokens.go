@@ -49,7 +49,11 @@ func viewOf(t store.Token, now time.Time) tokenView {
 // codeUnauthenticated, codeForbidden (with the rule's reason), codeBadRequest
 // and codeUnavailable.
 func (a *app) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (caller, error) {
-	who, err := a.authenticate(ctx, ctx.Request.Header.Peek(headerToken))
+	cred, err := a.requestCredential(ctx)
+	who := caller{}
+	if err == nil {
+		who, err = a.authenticate(ctx, cred)
+	}
 	if err != nil {
 		a.audit(ctx, auditEvent{Action: action, Namespace: ns, Decision: "deny", Reason: asAPIError(err).message, Status: statusOf[asAPIError(err).code]})
 		return who, err
