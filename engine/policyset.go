@@ -27,6 +27,9 @@ const (
 	closureQuery = "data.direktiv.catalog.closure" // policy name -> set of policies it grants
 	mintQuery    = "data.direktiv.mint.decision"   // MintDecision for a mint input
 	routeQuery   = "data.direktiv.routes.decision" // RouteDecision for a route input
+	// headerParamsQuery, optional: request header -> the query parameter
+	// Direktiv reads it as (see RouteInput.Header).
+	headerParamsQuery = "data.direktiv.routes.header_params"
 )
 
 // testTimeout bounds each Rego test.
@@ -42,6 +45,9 @@ type policySet struct {
 	grants   map[string][]*ast.Term // the same, as terms for input
 	mint     prepared
 	route    prepared
+	// headerParams are the headers the route rules read, each with the
+	// query parameter it stands for, sorted by header.
+	headerParams [][2]string
 
 	callersMu sync.RWMutex
 	callers   map[string]*ast.Term // see callerTerm
@@ -162,11 +168,16 @@ func compile(ctx context.Context, src source, files []file, logger *slog.Logger)
 		return nil, refuse(astProblems(decisions.Errors)...)
 	}
 
+	headerParams, err := decodeHeaderParams(constants, compiler)
+	if err != nil {
+		return nil, refuse(Problem{Message: err.Error()})
+	}
 	set := &policySet{
-		revision: revisionOf(files),
-		closure:  closure,
-		grants:   make(map[string][]*ast.Term, len(closure)),
-		callers:  map[string]*ast.Term{},
+		headerParams: headerParams,
+		revision:     revisionOf(files),
+		closure:      closure,
+		grants:       make(map[string][]*ast.Term, len(closure)),
+		callers:      map[string]*ast.Term{},
 	}
 	if deterministic(compiler.Modules) {
 		set.mintMemo, set.routeMemo = newMemo[MintDecision](), newMemo[RouteDecision]()
@@ -347,6 +358,34 @@ func (p prepared) eval(ctx context.Context, input ast.Value) (*ast.Term, error) 
 		return nil, fmt.Errorf("%w: %s: unexpected result %T", ErrUnavailable, p.name, rs[0].Expressions[0].Value)
 	}
 	return t, nil
+}
+
+// decodeHeaderParams reads header_params, when the rules define it: an
+// object of header name to query parameter name, computed without input.
+func decodeHeaderParams(constants map[string]*ast.Term, compiler *ast.Compiler) ([][2]string, error) {
+	t, ok := constants[headerParamsQuery]
+	if !ok {
+		if len(compiler.GetRulesExact(ast.MustParseRef(headerParamsQuery))) > 0 {
+			return nil, fmt.Errorf("%s must be computed without input", headerParamsQuery)
+		}
+		return nil, nil
+	}
+	obj, ok := t.Value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s must be an object of header name to query parameter name, not %s", headerParamsQuery, ast.ValueName(t.Value))
+	}
+	var out [][2]string
+	err := obj.Iter(func(k, v *ast.Term) error {
+		h, ok1 := k.Value.(ast.String)
+		p, ok2 := v.Value.(ast.String)
+		if !ok1 || !ok2 || h == "" || p == "" {
+			return fmt.Errorf("%s has %v: %v; want header name: query parameter name", headerParamsQuery, k, v)
+		}
+		out = append(out, [2]string{string(h), string(p)})
+		return nil
+	})
+	slices.SortFunc(out, func(a, b [2]string) int { return strings.Compare(a[0], b[0]) })
+	return out, err
 }
 
 // decodeClosure reads the closure rule's value: an object mapping each

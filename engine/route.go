@@ -34,10 +34,21 @@ func (e *Engine) Route(ctx context.Context, in RouteInput) (RouteDecision, error
 	s := e.current.Load()
 	var buf [512]byte
 	key := appendString(appendString(appendString(callerKey(buf[:0], in.Caller), method), in.Path), in.Query)
+	// The headers the rules read (header_params) are query parameters to
+	// them, after the query's own.
+	var headers [][2]string
+	if in.Header != nil {
+		for _, hp := range s.headerParams {
+			for _, v := range in.Header(hp[0]) {
+				headers = append(headers, [2]string{hp[1], string(v)})
+				key = appendString(appendString(key, hp[0]), string(v))
+			}
+		}
+	}
 	if d, ok := s.routeMemo.get(key); ok {
 		return d, nil // the path and query read cleanly when the decision was made
 	}
-	req, err := readRequest(in.Path, in.Query)
+	req, err := readRequest(in.Path, in.Query, headers)
 	if err != nil {
 		return RouteDecision{Code: CodeBadRequest, Reason: err.Error()}, nil
 	}
@@ -65,7 +76,7 @@ type request struct {
 // split cleanly (see SplitPath), the op parameter is not valid
 // percent-encoding, or Direktiv up to v0.8.6 would read another op on a v1
 // route (see v1Op).
-func readRequest(path, query string) (request, error) {
+func readRequest(path, query string, headers [][2]string) (request, error) {
 	segments, err := SplitPath(path)
 	if err != nil {
 		return request{}, err
@@ -79,7 +90,7 @@ func readRequest(path, query string) (request, error) {
 			return request{}, fmt.Errorf("the op query parameter reads %q as Direktiv up to v0.8.6 splits the query (on ';' as on '&') and %q as Go's net/url does (pairs holding ';' dropped); ';' is ambiguous: separate parameters with '&' and write a ';' in a value as %%3B", v1, op)
 		}
 	}
-	return request{segments: segments, op: op, query: queryTerm(query)}, nil
+	return request{segments: segments, op: op, query: queryTerm(query, headers)}, nil
 }
 
 func (s *policySet) decideRoute(ctx context.Context, caller Caller, method string, segments []string, op string) (RouteDecision, error) {
@@ -326,9 +337,10 @@ func v1Op(query string) (op string) {
 // queryTerm is the query as Go's net/url reads it, so as Direktiv v2 (chi)
 // does: pairs split on '&', a pair holding ';' dropped, keys and values
 // query-unescaped, a pair either of which is not valid percent-encoding
-// dropped. It is an object of parameter -> array of its values, in order.
-func queryTerm(query string) *ast.Term {
-	if query == "" {
+// dropped. It is an object of parameter -> array of its values, in order,
+// headers' values (parameter, value) after the query's.
+func queryTerm(query string, headers [][2]string) *ast.Term {
+	if query == "" && len(headers) == 0 {
 		return ast.ObjectTerm()
 	}
 	var keys []string
@@ -347,6 +359,12 @@ func queryTerm(query string) *ast.Term {
 		values[key] = append(values[key], ast.StringTerm(value))
 		return true
 	})
+	for _, h := range headers {
+		if _, ok := values[h[0]]; !ok {
+			keys = append(keys, h[0])
+		}
+		values[h[0]] = append(values[h[0]], ast.StringTerm(h[1]))
+	}
 	items := make([][2]*ast.Term, len(keys))
 	for i, k := range keys {
 		items[i] = ast.Item(ast.StringTerm(k), ast.ArrayTerm(values[k]...))

@@ -33,7 +33,7 @@ func BenchmarkRouteEvalV2(b *testing.B) {
 	for _, r := range benchRoutes {
 		b.Run(r.name, func(b *testing.B) {
 			loop(b, func() {
-				req, err := readRequest(r.in.Path, r.in.Query)
+				req, err := readRequest(r.in.Path, r.in.Query, nil)
 				if err != nil {
 					b.Fatal(err)
 				}

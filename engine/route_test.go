@@ -303,7 +303,7 @@ func TestQueryTerm(t *testing.T) {
 	} {
 		t.Run(query, func(t *testing.T) {
 			want, _ := url.ParseQuery(query)
-			if got := queryValues(t, queryTerm(query)); !reflect.DeepEqual(got, map[string][]string(want)) {
+			if got := queryValues(t, queryTerm(query, nil)); !reflect.DeepEqual(got, map[string][]string(want)) {
 				t.Errorf("queryTerm(%q) = %v, net/url reads %v", query, got, want)
 			}
 		})
@@ -345,7 +345,7 @@ func FuzzQueryTerm(f *testing.F) {
 		if strings.Count(query, "&") >= 10000 {
 			return // net/url refuses so many parameters
 		}
-		got := queryValues(t, queryTerm(query))
+		got := queryValues(t, queryTerm(query, nil))
 		if len(got) != len(values) {
 			t.Fatalf("queryTerm(%q) = %v, net/url reads %v", query, got, values)
 		}
@@ -421,4 +421,47 @@ func FuzzRoutePath(f *testing.F) {
 			t.Fatalf("Route(%q %q) = %+v: allowed without the permission", method, path, d)
 		}
 	})
+}
+
+// The headers header_params names reach the rules as the query parameter
+// Direktiv reads them as: Last-Event-ID is checked as lastEventId is, on
+// the log stream, and changes the decision only there.
+func TestRouteHeaderParams(t *testing.T) {
+	e := MustNew(t, Options{})
+	logs := Caller{Namespace: "ns1", Policies: []string{"instancesView"}}
+	header := func(v string) func(string) [][]byte {
+		return func(name string) [][]byte {
+			if name == "Last-Event-ID" {
+				return [][]byte{[]byte(v)}
+			}
+			return nil
+		}
+	}
+	for _, tt := range []struct {
+		path, value string
+		allow       bool
+	}{
+		{"/api/v2/namespaces/ns1/logs/subscribe", "2026-12-06T01:16:52.633823000Z", true},
+		{"/api/v2/namespaces/ns1/logs/subscribe", "2026-01-01T00:00:00Z | delete", false},
+		{"/api/v2/namespaces/ns1/logs", "x", false},
+		{"/api/v2/namespaces/ns1/instances", "x", true}, // not read there
+	} {
+		for _, c := range []Caller{logs, {Admin: true}} {
+			d, err := e.Route(context.Background(), RouteInput{Caller: c, Method: "GET", Path: tt.path, Header: header(tt.value)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Admin && tt.path == "/api/v2/namespaces/ns1/instances" {
+				continue
+			}
+			if d.Allow != tt.allow || (!tt.allow && (d.Code != CodeBadRequest || !strings.Contains(d.Reason, "lastEventId"))) {
+				t.Fatalf("%s with Last-Event-ID %q (admin %v): %+v, want allow %v or a bad request naming lastEventId", tt.path, tt.value, c.Admin, d, tt.allow)
+			}
+		}
+	}
+	// The memo keeps the header apart: the same request without it is allowed.
+	d, err := e.Route(context.Background(), RouteInput{Caller: logs, Method: "GET", Path: "/api/v2/namespaces/ns1/logs"})
+	if err != nil || !d.Allow {
+		t.Fatalf("without the header: %+v, %v", d, err)
+	}
 }

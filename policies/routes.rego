@@ -250,6 +250,13 @@ log_params := {
 	"direction": "direction",
 }
 
+# header_params are the request headers Direktiv reads as a query
+# parameter: its log stream (pkg/api/plattformlogs.go, stream) takes
+# Last-Event-ID as it takes lastEventId, into its log backend's query. The
+# engine hands each such header to the rules as that parameter, after the
+# query's own values, so the parameter's shape check covers it.
+header_params := {"Last-Event-ID": "lastEventId"}
+
 # lookup_shapes is the shape an id of each lookup kind must have.
 lookup_shapes := {"variable": "uuid", "instance": "uuid", "listener": "uuid"}
 

@@ -277,3 +277,24 @@ func TestDirektivSettings(t *testing.T) {
 		}
 	})
 }
+
+// TestDirektivLastEventID: Direktiv's log stream reads the Last-Event-ID
+// header into its log backend's query as it reads lastEventId; the rules
+// check it as that parameter, on both data paths.
+func TestDirektivLastEventID(t *testing.T) {
+	onBothPaths(t, func(t *testing.T, loops string) {
+		up := startUpstream(t)
+		s, _ := startEnforcer(t, up, []string{"--event-loops", loops}, envUpstreamAPIKey+"="+testUpstreamKey)
+		logs := s.mintToken(t, "ns1", "instancesView")
+		const path = "/api/v2/namespaces/ns1/logs/subscribe"
+		wantErrorCode(t, s.send(t, "GET", path, "Direktiv-Api-Key", logs, "Last-Event-ID", "2026-01-01T00:00:00Z | delete"), http.StatusBadRequest, "request_data_invalid", "lastEventId")
+		wantErrorCode(t, s.send(t, "GET", path, "Direktiv-Api-Key", testAdminToken, "last-event-id", "x"), http.StatusBadRequest, "request_data_invalid", "lastEventId")
+		up.none(t)
+		if r := s.send(t, "GET", path, "Direktiv-Api-Key", logs, "Last-Event-ID", "2026-12-06T01:16:52.633823000Z"); r.status != http.StatusOK {
+			t.Fatalf("a timestamp: %d %s", r.status, r.body)
+		}
+		if got := up.only(t); got.Header.Get("Last-Event-ID") != "2026-12-06T01:16:52.633823000Z" {
+			t.Fatalf("upstream got Last-Event-ID %q", got.Header.Get("Last-Event-ID"))
+		}
+	})
+}

@@ -107,7 +107,7 @@ func (a *app) enforceRequest(ctx *fasthttp.RequestCtx) (decision, error) {
 	if cred.kind == credMinted {
 		who, authErr = a.authenticate(ctx, cred)
 	}
-	d, err := a.authorize(cred, who, authErr, string(ctx.Method()), string(ctx.Request.URI().PathOriginal()), string(ctx.Request.URI().QueryString()))
+	d, err := a.authorize(cred, who, authErr, string(ctx.Method()), string(ctx.Request.URI().PathOriginal()), string(ctx.Request.URI().QueryString()), ctx.Request.Header.PeekAll)
 	if err != nil {
 		return d, err
 	}
@@ -120,15 +120,16 @@ func (a *app) enforceRequest(ctx *fasthttp.RequestCtx) (decision, error) {
 }
 
 // authorize decides a request once its credential is read and, for a
-// minted one, authenticated (who, or the failure authErr): the one
+// minted one, authenticated (who, or the failure authErr), with header
+// the request's header values by name: the one
 // decision the server and the event loops both execute. A minted token
 // that does not authenticate still reaches a public route (without it);
 // anywhere else its failure is the answer.
-func (a *app) authorize(cred credential, who caller, authErr error, method, path, query string) (decision, error) {
+func (a *app) authorize(cred credential, who caller, authErr error, method, path, query string, header func(string) [][]byte) (decision, error) {
 	if a.cfg.UnsafeForwardUnauthenticated && cred.kind != credMinted {
 		return decision{who: who, route: engine.RouteDecision{Allow: true}, creds: credsKeep}, nil
 	}
-	in := engine.RouteInput{Method: method, Path: path, Query: query}
+	in := engine.RouteInput{Method: method, Path: path, Query: query, Header: header}
 	switch {
 	case cred.kind == credAdmin:
 		who = caller{admin: true}

@@ -88,7 +88,14 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 		}
 		who, authErr = a.authenticateWith(cred, func(store.Secret) (store.Token, error) { return found.rec, found.err })
 	}
-	d, err := a.authorize(cred, who, authErr, methodString(r.Method), string(path), string(query))
+	d, err := a.authorize(cred, who, authErr, methodString(r.Method), string(path), string(query), func(name string) (values [][]byte) {
+		for n, v := range r.Fields {
+			if bytes.EqualFold(n, []byte(name)) {
+				values = append(values, v)
+			}
+		}
+		return values
+	})
 	switch {
 	case err != nil:
 		return h.serve(r, true)
