@@ -59,10 +59,15 @@ type RouteInput struct {
 	Method string `json:"method"`
 	Path   string `json:"path"`  // the request path as received (not decoded), no query
 	Query  string `json:"query"` // raw query string, without '?'
-	// Header returns the values of a request header (name as the rules
-	// spell it, matched case-insensitively); nil for a request without
+	// Header gives the request's header values; nil for a request without
 	// headers. The rules read only the headers their header_params name.
-	Header func(name string) [][]byte `json:"-"`
+	Header Header `json:"-"`
+}
+
+// Header is a request's headers: PeekAll returns the values of the header
+// name, matched case-insensitively (as fasthttp.RequestHeader's does).
+type Header interface {
+	PeekAll(name string) [][]byte
 }
 
 // RouteDecision is the engine's answer to a RouteInput. A decision may be

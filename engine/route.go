@@ -39,7 +39,7 @@ func (e *Engine) Route(ctx context.Context, in RouteInput) (RouteDecision, error
 	var headers [][2]string
 	if in.Header != nil {
 		for _, hp := range s.headerParams {
-			for _, v := range in.Header(hp[0]) {
+			for _, v := range in.Header.PeekAll(hp[0]) {
 				headers = append(headers, [2]string{hp[1], string(v)})
 				key = appendString(appendString(key, hp[0]), string(v))
 			}

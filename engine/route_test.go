@@ -429,14 +429,7 @@ func FuzzRoutePath(f *testing.F) {
 func TestRouteHeaderParams(t *testing.T) {
 	e := MustNew(t, Options{})
 	logs := Caller{Namespace: "ns1", Policies: []string{"instancesView"}}
-	header := func(v string) func(string) [][]byte {
-		return func(name string) [][]byte {
-			if name == "Last-Event-ID" {
-				return [][]byte{[]byte(v)}
-			}
-			return nil
-		}
-	}
+	header := func(v string) Header { return lastEventID(v) }
 	for _, tt := range []struct {
 		path, value string
 		allow       bool
@@ -464,4 +457,14 @@ func TestRouteHeaderParams(t *testing.T) {
 	if err != nil || !d.Allow {
 		t.Fatalf("without the header: %+v, %v", d, err)
 	}
+}
+
+// lastEventID is a request's headers holding only Last-Event-ID.
+type lastEventID string
+
+func (h lastEventID) PeekAll(name string) [][]byte {
+	if strings.EqualFold(name, "Last-Event-ID") {
+		return [][]byte{[]byte(h)}
+	}
+	return nil
 }

@@ -5,6 +5,9 @@ import (
 	"crypto/subtle"
 	"strings"
 
+	"github.com/valyala/fasthttp"
+
+	"github.com/direktiv/direktiv-authz/internal/relay"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
@@ -39,60 +42,72 @@ const (
 type credential struct {
 	kind   credKind
 	value  []byte // the credential (for Authorization: Bearer, the token after the scheme); valid as long as the request
-	header string // the header it came in first, as the client spelled it; for messages
+	header []byte // the header it came in first, as the client spelled it, for messages; nil for none; valid as long as the request
 }
 
-// readCredential reads the credential of a request from its header fields,
-// which fields yields in order (name, value without surrounding
-// whitespace). It is the one place that decides which header carries what,
-// for the server and the event loops alike.
+// credentialReader reads the credential of a request from its header
+// fields, given one at a time to field in order (name, value without
+// surrounding whitespace); result is the credential. It is the one place
+// that decides which header carries what, for the server (serverCredential)
+// and the event loops (loopCredential) alike; the loops give it fields
+// without an allocation.
 //
 // A credential may come in Direktiv-Token, Direktiv-Api-Key or
 // Authorization: Bearer; the same value in several of them (or repeated)
-// is one credential. It returns codeBadRequest, naming the headers, when
-// they carry different values, when an Authorization header is malformed,
-// or when any other header carries a token minted here (it would reach
-// Direktiv as it is). An Authorization of another scheme (Basic, say) is a
-// foreign credential: the public gateway's endpoints may take it.
-func (a *app) readCredential(fields func(yield func(name, value []byte) bool)) (credential, error) {
-	var c credential
-	var err error
-	fields(func(name, value []byte) bool {
-		var v []byte
-		switch {
-		case equalFoldName(name, credentialHeaders[0]), equalFoldName(name, credentialHeaders[1]):
-			v = value
-		case equalFoldName(name, credentialHeaders[2]):
-			if v, err = bearer(value); err != nil {
-				return false
-			}
-		default:
-			if holdsMinted(value) {
-				err = errorf(codeBadRequest, "the %s header carries a token minted by this sidecar; send it only in %s", name, credentialHeaderList)
-				return false
-			}
-			return true
-		}
-		switch {
-		case len(v) == 0:
-		case !bytes.HasPrefix(v, mintedPrefix) && holdsMinted(v):
-			err = errorf(codeBadRequest, "the %s header carries a token minted by this sidecar with other text around it; send the token alone", name)
+// is one credential. result returns codeBadRequest, naming the headers,
+// when they carry different values, when an Authorization header is
+// malformed, or when any other header carries a token minted here (it
+// would reach Direktiv as it is). An Authorization of another scheme
+// (Basic, say) is a foreign credential: the public gateway's endpoints may
+// take it.
+type credentialReader struct {
+	a   *app
+	c   credential
+	err error
+}
+
+// field reads one header field; false means the request is refused
+// already and the other fields need not be read.
+func (r *credentialReader) field(name, value []byte) bool {
+	var v []byte
+	switch {
+	case equalFoldName(name, credentialHeaders[0]), equalFoldName(name, credentialHeaders[1]):
+		v = value
+	case equalFoldName(name, credentialHeaders[2]):
+		if v, r.err = bearer(value); r.err != nil {
 			return false
-		case c.header == "":
-			c.value, c.header = v, string(name)
-		case !bytes.Equal(c.value, v):
-			err = errorf(codeBadRequest, "the request carries different credentials in its %s and %s headers; send one credential, in one of %s", c.header, name, credentialHeaderList)
+		}
+	default:
+		if holdsMinted(value) {
+			r.err = errorf(codeBadRequest, "the %s header carries a token minted by this sidecar; send it only in %s", name, credentialHeaderList)
 			return false
 		}
 		return true
-	})
-	if err != nil {
-		return credential{}, err
 	}
 	switch {
-	case c.header == "":
+	case len(v) == 0:
+	case !bytes.HasPrefix(v, mintedPrefix) && holdsMinted(v):
+		r.err = errorf(codeBadRequest, "the %s header carries a token minted by this sidecar with other text around it; send the token alone", name)
+		return false
+	case r.c.header == nil:
+		r.c.value, r.c.header = v, name
+	case !bytes.Equal(r.c.value, v):
+		r.err = errorf(codeBadRequest, "the request carries different credentials in its %s and %s headers; send one credential, in one of %s", r.c.header, name, credentialHeaderList)
+		return false
+	}
+	return true
+}
+
+// result is the request's credential once every field was read.
+func (r *credentialReader) result() (credential, error) {
+	if r.err != nil {
+		return credential{}, r.err
+	}
+	c, admin := r.c, r.a.cfg.adminToken
+	switch {
+	case c.header == nil:
 		c.kind = credNone
-	case subtle.ConstantTimeCompare(c.value, []byte(a.cfg.adminToken)) == 1 && a.cfg.adminToken != "":
+	case admin != "" && subtle.ConstantTimeCompare(c.value, []byte(admin)) == 1:
 		c.kind = credAdmin
 	case bytes.HasPrefix(c.value, mintedPrefix):
 		c.kind = credMinted
@@ -100,6 +115,28 @@ func (a *app) readCredential(fields func(yield func(name, value []byte) bool)) (
 		c.kind = credForeign
 	}
 	return c, nil
+}
+
+// serverCredential reads the credential of a request the server parsed.
+func (a *app) serverCredential(h *fasthttp.RequestHeader) (credential, error) {
+	r := credentialReader{a: a}
+	for name, value := range h.All() {
+		if !r.field(name, value) {
+			break
+		}
+	}
+	return r.result()
+}
+
+// loopCredential reads the credential of a request on the event loops.
+func (a *app) loopCredential(req *relay.Request) (credential, error) {
+	r := credentialReader{a: a}
+	for name, value := range req.Fields {
+		if !r.field(name, value) {
+			break
+		}
+	}
+	return r.result()
 }
 
 // mintedPrefix is store.SecretPrefix, to test header bytes with.

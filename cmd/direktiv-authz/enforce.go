@@ -54,7 +54,7 @@ const (
 // enforce decides whether a request may be forwarded, and how:
 //
 //   - Its credential is read from any of the credential headers
-//     (readCredential); a minted token is authenticated.
+//     (credentialReader); a minted token is authenticated.
 //   - The route rules are asked, for every caller: the admin token, a
 //     minted token, or none (no credential, or one that is neither). Without
 //     a valid credential only a route the rules name public passes (the
@@ -107,7 +107,7 @@ func (a *app) enforceRequest(ctx *fasthttp.RequestCtx) (decision, error) {
 	if cred.kind == credMinted {
 		who, authErr = a.authenticate(ctx, cred)
 	}
-	d, err := a.authorize(cred, who, authErr, string(ctx.Method()), string(ctx.Request.URI().PathOriginal()), string(ctx.Request.URI().QueryString()), ctx.Request.Header.PeekAll)
+	d, err := a.authorize(cred, who, authErr, string(ctx.Method()), string(ctx.Request.URI().PathOriginal()), string(ctx.Request.URI().QueryString()), &ctx.Request.Header)
 	if err != nil {
 		return d, err
 	}
@@ -125,7 +125,7 @@ func (a *app) enforceRequest(ctx *fasthttp.RequestCtx) (decision, error) {
 // decision the server and the event loops both execute. A minted token
 // that does not authenticate still reaches a public route (without it);
 // anywhere else its failure is the answer.
-func (a *app) authorize(cred credential, who caller, authErr error, method, path, query string, header func(string) [][]byte) (decision, error) {
+func (a *app) authorize(cred credential, who caller, authErr error, method, path, query string, header engine.Header) (decision, error) {
 	if a.cfg.UnsafeForwardUnauthenticated && cred.kind != credMinted {
 		return decision{who: who, route: engine.RouteDecision{Allow: true}, creds: credsKeep}, nil
 	}

@@ -43,7 +43,7 @@ type lookupNote struct {
 
 // Decide forwards a request the relay may send as it is: one that
 // authorize allows at once, with the credential of the request read by
-// readCredential and, for a minted token, its record cached (or just looked
+// credentialReader and, for a minted token, its record cached (or just looked
 // up: a cache miss is a Wait for the lookup). Refusals are served by the
 // server's handlers off the loop (serveOne); requests whose answer the
 // sidecar checks or rewrites (lookups, transforms) are handed to the
@@ -71,31 +71,27 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 		}
 		return relay.Verdict{Action: relay.Handoff}
 	}
-	cred, err := a.readCredential(r.Fields)
+	cred, err := a.loopCredential(r)
 	if err != nil {
 		return h.serve(r, true)
 	}
 	var who caller
 	var authErr error
 	if cred.kind == credMinted {
-		sec, perr := store.ParseSecret(string(cred.value))
-		var found lookupNote
-		if perr == nil {
-			var wait *relay.Verdict
-			if found, wait = a.loopRecord(r, sec, false); wait != nil {
-				return *wait
+		var wait *relay.Verdict
+		who, authErr = a.authenticateWith(cred, func(sec store.Secret) (store.Token, error) {
+			found, w := a.loopRecord(r, sec, false)
+			if w != nil {
+				wait = w
+				return store.Token{}, errWouldBlock
 			}
+			return found.rec, found.err
+		})
+		if wait != nil {
+			return *wait
 		}
-		who, authErr = a.authenticateWith(cred, func(store.Secret) (store.Token, error) { return found.rec, found.err })
 	}
-	d, err := a.authorize(cred, who, authErr, methodString(r.Method), string(path), string(query), func(name string) (values [][]byte) {
-		for n, v := range r.Fields {
-			if bytes.EqualFold(n, []byte(name)) {
-				values = append(values, v)
-			}
-		}
-		return values
-	})
+	d, err := a.authorize(cred, who, authErr, methodString(r.Method), string(path), string(query), r)
 	switch {
 	case err != nil:
 		return h.serve(r, true)
@@ -156,7 +152,7 @@ func (h relayHandler) mint(r *relay.Request, ns string) relay.Verdict {
 	a := h.a
 	var sec store.Secret
 	var found lookupNote
-	if cred, err := a.readCredential(r.Fields); err == nil && cred.kind == credMinted {
+	if cred, err := a.loopCredential(r); err == nil && cred.kind == credMinted {
 		if s, err := store.ParseSecret(string(cred.value)); err == nil {
 			var wait *relay.Verdict
 			if found, wait = a.loopRecord(r, s, true); wait != nil {
@@ -167,7 +163,7 @@ func (h relayHandler) mint(r *relay.Request, ns string) relay.Verdict {
 	}
 	find := func(s store.Secret) (store.Token, error) {
 		if s.ID != sec.ID || s.Namespace != sec.Namespace {
-			return store.Token{}, errWouldBlock // not the token found above: cannot happen, as both read the same headers with readCredential
+			return store.Token{}, errWouldBlock // not the token found above: cannot happen, as both read the same headers with credentialReader
 		}
 		return found.rec, found.err
 	}

@@ -165,7 +165,7 @@ func (a *app) authenticateWith(cred credential, find func(store.Secret) (store.T
 
 // requestCredential reads the credential of a request the server parsed.
 func (a *app) requestCredential(ctx *fasthttp.RequestCtx) (credential, error) {
-	return a.readCredential(ctx.Request.Header.All())
+	return a.serverCredential(&ctx.Request.Header)
 }
 
 // lookupToken asks the store for sec's record and caches it when it is
