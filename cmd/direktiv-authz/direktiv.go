@@ -65,7 +65,7 @@ func readWhole(resp *fasthttp.Response) ([]byte, error) {
 // codeNotFound for an object that is not the namespace's (or does not
 // exist: either way the token cannot see it), the proxy's errors when the
 // upstream cannot answer, and codeBadGateway for an answer it cannot read.
-func (a *app) checkLookups(ctx *fasthttp.RequestCtx, d decision) error {
+func (a *app) checkLookups(d decision) error {
 	ns := d.route.Namespace
 	for _, l := range d.route.Lookups {
 		ok, err := a.belongs(ns, l)
@@ -177,6 +177,8 @@ func (a *app) forwardTransformed(ctx *fasthttp.RequestCtx, d decision) error {
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
 	a.proxy.prepare(ctx, req, d.creds)
+	// An answer the sidecar reads and rewrites must not come compressed.
+	req.Header.Del(fasthttp.HeaderAcceptEncoding)
 	if err := a.proxy.client.Do(req, resp); err != nil {
 		return a.proxy.upstreamError(err)
 	}

@@ -81,15 +81,16 @@ func testWebUI(t *testing.T, s *sidecar, up *upstream) {
 	viewer := s.mintToken(t, "ns1", "variablesView")
 	// The UI asks for a key when the status says so.
 	up.reset()
-	r := s.send(t, "GET", "/api/v2/status")
+	r := s.send(t, "GET", "/api/v2/status", "Accept-Encoding", "gzip, br")
 	var status struct {
 		Data map[string]any `json:"data"`
 	}
 	if r.status != http.StatusOK || json.Unmarshal(r.body, &status) != nil || status.Data["requiresAuth"] != true || status.Data["version"] != "dev2" || status.Data["isEnterprise"] != false {
 		t.Fatalf("status: %d %s, want Direktiv's with requiresAuth true", r.status, r.body)
 	}
-	if got := up.only(t); got.URI != "/api/v2/status" {
-		t.Fatalf("the upstream got %s", got.URI)
+	// The answer is read and rewritten, so it is asked for uncompressed.
+	if got := up.only(t); got.URI != "/api/v2/status" || got.Header.Get("Accept-Encoding") != "" {
+		t.Fatalf("the upstream got %s with Accept-Encoding %q, want none", got.URI, got.Header.Get("Accept-Encoding"))
 	}
 	// It tests a key with the namespace list: a namespace token sees its own.
 	up.reset()

@@ -112,7 +112,7 @@ func (a *app) enforceRequest(ctx *fasthttp.RequestCtx) (decision, error) {
 		return d, err
 	}
 	if len(d.route.Lookups) > 0 {
-		if err := a.checkLookups(ctx, d); err != nil {
+		if err := a.checkLookups(d); err != nil {
 			return d, err
 		}
 	}
@@ -120,11 +120,11 @@ func (a *app) enforceRequest(ctx *fasthttp.RequestCtx) (decision, error) {
 }
 
 // authorize decides a request once its credential is read and, for a
-// minted one, authenticated (who, or the failure authErr), with header
-// the request's header values by name: the one
-// decision the server and the event loops both execute. A minted token
-// that does not authenticate still reaches a public route (without it);
-// anywhere else its failure is the answer.
+// minted one, authenticated (who, or the failure authErr); header gives
+// the request's headers the rules read. It is the one decision the server,
+// the event loops and the sidecar's own token endpoints (authorizeOwn)
+// execute. A minted token that does not authenticate still reaches a
+// public route (without it); anywhere else its failure is the answer.
 func (a *app) authorize(cred credential, who caller, authErr error, method, path, query string, header engine.Header) (decision, error) {
 	if a.cfg.UnsafeForwardUnauthenticated && cred.kind != credMinted {
 		return decision{who: who, route: engine.RouteDecision{Allow: true}, creds: credsKeep}, nil
@@ -184,24 +184,4 @@ func routeNamespace(path []byte) string {
 		return segs[3]
 	}
 	return ""
-}
-
-// routeAllowed asks the route rules whether the caller who may call one of
-// the sidecar's own endpoints (tokens.go). It returns the rules' refusal
-// with their reason as codeForbidden or codeBadRequest, and codeUnavailable
-// when the engine cannot decide (fail closed).
-func (a *app) routeAllowed(ctx *fasthttp.RequestCtx, who caller) error {
-	dec, err := a.engine.Route(context.Background(), engine.RouteInput{
-		Caller: engine.Caller{Namespace: who.token.Namespace, Policies: who.token.Policies},
-		Method: string(ctx.Method()),
-		Path:   string(ctx.Request.URI().PathOriginal()),
-		Query:  string(ctx.Request.URI().QueryString()),
-	})
-	if err != nil {
-		return &apiError{code: codeUnavailable, message: "the policy engine could not decide on this request; nothing was done, try again later", err: err}
-	}
-	if !dec.Allow {
-		return errorf(decisionCode(dec.Code), "%s", dec.Reason)
-	}
-	return nil
 }

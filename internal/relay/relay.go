@@ -21,6 +21,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -100,29 +101,11 @@ func (r *Request) Fields(yield func(name, value []byte) bool) {
 // case-insensitively), in order; nil when there is none.
 func (r *Request) PeekAll(name string) (values [][]byte) {
 	for n, v := range r.Fields {
-		if len(n) == len(name) && asciiEqualFold(n, name) {
+		if len(n) == len(name) && bytes.EqualFold(n, []byte(name)) {
 			values = append(values, v)
 		}
 	}
 	return values
-}
-
-// asciiEqualFold compares a header name with name, ASCII letters
-// case-insensitively.
-func asciiEqualFold(a []byte, b string) bool {
-	for i := range a {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // Verdict is Decide's answer.
