@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -450,6 +451,10 @@ func (l *relayListener) handoff(c net.Conn) {
 // HTTP on both sides); the server then accepts as before.
 func (a *app) newRelay() error {
 	if a.cfg.relayLoops < 0 || a.tlsCert != nil || a.cfg.upstreamURL.Scheme != "http" {
+		return nil
+	}
+	if !relay.Supported {
+		a.log.Warn("event loops unavailable on "+runtime.GOOS+": the server serves every request", "event_loops", a.cfg.EventLoops, "error", relay.ErrUnsupported.Error())
 		return nil
 	}
 	tl, ok := a.ln.(*net.TCPListener)

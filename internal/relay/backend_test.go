@@ -1,3 +1,5 @@
+//go:build linux
+
 package relay
 
 // Tests of the backend (backend.go): the RESP parser and encoder, and the

@@ -1,3 +1,5 @@
+//go:build linux
+
 package relay
 
 // Review tests of the backend (backend.go) and the Answer action

@@ -1,3 +1,5 @@
+//go:build linux
+
 package relay
 
 // Tests from a review of the relay: each problem the review found has a

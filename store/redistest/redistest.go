@@ -96,13 +96,13 @@ func (s *Server) Stop(tb testing.TB) {
 // Redis. Resume lets it run on and answer what it received.
 func (s *Server) Pause(tb testing.TB) {
 	tb.Helper()
-	s.signal(tb, syscall.SIGSTOP)
+	s.signal(tb, stopSignal)
 }
 
 // Resume continues a paused server (SIGCONT).
 func (s *Server) Resume(tb testing.TB) {
 	tb.Helper()
-	s.signal(tb, syscall.SIGCONT)
+	s.signal(tb, contSignal)
 }
 
 func (s *Server) signal(tb testing.TB, sig syscall.Signal) {
