@@ -17,6 +17,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/internal/framing"
 	"github.com/direktiv/direktiv-authz/internal/relay"
 	"github.com/direktiv/direktiv-authz/store"
 )
@@ -195,14 +196,14 @@ func (a *app) serve(ctx context.Context) error {
 	a.startOps()
 	errc := make(chan error, 2)
 	if a.relay != nil {
-		go func() { errc <- a.server.Serve(a.relayLn) }()
+		go func() { errc <- a.server.Serve(framing.Listener(a.relayLn, a.framingOptions())) }()
 		go func() {
 			if err := a.relay.Serve(); err != nil {
 				errc <- err
 			}
 		}()
 	} else {
-		go func() { errc <- a.server.Serve(a.ln) }()
+		go func() { errc <- a.server.Serve(framing.Listener(a.ln, a.framingOptions())) }()
 	}
 	select {
 	case err := <-errc:

@@ -26,45 +26,60 @@ const (
 	codeBadGateway
 	codeGatewayTimeout
 	codeTooManyRequests
+	codeRequestTimeout
+	codeExpectationFailed
+	codeHeaderTooLarge
+	codeNotImplemented
+	codeVersionUnsupported
 )
 
 // statusOf is the HTTP status of each code.
 var statusOf = map[errorCode]int{
-	codeInternal:         http.StatusInternalServerError,
-	codeBadRequest:       http.StatusBadRequest,
-	codeUnauthenticated:  http.StatusUnauthorized,
-	codeForbidden:        http.StatusForbidden,
-	codeNotFound:         http.StatusNotFound,
-	codeMethodNotAllowed: http.StatusMethodNotAllowed,
-	codeTooLarge:         http.StatusRequestEntityTooLarge,
-	codeUnsupportedMedia: http.StatusUnsupportedMediaType,
-	codeUnavailable:      http.StatusServiceUnavailable,
-	codeBadGateway:       http.StatusBadGateway,
-	codeGatewayTimeout:   http.StatusGatewayTimeout,
-	codeTooManyRequests:  http.StatusTooManyRequests,
+	codeInternal:           http.StatusInternalServerError,
+	codeBadRequest:         http.StatusBadRequest,
+	codeUnauthenticated:    http.StatusUnauthorized,
+	codeForbidden:          http.StatusForbidden,
+	codeNotFound:           http.StatusNotFound,
+	codeMethodNotAllowed:   http.StatusMethodNotAllowed,
+	codeTooLarge:           http.StatusRequestEntityTooLarge,
+	codeUnsupportedMedia:   http.StatusUnsupportedMediaType,
+	codeUnavailable:        http.StatusServiceUnavailable,
+	codeBadGateway:         http.StatusBadGateway,
+	codeGatewayTimeout:     http.StatusGatewayTimeout,
+	codeTooManyRequests:    http.StatusTooManyRequests,
+	codeRequestTimeout:     http.StatusRequestTimeout,
+	codeExpectationFailed:  http.StatusExpectationFailed,
+	codeHeaderTooLarge:     http.StatusRequestHeaderFieldsTooLarge,
+	codeNotImplemented:     http.StatusNotImplemented,
+	codeVersionUnsupported: http.StatusHTTPVersionNotSupported,
 }
 
 // direktivCodeOf is each code as Direktiv's v2 API names its errors
 // (snake_case, in {"error": {"code", "message"}}). Where Direktiv's own
 // table gives a status for such a name (access_* 403, request_* and
 // resource_* 400, *not_found 404, *method_not_allowed 405) it is the
-// status above; Direktiv's open-source build has no 401, 413, 415, 429,
-// 502, 503 or 504 of its own, so those names are the sidecar's, chosen
+// status above; Direktiv's open-source build has no 401, 408, 413, 415, 417, 429, 431,
+// 501, 502, 503, 504 or 505 of its own, so those names are the sidecar's, chosen
 // outside Direktiv's prefixes. Its web UI shows error.message and treats
 // 401 and 403 alike.
 var direktivCodeOf = map[errorCode]string{
-	codeInternal:         "internal",
-	codeBadRequest:       "request_data_invalid",
-	codeUnauthenticated:  "access_token_invalid",
-	codeForbidden:        "access_denied",
-	codeNotFound:         "resource_not_found",
-	codeMethodNotAllowed: "request_method_not_allowed",
-	codeTooLarge:         "body_too_large",
-	codeUnsupportedMedia: "content_type_unsupported",
-	codeUnavailable:      "service_unavailable",
-	codeBadGateway:       "upstream_unreachable",
-	codeGatewayTimeout:   "upstream_timeout",
-	codeTooManyRequests:  "rate_limited",
+	codeInternal:           "internal",
+	codeBadRequest:         "request_data_invalid",
+	codeUnauthenticated:    "access_token_invalid",
+	codeForbidden:          "access_denied",
+	codeNotFound:           "resource_not_found",
+	codeMethodNotAllowed:   "request_method_not_allowed",
+	codeTooLarge:           "body_too_large",
+	codeUnsupportedMedia:   "content_type_unsupported",
+	codeUnavailable:        "service_unavailable",
+	codeBadGateway:         "upstream_unreachable",
+	codeGatewayTimeout:     "upstream_timeout",
+	codeTooManyRequests:    "rate_limited",
+	codeRequestTimeout:     "timeout",
+	codeExpectationFailed:  "expectation_unsupported",
+	codeHeaderTooLarge:     "header_too_large",
+	codeNotImplemented:     "transfer_encoding_unsupported",
+	codeVersionUnsupported: "http_version_unsupported",
 }
 
 // apiError is an error with a code and a message a person can act on. The

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/direktiv/direktiv-authz/internal/framing"
 	"github.com/valyala/fasthttp"
 )
 
@@ -114,6 +115,9 @@ func (p *proxy) forward(ctx *fasthttp.RequestCtx, creds credentialPlan) error {
 			// The rest of the body may be unread: the connection cannot
 			// carry another request.
 			ctx.SetConnectionClose()
+		}
+		if fe := framing.Failed(ctx.Conn()); fe != nil {
+			return framingError(fe) // the client's body broke off the exchange
 		}
 		return p.upstreamError(err)
 	}

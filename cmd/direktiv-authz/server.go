@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/internal/framing"
 	"github.com/direktiv/direktiv-authz/internal/jsonenc"
 	"github.com/direktiv/direktiv-authz/store"
 )
@@ -40,6 +42,58 @@ func (a *app) newServer() *fasthttp.Server {
 		// fasthttp's own error lines never quote a request: its headers
 		// may carry a secret.
 		SecureErrorLogMessage: true,
+		ErrorHandler:          a.readError,
+	}
+}
+
+// framingOptions put the framing check (internal/framing) on every
+// connection the server reads: requests Go's net/http would refuse or read
+// differently never reach the handler.
+func (a *app) framingOptions() framing.Options {
+	return framing.Options{Answer: a.framingAnswer}
+}
+
+// framingError is a framing refusal as the sidecar answers it.
+func framingError(e *framing.Error) *apiError {
+	code := codeBadRequest
+	for c, status := range statusOf {
+		if status == e.Status {
+			code = c
+		}
+	}
+	return &apiError{code: code, message: "malformed request: " + e.Reason}
+}
+
+// framingAnswer is the whole response to a request refused before the
+// server read it. Its path is not known to be well formed: the answer has
+// the v2 shape.
+func (a *app) framingAnswer(e *framing.Error) []byte {
+	var r fasthttp.Response
+	r.SetStatusCode(e.Status)
+	r.Header.SetServer(a.server.Name)
+	r.Header.SetContentType("application/json")
+	r.Header.Set("Cache-Control", "no-store")
+	r.SetConnectionClose()
+	r.SetBody(errorJSON(nil, nil, framingError(e)))
+	var b bytes.Buffer
+	r.WriteTo(&b)
+	return b.Bytes()
+}
+
+// readError answers a request the server could not read: refused by the
+// framing check, a head larger than the read buffer, or too slow.
+func (a *app) readError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch fe := framing.Failed(ctx.Conn()); {
+	case fe != nil:
+		a.writeError(ctx, framingError(fe))
+	case errors.As(err, &small):
+		a.writeError(ctx, errorf(codeHeaderTooLarge, "malformed request: request header fields too large"))
+	case errors.As(err, &ne) && ne.Timeout():
+		a.writeError(ctx, errorf(codeRequestTimeout, "the request did not arrive in time"))
+	default:
+		a.writeError(ctx, errorf(codeBadRequest, "malformed request"))
 	}
 }
 

@@ -1,6 +1,10 @@
 package relay
 
-import "bytes"
+import (
+	"bytes"
+
+	"github.com/direktiv/direktiv-authz/internal/framing"
+)
 
 // The relay parses only a strict subset of HTTP/1.1 itself: anything it
 // does not recognise as plainly valid (see parseRequest) is not refused but
@@ -131,6 +135,9 @@ func parseRequest(b []byte, creds [][]byte, maxBody int, r *request) parseStatus
 		case equalFold(name, hdrHost):
 			hosts++
 			r.host = v
+			if !framing.ValidHost(v) {
+				return notRelayed // refused by the server's framing check
+			}
 		case equalFold(name, hdrContentLength):
 			lengths++
 			n, ok := parseDecimal(v)
@@ -307,21 +314,21 @@ func parseDecimal(v []byte) (int, bool) {
 	return n, true
 }
 
-// framing is how a response body is delimited.
-type framing uint8
+// bodyFraming is how a response body is delimited.
+type bodyFraming uint8
 
 const (
-	noBody   framing = iota // HEAD, 1xx, 204, 304
-	byLength                // Content-Length
-	chunked                 // Transfer-Encoding: chunked
-	byClose                 // until the upstream closes the connection
+	noBody   bodyFraming = iota // HEAD, 1xx, 204, 304
+	byLength                    // Content-Length
+	chunked                     // Transfer-Encoding: chunked
+	byClose                     // until the upstream closes the connection
 )
 
 // response is a parsed upstream response head.
 type response struct {
 	status    int
 	http10    bool
-	frame     framing
+	frame     bodyFraming
 	length    int  // byLength, or the Content-Length of a bodiless response
 	hasLength bool // a Content-Length came
 	hasDate   bool // a Date came

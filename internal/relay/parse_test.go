@@ -398,7 +398,7 @@ func TestParseResponse(t *testing.T) {
 		isHead    bool
 		status    int
 		http10    bool
-		frame     framing
+		frame     bodyFraming
 		length    int
 		hasLength bool
 		close     bool
