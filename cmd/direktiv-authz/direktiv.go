@@ -176,7 +176,7 @@ func (a *app) forwardTransformed(ctx *fasthttp.RequestCtx, d decision) error {
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	a.proxy.prepare(ctx, req, d.creds)
+	a.proxy.prepare(ctx, req, d)
 	// An answer the sidecar reads and rewrites must not come compressed.
 	req.Header.Del(fasthttp.HeaderAcceptEncoding)
 	if err := a.proxy.client.Do(req, resp); err != nil {

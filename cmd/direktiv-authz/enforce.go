@@ -15,8 +15,8 @@ import (
 // reads and rewrites it: see direktiv.go). The statuses of the sidecar's
 // own are those of enforce (400, 401, 403, 404, 503) and of proxy.forward
 // (502, 503, 504); every other status is the upstream's.
-func (a *app) forward(ctx *fasthttp.RequestCtx) {
-	d, err := a.enforce(ctx)
+func (a *app) forward(ctx *fasthttp.RequestCtx, r request) {
+	d, err := a.enforce(ctx, r)
 	if err != nil {
 		a.writeError(ctx, err)
 		return
@@ -25,7 +25,7 @@ func (a *app) forward(ctx *fasthttp.RequestCtx) {
 	if d.route.Transform != "" {
 		err = a.forwardTransformed(ctx, d)
 	} else {
-		err = a.proxy.forward(ctx, d.creds)
+		err = a.proxy.forward(ctx, d)
 	}
 	a.metrics.upstreamDone(start, err)
 	if err != nil {
@@ -33,8 +33,10 @@ func (a *app) forward(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// decision is what the sidecar does with a request it forwards.
+// decision is what the sidecar does with a request it forwards: the
+// request as classify read it, and what the rules made of it.
 type decision struct {
+	req   request
 	who   caller               // the authenticated caller; zero when anonymous or public
 	route engine.RouteDecision // the rules' answer (Allow true)
 	creds credentialPlan       // what becomes of the credential headers
@@ -78,36 +80,41 @@ const (
 // object of another namespace; codeUnavailable (503) when the store, the
 // engine or the upstream's lookup cannot answer (fail closed). Every
 // refusal is audited; nothing refused reaches the upstream.
-func (a *app) enforce(ctx *fasthttp.RequestCtx) (decision, error) {
-	d, err := a.enforceRequest(ctx)
+func (a *app) enforce(ctx *fasthttp.RequestCtx, r request) (decision, error) {
+	d, err := a.enforceRequest(ctx, r)
 	if err != nil {
-		ae := asAPIError(err)
-		a.audit(ctx, auditEvent{
-			Action:    "forward",
-			Namespace: routeNamespace(ctx.Request.URI().PathOriginal()),
-			Caller:    d.who.id(),
-			Decision:  "deny",
-			Reason:    ae.message,
-			Status:    statusOf[ae.code],
-			Method:    string(ctx.Method()),
-			Path:      string(ctx.Request.URI().PathOriginal()),
-		})
+		a.auditRefusal(ctx, r, d, err)
 	}
 	return d, err
 }
 
+// auditRefusal audits a forward refused with err, on either path.
+func (a *app) auditRefusal(ctx *fasthttp.RequestCtx, r request, d decision, err error) {
+	ae := asAPIError(err)
+	a.audit(ctx, auditEvent{
+		Action:    "forward",
+		Namespace: routeNamespace(r.path),
+		Caller:    d.who.id(),
+		Decision:  "deny",
+		Reason:    ae.message,
+		Status:    statusOf[ae.code],
+		Method:    r.method,
+		Path:      string(r.path),
+	})
+}
+
 // enforceRequest is enforce without the audit.
-func (a *app) enforceRequest(ctx *fasthttp.RequestCtx) (decision, error) {
+func (a *app) enforceRequest(ctx *fasthttp.RequestCtx, r request) (decision, error) {
 	cred, err := a.requestCredential(ctx)
 	if err != nil {
-		return decision{}, err
+		return decision{req: r}, err
 	}
 	var who caller
 	var authErr error
 	if cred.kind == credMinted {
 		who, authErr = a.authenticate(ctx, cred)
 	}
-	d, err := a.authorize(cred, who, authErr, string(ctx.Method()), string(ctx.Request.URI().PathOriginal()), string(ctx.Request.URI().QueryString()), &ctx.Request.Header)
+	d, err := a.authorize(cred, who, authErr, r, &ctx.Request.Header)
 	if err != nil {
 		return d, err
 	}
@@ -125,11 +132,11 @@ func (a *app) enforceRequest(ctx *fasthttp.RequestCtx) (decision, error) {
 // the event loops and the sidecar's own token endpoints (authorizeOwn)
 // execute. A minted token that does not authenticate still reaches a
 // public route (without it); anywhere else its failure is the answer.
-func (a *app) authorize(cred credential, who caller, authErr error, method, path, query string, header engine.Header) (decision, error) {
+func (a *app) authorize(cred credential, who caller, authErr error, r request, header engine.Header) (decision, error) {
 	if a.cfg.UnsafeForwardUnauthenticated && cred.kind != credMinted {
-		return decision{who: who, route: engine.RouteDecision{Allow: true}, creds: credsKeep}, nil
+		return decision{req: r, who: who, route: engine.RouteDecision{Allow: true}, creds: credsKeep}, nil
 	}
-	in := engine.RouteInput{Method: method, Path: path, Query: query, Header: header}
+	in := engine.RouteInput{Method: r.method, Path: string(r.path), Query: string(r.query), Header: header}
 	switch {
 	case cred.kind == credAdmin:
 		who = caller{admin: true}
@@ -139,9 +146,9 @@ func (a *app) authorize(cred credential, who caller, authErr error, method, path
 	}
 	dec, err := a.engine.Route(context.Background(), in)
 	if err != nil {
-		return decision{who: who}, &apiError{code: codeUnavailable, message: "the policy engine could not decide on this request; nothing was done, try again later", err: err}
+		return decision{req: r, who: who}, &apiError{code: codeUnavailable, message: "the policy engine could not decide on this request; nothing was done, try again later", err: err}
 	}
-	d := decision{who: who, route: dec}
+	d := decision{req: r, who: who, route: dec}
 	switch {
 	case dec.Allow && dec.Public:
 		d.who = caller{}
@@ -150,7 +157,7 @@ func (a *app) authorize(cred credential, who caller, authErr error, method, path
 		}
 		return d, nil
 	case authErr != nil:
-		return decision{}, authErr
+		return decision{req: r}, authErr
 	case !dec.Allow && dec.Code == engine.CodeUnauthenticated && (cred.kind == credNone || cred.kind == credForeign):
 		// No caller the rules know: the rules' reason names the route, and
 		// a foreign credential is named too.

@@ -177,7 +177,8 @@ func testEnforceRoutes(t *testing.T, e enforcer) {
 		// v1 tree operations
 		{"GET", "/api/namespaces/ns1/tree/wf.yaml", ok, ""},
 		{"POST", "/api/namespaces/ns1/tree/wf.yaml?op=execute", ok, ""},
-		{"GET", "//api/namespaces/ns1/tree/a%20b.yaml?op=execute&x=1", ok, ""},
+		{"GET", "/api/namespaces/ns1/tree/a%20b.yaml?op=execute&x=1", ok, ""},
+		{"GET", "//api/namespaces/ns1/tree/a.yaml", 400, "empty segment"},
 		{"GET", "/api/namespaces/ns1/tree/wf.yaml?op=wait&ctype=application%2Fjson", ok, ""},
 		{"PUT", "/api/namespaces/ns1/tree/wf.yaml?op=create-workflow", 403, "needs the workflowManage policy"},
 		{"POST", "/api/namespaces/ns1/tree/dir?op=create-directory", 403, "needs the explorerManage policy"},

@@ -220,7 +220,8 @@ func (m *metrics) instrument(next fasthttp.RequestHandler) fasthttp.RequestHandl
 	}
 	return func(ctx *fasthttp.RequestCtx) {
 		next(ctx)
-		m.request(routeFamily(ctx.Method(), ctx.Request.URI().PathOriginal()), ctx.Response.StatusCode())
+		path, _ := rawTarget(ctx)
+		m.request(routeFamily(ctx.Method(), path), ctx.Response.StatusCode())
 	}
 }
 

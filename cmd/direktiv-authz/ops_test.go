@@ -137,7 +137,7 @@ func TestMetrics(t *testing.T) {
 	if r := s.do(t, "GET", "/api/v2/namespaces/ns1/files/a.yaml", testAdminToken, ""); r.status != http.StatusOK {
 		t.Fatalf("forward: %d", r.status)
 	}
-	if r := s.do(t, "GET", "//api/namespaces/ns1/tree/wf?op=x", testAdminToken, ""); r.status != http.StatusOK {
+	if r := s.do(t, "GET", "/api/namespaces/ns1/tree/wf?op=x", testAdminToken, ""); r.status != http.StatusOK {
 		t.Fatalf("forward: %d", r.status)
 	}
 

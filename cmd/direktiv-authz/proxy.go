@@ -101,13 +101,10 @@ func newProxy(cfg config, log *slog.Logger) *proxy {
 // connections stay busy for --upstream-dial-timeout, and codeBadRequest for
 // a request target that is not a path (such as OPTIONS *); the response is
 // then untouched.
-func (p *proxy) forward(ctx *fasthttp.RequestCtx, creds credentialPlan) error {
-	if path := ctx.Request.URI().PathOriginal(); len(path) == 0 || path[0] != '/' {
-		return errorf(codeBadRequest, "the request target %q is not a path; the sidecar forwards requests for /api/...", path)
-	}
+func (p *proxy) forward(ctx *fasthttp.RequestCtx, d decision) error {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
-	p.prepare(ctx, req, creds)
+	p.prepare(ctx, req, d)
 	if err := p.client.Do(req, resp); err != nil {
 		fasthttp.ReleaseRequest(req)
 		fasthttp.ReleaseResponse(resp)
@@ -129,7 +126,8 @@ func (p *proxy) forward(ctx *fasthttp.RequestCtx, creds credentialPlan) error {
 // it: hop-by-hop headers (and those the client names in Connection)
 // removed, then the credential headers as creds says, so that nothing a
 // client lists in Connection removes the key the sidecar adds.
-func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request, creds credentialPlan) {
+func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request, d decision) {
+	creds := d.creds
 	in := &ctx.Request.Header
 	in.CopyTo(&req.Header)
 	out := &req.Header
@@ -152,12 +150,13 @@ func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request, creds c
 	bp := p.getScratch()
 	buf := *bp
 
-	// The upstream URI: the base URL, then the path and query as received.
+	// The upstream URI: the base URL, then the path and query the rules
+	// decided on, as received.
 	buf = append(buf[:0], p.base...)
-	buf = append(buf, ctx.Request.URI().PathOriginal()...)
-	if q := ctx.Request.URI().QueryString(); len(q) > 0 {
+	buf = append(buf, d.req.path...)
+	if len(d.req.query) > 0 {
 		buf = append(buf, '?')
-		buf = append(buf, q...)
+		buf = append(buf, d.req.query...)
 	}
 	req.SetRequestURIBytes(buf)
 	// Host is the upstream's, from the URI, unless the client's is kept.

@@ -14,7 +14,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/relay"
 	"github.com/direktiv/direktiv-authz/internal/resp"
 	"github.com/direktiv/direktiv-authz/store"
@@ -52,13 +51,13 @@ type lookupNote struct {
 // with them.
 func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	a := h.a
-	path, query, _ := bytes.Cut(r.Target, []byte{'?'})
-	if bytes.IndexByte(r.Target, '#') >= 0 {
-		return relay.Verdict{Action: relay.Handoff}
+	req, err := classify(r.Method, r.Target)
+	if err != nil {
+		return h.refuse(r, decision{req: req}, err, false)
 	}
-	if ownPath(path) {
-		if ns, ok := a.loopMint(r.Method, path); ok {
-			return h.mint(r, ns)
+	if req.own {
+		if a.loopMint(req) {
+			return h.mint(r, req.ns)
 		}
 		// The sidecar's other endpoints (and mints where the loops do not
 		// serve them). A connection that has been served on the loops
@@ -68,13 +67,13 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 		// parse, a goroutine and a loop wake-up (about a sixth of the mint
 		// throughput when mints went this way; bench/RESULTS.md).
 		if r.Served > 0 {
-			return h.serve(r, false)
+			return h.serve(r)
 		}
 		return relay.Verdict{Action: relay.Handoff}
 	}
 	cred, err := a.loopCredential(r)
 	if err != nil {
-		return h.serve(r, true)
+		return h.refuse(r, decision{req: req}, err, true)
 	}
 	var who caller
 	var authErr error
@@ -92,10 +91,10 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 			return *wait
 		}
 	}
-	d, err := a.authorize(cred, who, authErr, methodString(r.Method), string(path), string(query), r)
+	d, err := a.authorize(cred, who, authErr, req, r)
 	switch {
 	case err != nil:
-		return h.serve(r, true)
+		return h.refuse(r, d, err, true)
 	case len(d.route.Lookups) > 0 || d.route.Transform != "":
 		return relay.Verdict{Action: relay.Handoff}
 	}
@@ -124,23 +123,11 @@ func (a *app) loopRecord(r *relay.Request, sec store.Secret, answers bool) (foun
 	}}
 }
 
-// loopMint reports whether the loops serve a request to path with method
-// as a mint, and its namespace: POST /api/namespaces/{ns}/auth/token with
-// a valid namespace written plainly, when the store is a Redis the loops
+// loopMint reports whether the loops serve an own request as a mint:
+// POST /api/namespaces/{ns}/auth/token, when the store is a Redis the loops
 // reach themselves (store.Redis.Direct).
-func (a *app) loopMint(method, path []byte) (string, bool) {
-	if !a.directMints || string(method) != "POST" {
-		return "", false
-	}
-	rest, ok := bytes.CutPrefix(path, []byte("/api/namespaces/"))
-	if !ok {
-		return "", false
-	}
-	ns, ok := bytes.CutSuffix(rest, []byte("/auth/token"))
-	if !ok || !store.ValidNamespace(string(ns)) {
-		return "", false
-	}
-	return string(ns), true
+func (a *app) loopMint(r request) bool {
+	return a.directMints && r.method == "POST" && len(r.rest) == 1 && r.rest[0] == "token"
 }
 
 // errWouldBlock is a store lookup the loop cannot make: the request is
@@ -223,36 +210,48 @@ func (a *app) observeCreate(start time.Duration, err error) {
 	}
 }
 
-// serve is the Verdict serving r with serveOne; refusal says the checks
-// above refused it.
-func (h relayHandler) serve(r *relay.Request, refusal bool) relay.Verdict {
+// serve is the Verdict serving an own endpoint's request with the
+// server's handler, off the loop (serveOne).
+func (h relayHandler) serve(r *relay.Request) relay.Verdict {
 	remote := net.TCPAddrFromAddrPort(r.Remote)
 	return relay.Verdict{Action: relay.Serve, Serve: func(raw []byte) ([]byte, bool) {
-		return h.a.serveOne(raw, remote, refusal)
+		return h.a.serveOne(raw, remote, decision{}, refusal{})
 	}}
 }
 
+// refuse is the Verdict answering a request refused with err, as decided
+// above: answered off the loop (serveOne), never decided again, and
+// audited when enforce would audit it (audit).
+func (h relayHandler) refuse(r *relay.Request, d decision, err error, audit bool) relay.Verdict {
+	remote := net.TCPAddrFromAddrPort(r.Remote)
+	return relay.Verdict{Action: relay.Serve, Serve: func(raw []byte) ([]byte, bool) {
+		return h.a.serveOne(raw, remote, d, refusal{err, audit})
+	}}
+}
+
+// refusal is a request's refusal, decided on the loop, for serveOne.
+type refusal struct {
+	err   error
+	audit bool
+}
+
 // serveOne answers one request the relay read whole, with the server's own
-// handler or, for a refusal, with enforce's answer, and returns the response as bytes and whether the connection is
-// to close after it. It returns nil when the request is not refused after
-// all (a token revoked in between, say, or the rules reloaded): the relay
-// then hands the connection to the server, which forwards it.
-func (a *app) serveOne(raw []byte, remote net.Addr, refusal bool) ([]byte, bool) {
+// handler or, for a refusal (refused), with its answer, and returns the
+// response as bytes and whether the connection is to close after it.
+func (a *app) serveOne(raw []byte, remote net.Addr, d decision, refused refusal) ([]byte, bool) {
 	ctx, ok := a.readServeCtx(raw, remote)
 	if !ok {
 		return nil, false // the relay's parser took it; fasthttp's did not: let the server answer
 	}
-	if refusal {
-		_, err := a.enforce(&ctx.RequestCtx)
-		if err == nil {
-			releaseServeCtx(ctx)
-			return nil, false
+	if refused.err != nil {
+		if refused.audit {
+			a.auditRefusal(&ctx.RequestCtx, d.req, d, refused.err)
 		}
-		a.writeError(&ctx.RequestCtx, err)
+		a.writeError(&ctx.RequestCtx, refused.err)
 	} else {
 		a.server.Handler(&ctx.RequestCtx) // counted by metrics.instrument
 	}
-	rep := a.serveReply(ctx, refusal)
+	rep := a.serveReply(ctx, refused.err != nil)
 	return rep.Resp, rep.Close
 }
 
@@ -275,13 +274,15 @@ func (a *app) readServeCtx(raw []byte, remote net.Addr) (*serveCtx, bool) {
 func (a *app) serveReply(ctx *serveCtx, count bool) relay.Reply {
 	defer releaseServeCtx(ctx)
 	if m := a.metrics; m != nil && count {
-		m.request(routeFamily(ctx.Method(), ctx.Request.URI().PathOriginal()), ctx.Response.StatusCode())
+		path, _ := rawTarget(&ctx.RequestCtx)
+		m.request(routeFamily(ctx.Method(), path), ctx.Response.StatusCode())
 	}
 	resp := &ctx.Response
 	if resp.IsBodyStream() {
 		// Not a response of the sidecar's own: nothing here forwards.
 		resp.CloseBodyStream()
-		a.log.Error("request failed", "method", string(ctx.Method()), "path", string(ctx.Request.URI().PathOriginal()), "err", "a streamed response where the sidecar answers itself")
+		path, _ := rawTarget(&ctx.RequestCtx)
+		a.log.Error("request failed", "method", string(ctx.Method()), "path", string(path), "err", "a streamed response where the sidecar answers itself")
 		resp.Reset()
 		a.writeError(&ctx.RequestCtx, errors.New("internal error"))
 	}
@@ -335,22 +336,6 @@ func methodString(m []byte) string {
 		}
 	}
 	return string(m)
-}
-
-// ownPath reports a path the relay must not forward: the sidecar's own
-// /api/namespaces/{ns}/auth/... endpoints, and any path that does not split
-// cleanly, such as one with a "." or ".." segment (the server answers 400).
-// Only paths that could be either are split: those containing "auth", a
-// percent escape or "/.".
-func ownPath(path []byte) bool {
-	if !bytes.Contains(path, []byte("auth")) && bytes.IndexByte(path, '%') < 0 && !bytes.Contains(path, []byte("/.")) {
-		return false
-	}
-	segs, err := engine.SplitPath(string(path))
-	if err != nil {
-		return true
-	}
-	return len(segs) >= 4 && segs[0] == "api" && segs[1] == "namespaces" && segs[3] == "auth"
 }
 
 // relayError is the relay's failure f as the error proxy.forward would

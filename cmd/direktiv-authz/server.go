@@ -28,10 +28,9 @@ func (a *app) newServer() *fasthttp.Server {
 		Logger:      fasthttpLogger{a.log},
 		ReadTimeout: 5 * time.Minute,
 		IdleTimeout: 2 * time.Minute,
-		// Requests are routed and forwarded on the path as received
-		// (URI().PathOriginal()); the sidecar splits it itself (see
-		// splitPath). fasthttp.Server has no DisablePathNormalizing: only
-		// URI().Path() is normalized, and nothing here reads it.
+		// Requests are routed and forwarded on the target as received
+		// (Header.RequestURI(), see classify); fasthttp's URI, which
+		// normalizes and reads //x/... as a host, is never read.
 		// Bodies above the mint limit are streamed, never buffered whole.
 		StreamRequestBody:            true,
 		MaxRequestBodySize:           mintBodyLimit,
@@ -97,28 +96,24 @@ func (a *app) readError(ctx *fasthttp.RequestCtx, err error) {
 	}
 }
 
-// handle routes a request: the token endpoints under
+// handle serves a request as classify reads it: the token endpoints under
 // /api/namespaces/{ns}/auth/ are the sidecar's own; everything else is
 // authorized and forwarded.
 func (a *app) handle(ctx *fasthttp.RequestCtx) {
-	segs, err := splitPath(ctx.Request.URI().PathOriginal())
-	if err != nil {
+	r, err := classify(ctx.Method(), ctx.Request.Header.RequestURI())
+	switch {
+	case err != nil:
 		a.writeError(ctx, err)
-		return
+	case r.own:
+		a.handleAuth(ctx, r.ns, r.rest)
+	default:
+		a.forward(ctx, r)
 	}
-	if len(segs) >= 4 && segs[0] == "api" && segs[1] == "namespaces" && segs[3] == "auth" {
-		a.handleAuth(ctx, segs[2], segs[4:])
-		return
-	}
-	a.forward(ctx)
 }
 
-// handleAuth serves /api/namespaces/{ns}/auth/{rest...}.
+// handleAuth serves /api/namespaces/{ns}/auth/{rest...}; classify checked
+// the namespace's name.
 func (a *app) handleAuth(ctx *fasthttp.RequestCtx, ns string, rest []string) {
-	if !store.ValidNamespace(ns) {
-		a.writeError(ctx, errorf(codeBadRequest, "namespace %q is not a valid namespace name (letters, digits, '-', '_', '.', starting with a letter and ending with a letter or digit, at most 64 characters)", ns))
-		return
-	}
 	switch {
 	case len(rest) == 1 && rest[0] == "token":
 		switch string(ctx.Method()) {
@@ -284,7 +279,7 @@ func v1Path(path []byte) bool {
 func (a *app) writeError(ctx *fasthttp.RequestCtx, err error) {
 	ae := asAPIError(err)
 	status := statusOf[ae.code]
-	path := ctx.Request.URI().PathOriginal()
+	path, _ := rawTarget(ctx)
 	if status >= 500 {
 		a.log.Error("request failed", "method", string(ctx.Method()), "path", string(path), "status", status, "err", ae.Error())
 	}
@@ -304,7 +299,8 @@ func (a *app) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	}
 	if err != nil {
 		status = fasthttp.StatusInternalServerError
-		b = errorJSON(nil, ctx.Request.URI().PathOriginal(), &apiError{code: codeInternal, message: "internal error"})
+		path, _ := rawTarget(ctx)
+		b = errorJSON(nil, path, &apiError{code: codeInternal, message: "internal error"})
 		b = b[:len(b)-1] // the newline is added below
 		a.log.Error("encode response", "err", err)
 	}

@@ -61,7 +61,11 @@ func (a *app) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (caller,
 	if who.admin {
 		return who, nil
 	}
-	if _, err := a.authorize(cred, who, nil, string(ctx.Method()), string(ctx.Request.URI().PathOriginal()), string(ctx.Request.URI().QueryString()), &ctx.Request.Header); err != nil {
+	r, err := classify(ctx.Method(), ctx.Request.Header.RequestURI())
+	if err == nil {
+		_, err = a.authorize(cred, who, nil, r, &ctx.Request.Header)
+	}
+	if err != nil {
 		if ae := asAPIError(err); ae.code != codeUnavailable {
 			a.audit(ctx, auditEvent{Action: action, Namespace: ns, Caller: who.id(), Decision: "deny", Reason: ae.message, Status: statusOf[ae.code]})
 		}

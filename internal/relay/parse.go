@@ -112,8 +112,8 @@ func parseRequest(b []byte, creds [][]byte, maxBody int, r *request) parseStatus
 	for j < len(head) && vchar(head[j]) {
 		j++
 	}
-	if j == i || head[i] != '/' || j >= len(head) || head[j] != ' ' {
-		return notRelayed
+	if j == i || head[i] != '/' || j >= len(head) || head[j] != ' ' || bytes.IndexByte(head[i:j], '#') >= 0 {
+		return notRelayed // the server's framing check refuses a '#'
 	}
 	r.target = head[i:j]
 	j++
