@@ -15,25 +15,9 @@ import (
 	"time"
 
 	"github.com/direktiv/direktiv-authz/internal/framing"
+	"github.com/direktiv/direktiv-authz/internal/relay"
 	"github.com/valyala/fasthttp"
 )
-
-// hopHeaders are the hop-by-hop headers (RFC 9110, section 7.6.1) that a
-// proxy never forwards, in either direction. Expect is answered by the
-// sidecar's own server, so it is not passed on either. Connection may name
-// more; those go too.
-var hopHeaders = []string{
-	"Connection",
-	"Proxy-Connection",
-	"Keep-Alive",
-	"Proxy-Authenticate",
-	"Proxy-Authorization",
-	"Te",
-	"Trailer",
-	"Transfer-Encoding",
-	"Upgrade",
-	"Expect",
-}
 
 // upstreamReadBuffer is the per-connection read buffer for upstream
 // responses; it also bounds the size of a response's headers.
@@ -137,9 +121,10 @@ func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request, d decis
 	for _, v := range in.PeekAll(fasthttp.HeaderConnection) {
 		deleteNamed(out, v)
 	}
-	for _, h := range hopHeaders {
-		out.Del(h)
-	}
+	// Host stays for UseHostHeader; X-Forwarded-* are set below.
+	deleteWhere(out, func(name []byte) bool {
+		return relay.DropsRequestHeader(name) && !equalFoldName(name, "host")
+	})
 	if creds != credsKeep {
 		deleteCredentials(out, p.keyHeader)
 	}
@@ -205,6 +190,32 @@ func (p *proxy) getScratch() *[]byte {
 	}
 	b := make([]byte, 0, 512)
 	return &b
+}
+
+// deleteWhere deletes from h every header whose name drop reports.
+func deleteWhere(h *fasthttp.RequestHeader, drop func(name []byte) bool) {
+	var names [][]byte
+	for name := range h.All() {
+		if drop(name) {
+			names = append(names, append([]byte(nil), name...))
+		}
+	}
+	for _, name := range names {
+		h.DelBytes(name)
+	}
+}
+
+// deleteResponseWhere deletes from h every header whose name drop reports.
+func deleteResponseWhere(h *fasthttp.ResponseHeader, drop func(name []byte) bool) {
+	var names [][]byte
+	for name := range h.All() {
+		if drop(name) {
+			names = append(names, append([]byte(nil), name...))
+		}
+	}
+	for _, name := range names {
+		h.DelBytes(name)
+	}
 }
 
 // deleteCredentials deletes every credential header, and the header the
@@ -278,9 +289,7 @@ func (p *proxy) copyResponseHeader(ctx *fasthttp.RequestCtx, resp *fasthttp.Resp
 			}
 		}
 	}
-	for _, h := range hopHeaders {
-		out.Del(h)
-	}
+	deleteResponseWhere(out, relay.DropsResponseHeader)
 	// No Content-Type of the sidecar's own where the upstream sent none.
 	out.SetNoDefaultContentType(true)
 }

@@ -184,15 +184,28 @@ func hopRequest(name []byte) bool {
 	return false
 }
 
-// dropRequest reports the request headers not copied upstream: hop-by-hop
-// ones and those the relay sets itself.
+// dropRequest reports the request headers the loops do not copy upstream:
+// the credentials and DropsRequestHeader's.
 func dropRequest(name []byte, creds [][]byte) bool {
-	if isCredential(name, creds) {
-		return true
-	}
+	return isCredential(name, creds) || DropsRequestHeader(name)
+}
+
+// DropsRequestHeader reports a request header no forwarded request carries
+// as the client sent it, whichever path forwards it (the loops, and the
+// server's proxy): the hop-by-hop headers (RFC 9110, 7.6.1), Expect
+// (answered by the sidecar), and Host and X-Forwarded-For, -Host and
+// -Proto, which the forwarding path sets itself. The headers a Connection
+// header names, and the credentials, are dropped too, by the caller.
+func DropsRequestHeader(name []byte) bool {
 	switch len(name) {
+	case 2:
+		return equalFold(name, []byte("te"))
 	case 4:
 		return equalFold(name, hdrHost)
+	case 6:
+		return equalFold(name, []byte("expect"))
+	case 7:
+		return equalFold(name, []byte("upgrade")) || equalFold(name, []byte("trailer"))
 	case 10:
 		return equalFold(name, hdrConnection) || equalFold(name, []byte("keep-alive"))
 	case 15:
@@ -200,7 +213,34 @@ func dropRequest(name []byte, creds [][]byte) bool {
 	case 16:
 		return equalFold(name, []byte("proxy-connection")) || equalFold(name, hdrXForwardedHost)
 	case 17:
-		return equalFold(name, hdrXForwardedProto)
+		return equalFold(name, hdrXForwardedProto) || equalFold(name, hdrTransferEncoding)
+	case 18:
+		return equalFold(name, []byte("proxy-authenticate"))
+	case 19:
+		return equalFold(name, []byte("proxy-authorization"))
+	}
+	return false
+}
+
+// DropsResponseHeader reports a response header no forwarded response
+// carries as the upstream sent it, on either path: the hop-by-hop headers
+// (RFC 9110, 7.6.1). Content-Length and Transfer-Encoding are the
+// forwarding path's to write from the body's framing; the headers a
+// Connection header names are dropped too, by the caller.
+func DropsResponseHeader(name []byte) bool {
+	switch len(name) {
+	case 2:
+		return equalFold(name, []byte("te"))
+	case 7:
+		return equalFold(name, []byte("upgrade")) || equalFold(name, []byte("trailer"))
+	case 10:
+		return equalFold(name, hdrConnection) || equalFold(name, []byte("keep-alive"))
+	case 16:
+		return equalFold(name, []byte("proxy-connection"))
+	case 17:
+		return equalFold(name, hdrTransferEncoding)
+	case 18:
+		return equalFold(name, []byte("proxy-authenticate"))
 	case 19:
 		return equalFold(name, []byte("proxy-authorization"))
 	}
@@ -444,35 +484,8 @@ func parseResponse(b []byte, isHead bool, r *response) (more, ok bool) {
 // hop-by-hop ones (the relay frames the body itself) and those the
 // Connection header names.
 func dropResponse(name []byte, r *response) bool {
-	switch len(name) {
-	case 2:
-		if equalFold(name, []byte("te")) {
-			return true
-		}
-	case 7:
-		if equalFold(name, []byte("upgrade")) || equalFold(name, []byte("trailer")) {
-			return true
-		}
-	case 10:
-		if equalFold(name, hdrConnection) || equalFold(name, []byte("keep-alive")) {
-			return true
-		}
-	case 14:
-		if equalFold(name, hdrContentLength) {
-			return true // written by the relay from the framing
-		}
-	case 16:
-		if equalFold(name, []byte("proxy-connection")) {
-			return true
-		}
-	case 17:
-		if equalFold(name, hdrTransferEncoding) {
-			return true
-		}
-	case 18:
-		if equalFold(name, []byte("proxy-authenticate")) {
-			return true
-		}
+	if DropsResponseHeader(name) || equalFold(name, hdrContentLength) {
+		return true // Content-Length: written by the relay from the framing
 	}
 	for _, d := range r.drop {
 		if len(d) == len(name) && bytes.EqualFold(d, name) {
