@@ -10,7 +10,8 @@ import (
 
 // BenchmarkForward measures one forwarded request through the real server:
 // a fasthttp client, the sidecar, and a minimal net/http upstream answering
-// a small JSON body, all on loopback. "minted" adds authentication (token
+// a small JSON body, all on loopback; ", server" on the server alone
+// (--event-loops off), with the framing check. "minted" adds authentication (token
 // cache warm; a Redis lookup once per --token-cache-ttl), the route
 // decision and the token swap; "minted, no cache" asks Redis every time.
 func BenchmarkForward(b *testing.B) {
@@ -33,6 +34,10 @@ func BenchmarkForward(b *testing.B) {
 
 	b.Run("admin token", func(b *testing.B) {
 		s, _ := startEnforcer(b, rec, []string{"--log-level", "error"})
+		run(b, s, testAdminToken)
+	})
+	b.Run("admin token, server", func(b *testing.B) {
+		s, _ := startEnforcer(b, rec, []string{"--log-level", "error", "--event-loops", "off"})
 		run(b, s, testAdminToken)
 	})
 	b.Run("minted", func(b *testing.B) {
