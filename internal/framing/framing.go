@@ -644,6 +644,8 @@ func IsError(err error) bool {
 	return errors.As(err, &e)
 }
 
-// ValidHost reports whether v may stand in a Host header: the bytes Go's
-// net/http accepts there (a request with any other is refused with 400).
-func ValidHost(v []byte) bool { return httpguts.ValidHostHeader(string(v)) }
+// ValidHost reports whether v may stand in a Host header: not empty, and
+// only the bytes Go's net/http accepts there (a request with any other is
+// refused with 400). Go accepts an empty Host; here it is refused, on both
+// paths.
+func ValidHost(v []byte) bool { return len(v) > 0 && httpguts.ValidHostHeader(string(v)) }
