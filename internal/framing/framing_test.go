@@ -1,9 +1,14 @@
 package framing
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -178,7 +183,7 @@ func TestParseChunkLine(t *testing.T) {
 	for line, want := range map[string]int64{
 		"5\r\n": 5, "a\r\n": 10, "F\r\n": 15, "5 \t\r\n": 5, "5;x\r\n": 5, "5;\r\n": 5,
 		"fffffffffffffff\r\n": 1<<60 - 1,
-		"": -1, "\r\n": -1, "5": -1, "5\n": -1, "5\r\r\n": -1, " 5\r\n": -1, "5 ;x\r\n": -1,
+		"":                    -1, "\r\n": -1, "5": -1, "5\n": -1, "5\r\r\n": -1, " 5\r\n": -1, "5 ;x\r\n": -1,
 		"0x5\r\n": -1, "-5\r\n": -1, "5;a\x00\r\n": -1, "1000000000000000\r\n": -1,
 		"5;" + strings.Repeat("x", 4092) + "\r\n": 5, "5;" + strings.Repeat("x", 4093) + "\r\n": -1,
 	} {
@@ -190,4 +195,74 @@ func TestParseChunkLine(t *testing.T) {
 			t.Errorf("parseChunkLine(%.20q) = %d, want %d", line, n, want)
 		}
 	}
+}
+
+// memConn is a client connection that sends b and then closes.
+type memConn struct {
+	net.Conn
+	r *strings.Reader
+}
+
+func (c memConn) Read(p []byte) (int, error)       { return c.r.Read(p) }
+func (c memConn) Write(p []byte) (int, error)      { return len(p), nil }
+func (c memConn) Close() error                     { return nil }
+func (c memConn) SetReadDeadline(time.Time) error  { return nil }
+func (c memConn) SetWriteDeadline(time.Time) error { return nil }
+func (c memConn) LocalAddr() net.Addr              { return &net.TCPAddr{} }
+func (c memConn) RemoteAddr() net.Addr             { return &net.TCPAddr{} }
+
+// goReads is what Go's net/http server reads from b: each request read
+// whole (its body included), up to the first that fails.
+func goReads(b []byte) []string {
+	br := bufio.NewReader(bytes.NewReader(b))
+	var got []string
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return got
+		}
+		if req.ProtoMajor != 1 || (req.ProtoMinor == 1 && req.Host == "" && len(req.Header["Host"]) == 0) || len(req.Header["Host"]) > 1 {
+			return got // refused by net/http's server
+		}
+		body, err := io.ReadAll(req.Body)
+		if err != nil {
+			return got
+		}
+		got = append(got, fmt.Sprintf("%s %s %q %q %q", req.Method, req.RequestURI, req.Header.Values("Content-Type"), req.Header.Values("X-Probe"), body))
+	}
+}
+
+// FuzzReleasedAsGoReads: whatever Conn lets the server read, Go's net/http
+// reads as the same requests it reads from the client's own bytes (a
+// prefix of them: Conn may refuse more), and reads whole.
+func FuzzReleasedAsGoReads(f *testing.F) {
+	for _, s := range []string{
+		"GET /a HTTP/1.1\r\nHost: h\r\nX-Probe: 1\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n",
+		"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\nHost: h\r\n\r\n",
+		"POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;x\r\nhello\r\n0\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n",
+		"POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n",
+		"POST /a HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX: y\r\n\r\n",
+		"GET /a HTTP/1.0\r\n\r\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		c := Wrap(memConn{r: strings.NewReader(in)}, Options{})
+		released, _ := io.ReadAll(c)
+		want := goReads([]byte(in))
+		got := goReads(released)
+		if len(got) > len(want) || !slices.Equal(got, want[:len(got)]) {
+			t.Fatalf("Go reads the released bytes as\n%q\nand the client's as\n%q", got, want)
+		}
+		// Everything released is read whole by Go: no partial request.
+		br := bufio.NewReader(bytes.NewReader(released))
+		for n := 0; n < len(got); n++ {
+			req, _ := http.ReadRequest(br)
+			io.Copy(io.Discard, req.Body)
+		}
+		if br.Buffered() > 0 {
+			rest, _ := io.ReadAll(br)
+			t.Fatalf("released bytes Go does not read as a whole request: %q", rest)
+		}
+	})
 }
