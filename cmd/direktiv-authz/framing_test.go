@@ -141,6 +141,11 @@ func framingCorpus() []framingCase {
 		{"last chunk CR CR LF", "5\r\nhello\r\n0\r\n\r\r\n", ""},
 		{"trailer field", "5\r\nhello\r\n0\r\nX-Trailer: v\r\n\r\n", "trailer fields are refused (Go reads them into Request.Trailer)"},
 		{"smuggled after last chunk", "0\r\n\r\n" + smuggled, ""},
+		// Past the 64 KiB held back, the body streams: a bad line there must
+		// still leave the upstream without a complete request.
+		{"large body well formed", "11170\r\n" + strings.Repeat("x", 0x11170) + "\r\n0\r\n\r\n", ""},
+		{"large body then bad chunk line", "11170\r\n" + strings.Repeat("x", 0x11170) + "\r\nzz\r\nhello\r\n0\r\n\r\n", ""},
+		{"large body then trailer", "11170\r\n" + strings.Repeat("x", 0x11170) + "\r\n0\r\nX: y\r\n\r\n", "trailer fields are refused (Go reads them into Request.Trailer)"},
 	} {
 		add(v.name, chunked+v.body+next, v.stricter)
 	}
@@ -169,6 +174,10 @@ func framingCorpus() []framingCase {
 		{"HTTP/2.0", "GET {p}/a HTTP/2.0\r\n" + host + "\r\n" + next, ""},
 		{"leading blank line", "\r\nGET {p}/a HTTP/1.1\r\n" + host + "\r\n" + next, ""},
 		{"Expect other", post + "Expect: something\r\nContent-Length: 5\r\n\r\nhello" + next, ""},
+		{"Expect 100-continue", post + "Expect: 100-continue\r\nContent-Length: 5\r\n\r\nhello" + next, ""},
+		{"Expect 100-continue chunked", post + "Expect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + next, ""},
+		{"GET with a body", "GET {p}/a HTTP/1.1\r\n" + host + "Content-Length: 5\r\n\r\nhello" + next, ""},
+		{"chunked then Content-Length request", post + "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n" + post + "Content-Length: 3\r\n\r\nabc" + next, ""},
 	} {
 		add(v.name, v.raw, v.stricter)
 	}
