@@ -546,3 +546,33 @@ func TestRouteNamespace(t *testing.T) {
 		}
 	}
 }
+
+// A refused request is decided once, on either path: one route decision
+// and one audit line, and nothing reaches the upstream. (The loops once
+// decided a refusal again off the loop, to answer it.)
+func TestRefusalDecidedOnce(t *testing.T) {
+	onBothPaths(t, func(t *testing.T, loops string) {
+		up := startUpstream(t)
+		s, _ := startEnforcer(t, up, []string{"--event-loops", loops})
+		tok := s.mintToken(t, "ns1", "variablesView")
+		// Warm the token cache, so that the refusal below is decided at
+		// once (a lookup first would be a Wait, not a decision).
+		if r := s.do(t, "GET", "/api/v2/namespaces/ns1/variables", tok, ""); r.status != http.StatusOK {
+			t.Fatalf("allowed request: %d %s", r.status, r.body)
+		}
+		up.reset()
+		before := s.scrape(t)
+		denies := strings.Count(s.logs.String(), `"decision":"deny"`)
+		r := s.do(t, "DELETE", "/api/v2/namespaces/ns1/files/wf.yaml", tok, "")
+		wantError(t, r, http.StatusForbidden, "needs the explorerManage policy")
+		after := s.scrape(t)
+		const key = `direktiv_authz_decision_duration_seconds_count{kind="route"}`
+		if n := after[key] - before[key]; n != 1 {
+			t.Errorf("%v route decisions for one refused request, want 1", n)
+		}
+		if n := strings.Count(s.logs.String(), `"decision":"deny"`) - denies; n != 1 {
+			t.Errorf("%d audit lines denying it, want 1", n)
+		}
+		up.none(t)
+	})
+}
