@@ -48,7 +48,7 @@ const (
 var wantSidecars = []string{
 	"compose.yaml",
 	"kubernetes/deployment.yaml",
-	"kubernetes/sidecar-values.yaml",
+	"kubernetes/direktiv-0.8/sidecar-values.yaml",
 }
 
 func TestDeploy(t *testing.T) {
