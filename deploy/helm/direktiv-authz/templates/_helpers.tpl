@@ -101,20 +101,20 @@ Secret key that does not exist fails here too, not at pod start. */}}
 {{- fail (printf "extraEnv %s: the sidecar's settings are values under settings, not variables" .name) -}}
 {{- end -}}
 {{- end -}}
-{{- $checks := list (list "adminToken" .Values.adminToken.existingSecret .Values.adminToken.key) -}}
+{{- $checks := list (list "adminToken" .Values.adminToken.existingSecret .Values.adminToken.key "") -}}
 {{- if .Values.upstream.apiKey.enabled -}}
-{{- $checks = append $checks (list "upstream.apiKey" (include "direktiv-authz.apiKeySecret" .) .Values.upstream.apiKey.key) -}}
+{{- $checks = append $checks (list "upstream.apiKey" (include "direktiv-authz.apiKeySecret" .) .Values.upstream.apiKey.key "; with Direktiv's apikey \"none\" set upstream.apiKey.enabled=false") -}}
 {{- end -}}
 {{- if $r.existingSecret -}}
-{{- $checks = append $checks (list "redis" $r.existingSecret $r.key) -}}
+{{- $checks = append $checks (list "redis" $r.existingSecret $r.key "") -}}
 {{- end -}}
 {{- if $r.password.existingSecret -}}
-{{- $checks = append $checks (list "redis.password" $r.password.existingSecret $r.password.key) -}}
+{{- $checks = append $checks (list "redis.password" $r.password.existingSecret $r.password.key "") -}}
 {{- end -}}
 {{- range $checks -}}
 {{- $s := lookup "v1" "Secret" $.Release.Namespace (index . 1) -}}
 {{- if and $s (not (hasKey ($s.data | default dict) (index . 2))) -}}
-{{- fail (printf "%s: the Secret %s has no key %q (%s.key)" (index . 0) (index . 1) (index . 2) (index . 0)) -}}
+{{- fail (printf "%s: the Secret %s has no key %q (%s.key)%s" (index . 0) (index . 1) (index . 2) (index . 0) (index . 3)) -}}
 {{- end -}}
 {{- end -}}
 {{- end }}
