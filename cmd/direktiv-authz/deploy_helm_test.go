@@ -36,23 +36,41 @@ const (
 	mountRoot = "/etc/direktiv-authz/"
 )
 
-// helmCmd runs Helm with its directories inside tb's temp dir, so that no
-// user configuration or cluster is involved. The first call of a process
-// builds Helm (minutes on a fresh machine; cached afterwards); a Helm that
-// cannot be built fails the test.
+// startHelm builds Helm in the background (minutes on a fresh machine,
+// cached by Go afterwards). The Helm tests call it and then t.Parallel, so
+// the build overlaps the package's other tests, which run first.
+func startHelm() {
+	helmOnce.Do(func() {
+		go func() {
+			defer close(helmReady)
+			// One directory per user, reused: Helm keeps nothing there that
+			// a template or a lint needs.
+			helmHome = filepath.Join(os.TempDir(), fmt.Sprintf("direktiv-authz-helm-%d", os.Getuid()))
+			if helmErr = os.MkdirAll(helmHome, 0o700); helmErr != nil {
+				return
+			}
+			var out, errOut bytes.Buffer
+			if err := helmExec(&out, &errOut, "version", "--short").Run(); err != nil {
+				helmErr = fmt.Errorf("go run %s version: %v\n%s", helmModule, err, errOut.String())
+			}
+		}()
+	})
+}
+
+var (
+	helmOnce  sync.Once
+	helmReady = make(chan struct{})
+	helmHome  string // HELM_*_HOME and KUBECONFIG point inside it
+	helmErr   error
+)
+
+// helmCmd runs Helm with its directories inside helmHome, so that no user
+// configuration or cluster is involved. A Helm that cannot be built fails
+// the test.
 func helmCmd(tb testing.TB, args ...string) (stdout, stderr string, err error) {
 	tb.Helper()
-	helmOnce.Do(func() {
-		helmHome, helmErr = os.MkdirTemp("", "direktiv-authz-helm-")
-		if helmErr != nil {
-			return
-		}
-		var out, errOut bytes.Buffer
-		cmd := helmExec(&out, &errOut, "version", "--short")
-		if helmErr = cmd.Run(); helmErr != nil {
-			helmErr = fmt.Errorf("go run %s version: %v\n%s", helmModule, helmErr, errOut.String())
-		}
-	})
+	startHelm()
+	<-helmReady
 	if helmErr != nil {
 		tb.Fatalf("Helm is needed to check deploy/helm (from the Go module proxy): %v", helmErr)
 	}
@@ -60,12 +78,6 @@ func helmCmd(tb testing.TB, args ...string) (stdout, stderr string, err error) {
 	err = helmExec(&out, &errOut, args...).Run()
 	return out.String(), errOut.String(), err
 }
-
-var (
-	helmOnce sync.Once
-	helmHome string
-	helmErr  error
-)
 
 func helmExec(stdout, stderr io.Writer, args ...string) *exec.Cmd {
 	cmd := exec.Command("go", append([]string{"run", helmModule}, args...)...)
@@ -247,6 +259,8 @@ var chartCases = []chartCase{
 }
 
 func TestHelmChart(t *testing.T) {
+	startHelm()
+	t.Parallel()
 	bin := mustBinarySettings(t)
 	policyFiles := mustPolicyFiles(t)
 
@@ -658,6 +672,8 @@ func selects(selector, labels map[string]any) bool {
 // TestHelmChartRefuses renders the chart with bad values: each must fail at
 // render time with a message naming the value.
 func TestHelmChartRefuses(t *testing.T) {
+	startHelm()
+	t.Parallel()
 	defaults := filepath.Join(chartDir, "ci", "defaults-values.yaml")
 	tests := []struct {
 		name  string
