@@ -329,6 +329,28 @@ func TestHelmChart(t *testing.T) {
 		}
 	})
 
+	t.Run("NOTES print how to mint the first token", func(t *testing.T) {
+		out, errOut, err := helmCmd(t, "install", "direktiv-authz", chartDir, "--namespace", "direktiv", "--dry-run=client",
+			"--values", filepath.Join(chartDir, "ci", "cluster-values.yaml"), "--set", "adminToken.key=token.txt")
+		if err != nil {
+			t.Fatalf("helm install --dry-run=client: %v\n%s", err, errOut)
+		}
+		_, notes, ok := strings.Cut(out, "\nNOTES:\n")
+		if !ok {
+			t.Fatalf("no NOTES in:\n%s", out)
+		}
+		for _, want := range []string{
+			`kubectl -n direktiv get secret direktiv-authz -o jsonpath='{.data.token\.txt}'`,
+			"port-forward service/direktiv-authz 8090:8080",
+			"-X POST http://127.0.0.1:8090/api/namespaces/demo/auth/token",
+			`-H "Direktiv-Token: $ADMIN_TOKEN"`,
+		} {
+			if !strings.Contains(notes, want) {
+				t.Errorf("NOTES lack %q:\n%s", want, notes)
+			}
+		}
+	})
+
 	t.Run("values have every flag with the binary's defaults", func(t *testing.T) {
 		var v struct {
 			Settings map[string]any `yaml:"settings"`
