@@ -27,7 +27,7 @@ import (
 const (
 	chartDir = deployDir + "/helm/direktiv-authz"
 	// helmModule is the Helm the tests run: built from the module proxy by
-	// go run (Go caches the executable), no binary download.
+	// go run, no binary download.
 	helmModule = "helm.sh/helm/v4/cmd/helm@v4.3.2"
 	// chartKubeVersion is the chart's kubeVersion floor (the preStop sleep
 	// action needs Kubernetes 1.30).
@@ -39,20 +39,35 @@ const (
 // startHelm builds Helm in the background (minutes on a fresh machine,
 // cached by Go afterwards). The Helm tests call it and then t.Parallel, so
 // the build overlaps the package's other tests, which run first.
+//
+// go run builds it from the module proxy and, with -exec cp, copies the
+// executable out instead of running it, so that each later call is Helm
+// alone rather than go run again (a second each).
 func startHelm() {
 	helmOnce.Do(func() {
 		go func() {
 			defer close(helmReady)
 			// One directory per user, reused: Helm keeps nothing there that
-			// a template or a lint needs.
+			// a template or a lint needs, and the copy is replaced by rename
+			// each time, so a process still running the old one is unharmed.
 			helmHome = filepath.Join(os.TempDir(), fmt.Sprintf("direktiv-authz-helm-%d", os.Getuid()))
 			if helmErr = os.MkdirAll(helmHome, 0o700); helmErr != nil {
 				return
 			}
-			var out, errOut bytes.Buffer
-			if err := helmExec(&out, &errOut, "version", "--short").Run(); err != nil {
-				helmErr = fmt.Errorf("go run %s version: %v\n%s", helmModule, err, errOut.String())
+			bin := filepath.Join(helmHome, "helm")
+			tmp := fmt.Sprintf("%s.%d", bin, os.Getpid())
+			var out bytes.Buffer
+			cmd := exec.Command("go", "run", "-exec", "cp", helmModule, tmp)
+			cmd.Stdout, cmd.Stderr = &out, &out
+			cmd.Env = append(os.Environ(), "GOFLAGS=", "GOWORK=off") // the project's settings are not Helm's
+			if err := cmd.Run(); err != nil {
+				helmErr = fmt.Errorf("go run -exec cp %s: %v\n%s", helmModule, err, out.String())
+				return
 			}
+			if helmErr = os.Rename(tmp, bin); helmErr != nil {
+				return
+			}
+			helmBin = bin
 		}()
 	})
 }
@@ -61,6 +76,7 @@ var (
 	helmOnce  sync.Once
 	helmReady = make(chan struct{})
 	helmHome  string // HELM_*_HOME and KUBECONFIG point inside it
+	helmBin   string
 	helmErr   error
 )
 
@@ -75,21 +91,16 @@ func helmCmd(tb testing.TB, args ...string) (stdout, stderr string, err error) {
 		tb.Fatalf("Helm is needed to check deploy/helm (from the Go module proxy): %v", helmErr)
 	}
 	var out, errOut bytes.Buffer
-	err = helmExec(&out, &errOut, args...).Run()
-	return out.String(), errOut.String(), err
-}
-
-func helmExec(stdout, stderr io.Writer, args ...string) *exec.Cmd {
-	cmd := exec.Command("go", append([]string{"run", helmModule}, args...)...)
-	cmd.Stdout, cmd.Stderr = stdout, stderr
+	cmd := exec.Command(helmBin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errOut
 	cmd.Env = append(os.Environ(),
-		"GOFLAGS=", "GOWORK=off", // the project's settings are not Helm's
 		"HELM_CACHE_HOME="+filepath.Join(helmHome, "cache"),
 		"HELM_CONFIG_HOME="+filepath.Join(helmHome, "config"),
 		"HELM_DATA_HOME="+filepath.Join(helmHome, "data"),
 		"KUBECONFIG="+filepath.Join(helmHome, "no-kubeconfig"),
 	)
-	return cmd
+	err = cmd.Run()
+	return out.String(), errOut.String(), err
 }
 
 // helmTemplate renders the chart as release direktiv-authz in namespace
