@@ -48,7 +48,7 @@ const (
 var wantSidecars = []string{
 	"compose.yaml",
 	"kubernetes/deployment.yaml",
-	"kubernetes/sidecar-values.yaml",
+	"kubernetes/direktiv-0.8/sidecar-values.yaml",
 }
 
 func TestDeploy(t *testing.T) {
@@ -56,7 +56,9 @@ func TestDeploy(t *testing.T) {
 	c := newDeployChecker(bin)
 	files := 0
 	err := filepath.WalkDir(deployDir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		// The chart links policies/ in (files/policies); the policies are
+		// checked against the ConfigMaps, not read here.
+		if err != nil || d.IsDir() || d.Type()&os.ModeSymlink != 0 {
 			return err
 		}
 		data, err := os.ReadFile(p)
@@ -379,25 +381,19 @@ func (c *deployChecker) problemf(format string, args ...any) {
 var envName = regexp.MustCompile(`\bDIREKTIV_AUTHZ_[A-Z0-9_]*[A-Z0-9]\b`)
 
 // redisURL matches the Redis URLs given as examples, so that each is one the
-// sidecar accepts.
-var redisURL = regexp.MustCompile("\\brediss?(?:\\+sentinel|\\+cluster)?://[^\\s\"'`<>()\\[\\]]+")
+// sidecar accepts. A $(VAR) in one is Kubernetes' expansion of a variable
+// (the chart's $(REDIS_PASSWORD)); it is checked as a plain password.
+var redisURL = regexp.MustCompile("\\brediss?(?:\\+sentinel|\\+cluster)?://(?:\\$\\([A-Za-z_][A-Za-z0-9_]*\\)|[^\\s\"'`<>()\\[\\]])+")
+
+// k8sVarRef is a $(VAR) reference Kubernetes expands in env values and args.
+var k8sVarRef = regexp.MustCompile(`\$\([A-Za-z_][A-Za-z0-9_]*\)`)
 
 // readmeFlag matches a flag in inline code of a README: `--name`.
 var readmeFlag = regexp.MustCompile("`--([a-z][a-z0-9-]*)")
 
 func (c *deployChecker) checkFile(name string, data []byte) {
 	where := "deploy/" + name
-	for _, v := range uniqSorted(envName.FindAllString(string(data), -1)) {
-		if !c.bin.env[v] {
-			c.problemf("%s: %s is not a variable the binary reads (see config.go settings)", where, v)
-		}
-	}
-	for _, u := range uniqSorted(redisURL.FindAllString(string(data), -1)) {
-		u = strings.TrimRight(u, ".,;:")
-		if _, err := store.ParseRedisURL(u); err != nil {
-			c.problemf("%s: %s: %v", where, u, err)
-		}
-	}
+	c.checkText(where, data)
 	base := path.Base(name)
 	switch {
 	case base == "Dockerfile":
@@ -409,13 +405,41 @@ func (c *deployChecker) checkFile(name string, data []byte) {
 				c.problemf("%s: `--%s` is not a flag of the binary", where, m[1])
 			}
 		}
+	case isChartTemplate(name):
+		// Go templates, not YAML: checked as helm template renders them
+		// (deploy_helm_test.go).
 	case strings.HasSuffix(base, ".yaml") || strings.HasSuffix(base, ".yml"):
-		c.checkYAML(name, data)
+		c.checkYAML(name, where, strings.HasPrefix(name, "kubernetes/"), data)
 	}
 }
 
-func (c *deployChecker) checkYAML(name string, data []byte) {
-	where := "deploy/" + name
+// checkText checks what any text may name: the sidecar's variables and
+// Redis URLs.
+func (c *deployChecker) checkText(where string, data []byte) {
+	for _, v := range uniqSorted(envName.FindAllString(string(data), -1)) {
+		if !c.bin.env[v] {
+			c.problemf("%s: %s is not a variable the binary reads (see config.go settings)", where, v)
+		}
+	}
+	for _, u := range uniqSorted(redisURL.FindAllString(string(data), -1)) {
+		u = strings.TrimRight(u, ".,;:")
+		if _, err := store.ParseRedisURL(k8sVarRef.ReplaceAllString(u, "password")); err != nil {
+			c.problemf("%s: %s: %v", where, u, err)
+		}
+	}
+}
+
+// isChartTemplate reports whether name, relative to deploy/, is a template of
+// a Helm chart.
+func isChartTemplate(name string) bool {
+	dir := path.Dir(name)
+	return strings.HasPrefix(name, "helm/") && path.Base(dir) == "templates"
+}
+
+// checkYAML checks the YAML file name (relative to deploy/, or a label for
+// rendered output), where names it in messages. Kubernetes files are
+// manifests (or, when named *-values.yaml, Helm values holding containers).
+func (c *deployChecker) checkYAML(name, where string, kubernetes bool, data []byte) {
 	var docs []map[string]any
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for i := 1; ; i++ {
@@ -438,7 +462,6 @@ func (c *deployChecker) checkYAML(name string, data []byte) {
 		}
 		docs = append(docs, m)
 	}
-	kubernetes := strings.HasPrefix(name, "kubernetes/")
 	manifest := kubernetes && !strings.HasSuffix(name, "-values.yaml")
 	var found []*deployedSidecar
 	for i, doc := range docs {
