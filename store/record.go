@@ -34,18 +34,24 @@ const recordFormat = 2
 
 // rawID returns the 16 bytes of a valid (ValidID) id.
 func rawID(id string) []byte {
-	var b [16]byte
+	b := make([]byte, 16)
 	j := 0
-	for i := 0; i < len(id); i += 2 {
+	for i := 0; i+1 < len(id); i++ {
 		if id[i] == '-' {
-			i--
 			continue
 		}
-		v, _ := hex.DecodeString(id[i : i+2])
-		b[j] = v[0]
+		b[j] = unhex(id[i])<<4 | unhex(id[i+1])
 		j++
+		i++
 	}
-	return b[:]
+	return b
+}
+
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'a' + 10
 }
 
 // idString returns the canonical lowercase UUID of 16 raw bytes.

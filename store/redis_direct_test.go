@@ -288,6 +288,9 @@ func directDump(t *testing.T, c *redis.Client, ns string, names map[string]strin
 	iter := c.Scan(ctx, 0, store.DefaultRedisPrefix+":{"+ns+"}:*", 1000).Iterator()
 	for iter.Next(ctx) {
 		k := iter.Val()
+		if strings.HasSuffix(k, "}:pc") {
+			continue // where the creates' pruning stands: one create in four moves it
+		}
 		typ, err := c.Type(ctx, k).Result()
 		if err != nil {
 			t.Fatalf("TYPE %s: %v", k, err)
@@ -314,9 +317,6 @@ func directDump(t *testing.T, c *redis.Client, ns string, names map[string]strin
 			slices.Sort(parts)
 			val = strings.Join(parts, " ")
 		case "stream":
-			if strings.HasSuffix(k, ":pc") {
-				break
-			}
 			var parts []string
 			for _, e := range c.XRange(ctx, k, "-", "+").Val() {
 				parts = append(parts, rn.Replace(rawName(e.Values["i"].(string))))
@@ -425,7 +425,7 @@ func TestDirectCreateStoresLikeCreateLimited(t *testing.T) {
 		t.Fatalf("keys of CreateLimited: %q\nkeys of the direct path: %q", kA, kB)
 	}
 	tag := store.DefaultRedisPrefix + ":{NS}:"
-	want := []string{tag + "ix", tag + "kn", tag + "pc", tag + "rl:ns", tag + "rl:tok:CHILD", tag + "rl:tok:ROOT",
+	want := []string{tag + "ix", tag + "kn", tag + "rl:ns", tag + "rl:tok:CHILD", tag + "rl:tok:ROOT",
 		tag + "tok:CHILD", tag + "tok:GRAND", tag + "tok:ROOT"}
 	if !slices.Equal(kA, want) {
 		t.Fatalf("keys = %q\nwant %q", kA, want)
