@@ -325,15 +325,7 @@ func (c *comparison) load(ctx context.Context, sc scenarioConfig, name, scenario
 
 // cpuGroups is every server started (each in its own process group) and
 // the generator, this process.
-func (c *comparison) cpuGroups() []cpuGroup {
-	groups := []cpuGroup{{name: "generator"}}
-	for _, p := range c.ps.list {
-		if p.cmd.Process != nil && !p.exited() {
-			groups = append(groups, cpuGroup{name: p.name, pgid: p.cmd.Process.Pid})
-		}
-	}
-	return groups
-}
+func (c *comparison) cpuGroups() []cpuGroup { return c.ps.cpuGroups() }
 
 // latencyAtHalf is R4: the sidecar and nginx in turn, open loop at half of
 // the lower of their two saturation throughputs (so neither runs above half

@@ -282,3 +282,15 @@ func (ps *procs) startStub(ctx context.Context, key string) (string, error) {
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
 	return base, waitReady(ctx, sp, 10*time.Second, probeHTTP(base, "/"))
 }
+
+// cpuGroups is every server started that still runs (each in its own
+// process group) and the generator, this process.
+func (ps *procs) cpuGroups() []cpuGroup {
+	groups := []cpuGroup{{name: "generator"}}
+	for _, p := range ps.list {
+		if p.cmd.Process != nil && !p.exited() {
+			groups = append(groups, cpuGroup{name: p.name, pgid: p.cmd.Process.Pid})
+		}
+	}
+	return groups
+}

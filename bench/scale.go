@@ -193,8 +193,11 @@ func (s *scaleRun) usedMemory(ctx context.Context) (int64, error) {
 
 // load runs one measured run and keeps its report.
 func (s *scaleRun) load(ctx context.Context, name string, k kind, conns int, rate float64, d time.Duration, n int64, keep bool) (runReport, error) {
+	groups := s.ps.cpuGroups()
+	var before cpuSnapshot
 	spec := loadSpec{name: name, scenario: k.name, target: s.sidecar, kinds: []kind{k}, conns: conns, rate: rate,
-		duration: d, n: n, timeout: 10 * time.Second, progress: s.progress}
+		duration: d, n: n, timeout: 10 * time.Second, progress: s.progress,
+		onMeasure: func() { before = snapshotCPU(groups) }}
 	if n > 0 {
 		spec.limit = time.Hour
 	}
@@ -205,12 +208,16 @@ func (s *scaleRun) load(ctx context.Context, name string, k kind, conns int, rat
 	if res.interrupted {
 		return runReport{}, fmt.Errorf("interrupted during %s: %w", name, ctx.Err())
 	}
+	after := snapshotCPU(groups)
 	r := newRunReport(res)
+	if before != nil {
+		r.CPU = perRequest(before, after, r.Requests)
+	}
 	r.Charted = true
 	if keep {
 		s.runs = append(s.runs, r)
 	}
-	s.logf("  %-30s %9.0f ok/s  p50 %.3f ms  p99 %.3f ms  max %.3f ms  errors %d", name, r.Throughput, r.Latency.P50, r.Latency.P99, r.Latency.Max, r.Failed)
+	s.logf("  %-30s %9.0f ok/s  p50 %.3f ms  p99 %.3f ms  max %.3f ms  errors %d  cpu µs/req: %s", name, r.Throughput, r.Latency.P50, r.Latency.P99, r.Latency.Max, r.Failed, cpuText(r.CPU))
 	if r.Failed > 0 {
 		for e, v := range r.Errors {
 			s.logf("    %d × %s: %.160s", v, e, r.ErrorSamples[e])
@@ -250,24 +257,33 @@ func (s *scaleRun) fill(ctx context.Context, token string, to int, what string) 
 // one run on a shared machine moves with the neighbours.
 const scaleRounds = 3
 
+// sizeFigures is what measure found at one size: throughput, and the CPU
+// the sidecar and Redis spent per request (on a shared machine it moves
+// less than throughput does).
+type sizeFigures struct {
+	mints, forwards     float64 // ok/s
+	mintCPU, forwardCPU float64 // sidecar + redis µs per request
+}
+
 // measure runs the measured forward runs (the median of scaleRounds) and
 // mint run at the current size.
-func (s *scaleRun) measure(ctx context.Context, label string) (mints, forwards float64, err error) {
-	var fs []float64
+func (s *scaleRun) measure(ctx context.Context, label string) (sizeFigures, error) {
+	var fs, fc []float64
 	for round := 1; round <= scaleRounds; round++ {
 		f, err := s.load(ctx, "forward at "+label, s.forwardKind(), s.cfg.conns, 0, s.cfg.duration, 0, true)
 		if err != nil {
-			return 0, 0, err
+			return sizeFigures{}, err
 		}
 		s.runs[len(s.runs)-1].Round = round
 		fs = append(fs, f.Throughput)
+		fc = append(fc, f.CPU["sidecar"]+f.CPU["redis"])
 	}
 	m, err := s.load(ctx, "mint at "+label, s.mintKind(s.caller), s.cfg.conns, 0, 0, scaleMeasureMint, true)
 	if err != nil {
-		return 0, 0, err
+		return sizeFigures{}, err
 	}
 	s.live += int(m.OK)
-	return m.Throughput, median(fs), nil
+	return sizeFigures{mints: m.Throughput, forwards: median(fs), mintCPU: m.CPU["sidecar"] + m.CPU["redis"], forwardCPU: median(fc)}, nil
 }
 
 func (s *scaleRun) run(ctx context.Context) (*report, error) {
@@ -295,7 +311,7 @@ func (s *scaleRun) run(ctx context.Context) (*report, error) {
 	if err := s.fill(ctx, s.caller, scaleSmall, "to 1k"); err != nil {
 		return nil, err
 	}
-	mints1k, fwd1k, err := s.measure(ctx, "1k")
+	at1k, err := s.measure(ctx, "1k")
 	if err != nil {
 		return nil, err
 	}
@@ -320,7 +336,7 @@ func (s *scaleRun) run(ctx context.Context) (*report, error) {
 	bytesPer := float64(memN-mem0) / float64(filled)
 	s.logf("Redis used_memory %d → %d bytes over %d tokens: %.0f bytes per token", mem0, memN, filled, bytesPer)
 	sample := s.sampleUsage(ctx)
-	mintsN, fwdN, err := s.measure(ctx, "N")
+	atN, err := s.measure(ctx, "N")
 	if err != nil {
 		return nil, err
 	}
@@ -363,8 +379,10 @@ func (s *scaleRun) run(ctx context.Context) (*report, error) {
 		return r
 	}
 	rep.Ratios = []ratioReport{
-		ratio("S1", "minting at N ÷ at 1k", "mint at N", "mint at 1k", mintsN, mints1k, goalScaleRatio, false, "req/s"),
-		ratio("S2", "enforced forwarding at N ÷ at 1k", "forward at N", "forward at 1k", fwdN, fwd1k, goalScaleRatio, false, "req/s"),
+		ratio("S1", "minting at N ÷ at 1k", "mint at N", "mint at 1k", atN.mints, at1k.mints, goalScaleRatio, false, "req/s"),
+		asInfo(ratio("S1c", "CPU per mint at 1k ÷ at N (info)", "sidecar+redis µs per mint at 1k", "at N", at1k.mintCPU, atN.mintCPU, goalScaleRatio, false, "µs")),
+		ratio("S2", "enforced forwarding at N ÷ at 1k", "forward at N", "forward at 1k", atN.forwards, at1k.forwards, goalScaleRatio, false, "req/s"),
+		asInfo(ratio("S2c", "CPU per forward at 1k ÷ at N (info)", "sidecar+redis µs per forward at 1k", "at N", at1k.forwardCPU, atN.forwardCPU, goalScaleRatio, false, "µs")),
 		ratio("S3", "forwarding p99 during a revoke ÷ before", "forward during the revoke", "forward before the revoke", revoke.p99During, revoke.p99Before, goalRevokeP99, true, "ms"),
 		{ID: "S4", Title: "Redis bytes per live token", Numerator: "used_memory delta", Denominator: "tokens", NumValue: float64(memN - mem0), DenValue: float64(filled),
 			Value: bytesPer, Rounds: []float64{bytesPer}, Goal: goalBytesPerTok, AtMost: true, Unit: "B"},
