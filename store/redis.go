@@ -56,7 +56,7 @@ type RedisOptions struct {
 // Keys, all of one namespace in one Redis Cluster slot (hash tag {<ns>}):
 //
 //	<prefix>:{<ns>}:tok:<id>    string, the token's record (record.go); expires at Token.Expires (PXAT)
-//	<prefix>:{<ns>}:ix          stream of the ids in the order they were stored (List), field i = the 16 raw bytes of the id
+//	<prefix>:{<ns>}:ix          stream of the ids in the order they were stored (List), field i = the id
 //	<prefix>:{<ns>}:pc          where the creates' pruning of the index stands (a stream id)
 //	<prefix>:{<ns>}:kn          hash: how many children were minted from <id> (tokens with children only)
 //	<prefix>:{<ns>}:rv:<id>     revoke marker: refuses every token naming <id> among its ancestors (see revokeScript)
@@ -324,7 +324,7 @@ func (r *Redis) createArgs(t Token, l Limit) ([]string, []any, []limitRef) {
 	}
 	// Redis Expires at ms: the record must be gone by t.Expires.
 	at := t.Expires.UnixMilli()
-	args := []any{t.recordTail(make([]byte, 0, 128)), at, rawID(t.ID), parent, r.tag(ns), MaxAncestors, t.Parent}
+	args := []any{t.recordTail(make([]byte, 0, 128)), at, t.ID, parent, r.tag(ns), MaxAncestors, t.Parent}
 	return r.rateLimits(ns, l, keys, args)
 }
 

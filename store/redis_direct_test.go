@@ -319,7 +319,7 @@ func directDump(t *testing.T, c *redis.Client, ns string, names map[string]strin
 		case "stream":
 			var parts []string
 			for _, e := range c.XRange(ctx, k, "-", "+").Val() {
-				parts = append(parts, rn.Replace(rawName(e.Values["i"].(string))))
+				parts = append(parts, rn.Replace(e.Values["i"].(string)))
 			}
 			val = strings.Join(parts, " ")
 		case "set":

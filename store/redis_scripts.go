@@ -163,7 +163,7 @@ local function prune(pfx, ix, pc, from, n)
   if #r > 0 then
     local ids, keys = {}, {}
     for i, e in ipairs(r) do
-      ids[i] = uuid(e[2][2], 1)
+      ids[i] = e[2][2]
       keys[i] = pfx .. 'tok:' .. ids[i]
     end
     if redis.call('EXISTS', unpack(keys)) < #r then
@@ -192,7 +192,7 @@ end
 //	with a parent, also:
 //	KEYS[5] parent record               KEYS[6] children counts <p>:{ns}:kn
 //	ARGV[1] the record's tail (recordTail)  ARGV[2] expires (unix ms)
-//	ARGV[3] id (16 raw bytes)  ARGV[4] parent id (16 raw bytes, or '')
+//	ARGV[3] id (canonical)  ARGV[4] parent id (16 raw bytes, or '')
 //	ARGV[5] key prefix <p>:{ns}:  ARGV[6] most ancestors a token may have
 //	ARGV[7] parent id (canonical, or '')
 //	then, with ARGV[8] rate limits (0 to 2), their keys after the others in
@@ -321,7 +321,7 @@ while true do
   if n <= 0 then return out end
   local r = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', n)
   for _, e in ipairs(r) do
-    local id = uuid(e[2][2], 1)
+    local id = e[2][2]
     local rec = redis.call('GET', pfx .. 'tok:' .. id)
     if not rec then
       redis.call('XDEL', KEYS[1], e[1])
@@ -459,7 +459,7 @@ local memo = {}
 local removed = 0
 local mine = {}
 for _, e in ipairs(r) do
-  local id = uuid(e[2][2], 1)
+  local id = e[2][2]
   local key = pfx .. 'tok:' .. id
   local rec = redis.call('GET', key)
   local gone = not rec

@@ -134,8 +134,8 @@ func TestRedisKeyLayout(t *testing.T) {
 		t.Errorf("children of the parent = %q, want 1", n)
 	}
 	entries := c.XRange(ctx, tag+"ix", "-", "+").Val()
-	if len(entries) != 2 || entries[1].Values["i"] != string(mustRaw(t, child.ID)) {
-		t.Errorf("index = %v, want the parent then the child (16 raw bytes each)", entries)
+	if len(entries) != 2 || entries[0].Values["i"] != parent.ID || entries[1].Values["i"] != child.ID {
+		t.Errorf("index = %v, want the parent then the child", entries)
 	}
 
 	// A grandchild's record names both its ancestors, oldest first.
