@@ -61,6 +61,7 @@ type RedisOptions struct {
 //	<prefix>:{<ns>}:kn          hash: how many children were minted from <id> (tokens with children only)
 //	<prefix>:{<ns>}:rv:<id>     revoke marker: refuses every token naming <id> among its ancestors (see revokeScript)
 //	<prefix>:{<ns>}:sw          hash: the removal of revoked subtrees under way (see sweepScript)
+//	<prefix>:{<ns>}:rc:<id>     the total of a completed removal, for a minute
 //	<prefix>:{<ns>}:rl:ns       mint rate limit of the namespace (see CreateLimited)
 //	<prefix>:{<ns>}:rl:tok:<id> mint rate limit of the minting token <id>
 //
@@ -102,7 +103,6 @@ type Redis struct {
 
 	creates *scriptBatcher // createScript calls, batched (see redis_batch.go)
 
-	wake       chan struct{} // Revoke wakes Sweep (see nudge)
 	sweepLease time.Duration // sweepLease; tests shorten it
 
 	closeOnce sync.Once
@@ -175,7 +175,6 @@ func NewRedisClient(c redis.UniversalClient, opts RedisOptions) *Redis {
 		channel: prefix + ":revoked",
 		log:     log,
 		closed:  make(chan struct{}),
-		wake:    make(chan struct{}, 1),
 
 		sweepLease: sweepLease,
 
@@ -472,9 +471,10 @@ func (r *Redis) Revoke(ctx context.Context, namespace, id string) (Revocation, e
 		r.log.Debug("token revoked", "namespace", namespace, "id", id)
 		return rv, nil
 	}
-	// Descendants: sweep a little here, the rest in the background.
+	// Descendants: sweep a little here, the rest in the background (the
+	// sweeps poll the queue every sweepPoll: a small namespace is done
+	// here before one of them takes it).
 	rv.Done = false
-	r.nudge()
 	for range revokeInlineBatches {
 		b, err := r.sweepOnce(ctx, namespace, id)
 		if err != nil {
@@ -491,14 +491,12 @@ func (r *Redis) Revoke(ctx context.Context, namespace, id string) (Revocation, e
 			break
 		}
 	}
-	n, err := sweepCountScript.Run(ctx, r.client, []string{r.sweepStateKey(namespace)}, id).Int()
+	res, err := sweepCountScript.Run(ctx, r.client, []string{r.sweepStateKey(namespace), r.tag(namespace) + "rc:" + id}, id).Int64Slice()
 	switch {
-	case err != nil:
+	case err != nil || len(res) != 2:
 		rv.Count = len(rv.IDs)
-	case n < 0: // another sweeper completed it meanwhile
-		rv.Count, rv.Done = len(rv.IDs), true
-	default:
-		rv.Count = n
+	default: // another replica's sweep may have completed it meanwhile
+		rv.Done, rv.Count = res[0] == 1, max(int(res[1]), len(rv.IDs))
 	}
 	r.log.Debug("token revoked; its descendants are refused, their removal continues", "namespace", namespace, "id", id, "count", rv.Count)
 	return rv, nil

@@ -493,9 +493,12 @@ redis.call('HSET', KEYS[2], 'pass', pass + 1)
 local left = false
 for root, p in pairs(roots) do
   if p <= pass then
+    local n = tonumber(redis.call('HGET', KEYS[2], 'n:' .. root) or '0')
     out[#out + 1] = root
-    out[#out + 1] = tonumber(redis.call('HGET', KEYS[2], 'n:' .. root) or '0')
+    out[#out + 1] = n
     redis.call('HDEL', KEYS[2], 'r:' .. root, 'n:' .. root)
+    -- The total, for a Revoke whose own batches did not see the end.
+    redis.call('SET', pfx .. 'rc:' .. root, n, 'PX', 60000)
   else
     left = true
   end
@@ -507,15 +510,17 @@ end
 return out
 `)
 
-// sweepCountScript reads the count so far of a revocation being swept.
+// sweepCountScript reads the count of a revocation being swept.
 //
-//	KEYS[1] sweep state  ARGV[1] id
+//	KEYS[1] sweep state  KEYS[2] its total when done <p>:{ns}:rc:<id>
+//	ARGV[1] id
 //
-// Returns the count, or -1 when the revocation is not being swept (done).
+// Returns {1, total} when the removal is done (the total kept a minute),
+// {0, count so far} while it continues.
 var sweepCountScript = redis.NewScript(`
 local v = redis.call('HMGET', KEYS[1], 'r:' .. ARGV[1], 'n:' .. ARGV[1])
-if not v[1] then return -1 end
-return tonumber(v[2] or '0')
+if not v[1] then return {1, tonumber(redis.call('GET', KEYS[2]) or '0')} end
+return {0, tonumber(v[2] or '0')}
 `)
 
 // claimScript hands out the namespaces waiting for a sweep, one at a time,

@@ -31,8 +31,7 @@ import (
 // renewing it; a replica that died is replaced after at most this.
 const sweepLease = 10 * time.Second
 
-// sweepPoll is how often an idle Sweep looks at the queue; a Revoke on the
-// same store wakes it at once.
+// sweepPoll is how often an idle Sweep looks at the queue.
 const sweepPoll = time.Second
 
 // sweepResult is what one sweepScript call did.
@@ -74,14 +73,6 @@ func (r *Redis) sweepOnce(ctx context.Context, namespace, mine string) (sweepRes
 	return out, nil
 }
 
-// nudge wakes this store's Sweep, if it waits.
-func (r *Redis) nudge() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
-}
-
 // Sweep removes revoked tokens in the background until ctx is done or the
 // store is closed, then returns nil: it takes namespaces from the sweep
 // queue one at a time and runs sweep batches in each until no revocation is
@@ -103,7 +94,7 @@ func (r *Redis) Sweep(ctx context.Context, done func(namespace, id string, count
 			sleep(ctx, sweepPoll, nil)
 			continue
 		case ns == "":
-			sleep(ctx, sweepPoll, r.wake)
+			sleep(ctx, sweepPoll, nil)
 			continue
 		}
 		r.sweepNamespace(ctx, ns, lease, done)

@@ -160,8 +160,8 @@ func TestRedisKeyLayout(t *testing.T) {
 	}
 	marker := tag + "rv:" + parent.ID
 	left := slices.DeleteFunc(keys(t, ctx, c, "*"), func(k string) bool { return k == tag+"pc" }) // where pruning stands, if it ran
-	if !slices.Equal(left, []string{"authz:sweepq", tag + "ix", marker}) {
-		t.Fatalf("keys after revoke = %q, want the sweep queue, the index and %q", left, marker)
+	if total := tag + "rc:" + parent.ID; !slices.Equal(left, []string{"authz:sweepq", tag + "ix", total, marker}) {
+		t.Fatalf("keys after revoke = %q, want the sweep queue, the index, the total %q and %q", left, total, marker)
 	}
 	if at := expireAt(marker); at < grandchild.Expires.UnixMilli() {
 		t.Fatalf("revoke marker expires at %d, before the grandchild's %d", at, grandchild.Expires.UnixMilli())
@@ -355,11 +355,11 @@ func TestRedisUnavailableMidway(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		left := slices.DeleteFunc(keys(t, ctx, c, tag+"*"), func(k string) bool { return k == tag+"ix" || k == tag+"pc" })
-		if slices.Equal(left, []string{tag + "rv:" + parent.ID}) {
+		if slices.Equal(left, []string{tag + "rc:" + parent.ID, tag + "rv:" + parent.ID}) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("keys after resume = %q, want only the revoke marker (and the emptied index)", left)
+			t.Fatalf("keys after resume = %q, want only the revoke marker and the removal's total (and the emptied index)", left)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
