@@ -47,6 +47,10 @@ bench: redis-server ## the standard comparison on loopback (sidecar vs stub, ngi
 	@bash bench/install-tools
 	$(GO) run ./bench compare $(BENCHFLAGS)
 
+.PHONY: bench-scale
+bench-scale: redis-server ## the sidecar at a million live tokens: mint, forward, list, revoke a subtree under load (SCALEFLAGS="-tokens 50000 -subtree 20000" for a quick run)
+	$(GO) run ./bench scale $(SCALEFLAGS)
+
 .PHONY: bench-go
 bench-go: ## Go benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -2,6 +2,7 @@
 //
 //	go run ./bench -scenario forward -admin-token "$ADMIN" -c 50 -duration 10s
 //	go run ./bench compare      # what `make bench` runs: the standard comparison
+//	go run ./bench scale        # what `make bench-scale` runs: a million live tokens
 //	go run ./bench stub         # the fast stub upstream on its own
 //
 // See bench/README.md.
@@ -32,7 +33,7 @@ func main() {
 	}
 }
 
-// run dispatches to a subcommand: "stub", "floor", "compare", or (the
+// run dispatches to a subcommand: "stub", "floor", "compare", "scale", or (the
 // default, also spelled "run") one load run.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
@@ -43,6 +44,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return runFloor(ctx, args[1:], getenv, stdout, stderr)
 		case "compare":
 			return runCompare(ctx, args[1:], getenv, stdout, stderr)
+		case "scale":
+			return runScale(ctx, args[1:], getenv, stdout, stderr)
 		case "run":
 			args = args[1:]
 		}
@@ -69,6 +72,7 @@ func runOne(ctx context.Context, args []string, getenv func(string) string, stdo
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `usage: go run ./bench [run] [flags]       one load run
        go run ./bench compare [flags]     the standard comparison (make bench)
+       go run ./bench scale [flags]       the sidecar with a million live tokens (make bench-scale)
        go run ./bench stub [flags]        the stub upstream on its own
        go run ./bench floor [flags]       the floor relay (bytes copied, nothing else) on its own
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -217,4 +218,79 @@ func commandOutput(ctx context.Context, timeout time.Duration, name string, args
 		err = fmt.Errorf("%s did not finish within %v", name, timeout)
 	}
 	return string(out), err
+}
+
+// buildSidecar returns bin, or builds the sidecar into the processes'
+// directory when bin is "".
+func (ps *procs) buildSidecar(ctx context.Context, bin string, logf func(string, ...any)) (string, error) {
+	if bin != "" {
+		return bin, nil
+	}
+	bin = filepath.Join(ps.dir, "direktiv-authz")
+	logf("building the sidecar: go build -o %s ./cmd/direktiv-authz", bin)
+	if out, err := commandOutput(ctx, 5*time.Minute, "go", "build", "-o", bin, "./cmd/direktiv-authz"); err != nil {
+		return "", fmt.Errorf("building the sidecar failed (%v):\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// startRedis runs redis-server on a free loopback port, without
+// persistence, with extra arguments, and waits until it answers. It returns
+// the port and the server's version line.
+func (ps *procs) startRedis(ctx context.Context, extra ...string) (port int, version string, err error) {
+	redisServer, err := exec.LookPath("redis-server")
+	if err != nil {
+		return 0, "", errors.New("redis-server is not installed: run `make redis-server` (Debian: apt-get install redis-server)")
+	}
+	if port, err = freePort(); err != nil {
+		return 0, "", err
+	}
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", ps.dir, "--protected-mode", "yes"}, extra...)
+	rp, err := ps.start("redis", cleanEnv(), redisServer, args...)
+	if err != nil {
+		return 0, "", err
+	}
+	if err := waitReady(ctx, rp, 10*time.Second, probeRedis(fmt.Sprintf("127.0.0.1:%d", port))); err != nil {
+		return 0, "", err
+	}
+	if v, err := commandOutput(ctx, 5*time.Second, redisServer, "--version"); err == nil {
+		version = strings.TrimSpace(v)
+	}
+	return port, version, nil
+}
+
+// startStub runs this program's stub upstream on a free loopback port,
+// accepting key ("" for any request), and returns its base URL.
+func (ps *procs) startStub(ctx context.Context, key string) (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	port, err := freePort()
+	if err != nil {
+		return "", err
+	}
+	env := cleanEnv()
+	if key != "" {
+		env = append(env, "BENCH_STUB_KEY="+key)
+	}
+	sp, err := ps.start("stub", env, self, "stub", "-listen", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return "", err
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	return base, waitReady(ctx, sp, 10*time.Second, probeHTTP(base, "/"))
+}
+
+// cpuGroups is every server started that still runs (each in its own
+// process group) and the generator, this process.
+func (ps *procs) cpuGroups() []cpuGroup {
+	groups := []cpuGroup{{name: "generator"}}
+	for _, p := range ps.list {
+		if p.cmd.Process != nil && !p.exited() {
+			groups = append(groups, cpuGroup{name: p.name, pgid: p.cmd.Process.Pid})
+		}
+	}
+	return groups
 }

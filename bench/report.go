@@ -19,6 +19,7 @@ import (
 // compare. It is written as text, JSON and a self-contained HTML page.
 type report struct {
 	Title    string        `json:"title"`
+	Heading  string        `json:"-"` // after the date in RESULTS.md's section heading; "" for none
 	Created  time.Time     `json:"created"`
 	Machine  machineInfo   `json:"machine"`
 	Settings []setting     `json:"settings,omitempty"`

@@ -43,11 +43,13 @@ type memSpace struct {
 	// limits holds the theoretical arrival time of each rate limit (see
 	// CreateLimited) by key: "ns" or "tok:<id>", until its bucket is full.
 	limits map[string]time.Time
+	seq    uint64 // records stored so far: the list order
 }
 
 type memRecord struct {
-	data    []byte // JSON of Token
-	key     cursor
+	id      string
+	data    []byte // the record, as in Redis (record.go)
+	key     cursor // (0, the order it was stored in)
 	expires time.Time
 	up      []string // ancestors, oldest first, ending with the parent
 }
@@ -170,12 +172,21 @@ func (m *Memory) CreateLimited(_ context.Context, t Token, l Limit) error {
 	if err := validateLimit(l); err != nil {
 		return err
 	}
-	data := t.appendJSON(make([]byte, 0, 512))
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return errMemoryClosed
 	}
+	var up []string
+	var parentLive bool
+	if t.Parent != "" {
+		var p *memRecord
+		p, parentLive = m.live(t.Namespace, t.Parent, now)
+		if parentLive {
+			up = append(slices.Clip(p.up), t.Parent)
+		}
+	}
+	data := t.encodeRecord(up)
 	if r, ok := m.live(t.Namespace, t.ID, now); ok {
 		if bytes.Equal(r.data, data) {
 			return nil
@@ -185,16 +196,13 @@ func (m *Memory) CreateLimited(_ context.Context, t Token, l Limit) error {
 	if sp := m.spaces[t.Namespace]; sp != nil && now.Before(sp.revoked[t.ID]) {
 		return fmt.Errorf("%w: %s/%s was just revoked", ErrExists, t.Namespace, t.ID)
 	}
-	var up []string
 	if t.Parent != "" {
-		p, ok := m.live(t.Namespace, t.Parent, now)
-		if !ok {
+		if !parentLive {
 			return fmt.Errorf("%w: parent %s/%s of token %s", ErrNotFound, t.Namespace, t.Parent, t.ID)
 		}
-		if len(p.up)+1 > MaxAncestors {
+		if len(up) > MaxAncestors {
 			return fmt.Errorf("%w: token %s would have more than %d ancestors", ErrInvalid, t.ID, MaxAncestors)
 		}
-		up = append(slices.Clip(p.up), t.Parent)
 	}
 	sp := m.spaces[t.Namespace]
 	if sp == nil {
@@ -204,7 +212,8 @@ func (m *Memory) CreateLimited(_ context.Context, t Token, l Limit) error {
 	if err := sp.takeLimits(l, now); err != nil {
 		return err
 	}
-	sp.records[t.ID] = &memRecord{data: data, key: cursorOf(t), expires: t.Expires, up: up}
+	sp.seq++
+	sp.records[t.ID] = &memRecord{id: t.ID, data: data, key: cursor{seq: sp.seq}, expires: t.Expires, up: up}
 	if t.Parent != "" {
 		k := sp.kids[t.Parent]
 		if k == nil {
@@ -251,8 +260,8 @@ func (m *Memory) Lookup(_ context.Context, namespace, id string) (Token, error) 
 	return t, nil
 }
 
-// List returns up to limit live tokens of namespace ordered by (Created at
-// microsecond resolution, ID), starting after the cursor after ("" = from the
+// List returns up to limit live tokens of namespace in the order they were
+// stored, starting after the cursor after ("" = from the
 // start). next is the cursor for the following page, "" when there is none.
 // Expired records found on the way are dropped. It returns an error wrapping
 // ErrInvalid for an invalid namespace, a limit outside 1..MaxListLimit or a
@@ -299,7 +308,7 @@ func (m *Memory) List(_ context.Context, namespace, after string, limit int) ([]
 	}
 	out := make([]Token, 0, len(page))
 	for _, r := range page {
-		t, err := decodeRecord(r.data, namespace, r.key.id)
+		t, err := decodeRecord(r.data, namespace, r.id)
 		if err != nil {
 			return nil, "", fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
@@ -310,40 +319,36 @@ func (m *Memory) List(_ context.Context, namespace, after string, limit int) ([]
 
 // Revoke deletes the live token namespace/id and every token minted from it,
 // transitively (also through minted tokens that have since expired), in one
-// step under the store's lock, then tells every Subscribe of this Memory. It
-// returns the ids revoked, id first, then breadth-first. It returns an error
-// wrapping ErrInvalid if namespace or id is not a valid name, ErrNotFound if
+// step under the store's lock, then tells every Subscribe of this Memory
+// (the token: its descendants name it among their ancestors). The
+// Revocation lists the ids revoked, id first, then the descendants in the
+// order they were stored, and is always Done. It returns an error wrapping
+// ErrInvalid if namespace or id is not a valid name, ErrNotFound if
 // namespace/id is not live, and ErrUnavailable after Close.
-func (m *Memory) Revoke(_ context.Context, namespace, id string) ([]string, error) {
+func (m *Memory) Revoke(_ context.Context, namespace, id string) (Revocation, error) {
 	if err := validateName(namespace, id); err != nil {
-		return nil, err
+		return Revocation{}, err
 	}
 	now := time.Now()
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
-		return nil, errMemoryClosed
+		return Revocation{}, errMemoryClosed
 	}
 	if _, ok := m.live(namespace, id, now); !ok {
 		m.mu.Unlock()
-		return nil, fmt.Errorf("%w: %s/%s", ErrNotFound, namespace, id)
+		return Revocation{}, fmt.Errorf("%w: %s/%s", ErrNotFound, namespace, id)
 	}
 	sp := m.spaces[namespace]
 	sp.revoked[id] = now.Add(revokeMarkerTTL)
-	var revoked []string
+	var gone []*memRecord
 	queue := []string{id}
 	seen := map[string]bool{id: true}
 	for len(queue) > 0 {
 		cur := queue[0]
 		queue = queue[1:]
 		if k := sp.kids[cur]; k != nil {
-			// Sorted so that the order is stable; Redis returns set order.
-			kids := make([]string, 0, len(k.ids))
 			for kid := range k.ids {
-				kids = append(kids, kid)
-			}
-			slices.Sort(kids)
-			for _, kid := range kids {
 				if !seen[kid] {
 					seen[kid] = true
 					queue = append(queue, kid)
@@ -351,10 +356,15 @@ func (m *Memory) Revoke(_ context.Context, namespace, id string) ([]string, erro
 			}
 			delete(sp.kids, cur)
 		}
-		if _, ok := m.live(namespace, cur, now); ok {
-			revoked = append(revoked, cur)
+		if r, ok := m.live(namespace, cur, now); ok && cur != id {
+			gone = append(gone, r)
 		}
 		delete(sp.records, cur)
+	}
+	slices.SortFunc(gone, func(a, b *memRecord) int { return int(a.key.seq) - int(b.key.seq) })
+	revoked := []string{id}
+	for _, r := range gone {
+		revoked = append(revoked, r.id)
 	}
 	subs := make([]*memSub, 0, len(m.subs))
 	for s := range m.subs {
@@ -364,20 +374,18 @@ func (m *Memory) Revoke(_ context.Context, namespace, id string) ([]string, erro
 
 	for _, s := range subs {
 		s.mu.Lock()
-		for _, r := range revoked {
-			s.queue = append(s.queue, revocation{namespace, r})
-		}
+		s.queue = append(s.queue, revocation{namespace, id})
 		s.mu.Unlock()
 		select {
 		case s.wake <- struct{}{}:
 		default:
 		}
 	}
-	return revoked, nil
+	return Revocation{IDs: revoked, Count: len(revoked), Done: true}, nil
 }
 
-// Subscribe calls fn for every token revoked in this Memory from now on, one
-// call per token, in revocation order, on the caller's goroutine. It blocks
+// Subscribe calls fn for every Revoke in this Memory from now on, one call
+// per revoked token (not per descendant), in revocation order, on the caller's goroutine. It blocks
 // until ctx is done and then returns nil; it returns an error wrapping
 // ErrUnavailable once the store is closed. fn may call the store.
 func (m *Memory) Subscribe(ctx context.Context, fn func(namespace, id string)) error {

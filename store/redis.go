@@ -55,23 +55,33 @@ type RedisOptions struct {
 //
 // Keys, all of one namespace in one Redis Cluster slot (hash tag {<ns>}):
 //
-//	<prefix>:{<ns>}:tok:<id>   string, JSON of Token; expires at Token.Expires (PXAT)
-//	<prefix>:{<ns>}:idx        sorted set of ids, score Token.Created in unix µs: List order
-//	<prefix>:{<ns>}:exp        sorted set of ids, score Token.Expires in unix ms (+ a fraction, see createScript): pruning
-//	<prefix>:{<ns>}:kids:<id>  set of the ids minted from <id>: revoke cascade
-//	<prefix>:{<ns>}:up:<id>    ancestors of <id>, oldest first, space separated (tokens with two or more; one is the record's parent)
-//	<prefix>:{<ns>}:done:<id>  revoke marker, one minute (see revokeScript)
-//	<prefix>:{<ns>}:rl:ns      mint rate limit of the namespace (see CreateLimited)
+//	<prefix>:{<ns>}:tok:<id>    string, the token's record (record.go); expires at Token.Expires (PXAT)
+//	<prefix>:{<ns>}:ix          stream of the ids in the order they were stored (List), field i = the id
+//	<prefix>:{<ns>}:pc          where the creates' pruning of the index stands (a stream id)
+//	<prefix>:{<ns>}:kn          hash: how many children were minted from <id> (tokens with children only)
+//	<prefix>:{<ns>}:rv:<id>     revoke marker: refuses every token naming <id> among its ancestors (see revokeScript)
+//	<prefix>:{<ns>}:sw          hash: the removal of revoked subtrees under way (see sweepScript)
+//	<prefix>:{<ns>}:rc:<id>     the total of a completed removal, for a minute
+//	<prefix>:{<ns>}:rl:ns       mint rate limit of the namespace (see CreateLimited)
 //	<prefix>:{<ns>}:rl:tok:<id> mint rate limit of the minting token <id>
 //
-// The index and expiry index expire with their longest-lived member, a kids
-// set with the longest-lived of its descendants (PEXPIRETIME, then
-// PEXPIREAT), so a cascade reaches tokens minted from a token that has since
-// expired; each is made to live a minute longer than that when its expiry
-// moves, so that most creates find it long enough and write nothing.
-// Expired index entries are pruned by Create (up to 100 per call) and List
-// (up to 1000 per call). Revocations are published on the channel
-// <prefix>:revoked as {"namespace":"<ns>","ids":["<id>",...]}.
+// and one key shared by every namespace, in a slot of its own:
+//
+//	<prefix>:sweepq             sorted set: namespaces whose revoked tokens are being removed, by lease end (redis_sweep.go)
+//
+// The index and the children counts expire with the namespace's
+// longest-lived token, and live a minute longer than that when their expiry
+// moves, so that most creates find them long enough and write nothing. A
+// revoke marker lives as long as the index did when it was set. Index
+// entries whose record is gone (expired, revoked) are dropped by Create (two
+// per call, walking the index), List (those it reads) and the sweep.
+// Revocations are published on the channel <prefix>:revoked as
+// {"namespace":"<ns>","ids":["<id>"]}: the revoked token; its descendants
+// are those naming it among their ancestors.
+//
+// Tokens of the JSON record format (before format 2: keys idx, exp, kids:,
+// up:, done:) are read, authenticated and revoked (with their descendants,
+// through their kids sets) but not listed; they expire in place.
 //
 // All keys of a namespace live on one Redis Cluster node: the store scales
 // across namespaces, not within one.
@@ -92,6 +102,8 @@ type Redis struct {
 	waitTimeout  time.Duration // how long it waits
 
 	creates *scriptBatcher // createScript calls, batched (see redis_batch.go)
+
+	sweepLease time.Duration // sweepLease; tests shorten it
 
 	closeOnce sync.Once
 	closed    chan struct{}
@@ -128,7 +140,7 @@ func NewRedis(ctx context.Context, rawURL string, opts RedisOptions) (*Redis, er
 	}
 	// Load the scripts now so that the first calls take one round trip. A
 	// server that lost them (restart, failover) gets them again by EVAL.
-	for _, sc := range []*redis.Script{createScript, listScript, revokeScript} {
+	for _, sc := range []*redis.Script{createScript, lookupScript, listScript, revokeScript, sweepScript, claimScript} {
 		if err := sc.Load(ctx, r.client).Err(); err != nil {
 			r.log.Warn("cannot preload a Lua script; it is sent with its first use", "err", err)
 		}
@@ -163,6 +175,8 @@ func NewRedisClient(c redis.UniversalClient, opts RedisOptions) *Redis {
 		channel: prefix + ":revoked",
 		log:     log,
 		closed:  make(chan struct{}),
+
+		sweepLease: sweepLease,
 
 		waitReplicas: opts.WaitReplicas,
 		waitTimeout:  opts.WaitTimeout,
@@ -207,11 +221,12 @@ func (r *Redis) checkVersion(ctx context.Context) error {
 
 func (r *Redis) tag(ns string) string           { return r.prefix + ":{" + ns + "}:" }
 func (r *Redis) recordKey(ns, id string) string { return r.tag(ns) + "tok:" + id }
-func (r *Redis) kidsKey(ns, id string) string   { return r.tag(ns) + "kids:" + id }
-func (r *Redis) doneKey(ns, id string) string   { return r.tag(ns) + "done:" + id }
-func (r *Redis) upKey(ns, id string) string     { return r.tag(ns) + "up:" + id }
-func (r *Redis) indexKey(ns string) string      { return r.tag(ns) + "idx" }
-func (r *Redis) expiryKey(ns string) string     { return r.tag(ns) + "exp" }
+func (r *Redis) markerKey(ns, id string) string { return r.tag(ns) + "rv:" + id }
+func (r *Redis) indexKey(ns string) string      { return r.tag(ns) + "ix" }
+func (r *Redis) pruneKey(ns string) string      { return r.tag(ns) + "pc" }
+func (r *Redis) childrenKey(ns string) string   { return r.tag(ns) + "kn" }
+func (r *Redis) sweepStateKey(ns string) string { return r.tag(ns) + "sw" }
+func (r *Redis) sweepQueueKey() string          { return r.prefix + ":sweepq" }
 
 func unavailable(err error, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %w", ErrUnavailable, fmt.Sprintf(format, args...), err)
@@ -221,10 +236,10 @@ func unavailable(err error, format string, args ...any) error {
 //   - ErrInvalid if t is incomplete: namespace, id or parent not a valid name,
 //     parent equal to id, Hash not 64 lowercase hex digits, Created zero or
 //     outside 1970..2255, Expires not after Created or not after now;
-//   - ErrExists if a token with t's namespace and id exists (or was revoked
-//     in the last minute);
+//   - ErrExists if a token with t's namespace and id exists (or was revoked);
 //   - ErrNotFound if t.Parent is set and that token is not live, so a child
-//     of a revoked or expired parent is never stored;
+//     of a revoked or expired parent, or of a token under a revoked
+//     ancestor, is never stored;
 //   - ErrUnavailable if Redis does not answer.
 //
 // On error nothing is stored (with WaitReplicas, see redis_wait.go for the
@@ -300,31 +315,36 @@ func createOutcome(t Token, reply any, refs []limitRef) error {
 // limits l, and the scope of each limit in order.
 func (r *Redis) createArgs(t Token, l Limit) ([]string, []any, []limitRef) {
 	ns := t.Namespace
-	keys := []string{r.recordKey(ns, t.ID), r.indexKey(ns), r.expiryKey(ns), r.doneKey(ns, t.ID)}
+	keys := []string{r.recordKey(ns, t.ID), r.indexKey(ns), r.markerKey(ns, t.ID), r.pruneKey(ns)}
+	var parent []byte
 	if t.Parent != "" {
-		keys = append(keys, r.recordKey(ns, t.Parent), r.kidsKey(ns, t.Parent), r.upKey(ns, t.Parent), r.upKey(ns, t.ID))
+		keys = append(keys, r.recordKey(ns, t.Parent), r.childrenKey(ns))
+		parent = rawID(t.Parent)
 	}
-	args := []any{t.appendJSON(make([]byte, 0, 512)), t.Expires.UnixMilli(), t.Created.UnixMicro(), t.ID, t.Parent, r.tag(ns) + "kids:", MaxAncestors}
+	// Redis Expires at ms: the record must be gone by t.Expires.
+	at := t.Expires.UnixMilli()
+	args := []any{t.recordTail(make([]byte, 0, 128)), at, t.ID, parent, r.tag(ns), MaxAncestors, t.Parent}
 	return r.rateLimits(ns, l, keys, args)
 }
 
-// Lookup returns the live token namespace/id with one GET. It returns an
+// Lookup returns the live token namespace/id in one round trip (lookupScript:
+// the record, and the revoke markers of its ancestors). It returns an
 // error wrapping ErrInvalid if namespace or id is not a valid name,
-// ErrNotFound if the token was never stored, has expired or was revoked, and
-// ErrUnavailable if Redis does not answer or holds a record this code cannot
-// read (fail closed).
+// ErrNotFound if the token was never stored, has expired or was revoked, or
+// one of its ancestors was, and ErrUnavailable if Redis does not answer or
+// holds a record this code cannot read (fail closed).
 func (r *Redis) Lookup(ctx context.Context, namespace, id string) (Token, error) {
 	if err := validateName(namespace, id); err != nil {
 		return Token{}, err
 	}
-	b, err := r.client.Get(ctx, r.recordKey(namespace, id)).Bytes()
+	b, err := lookupScript.Run(ctx, r.client, []string{r.recordKey(namespace, id)}, r.tag(namespace), id).Text()
 	if errors.Is(err, redis.Nil) {
 		return Token{}, fmt.Errorf("%w: %s/%s", ErrNotFound, namespace, id)
 	}
 	if err != nil {
 		return Token{}, unavailable(err, "looking up token %s/%s", namespace, id)
 	}
-	t, err := decodeRecord(b, namespace, id)
+	t, err := decodeRecord([]byte(b), namespace, id)
 	if err != nil {
 		return Token{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
@@ -336,51 +356,42 @@ func (r *Redis) Lookup(ctx context.Context, namespace, id string) (Token, error)
 	return t, nil
 }
 
-// List returns up to limit live tokens of namespace ordered by (Created at
-// microsecond resolution, ID), starting after the cursor after ("" = from the
+// List returns up to limit live tokens of namespace in the order they were
+// stored (oldest first), starting after the cursor after ("" = from the
 // start). next is the cursor of the following page, "" when there is none; a
 // page can be short, or (rarely) empty with next "", when tokens expire while
-// it is read. Expired index entries are pruned. It returns an error wrapping
-// ErrInvalid for an invalid namespace, a limit outside 1..MaxListLimit or a
-// cursor List did not return, and ErrUnavailable if Redis does not answer.
+// it is read. Tokens under a revoked ancestor are not listed, though their
+// removal may still be under way. Each listScript call reads at most
+// listScanBudget index entries, dropping those of tokens gone. It returns an
+// error wrapping ErrInvalid for an invalid namespace, a limit outside
+// 1..MaxListLimit or a cursor List did not return, and ErrUnavailable if
+// Redis does not answer.
 func (r *Redis) List(ctx context.Context, namespace, after string, limit int) ([]Token, string, error) {
 	cur, hasCur, err := validateList(namespace, after, limit)
 	if err != nil {
 		return nil, "", err
 	}
-	keys := []string{r.indexKey(namespace), r.expiryKey(namespace)}
+	keys := []string{r.indexKey(namespace)}
+	from := ""
+	if hasCur {
+		from = cur.String()
+	}
 	out := make([]Token, 0, min(limit, 64))
-	for len(out) < limit {
-		flag := "0"
-		if hasCur {
-			flag = "1"
-		}
-		res, err := listScript.Run(ctx, r.client, keys, flag, cur.created, cur.id, limit-len(out)).Slice()
+	now := time.Now()
+	for {
+		res, err := listScript.Run(ctx, r.client, keys, r.tag(namespace), from, limit-len(out), listScanBudget).Slice()
 		if err != nil {
 			return nil, "", unavailable(err, "listing tokens of %s", namespace)
 		}
-		more, page, err := parseListReply(res)
-		if err != nil {
-			return nil, "", fmt.Errorf("%w: listing tokens of %s: %w", ErrUnavailable, namespace, err)
+		if len(res) < 2 || len(res)%2 != 0 {
+			return nil, "", fmt.Errorf("%w: listing tokens of %s: the list script answered %d values", ErrUnavailable, namespace, len(res))
 		}
-		if len(page) == 0 {
-			return out, "", nil
-		}
-		recKeys := make([]string, len(page))
-		for i, c := range page {
-			recKeys[i] = r.recordKey(namespace, c.id)
-		}
-		vals, err := r.client.MGet(ctx, recKeys...).Result()
-		if err != nil {
-			return nil, "", unavailable(err, "reading tokens of %s", namespace)
-		}
-		now := time.Now()
-		for i, v := range vals {
-			s, ok := v.(string)
-			if !ok { // expired or revoked since the index was read
-				continue
-			}
-			t, err := decodeRecord([]byte(s), namespace, page[i].id)
+		more, _ := res[0].(int64)
+		last, _ := res[1].(string)
+		for i := 2; i < len(res); i += 2 {
+			id, _ := res[i].(string)
+			rec, _ := res[i+1].(string)
+			t, err := decodeRecord([]byte(rec), namespace, id)
 			if err != nil {
 				return nil, "", fmt.Errorf("%w: %w", ErrUnavailable, err)
 			}
@@ -388,73 +399,107 @@ func (r *Redis) List(ctx context.Context, namespace, after string, limit int) ([
 				out = append(out, t)
 			}
 		}
-		cur, hasCur = page[len(page)-1], true
-		if !more {
+		if last != "" {
+			from = last
+		}
+		switch {
+		case more == 0:
 			return out, "", nil
+		case len(out) >= limit:
+			return out, from, nil
 		}
 	}
-	return out, cur.String(), nil
 }
 
-// parseListReply reads {more, id, score, id, score, ...}.
-func parseListReply(res []any) (bool, []cursor, error) {
-	if len(res) == 0 || len(res)%2 != 1 {
-		return false, nil, fmt.Errorf("list script answered %d values", len(res))
-	}
-	more, _ := res[0].(int64)
-	page := make([]cursor, 0, len(res)/2)
-	for i := 1; i < len(res); i += 2 {
-		id, _ := res[i].(string)
-		score, _ := res[i+1].(string)
-		f, err := strconv.ParseFloat(score, 64)
-		if err != nil || !ValidID(id) {
-			return false, nil, fmt.Errorf("index entry %s with score %s", quote(id), quote(score))
-		}
-		page = append(page, cursor{created: int64(f), id: id})
-	}
-	return more == 1, page, nil
-}
+// revokeInlineBatches is how many sweep batches Revoke runs itself after
+// marking a subtree: a namespace of up to a few hundred tokens is then done
+// before Revoke returns, and a larger one costs the call a bounded time.
+const revokeInlineBatches = 3
 
-// Revoke deletes the live token namespace/id and every token minted from it,
-// transitively, in one atomic script that also publishes the revocation to
-// every Subscribe on this Redis (see revokeScript). Tokens minted from a
-// token that has since expired are revoked too. It returns the ids whose
-// records it deleted: id first, then its descendants breadth-first (siblings
-// in no set order). It returns an error wrapping ErrInvalid if namespace or
-// id is not a valid name, ErrNotFound if namespace/id is not live (nothing
-// changes), and ErrUnavailable if Redis does not answer; then either all or
-// none of the tokens were revoked, or, with WaitReplicas, all were on the
-// master but too few replicas acknowledged it.
-func (r *Redis) Revoke(ctx context.Context, namespace, id string) ([]string, error) {
+// Revoke revokes the live token namespace/id and every token minted from
+// it, transitively (see revokeScript): one short atomic step deletes its
+// record and, if it has descendants, marks it revoked, which refuses all of
+// them at once on every replica, and publishes the revocation to every
+// Subscribe on this Redis. Tokens minted from a token that has since
+// expired are revoked too. The descendants' records are then removed in
+// batches: a few by Revoke itself, the rest by the sweep (Sweep, on any
+// replica). Revocation.Done tells which.
+//
+// It returns an error wrapping ErrInvalid if namespace or id is not a valid
+// name, ErrNotFound if namespace/id is not live (nothing changes), and
+// ErrUnavailable if Redis does not answer (then the revocation happened
+// or not), or, with WaitReplicas, if too few replicas acknowledged it (in
+// force on the master).
+func (r *Redis) Revoke(ctx context.Context, namespace, id string) (Revocation, error) {
 	if err := validateName(namespace, id); err != nil {
-		return nil, err
+		return Revocation{}, err
 	}
 	var nonce [16]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
-		return nil, fmt.Errorf("reading random bytes: %w", err)
+		return Revocation{}, fmt.Errorf("reading random bytes: %w", err)
 	}
-	keys := []string{r.recordKey(namespace, id), r.indexKey(namespace), r.expiryKey(namespace),
-		r.kidsKey(namespace, id), r.doneKey(namespace, id), r.upKey(namespace, id)}
+	// The namespace is queued for the sweep first: a revocation whose reply
+	// is lost, or whose caller dies, still gets its descendants removed. A
+	// queued namespace without work costs a sweeper one batch. Score 0 also
+	// makes a sweeper that is finishing the namespace keep it (see
+	// releaseScript).
+	if err := r.client.ZAdd(ctx, r.sweepQueueKey(), redis.Z{Score: 0, Member: namespace}).Err(); err != nil {
+		return Revocation{}, unavailable(err, "revoking token %s/%s", namespace, id)
+	}
+	keys := []string{r.recordKey(namespace, id), r.indexKey(namespace), r.markerKey(namespace, id),
+		r.childrenKey(namespace), r.sweepStateKey(namespace)}
 	cmd, acked, err := r.runWrite(ctx, revokeScript, keys, id, r.tag(namespace), r.channel, namespace,
 		hex.EncodeToString(nonce[:]), revokeMarkerTTL.Milliseconds())
 	if err != nil {
-		return nil, unavailable(err, "revoking token %s/%s", namespace, id)
+		return Revocation{}, unavailable(err, "revoking token %s/%s", namespace, id)
 	}
-	revoked, err := cmd.StringSlice()
+	reply, err := cmd.Slice()
 	if err != nil {
-		return nil, unavailable(err, "revoking token %s/%s", namespace, id)
+		return Revocation{}, unavailable(err, "revoking token %s/%s", namespace, id)
 	}
-	if len(revoked) == 0 {
-		return nil, fmt.Errorf("%w: %s/%s", ErrNotFound, namespace, id)
+	if len(reply) == 0 {
+		return Revocation{}, fmt.Errorf("%w: %s/%s", ErrNotFound, namespace, id)
 	}
 	if acked < r.waitReplicas {
 		r.log.Warn("revocation acknowledged by too few replicas; it is in force on the master", "namespace", namespace, "id", id,
-			"count", len(revoked), "replicas", acked, "want", r.waitReplicas)
-		return nil, fmt.Errorf("%w: revoking %s/%s: reached %d of %d replicas within %s; in force on the master, but a failover could undo it: revoke again",
+			"replicas", acked, "want", r.waitReplicas)
+		return Revocation{}, fmt.Errorf("%w: revoking %s/%s: reached %d of %d replicas within %s; in force on the master, but a failover could undo it: revoke again",
 			ErrUnavailable, namespace, id, acked, r.waitReplicas, r.waitTimeout)
 	}
-	r.log.Debug("tokens revoked", "namespace", namespace, "id", id, "count", len(revoked))
-	return revoked, nil
+	rv := Revocation{IDs: []string{id}, Count: 1, Done: true}
+	if done, _ := reply[0].(int64); done == 1 {
+		r.log.Debug("token revoked", "namespace", namespace, "id", id)
+		return rv, nil
+	}
+	// Descendants: sweep a little here, the rest in the background (the
+	// sweeps poll the queue every sweepPoll: a small namespace is done
+	// here before one of them takes it).
+	rv.Done = false
+	for range revokeInlineBatches {
+		b, err := r.sweepOnce(ctx, namespace, id)
+		if err != nil {
+			r.log.Warn("revoked; the removal of the descendants continues in the background", "namespace", namespace, "id", id, "err", err)
+			break
+		}
+		rv.IDs = append(rv.IDs, b.mine...)
+		if n, ok := b.completed[id]; ok {
+			rv.Count, rv.Done = n, true
+			r.log.Debug("tokens revoked", "namespace", namespace, "id", id, "count", n)
+			return rv, nil
+		}
+		if !b.pending {
+			break
+		}
+	}
+	res, err := sweepCountScript.Run(ctx, r.client, []string{r.sweepStateKey(namespace), r.tag(namespace) + "rc:" + id}, id).Int64Slice()
+	switch {
+	case err != nil || len(res) != 2:
+		rv.Count = len(rv.IDs)
+	default: // another replica's sweep may have completed it meanwhile
+		rv.Done, rv.Count = res[0] == 1, max(int(res[1]), len(rv.IDs))
+	}
+	r.log.Debug("token revoked; its descendants are refused, their removal continues", "namespace", namespace, "id", id, "count", rv.Count)
+	return rv, nil
 }
 
 // revokedMessage is what revokeScript publishes.
@@ -474,15 +519,8 @@ type revokedMessage struct {
 // resubscribes by itself; each resubscription is logged) are lost. A cache
 // fed by Subscribe must bound how long it trusts an entry.
 func (r *Redis) Subscribe(ctx context.Context, fn func(namespace, id string)) error {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := r.untilClosed(ctx)
 	defer cancel()
-	go func() {
-		select {
-		case <-r.closed:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 
 	ps := r.client.Subscribe(ctx, r.channel)
 	defer ps.Close()
@@ -522,6 +560,19 @@ func (r *Redis) Subscribe(ctx context.Context, fn func(namespace, id string)) er
 			}
 		}
 	}
+}
+
+// untilClosed is ctx, also done when the store is closed.
+func (r *Redis) untilClosed(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-r.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
 }
 
 // Ping returns nil if Redis answers, else an error wrapping ErrUnavailable.

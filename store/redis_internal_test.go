@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
@@ -27,55 +26,57 @@ func TestRedisScriptsAreSafeToResend(t *testing.T) {
 	sum := sha256.Sum256([]byte("secret"))
 	now := time.Now().UTC()
 	tok := Token{ID: "00000000-0000-4000-8000-000000000001", Namespace: ns, Created: now, Expires: now.Add(time.Hour), Hash: hex.EncodeToString(sum[:])}
-	data, err := json.Marshal(tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	create := func(data []byte) int64 {
+	create := func(tok Token) int64 {
 		t.Helper()
-		keys := []string{r.recordKey(ns, tok.ID), r.indexKey(ns), r.expiryKey(ns), r.doneKey(ns, tok.ID)}
-		n, err := createScript.Run(ctx, r.client, keys, data, tok.Expires.UnixMilli(), tok.Created.UnixMicro(), tok.ID, "", r.tag(ns)+"kids:", MaxAncestors).Int64()
+		keys, args, _ := r.createArgs(tok, Limit{})
+		n, err := createScript.Run(ctx, r.client, keys, args...).Int64()
 		if err != nil {
 			t.Fatalf("create script: %v", err)
 		}
 		return n
 	}
-	revoke := func(nonce string) []string {
+	revoke := func(nonce string) []any {
 		t.Helper()
-		keys := []string{r.recordKey(ns, tok.ID), r.indexKey(ns), r.expiryKey(ns), r.kidsKey(ns, tok.ID), r.doneKey(ns, tok.ID), r.upKey(ns, tok.ID)}
-		ids, err := revokeScript.Run(ctx, r.client, keys, tok.ID, r.tag(ns), r.channel, ns, nonce, 60000).StringSlice()
+		keys := []string{r.recordKey(ns, tok.ID), r.indexKey(ns), r.markerKey(ns, tok.ID), r.childrenKey(ns), r.sweepStateKey(ns)}
+		res, err := revokeScript.Run(ctx, r.client, keys, tok.ID, r.tag(ns), r.channel, ns, nonce, 60000).Slice()
 		if err != nil {
 			t.Fatalf("revoke script: %v", err)
 		}
-		return ids
+		return res
+	}
+	stored := func() string {
+		t.Helper()
+		got, _ := r.client.Get(ctx, r.recordKey(ns, tok.ID)).Result()
+		return got
 	}
 
-	if got := create(data); got != 1 {
+	if got := create(tok); got != 1 {
 		t.Fatalf("first create = %d, want 1", got)
 	}
-	if got := create(data); got != 1 {
+	data := stored()
+	if got := create(tok); got != 1 {
 		t.Fatalf("resent create = %d, want 1 (the same record is there)", got)
 	}
 	other := tok
 	other.Description = "other"
-	otherData, _ := json.Marshal(other)
-	if got := create(otherData); got != 0 {
+	if got := create(other); got != 0 {
 		t.Fatalf("create of another record with the id = %d, want 0", got)
 	}
-	if got, _ := r.client.Get(ctx, r.recordKey(ns, tok.ID)).Result(); got != string(data) {
-		t.Fatalf("record changed to %s", got)
+	if got := stored(); got != data {
+		t.Fatalf("record changed to %q", got)
 	}
 
-	if got := revoke("n1"); !slices.Equal(got, []string{tok.ID}) {
-		t.Fatalf("first revoke = %v", got)
+	done := []any{int64(1), tok.ID}
+	if got := revoke("n1"); !slices.Equal(got, done) {
+		t.Fatalf("first revoke = %v, want %v", got, done)
 	}
-	if got := revoke("n1"); !slices.Equal(got, []string{tok.ID}) {
+	if got := revoke("n1"); !slices.Equal(got, done) {
 		t.Fatalf("resent revoke = %v, want the first result", got)
 	}
 	if got := revoke("n2"); len(got) != 0 {
 		t.Fatalf("a new revoke of a revoked token = %v, want none", got)
 	}
-	if got := create(data); got != 0 {
+	if got := create(tok); got != 0 {
 		t.Fatalf("resent create after the revoke = %d, want 0 (no resurrection)", got)
 	}
 	if n, _ := r.client.Exists(ctx, r.recordKey(ns, tok.ID)).Result(); n != 0 {

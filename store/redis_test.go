@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -91,8 +92,7 @@ func TestRedisKeyLayout(t *testing.T) {
 		}
 	}
 	tag := "authz:{" + ns + "}:"
-	// No up key for the child: its one ancestor is its record's parent.
-	want := []string{tag + "exp", tag + "idx", tag + "kids:" + parent.ID, tag + "tok:" + child.ID, tag + "tok:" + parent.ID}
+	want := []string{tag + "ix", tag + "kn", tag + "tok:" + child.ID, tag + "tok:" + parent.ID}
 	slices.Sort(want)
 	if got := keys(t, ctx, c, "*"); !slices.Equal(got, want) {
 		t.Fatalf("keys = %q\nwant %q", got, want)
@@ -113,133 +113,74 @@ func TestRedisKeyLayout(t *testing.T) {
 		}
 		return ms
 	}
-	// Records and ancestor lists expire with their token; the index, the
-	// expiry index and kids sets with their longest-lived member plus a
-	// minute's slack (see extend in redis_scripts.go).
+	// Records expire with their token; the index and the children counts
+	// with the longest-lived token plus a minute's slack (see extend in
+	// redis_scripts.go).
 	const slack = 60000
 	for _, tc := range []struct {
-		key   string
-		want  int64
-		slack int64
+		key  string
+		want int64
 	}{
-		{tag + "tok:" + parent.ID, parent.Expires.UnixMilli(), 0},
-		{tag + "tok:" + child.ID, child.Expires.UnixMilli(), 0},
-		{tag + "kids:" + parent.ID, child.Expires.UnixMilli(), slack},
-		{tag + "idx", parent.Expires.UnixMilli(), slack}, // the longest-lived member
-		{tag + "exp", parent.Expires.UnixMilli(), slack},
+		{tag + "tok:" + parent.ID, parent.Expires.UnixMilli()},
+		{tag + "tok:" + child.ID, child.Expires.UnixMilli()},
+		{tag + "kn", child.Expires.UnixMilli() + slack},
+		{tag + "ix", parent.Expires.UnixMilli() + slack},
 	} {
-		if got := expireAt(tc.key); got != tc.want+tc.slack {
-			t.Errorf("PEXPIRETIME %s = %d, want %d", tc.key, got, tc.want+tc.slack)
+		if got := expireAt(tc.key); got != tc.want {
+			t.Errorf("PEXPIRETIME %s = %d, want %d", tc.key, got, tc.want)
 		}
 	}
-
-	raw, err := c.Get(ctx, tag+"tok:"+child.ID).Bytes()
-	if err != nil {
-		t.Fatal(err)
+	if n := c.HGet(ctx, tag+"kn", parent.ID).Val(); n != "1" {
+		t.Errorf("children of the parent = %q, want 1", n)
 	}
-	var stored store.Token
-	if err := json.Unmarshal(raw, &stored); err != nil {
-		t.Fatalf("record is not JSON of store.Token: %v\n%s", err, raw)
-	}
-	if stored.ID != child.ID || stored.Hash != child.Hash || stored.Parent != parent.ID || !stored.Expires.Equal(child.Expires) {
-		t.Fatalf("stored record %+v, want %+v", stored, child)
-	}
-	if score := c.ZScore(ctx, tag+"idx", child.ID).Val(); int64(score) != child.Created.UnixMicro() {
-		t.Errorf("index score %v, want created µs %d", score, child.Created.UnixMicro())
-	}
-	if score := c.ZScore(ctx, tag+"exp", child.ID).Val(); int64(score) != child.Expires.UnixMilli() {
-		t.Errorf("expiry index score %v, want expires ms %d", score, child.Expires.UnixMilli())
-	}
-	if kids := c.SMembers(ctx, tag+"kids:"+parent.ID).Val(); !slices.Equal(kids, []string{child.ID}) {
-		t.Errorf("kids of the parent = %v, want [%s]", kids, child.ID)
-	}
-	if n := c.Exists(ctx, tag+"up:"+child.ID).Val(); n != 0 {
-		t.Errorf("the child has an up key; its one ancestor is its record's parent")
+	entries := c.XRange(ctx, tag+"ix", "-", "+").Val()
+	if len(entries) != 2 || entries[0].Values["i"] != parent.ID || entries[1].Values["i"] != child.ID {
+		t.Errorf("index = %v, want the parent then the child", entries)
 	}
 
-	// A grandchild that outlives its parent keeps every link above it
-	// alive as long as itself, and records all its ancestors.
+	// A grandchild's record names both its ancestors, oldest first.
 	grandchild, _ := storetest.MustToken(t, ns, child.ID, 3*time.Hour)
 	if err := s.Create(ctx, grandchild); err != nil {
 		t.Fatal(err)
 	}
-	for k, extra := range map[string]int64{tag + "kids:" + parent.ID: slack, tag + "kids:" + child.ID: slack, tag + "up:" + grandchild.ID: 0} {
-		if got, want := expireAt(k), grandchild.Expires.UnixMilli()+extra; got != want {
-			t.Errorf("PEXPIRETIME %s = %d, want the grandchild's expiry %d (+ %d ms)", k, got, want, extra)
-		}
+	rec := c.Get(ctx, tag+"tok:"+grandchild.ID).Val()
+	if rec[0] != 2 || rec[1] != 2 || rec[2:18] != string(mustRaw(t, parent.ID)) || rec[18:34] != string(mustRaw(t, child.ID)) {
+		t.Errorf("grandchild's record starts %q, want format 2, two ancestors, parent and child", rec[:min(len(rec), 34)])
 	}
-	if up := c.Get(ctx, tag+"up:"+grandchild.ID).Val(); up != parent.ID+" "+child.ID {
-		t.Errorf("ancestors of the grandchild = %q, want parent and child", up)
+	got, err := s.Lookup(ctx, ns, grandchild.ID)
+	if err != nil || !slices.Equal(got.Ancestors, []string{parent.ID, child.ID}) || got.Parent != child.ID {
+		t.Fatalf("Lookup(grandchild) = %+v, %v; want ancestors parent, child", got, err)
 	}
 
-	// Revoking everything leaves only the revoke marker, for a minute.
-	if _, err := s.Revoke(ctx, ns, parent.ID); err != nil {
-		t.Fatal(err)
+	// Revoking everything leaves the revoke marker, which lives as long as
+	// the index would have (its longest-lived token could be a descendant).
+	rv, err := s.Revoke(ctx, ns, parent.ID)
+	if err != nil || !rv.Done || rv.Count != 3 {
+		t.Fatalf("Revoke = %+v, %v; want 3, done", rv, err)
 	}
-	marker := tag + "done:" + parent.ID
-	if got := keys(t, ctx, c, "*"); !slices.Equal(got, []string{marker}) {
-		t.Fatalf("keys after revoke = %q, want only %q", got, marker)
+	marker := tag + "rv:" + parent.ID
+	left := slices.DeleteFunc(keys(t, ctx, c, "*"), func(k string) bool { return k == tag+"pc" }) // where pruning stands, if it ran
+	if total := tag + "rc:" + parent.ID; !slices.Equal(left, []string{"authz:sweepq", tag + "ix", total, marker}) {
+		t.Fatalf("keys after revoke = %q, want the sweep queue, the index, the total %q and %q", left, total, marker)
 	}
-	if ttl := c.PTTL(ctx, marker).Val(); ttl <= 55*time.Second || ttl > time.Minute {
-		t.Fatalf("revoke marker TTL %s, want about a minute", ttl)
+	if at := expireAt(marker); at < grandchild.Expires.UnixMilli() {
+		t.Fatalf("revoke marker expires at %d, before the grandchild's %d", at, grandchild.Expires.UnixMilli())
+	}
+	if n := c.XLen(ctx, tag+"ix").Val(); n != 0 {
+		t.Fatalf("index after revoke holds %d entries", n)
 	}
 }
 
-// TestRedisAncestorsFromRecords: a token whose one ancestor is its parent
-// has no up key; a child of it finds that ancestor in its record's parent
-// field, which a description or policy crafted to look like one cannot
-// fake (quotes inside JSON strings are escaped). A revoke still cascades.
-func TestRedisAncestorsFromRecords(t *testing.T) {
-	srv := redistest.Start(t)
-	s := mustRedis(t, srv.URL(), store.RedisOptions{})
-	c := rawClient(t, srv)
-	ctx, ns := context.Background(), storetest.Namespace(t)
-	tag := store.DefaultRedisPrefix + ":{" + ns + "}:"
-	const fake = `x","parent":"evil","y":"`
-
-	// Each outlives its parent, so each create must extend the kids sets
-	// of all its ancestors: those it found.
-	root, _ := storetest.MustToken(t, ns, "", time.Hour)
-	root.Description = fake // a root: no parent, whatever its description says
-	child, _ := storetest.MustToken(t, ns, root.ID, 2*time.Hour)
-	child.Description = fake
-	child.Policies = []string{`"parent":"evil"`}
-	grandchild, _ := storetest.MustToken(t, ns, child.ID, 3*time.Hour)
-	great, _ := storetest.MustToken(t, ns, grandchild.ID, 4*time.Hour)
-	for _, tok := range []store.Token{root, child, grandchild, great} {
-		if err := s.Create(ctx, tok); err != nil {
-			t.Fatalf("Create: %v", err)
-		}
+func mustRaw(t *testing.T, id string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.ReplaceAll(id, "-", ""))
+	if err != nil || len(b) != 16 {
+		t.Fatalf("id %q: %v", id, err)
 	}
-	for id, want := range map[string]string{
-		child.ID:      "", // no key
-		grandchild.ID: root.ID + " " + child.ID,
-		great.ID:      root.ID + " " + child.ID + " " + grandchild.ID,
-	} {
-		got, err := c.Get(ctx, tag+"up:"+id).Result()
-		if want == "" {
-			if !errors.Is(err, redis.Nil) {
-				t.Errorf("up:%s = %q, %v; want no key", id, got, err)
-			}
-			continue
-		}
-		if got != want {
-			t.Errorf("up:%s = %q (%v), want %q", id, got, err, want)
-		}
-	}
-	// The root, found in the child's record only, lives in the chain: its
-	// kids set was made to live as long as the grandchild and the great-
-	// grandchild.
-	if at, err := c.Do(ctx, "PEXPIRETIME", tag+"kids:"+root.ID).Int64(); err != nil || at < great.Expires.UnixMilli() {
-		t.Errorf("PEXPIRETIME kids:root = %d (%v), want at least the great-grandchild's expiry %d", at, err, great.Expires.UnixMilli())
-	}
-	ids, err := s.Revoke(ctx, ns, root.ID)
-	if err != nil || len(ids) != 4 {
-		t.Fatalf("Revoke(root) = %v, %v; want all four", ids, err)
-	}
+	return b
 }
 
-func TestRedisPrunesExpiredIndexEntries(t *testing.T) {
+func TestRedisPrunesIndexEntries(t *testing.T) {
 	srv := redistest.Start(t)
 	s := mustRedis(t, srv.URL(), store.RedisOptions{})
 	c := rawClient(t, srv)
@@ -254,34 +195,36 @@ func TestRedisPrunesExpiredIndexEntries(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Until(short.Expires) + 20*time.Millisecond)
-	if got := c.ZRange(ctx, tag+"idx", 0, -1).Val(); len(got) != 2 {
-		t.Fatalf("index before pruning = %v, want both entries", got)
+	if n := c.XLen(ctx, tag+"ix").Val(); n != 2 {
+		t.Fatalf("index before pruning = %d entries, want both", n)
 	}
-	// Create prunes.
-	other, _ := storetest.MustToken(t, ns, "", time.Hour)
-	if err := s.Create(ctx, other); err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range []string{tag + "idx", tag + "exp"} {
-		if got := c.ZRange(ctx, k, 0, -1).Val(); slices.Contains(got, short.ID) || len(got) != 2 {
-			t.Fatalf("%s after Create = %v, want the two live ids", k, got)
+	// Creates prune: one in four, eight entries after the cursor.
+	creates := 0
+	for c.XLen(ctx, tag+"ix").Val() != int64(creates+1) {
+		if creates++; creates > 64 {
+			t.Fatalf("64 creates did not prune the expired entry")
+		}
+		other, _ := storetest.MustToken(t, ns, "", time.Hour)
+		if err := s.Create(ctx, other); err != nil {
+			t.Fatal(err)
 		}
 	}
+	if toks, _, err := s.List(ctx, ns, "", 100); err != nil || len(toks) != creates+1 {
+		t.Fatalf("List = %d tokens, %v; want %d", len(toks), err, creates+1)
+	}
 
-	// List prunes.
+	// List prunes what it reads.
 	short2, _ := storetest.MustToken(t, ns, "", 200*time.Millisecond)
 	if err := s.Create(ctx, short2); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Until(short2.Expires) + 20*time.Millisecond)
-	toks, next, err := s.List(ctx, ns, "", 10)
-	if err != nil || len(toks) != 2 || next != "" {
+	toks, next, err := s.List(ctx, ns, "", 100)
+	if err != nil || len(toks) != creates+1 || next != "" {
 		t.Fatalf("List = %d tokens, next %q, %v", len(toks), next, err)
 	}
-	for _, k := range []string{tag + "idx", tag + "exp"} {
-		if got := c.ZRange(ctx, k, 0, -1).Val(); slices.Contains(got, short2.ID) {
-			t.Fatalf("%s after List still holds the expired %s", k, short2.ID)
-		}
+	if n := c.XLen(ctx, tag+"ix").Val(); n != int64(creates+1) {
+		t.Fatalf("index after List = %d entries, want the %d live ones", n, creates+1)
 	}
 }
 
@@ -390,16 +333,33 @@ func TestRedisUnavailableMidway(t *testing.T) {
 	}
 	srv.Resume(t)
 
-	// The server runs what it received: the grandchild is created whole,
-	// then the cascade revokes all three. Nothing else may remain.
+	// The server runs what it received: the grandchild is created whole.
+	// The revoke queued the namespace for the sweep first, and failed
+	// there: it changed nothing. Revoked again, the parent is marked and
+	// the sweep removes its descendants. Nothing else may remain.
+	waitLive := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := s1.Lookup(ctx, ns, grandkid.ID); err == nil {
+			break
+		} else if time.Now().After(waitLive) {
+			t.Fatalf("the grandchild is not live after resume: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := s1.Revoke(ctx, ns, parent.ID); err != nil {
+		t.Fatalf("Revoke after resume: %v", err)
+	}
+	sweepCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = s2.Sweep(sweepCtx, nil) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		left := keys(t, ctx, c, tag+"*")
-		if slices.Equal(left, []string{tag + "done:" + parent.ID}) {
+		left := slices.DeleteFunc(keys(t, ctx, c, tag+"*"), func(k string) bool { return k == tag+"ix" || k == tag+"pc" })
+		if slices.Equal(left, []string{tag + "rc:" + parent.ID, tag + "rv:" + parent.ID}) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("keys after resume = %q, want only the revoke marker", left)
+			t.Fatalf("keys after resume = %q, want only the revoke marker and the removal's total (and the emptied index)", left)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -447,7 +407,7 @@ func TestRedisCorruptRecordFailsClosed(t *testing.T) {
 	key := store.DefaultRedisPrefix + ":{" + ns + "}:tok:" + tok.ID
 	other, _ := storetest.MustToken(t, ns, "", time.Hour)
 	swapped, _ := json.Marshal(other)
-	for _, bad := range []string{"not json", string(swapped)} {
+	for _, bad := range []string{"not json", string(swapped), "\x02\x05short", "\x02\x00short"} {
 		if err := c.Set(ctx, key, bad, time.Hour).Err(); err != nil {
 			t.Fatal(err)
 		}

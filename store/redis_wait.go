@@ -95,8 +95,8 @@ func (r *Redis) undoCreate(ctx context.Context, t Token) {
 	ns := t.Namespace
 	var nonce [16]byte
 	_, _ = rand.Read(nonce[:])
-	keys := []string{r.recordKey(ns, t.ID), r.indexKey(ns), r.expiryKey(ns),
-		r.kidsKey(ns, t.ID), r.doneKey(ns, t.ID), r.upKey(ns, t.ID)}
+	keys := []string{r.recordKey(ns, t.ID), r.indexKey(ns), r.markerKey(ns, t.ID),
+		r.childrenKey(ns), r.sweepStateKey(ns)}
 	err := revokeScript.Run(ctx, r.client, keys, t.ID, r.tag(ns), r.channel, ns,
 		hex.EncodeToString(nonce[:]), revokeMarkerTTL.Milliseconds()).Err()
 	if err != nil {

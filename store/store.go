@@ -6,8 +6,6 @@ package store
 import (
 	"errors"
 	"time"
-
-	"github.com/direktiv/direktiv-authz/internal/jsonenc"
 )
 
 // Errors every store returns, wrapped with %w so callers test them with
@@ -27,6 +25,19 @@ var (
 	ErrInvalid = errors.New("invalid token store argument")
 )
 
+// Revocation is what a Revoke did.
+type Revocation struct {
+	// IDs are the tokens whose records the call removed: the token first,
+	// then descendants, in the order they were stored.
+	IDs []string
+	// Count is how many tokens are revoked so far, the token included.
+	Count int
+	// Done reports that every descendant is removed (Count is the total).
+	// When false, they are already refused everywhere, and their records
+	// are removed in the background (see Redis.Sweep).
+	Done bool
+}
+
 // Token is the stored record of a minted token. It never holds the secret,
 // only Hash, the hex SHA-256 of the whole token string (see Secret.Hash).
 type Token struct {
@@ -39,34 +50,11 @@ type Token struct {
 	Expires     time.Time `json:"expires"`
 	Revision    string    `json:"revision"` // policy revision the token was minted under
 	Hash        string    `json:"hash"`
+	// Ancestors are the ids of the tokens this one was minted from, oldest
+	// first, ending with Parent; nil when the admin token minted it. Create
+	// ignores it (the store reads the parent's); Lookup and List fill it.
+	Ancestors []string `json:"-"`
 }
 
 // Expired reports whether the token has expired at now.
 func (t Token) Expired(now time.Time) bool { return !now.Before(t.Expires) }
-
-// appendJSON appends t's record, byte for byte what json.Marshal(t) writes,
-// without reflection (a create encodes one per mint). t must be valid
-// (validateRecord): its times then have 4-digit years.
-func (t Token) appendJSON(b []byte) []byte {
-	b = append(b, `{"id":`...)
-	b = jsonenc.String(b, t.ID, true)
-	b = append(b, `,"namespace":`...)
-	b = jsonenc.String(b, t.Namespace, true)
-	b = append(b, `,"description":`...)
-	b = jsonenc.String(b, t.Description, true)
-	b = append(b, `,"policies":`...)
-	b = jsonenc.Strings(b, t.Policies, true)
-	if t.Parent != "" {
-		b = append(b, `,"parent":`...)
-		b = jsonenc.String(b, t.Parent, true)
-	}
-	b = append(b, `,"created":`...)
-	b = jsonenc.Time(b, t.Created)
-	b = append(b, `,"expires":`...)
-	b = jsonenc.Time(b, t.Expires)
-	b = append(b, `,"revision":`...)
-	b = jsonenc.String(b, t.Revision, true)
-	b = append(b, `,"hash":`...)
-	b = jsonenc.String(b, t.Hash, true)
-	return append(b, '}')
-}

@@ -79,10 +79,9 @@ func isLowerHex(s string) bool {
 	return true
 }
 
-// decodeRecord parses a stored record and checks that it is the record of
-// namespace/id. A record that does not parse or names another token means the
-// backend holds data this code did not write: the caller fails closed.
-func decodeRecord(b []byte, namespace, id string) (Token, error) {
+// decodeJSONRecord parses a record of the JSON format (before format 2) and
+// checks that it is the record of namespace/id.
+func decodeJSONRecord(b []byte, namespace, id string) (Token, error) {
 	var t Token
 	if err := json.Unmarshal(b, &t); err != nil {
 		return Token{}, fmt.Errorf("record of %s/%s does not parse: %w", namespace, id, err)
@@ -90,39 +89,44 @@ func decodeRecord(b []byte, namespace, id string) (Token, error) {
 	if t.Namespace != namespace || t.ID != id {
 		return Token{}, fmt.Errorf("record stored for %s/%s names %s/%s", namespace, id, quote(t.Namespace), quote(t.ID))
 	}
+	if t.Parent != "" {
+		t.Ancestors = []string{t.Parent} // older ones were in an up key
+	}
 	return t, nil
 }
 
-// cursor is a position in a namespace's list order: (Created in µs, ID).
-// Its text form "<µs>.<id>" is opaque to callers.
+// cursor is a position in a namespace's list order, the order its tokens
+// were stored: a Redis stream id (milliseconds and a sequence number; the
+// Memory store uses 0 and its own sequence). Its text form "<ms>-<seq>" is
+// opaque to callers.
 type cursor struct {
-	created int64
-	id      string
+	ms, seq uint64
 }
 
-func cursorOf(t Token) cursor { return cursor{created: t.Created.UnixMicro(), id: t.ID} }
-
-func (c cursor) String() string { return strconv.FormatInt(c.created, 10) + "." + c.id }
+func (c cursor) String() string {
+	return strconv.FormatUint(c.ms, 10) + "-" + strconv.FormatUint(c.seq, 10)
+}
 
 // before reports whether c sorts before d.
 func (c cursor) before(d cursor) bool {
-	if c.created != d.created {
-		return c.created < d.created
+	if c.ms != d.ms {
+		return c.ms < d.ms
 	}
-	return c.id < d.id
+	return c.seq < d.seq
 }
 
-// parseCursor parses the after argument of List; ok is false for "".
+// parseCursor parses a cursor's text form; ok is false for "".
 func parseCursor(s string) (c cursor, ok bool, err error) {
 	if s == "" {
 		return cursor{}, false, nil
 	}
-	micros, id, found := strings.Cut(s, ".")
-	n, perr := strconv.ParseInt(micros, 10, 64)
-	if !found || perr != nil || n < 0 || n > maxSortKey || strconv.FormatInt(n, 10) != micros || !ValidID(id) {
+	ms, seq, found := strings.Cut(s, "-")
+	a, aerr := strconv.ParseUint(ms, 10, 64)
+	b, berr := strconv.ParseUint(seq, 10, 64)
+	if !found || aerr != nil || berr != nil || strconv.FormatUint(a, 10) != ms || strconv.FormatUint(b, 10) != seq {
 		return cursor{}, false, fmt.Errorf("%w: list cursor %s is not one List returned", ErrInvalid, quote(s))
 	}
-	return cursor{created: n, id: id}, true, nil
+	return cursor{ms: a, seq: b}, true, nil
 }
 
 // validateList checks the arguments of List.

@@ -27,7 +27,7 @@ type tokenStore interface {
 	CreateLimited(ctx context.Context, t store.Token, l store.Limit) error
 	Lookup(ctx context.Context, namespace, id string) (store.Token, error)
 	List(ctx context.Context, namespace, after string, limit int) ([]store.Token, string, error)
-	Revoke(ctx context.Context, namespace, id string) ([]string, error)
+	Revoke(ctx context.Context, namespace, id string) (store.Revocation, error)
 	Subscribe(ctx context.Context, fn func(namespace, id string)) error
 	Ping(ctx context.Context) error
 	Close() error
@@ -193,6 +193,9 @@ func (a *app) serve(ctx context.Context) error {
 		}()
 	}
 	go a.followRevocations(ctx)
+	if a.redis != nil {
+		go a.redis.Sweep(ctx, a.revocationDone) // removal of revoked subtrees (tokens.go)
+	}
 	a.startOps()
 	errc := make(chan error, 2)
 	if a.relay != nil {

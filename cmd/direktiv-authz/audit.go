@@ -15,7 +15,7 @@ import (
 // and every refused mint, token call or forwarded request. It never holds a
 // secret: callers are named by token id, or "admin".
 type auditEvent struct {
-	Action    string   // mint, dry_run, revoke, list, get, whoami, forward
+	Action    string   // mint, dry_run, revoke, revoke_complete, list, get, whoami, forward
 	Namespace string   // the namespace acted on; "" for non-namespaced routes
 	Caller    string   // "admin", a token id, or "" when unauthenticated
 	Decision  string   // allow or deny
@@ -26,7 +26,9 @@ type auditEvent struct {
 	Dropped   []string // mint: requested but not held
 	Token     string   // mint: the new token's id
 	Target    string   // revoke: the id asked for
-	Revoked   []string // revoke: every id revoked (the cascade)
+	Revoked   []string // revoke: the ids removed by the call (the token first)
+	Count     int      // revoke: tokens revoked so far (revoke_complete: in all)
+	Complete  bool     // revoke: every descendant removed
 	Method    string   // forward
 	Path      string   // forward: the raw path, without the query
 }
@@ -37,8 +39,8 @@ type auditEvent struct {
 //
 //	{"time":RFC 3339 with nanoseconds,"level":"INFO","msg":"audit","log":"audit",
 //	 "action","namespace","caller","decision","status","reason","requested",
-//	 "granted","dropped","token","target","revoked","method","path","client",
-//	 "revision"}
+//	 "granted","dropped","token","target","revoked","count","complete",
+//	 "method","path","client","revision"}
 //
 // The line is the one log/slog's JSON handler wrote for these attributes
 // (the operational log's format), built by hand: slog encodes the string
@@ -92,6 +94,10 @@ func (l *auditLog) write(now time.Time, e auditEvent, client, revision string) {
 	b = jsonenc.String(b, e.Target, false)
 	b = append(b, `,"revoked":`...)
 	b = jsonenc.Strings(b, nonNil(e.Revoked), false)
+	b = append(b, `,"count":`...)
+	b = strconv.AppendInt(b, int64(e.Count), 10)
+	b = append(b, `,"complete":`...)
+	b = strconv.AppendBool(b, e.Complete)
 	b = append(b, `,"method":`...)
 	b = jsonenc.String(b, e.Method, false)
 	b = append(b, `,"path":`...)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +38,10 @@ type tokenCache struct {
 	// store lookup and is dropped if an invalidation came in between, so a
 	// lookup racing a revocation cannot put the revoked record back.
 	gen uint64
+	// under counts, for each token, the cached entries naming it among
+	// their ancestors: a revocation drops those too, and looks for them
+	// only when there are some.
+	under map[tokenKey]int
 
 	hits, misses atomic.Uint64 // get's answers, for the metrics
 }
@@ -54,7 +59,7 @@ func newTokenCache(ttl time.Duration, max int, now func() time.Time) *tokenCache
 	if ttl <= 0 || max <= 0 {
 		return nil
 	}
-	return &tokenCache{ttl: ttl, max: max, now: now, entries: make(map[tokenKey]tokenEntry)}
+	return &tokenCache{ttl: ttl, max: max, now: now, entries: make(map[tokenKey]tokenEntry), under: make(map[tokenKey]int)}
 }
 
 // get returns the cached record of namespace/id if one is still fresh. On a
@@ -92,10 +97,26 @@ func (c *tokenCache) fill(rec store.Token, gen uint64) {
 	if c.gen != gen {
 		return
 	}
-	if _, ok := c.entries[k]; !ok && len(c.entries) >= c.max {
+	if old, ok := c.entries[k]; ok {
+		c.dropLocked(k, old)
+	} else if len(c.entries) >= c.max {
 		c.evictLocked(now)
 	}
 	c.entries[k] = tokenEntry{rec: rec, until: until}
+	for _, a := range rec.Ancestors {
+		c.under[tokenKey{rec.Namespace, a}]++
+	}
+}
+
+// dropLocked removes the entry e of k.
+func (c *tokenCache) dropLocked(k tokenKey, e tokenEntry) {
+	delete(c.entries, k)
+	for _, a := range e.rec.Ancestors {
+		ak := tokenKey{k.namespace, a}
+		if c.under[ak]--; c.under[ak] <= 0 {
+			delete(c.under, ak)
+		}
+	}
 }
 
 // evictLocked makes room for one entry: it looks at a few entries from a
@@ -110,7 +131,7 @@ func (c *tokenCache) evictLocked(now time.Time) {
 			first = k
 		}
 		if !now.Before(e.until) {
-			delete(c.entries, k)
+			c.dropLocked(k, e)
 			dropped = true
 		}
 		if seen++; seen == probes {
@@ -118,12 +139,15 @@ func (c *tokenCache) evictLocked(now time.Time) {
 		}
 	}
 	if !dropped {
-		delete(c.entries, first)
+		c.dropLocked(first, c.entries[first])
 	}
 }
 
-// invalidate drops namespace/id, so that the next request with it asks the
-// store. The revocation subscription calls it for every revoked id.
+// invalidate drops namespace/id and every entry minted from it,
+// transitively (those naming it among their ancestors), so that the next
+// request with any of them asks the store. The revocation subscription
+// calls it for every revoked token. Dropping descendants walks the cache,
+// only when it holds some.
 func (c *tokenCache) invalidate(namespace, id string) {
 	if c == nil {
 		return
@@ -131,7 +155,18 @@ func (c *tokenCache) invalidate(namespace, id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	delete(c.entries, tokenKey{namespace, id})
+	k := tokenKey{namespace, id}
+	if e, ok := c.entries[k]; ok {
+		c.dropLocked(k, e)
+	}
+	if c.under[k] == 0 {
+		return
+	}
+	for ek, e := range c.entries {
+		if ek.namespace == namespace && slices.Contains(e.rec.Ancestors, id) {
+			c.dropLocked(ek, e)
+		}
+	}
 }
 
 // len is the number of entries, fresh or not.

@@ -78,6 +78,36 @@ func TestTokenCache(t *testing.T) {
 			t.Error("hit after invalidate")
 		}
 	})
+	t.Run("invalidate drops descendants", func(t *testing.T) {
+		c := newTokenCache(time.Minute, 10, clock.now)
+		kid := testRecord("ns1", "kid", far)
+		kid.Ancestors = []string{"root"}
+		grand := testRecord("ns1", "grand", far)
+		grand.Ancestors = []string{"root", "kid"}
+		other := testRecord("ns1", "other", far)
+		other.Ancestors = []string{"elsewhere"}
+		twin := testRecord("ns2", "twin", far) // another namespace's token may name an equal id
+		twin.Ancestors = []string{"kid"}
+		for _, r := range []store.Token{kid, grand, other, twin} {
+			c.fill(r, 0)
+		}
+		c.invalidate("ns1", "kid")
+		for id, want := range map[string]bool{"kid": false, "grand": false, "other": true} {
+			if _, _, ok := c.get("ns1", id); ok != want {
+				t.Errorf("after revoking kid, %s cached = %v, want %v", id, ok, want)
+			}
+		}
+		if _, _, ok := c.get("ns2", "twin"); !ok {
+			t.Error("a token of another namespace was dropped")
+		}
+		if n := c.under[tokenKey{"ns1", "root"}]; n != 0 {
+			t.Errorf("root still counts %d cached descendants", n)
+		}
+		c.invalidate("ns1", "elsewhere")
+		if _, _, ok := c.get("ns1", "other"); ok || c.len() != 1 {
+			t.Errorf("after revoking elsewhere: other cached %v, %d entries (want 1: twin)", ok, c.len())
+		}
+	})
 	t.Run("a lookup racing an invalidation does not refill", func(t *testing.T) {
 		c := newTokenCache(time.Minute, 10, clock.now)
 		_, gen, _ := c.get("ns1", "d") // the lookup starts

@@ -27,7 +27,8 @@ func TestAuditLineMatchesSlog(t *testing.T) {
 		slog.String("caller", e.Caller), slog.String("decision", e.Decision), slog.Int("status", e.Status),
 		slog.String("reason", e.Reason), slog.Any("requested", nonNil(e.Requested)), slog.Any("granted", nonNil(e.Granted)),
 		slog.Any("dropped", nonNil(e.Dropped)), slog.String("token", e.Token), slog.String("target", e.Target),
-		slog.Any("revoked", nonNil(e.Revoked)), slog.String("method", e.Method), slog.String("path", e.Path),
+		slog.Any("revoked", nonNil(e.Revoked)), slog.Int("count", e.Count), slog.Bool("complete", e.Complete),
+		slog.String("method", e.Method), slog.String("path", e.Path),
 		slog.String("client", "127.0.0.1:5555"), slog.String("revision", "sha256:abc"))
 	if err := h.Handle(t.Context(), r); err != nil {
 		t.Fatal(err)

@@ -41,6 +41,8 @@ type metrics struct {
 
 	upstream       prometheus.Observer
 	upstreamErrors [numUpstreamErrors]prometheus.Counter
+
+	revoked prometheus.Counter // tokens revoked, descendants included
 }
 
 type counterRef struct{ c prometheus.Counter }
@@ -140,7 +142,12 @@ func newMetrics(a *app, eng *engine.Engine) *metrics {
 	for i, name := range upstreamErrorNames {
 		m.upstreamErrors[i] = upErrs.WithLabelValues(name)
 	}
-	m.reg.MustRegister(m.requests, mints, limited, decisions, m.storeOps, m.storeErrors, upstream, upErrs)
+	revoked := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: ns, Name: "revoked_tokens_total",
+		Help: "Tokens revoked, descendants included: counted by the replica that answered the revoke, or that completed the background removal of the descendants.",
+	})
+	m.revoked = revoked
+	m.reg.MustRegister(m.requests, mints, limited, decisions, m.storeOps, m.storeErrors, upstream, upErrs, revoked)
 
 	if c := a.cache; c != nil {
 		cache := func(result string, n *atomic.Uint64) prometheus.Collector {
@@ -379,11 +386,18 @@ func (s timedStore) List(ctx context.Context, namespace, after string, limit int
 	return toks, next, err
 }
 
-func (s timedStore) Revoke(ctx context.Context, namespace, id string) ([]string, error) {
+func (s timedStore) Revoke(ctx context.Context, namespace, id string) (store.Revocation, error) {
 	start := mono()
-	ids, err := s.tokenStore.Revoke(ctx, namespace, id)
+	rv, err := s.tokenStore.Revoke(ctx, namespace, id)
 	observeStore(start, err, s.revoke, s.revokeErr)
-	return ids, err
+	return rv, err
+}
+
+// revokedTokens counts n revoked tokens.
+func (m *metrics) revokedTokens(n int) {
+	if m != nil {
+		m.revoked.Add(float64(n))
+	}
 }
 
 // family is a route family: the label of direktiv_authz_requests_total.

@@ -96,8 +96,8 @@ func TestMintDocumentationRequest(t *testing.T) {
 	if strings.Contains(raw, tok) || strings.Contains(raw, strings.TrimPrefix(tok, store.SecretPrefix)) {
 		t.Fatalf("the stored record holds the secret: %s", raw)
 	}
-	var rec store.Token
-	if err := json.Unmarshal([]byte(raw), &rec); err != nil {
+	rec, err := store.DecodeRecord([]byte(raw), sec.Namespace, sec.ID)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if rec.Hash != sec.Hash() || rec.Parent != "" || rec.Revision == "" {

@@ -148,9 +148,14 @@ func (a *app) handleWhoami(ctx *fasthttp.RequestCtx, ns string) {
 }
 
 // handleRevoke serves DELETE /api/namespaces/{ns}/auth/tokens/{id}: the
-// token and every token minted from it, transitively, are revoked at once.
-// Revoking an id that is not live (never minted, expired, or already
-// revoked) answers 404: the outcome, no such live token, is the same.
+// token and every token minted from it, transitively, are revoked at once:
+// refused from the answer on by every replica (within the token cache's
+// bound). A token with many descendants answers before their records are
+// all removed: "complete" is then false, "count" the tokens removed so far,
+// and the removal continues in the background (store.Redis.Sweep), which
+// writes an audit line revoke_complete with the total. Revoking an id that
+// is not live (never minted, expired, or already revoked) answers 404: the
+// outcome, no such live token, is the same.
 func (a *app) handleRevoke(ctx *fasthttp.RequestCtx, ns, id string) {
 	who, err := a.authorizeOwn(ctx, ns, "revoke")
 	if err != nil {
@@ -161,7 +166,7 @@ func (a *app) handleRevoke(ctx *fasthttp.RequestCtx, ns, id string) {
 		a.writeError(ctx, errorf(codeBadRequest, "%q is not a token id; ids look like 0b1c7a44-8a3e-4c55-9d2f-6f0e5c1b2a3d", id))
 		return
 	}
-	revoked, err := a.store.Revoke(ctx, ns, id)
+	rv, err := a.store.Revoke(ctx, ns, id)
 	if errors.Is(err, store.ErrNotFound) {
 		a.writeError(ctx, errorf(codeNotFound, "no live token %s in namespace %s (never minted, expired or already revoked)", id, ns))
 		return
@@ -170,9 +175,29 @@ func (a *app) handleRevoke(ctx *fasthttp.RequestCtx, ns, id string) {
 		a.writeError(ctx, err)
 		return
 	}
-	for _, r := range revoked {
-		a.cache.invalidate(ns, r) // this replica at once; the others through Subscribe
+	a.cache.invalidate(ns, id) // this replica at once (descendants too); the others through Subscribe
+	if rv.Done {
+		a.metrics.revokedTokens(rv.Count)
 	}
-	a.audit(ctx, auditEvent{Action: "revoke", Namespace: ns, Caller: who.id(), Decision: "allow", Target: id, Revoked: revoked, Status: fasthttp.StatusOK})
-	a.writeJSON(ctx, fasthttp.StatusOK, map[string]any{"revoked": nonNil(revoked)})
+	a.audit(ctx, auditEvent{Action: "revoke", Namespace: ns, Caller: who.id(), Decision: "allow", Target: id, Revoked: rv.IDs,
+		Count: rv.Count, Complete: rv.Done, Status: fasthttp.StatusOK})
+	a.writeJSON(ctx, fasthttp.StatusOK, revokeAnswer{Revoked: nonNil(rv.IDs), Count: rv.Count, Complete: rv.Done})
+}
+
+// revokeAnswer is the answer to a revoke.
+type revokeAnswer struct {
+	Revoked  []string `json:"revoked"`  // the ids removed by the call: the token first
+	Count    int      `json:"count"`    // tokens revoked so far, the token included
+	Complete bool     `json:"complete"` // false: the removal of descendants continues
+}
+
+// revocationDone is called by the background removal when it has removed
+// every descendant of a revoked token: the audit line names the token and
+// the total.
+func (a *app) revocationDone(ns, id string, count int) {
+	a.metrics.revokedTokens(count)
+	if a.audits != nil {
+		a.audits.write(time.Now(), auditEvent{Action: "revoke_complete", Namespace: ns, Decision: "allow", Target: id,
+			Count: count, Complete: true, Status: fasthttp.StatusOK}, "", a.engine.Revision())
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/direktiv/direktiv-authz/store/storetest"
 )
 
 func TestListPaging(t *testing.T) {
@@ -152,9 +154,10 @@ func TestRevokeCascadeAcrossInstances(t *testing.T) {
 	if r.status != 200 {
 		t.Fatalf("revoke: %d %s", r.status, r.body)
 	}
-	revoked := strs(t, r.json(t)["revoked"])
-	if len(revoked) != 3 {
-		t.Fatalf("revoked %v, want root, child and grandchild", revoked)
+	// A small tree is done before the answer, by this replica or by a
+	// sweep of either: revoked lists what this call removed.
+	if ans := r.json(t); ans["count"] != float64(3) || ans["complete"] != true || strs(t, ans["revoked"])[0] != root["id"] {
+		t.Fatalf("revoke answered %s, want root, child and grandchild counted, complete", r.body)
 	}
 	start := time.Now()
 	for _, m := range []map[string]any{root, child, grandchild} {
@@ -209,6 +212,72 @@ func TestDryRunStoresNothing(t *testing.T) {
 	}
 	if r := s.do(t, "POST", "/api/namespaces/ns1/auth/token?dry_run=maybe", mgr["token"].(string), `{"policies":["workflowView"]}`); r.status != 400 {
 		t.Errorf("dry_run=maybe: %d", r.status)
+	}
+}
+
+// TestRevokeLargeTree revokes a token with a thousand descendants: the
+// DELETE answers before their removal ends (or, if a sweep was quick, with
+// the total), every descendant is refused from the answer on, and the
+// removal's end is audited with the total and leaves only other records.
+func TestRevokeLargeTree(t *testing.T) {
+	s, srv := startRedisSidecar(t)
+	ctx := context.Background()
+	mgr := s.mintOK(t, "ns1", testAdminToken, `{"policies":["permissionsManage","workflowView"]}`)
+	kid := s.mintOK(t, "ns1", mgr["token"].(string), `{"policies":["permissionsManage","workflowView"]}`)
+	grandkid := s.mintOK(t, "ns1", kid["token"].(string), `{"policies":["workflowView"]}`)
+	other := s.mintOK(t, "ns1", testAdminToken, `{"policies":["workflowView"]}`)
+	const more = 400
+	for range more {
+		tok, _ := storetest.MustToken(t, "ns1", kid["id"].(string), time.Hour)
+		if err := s.app.redis.Create(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := s.do(t, "DELETE", "/api/namespaces/ns1/auth/tokens/"+mgr["id"].(string), testAdminToken, "")
+	if r.status != 200 {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	total := float64(3 + more)
+	ans := r.json(t)
+	t.Logf("DELETE answered count %v, complete %v", ans["count"], ans["complete"])
+	if ids := strs(t, ans["revoked"]); len(ids) == 0 || ids[0] != mgr["id"] {
+		t.Fatalf("revoked %v, want the manager first", ids)
+	}
+	for _, m := range []map[string]any{mgr, kid, grandkid} {
+		if r := s.do(t, "GET", "/api/namespaces/ns1/auth/token", m["token"].(string), ""); r.status != http.StatusUnauthorized {
+			t.Errorf("a revoked token right after the DELETE: %d", r.status)
+		}
+	}
+	if r := s.do(t, "GET", "/api/namespaces/ns1/auth/tokens?limit=1000", testAdminToken, ""); len(r.json(t)["tokens"].([]any)) != 1 {
+		t.Errorf("list right after the DELETE: %s, want only the other token", r.body)
+	}
+	if ans["complete"] == true {
+		if ans["count"] != total {
+			t.Fatalf("complete revoke counted %v, want %v", ans["count"], total)
+		}
+	} else {
+		if n, _ := ans["count"].(float64); n < 1 || n >= total {
+			t.Fatalf("revoke answered %s: want a count so far", r.body)
+		}
+		var done map[string]any
+		waitUntil(t, 30*time.Second, "the audit line of the removal's end", func() bool {
+			for _, l := range auditLines(s) {
+				if m := decodeLine(t, l); m["action"] == "revoke_complete" {
+					done = m
+					return true
+				}
+			}
+			return false
+		})
+		if done["target"] != mgr["id"] || done["count"] != total || done["complete"] != true || done["namespace"] != "ns1" {
+			t.Fatalf("revoke_complete line %v, want the manager and %v tokens", done, total)
+		}
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	defer rdb.Close()
+	keys, _ := rdb.Keys(ctx, "*tok:*").Result()
+	if len(keys) != 1 || !strings.Contains(keys[0], other["id"].(string)) {
+		t.Errorf("%d records left, want only the other token's", len(keys))
 	}
 }
 

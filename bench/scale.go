@@ -1,0 +1,566 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/valyala/fasthttp"
+)
+
+// bench scale: the sidecar and its Redis with many live tokens.
+//
+// It fills a real Redis through the real sidecar to -tokens live tokens,
+// measures minting and enforced forwarding at 1k and at that size, the
+// bytes each token costs Redis, the first and a deep page of the token
+// list, and the revocation of a subtree of -subtree tokens while a second
+// client forwards. The sidecar runs with --token-cache-ttl 0, so that every
+// forwarded request looks its token up in Redis: what grows is the store,
+// and that is what is measured.
+
+// The goals of the scale run.
+const (
+	goalScaleRatio   = 0.9 // mints/s and forwards/s at N ÷ at 1k
+	goalRevokeP99    = 2.0 // forwarding p99 during a revoke ÷ before it (at most)
+	goalBytesPerTok  = 400 // bytes of Redis memory per live token (at most)
+	scaleSmall       = 1000
+	scaleMeasureMint = 5000 // mints of each measured mint run
+)
+
+type scaleConfig struct {
+	tokens, subtree int
+	conns           int
+	duration        time.Duration
+	forwardRate     float64
+	out, results    string
+	sidecarBin      string
+	ns              string
+	quiet           bool
+	limit           time.Duration
+}
+
+type scaleRun struct {
+	cfg      scaleConfig
+	stdout   io.Writer
+	stderr   io.Writer
+	progress io.Writer
+	ps       *procs
+	rdb      *redis.Client
+
+	sidecar, stub, adminToken, upstreamKey string
+	caller, root                           string // secrets: the minter of most tokens, the subtree's root
+	rootID                                 string
+	versions                               []setting
+	notes                                  []string
+	runs                                   []runReport
+	live                                   int // tokens minted so far (none expire during the run)
+}
+
+func runScale(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench scale", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c scaleConfig
+	fs.IntVar(&c.tokens, "tokens", 1_000_000, "live tokens to fill Redis with, through the sidecar")
+	fs.IntVar(&c.subtree, "subtree", 250_000, "tokens minted from one token, revoked at the end while a client forwards")
+	fs.IntVar(&c.conns, "c", 50, "connections of the fill and of the measured closed-loop runs")
+	fs.DurationVar(&c.duration, "duration", 3*time.Second, "measured time of each forwarding run (three at each size)")
+	fs.Float64Var(&c.forwardRate, "forward-rate", 2000, "open-loop forwarding rate before and during the revoke (req/s)")
+	fs.StringVar(&c.out, "out", "bench/out", "reports go to <out>/scale-<UTC timestamp>/")
+	fs.StringVar(&c.results, "results", "bench/RESULTS.md", "append a dated section with the figures here (\"\" for none)")
+	fs.StringVar(&c.sidecarBin, "sidecar", "", "the direktiv-authz binary (default: go build ./cmd/direktiv-authz into a temporary directory)")
+	fs.StringVar(&c.ns, "ns", "bench", "namespace of the tokens")
+	fs.BoolVar(&c.quiet, "quiet", false, "no progress bars")
+	fs.DurationVar(&c.limit, "limit", 2*time.Hour, "hard cap on the whole run")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("scale: unexpected argument %q", fs.Arg(0))
+	}
+	if c.tokens < 10*scaleSmall || c.tokens > 50_000_000 {
+		return fmt.Errorf("scale: -tokens %d: want %d..50000000", c.tokens, 10*scaleSmall)
+	}
+	if c.subtree < 1 || c.subtree > c.tokens-2*scaleSmall-scaleMeasureMint {
+		return fmt.Errorf("scale: -subtree %d: want 1..%d (-tokens less what the runs at 1k mint)", c.subtree, c.tokens-2*scaleSmall-scaleMeasureMint)
+	}
+	if c.forwardRate < 10 || c.forwardRate > maxRate {
+		return fmt.Errorf("scale: -forward-rate %v: want 10..%d", c.forwardRate, maxRate)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.limit)
+	defer cancel()
+	s := &scaleRun{cfg: c, stdout: stdout, stderr: stderr}
+	if !c.quiet && isTerminal(stderr) {
+		s.progress = stderr
+	}
+	dir, err := os.MkdirTemp("", "direktiv-authz-scale-")
+	if err != nil {
+		return err
+	}
+	s.ps = &procs{dir: dir}
+	defer func() {
+		if s.rdb != nil {
+			s.rdb.Close()
+		}
+		s.ps.stopAll()
+		os.RemoveAll(dir)
+	}()
+	rep, err := s.run(ctx)
+	if err != nil {
+		return err
+	}
+	return s.finish(rep)
+}
+
+func (s *scaleRun) logf(format string, args ...any) {
+	fmt.Fprintf(s.stderr, "bench: "+format+"\n", args...)
+}
+
+func (s *scaleRun) note(format string, args ...any) {
+	n := fmt.Sprintf(format, args...)
+	s.notes = append(s.notes, n)
+	s.logf("note: %s", n)
+}
+
+// start runs redis-server, the stub and the sidecar (cache off).
+func (s *scaleRun) start(ctx context.Context) error {
+	bin, err := s.ps.buildSidecar(ctx, s.cfg.sidecarBin, s.logf)
+	if err != nil {
+		return err
+	}
+	// Commands of 5 ms or more are logged (SLOWLOG), as the revocation must
+	// not hold Redis longer.
+	redisPort, version, err := s.ps.startRedis(ctx, "--slowlog-log-slower-than", "5000", "--slowlog-max-len", "10000", "--latency-monitor-threshold", "5")
+	if err != nil {
+		return err
+	}
+	redisAddr := fmt.Sprintf("127.0.0.1:%d", redisPort)
+	s.rdb = redis.NewClient(&redis.Options{Addr: redisAddr, ReadTimeout: 30 * time.Second})
+	if version != "" {
+		s.versions = append(s.versions, setting{"redis", version})
+	}
+	s.upstreamKey = randomSecret("bench-upstream-")
+	if s.stub, err = s.ps.startStub(ctx, s.upstreamKey); err != nil {
+		return err
+	}
+
+	sidePort, err := freePort()
+	if err != nil {
+		return err
+	}
+	opsPort, err := freePort()
+	if err != nil {
+		return err
+	}
+	s.adminToken = randomSecret("bench-admin-")
+	env := cleanEnv("DIREKTIV_AUTHZ_ADMIN_TOKEN="+s.adminToken, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+s.upstreamKey)
+	sdp, err := s.ps.start("sidecar", env, bin, "--listen", fmt.Sprintf("127.0.0.1:%d", sidePort), "--upstream", s.stub,
+		"--redis-url", fmt.Sprintf("redis://%s/0", redisAddr), "--log-level", "warn", "--ops-listen", fmt.Sprintf("127.0.0.1:%d", opsPort),
+		"--token-cache-ttl", "0")
+	if err != nil {
+		return err
+	}
+	s.sidecar = fmt.Sprintf("http://127.0.0.1:%d", sidePort)
+	if err := waitReady(ctx, sdp, 90*time.Second, probeHTTP(s.sidecar, "/api/namespaces/"+s.cfg.ns+"/auth/token")); err != nil {
+		return err
+	}
+	s.versions = append(s.versions, setting{"sidecar", fmt.Sprintf("GOMAXPROCS %d (every core), --token-cache-ttl 0 (every forward looks its token up in Redis), --log-level warn, metrics on", runtime.NumCPU())})
+	return nil
+}
+
+// usedMemory is Redis's INFO used_memory.
+func (s *scaleRun) usedMemory(ctx context.Context) (int64, error) {
+	info, err := s.rdb.Info(ctx, "memory").Result()
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "used_memory:"); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, errors.New("INFO memory has no used_memory")
+}
+
+// load runs one measured run and keeps its report.
+func (s *scaleRun) load(ctx context.Context, name string, k kind, conns int, rate float64, d time.Duration, n int64, keep bool) (runReport, error) {
+	groups := s.ps.cpuGroups()
+	var before cpuSnapshot
+	spec := loadSpec{name: name, scenario: k.name, target: s.sidecar, kinds: []kind{k}, conns: conns, rate: rate,
+		duration: d, n: n, timeout: 10 * time.Second, progress: s.progress,
+		onMeasure: func() { before = snapshotCPU(groups) }}
+	if n > 0 {
+		spec.limit = time.Hour
+	}
+	res, err := runLoad(ctx, spec)
+	if err != nil {
+		return runReport{}, err
+	}
+	if res.interrupted {
+		return runReport{}, fmt.Errorf("interrupted during %s: %w", name, ctx.Err())
+	}
+	after := snapshotCPU(groups)
+	r := newRunReport(res)
+	if before != nil {
+		r.CPU = perRequest(before, after, r.Requests)
+	}
+	r.Charted = true
+	if keep {
+		s.runs = append(s.runs, r)
+	}
+	s.logf("  %-30s %9.0f ok/s  p50 %.3f ms  p99 %.3f ms  max %.3f ms  errors %d  cpu µs/req: %s", name, r.Throughput, r.Latency.P50, r.Latency.P99, r.Latency.Max, r.Failed, cpuText(r.CPU))
+	if r.Failed > 0 {
+		for e, v := range r.Errors {
+			s.logf("    %d × %s: %.160s", v, e, r.ErrorSamples[e])
+		}
+	}
+	return r, nil
+}
+
+func (s *scaleRun) mintKind(token string) kind {
+	return kind{name: "mint", weight: 1, method: "POST", uri: "/api/namespaces/" + s.cfg.ns + "/auth/token", token: token,
+		body: []byte(mintBody), expect: 201, want: []byte(`"token":"`)}
+}
+
+func (s *scaleRun) forwardKind() kind {
+	return kind{name: "forward", weight: 1, method: "GET", uri: "/api/v2/namespaces/" + s.cfg.ns + "/instances", token: s.caller, expect: 200}
+}
+
+// fill mints tokens with token until s.live reaches to (not measured).
+func (s *scaleRun) fill(ctx context.Context, token string, to int, what string) error {
+	n := to - s.live
+	if n <= 0 {
+		return nil
+	}
+	s.logf("filling: %d tokens %s (%d → %d live)", n, what, s.live, to)
+	r, err := s.load(ctx, "fill "+what, s.mintKind(token), s.cfg.conns, 0, 0, int64(n), false)
+	if err != nil {
+		return err
+	}
+	s.live += int(r.OK)
+	if r.Failed > 0 {
+		return fmt.Errorf("filling: %d of %d mints failed", r.Failed, n)
+	}
+	return nil
+}
+
+// scaleRounds is how many forwarding runs each size takes the median of:
+// one run on a shared machine moves with the neighbours.
+const scaleRounds = 3
+
+// sizeFigures is what measure found at one size: throughput, and the CPU
+// the sidecar and Redis spent per request (on a shared machine it moves
+// less than throughput does).
+type sizeFigures struct {
+	mints, forwards     float64 // ok/s
+	mintCPU, forwardCPU float64 // sidecar + redis µs per request
+}
+
+// measure runs the measured forward runs (the median of scaleRounds) and
+// mint run at the current size.
+func (s *scaleRun) measure(ctx context.Context, label string) (sizeFigures, error) {
+	var fs, fc []float64
+	for round := 1; round <= scaleRounds; round++ {
+		f, err := s.load(ctx, "forward at "+label, s.forwardKind(), s.cfg.conns, 0, s.cfg.duration, 0, true)
+		if err != nil {
+			return sizeFigures{}, err
+		}
+		s.runs[len(s.runs)-1].Round = round
+		fs = append(fs, f.Throughput)
+		fc = append(fc, f.CPU["sidecar"]+f.CPU["redis"])
+	}
+	m, err := s.load(ctx, "mint at "+label, s.mintKind(s.caller), s.cfg.conns, 0, 0, scaleMeasureMint, true)
+	if err != nil {
+		return sizeFigures{}, err
+	}
+	s.live += int(m.OK)
+	return sizeFigures{mints: m.Throughput, forwards: median(fs), mintCPU: m.CPU["sidecar"] + m.CPU["redis"], forwardCPU: median(fc)}, nil
+}
+
+func (s *scaleRun) run(ctx context.Context) (*report, error) {
+	started := time.Now()
+	loadBefore := loadAverage()
+	if err := s.start(ctx); err != nil {
+		return nil, err
+	}
+	var err error
+	const callerBodyScale = `{"description":"bench caller","policies":["permissionsManage","workflowView","instancesView"],"expires":"P1D"}`
+	if s.caller, err = mintOne(ctx, s.sidecar, s.adminToken, s.cfg.ns, callerBodyScale); err != nil {
+		return nil, fmt.Errorf("minting the bench's caller: %w", err)
+	}
+	if s.root, err = mintOne(ctx, s.sidecar, s.caller, s.cfg.ns, callerBodyScale); err != nil {
+		return nil, fmt.Errorf("minting the subtree's root: %w", err)
+	}
+	s.rootID = idOfSecret(ctx, s.sidecar, s.root, s.cfg.ns)
+	s.live = 2
+	mem0, err := s.usedMemory(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	// At 1k.
+	if err := s.fill(ctx, s.caller, scaleSmall, "to 1k"); err != nil {
+		return nil, err
+	}
+	at1k, err := s.measure(ctx, "1k")
+	if err != nil {
+		return nil, err
+	}
+	// The subtree first, then the rest: the sweep reads the whole index
+	// either way.
+	if err := s.fill(ctx, s.root, s.live+s.cfg.subtree, "in the subtree"); err != nil {
+		return nil, err
+	}
+	half := s.live + (s.cfg.tokens-s.live)/2
+	if err := s.fill(ctx, s.caller, half, "to half"); err != nil {
+		return nil, err
+	}
+	deep := fmt.Sprintf("%d-0", time.Now().UnixMilli()) // a cursor half-way down the list
+	if err := s.fill(ctx, s.caller, s.cfg.tokens, "to N"); err != nil {
+		return nil, err
+	}
+	memN, err := s.usedMemory(ctx)
+	if err != nil {
+		return nil, err
+	}
+	filled := s.live - 2
+	bytesPer := float64(memN-mem0) / float64(filled)
+	s.logf("Redis used_memory %d → %d bytes over %d tokens: %.0f bytes per token", mem0, memN, filled, bytesPer)
+	sample := s.sampleUsage(ctx)
+	atN, err := s.measure(ctx, "N")
+	if err != nil {
+		return nil, err
+	}
+
+	// The token list: its first page, and one half-way down.
+	listKind := func(after string) kind {
+		uri := "/api/namespaces/" + s.cfg.ns + "/auth/tokens?limit=100"
+		if after != "" {
+			uri += "&after=" + after
+		}
+		return kind{name: "list", weight: 1, method: "GET", uri: uri, token: s.caller, expect: 200, want: []byte(`"next":"`)}
+	}
+	if _, err := s.load(ctx, "list: first page of 100", listKind(""), 4, 0, 0, 200, true); err != nil {
+		return nil, err
+	}
+	if _, err := s.load(ctx, "list: a page half-way down", listKind(deep), 4, 0, 0, 200, true); err != nil {
+		return nil, err
+	}
+
+	// The revoke, while a second client forwards.
+	revoke, err := s.revokeUnderLoad(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	rep := &report{Title: "direktiv-authz bench: scale", Heading: "bench scale", Created: started, Machine: machine()}
+	rep.Settings = append([]setting{
+		{"size", fmt.Sprintf("%d live tokens in one namespace, %d at the end (the measured mints add theirs; %d in the subtree revoked at the end, the rest minted by one token), description and policies of the mint scenario, PT1H", s.cfg.tokens, s.live, s.cfg.subtree)},
+		{"load", fmt.Sprintf("%d connections for the fill and the closed-loop runs; forwards the median of %d runs of %v, mints %d per measured run (at 1k: from 1k live tokens, at N: from N); open loop %.0f req/s before and during the revoke", s.cfg.conns, scaleRounds, s.cfg.duration, scaleMeasureMint, s.cfg.forwardRate)},
+		{"memory", fmt.Sprintf("INFO used_memory %d → %d bytes over the fill: %.0f bytes per token; MEMORY USAGE %s", mem0, memN, bytesPer, sample)},
+		{"load average (1, 5, 15 min) before, after", loadBefore + "; " + loadAverage() + " (the bench's own load included; much above the core count means busy neighbours)"},
+	}, s.versions...)
+	rep.Settings = append(rep.Settings, revoke.settings...)
+	ratio := func(id, title, num, den string, n, d, goal float64, atMost bool, unit string) ratioReport {
+		r := ratioReport{ID: id, Title: title, Numerator: num, Denominator: den, NumValue: n, DenValue: d, Goal: goal, AtMost: atMost, Unit: unit}
+		if d > 0 {
+			r.Value = n / d
+			r.Rounds = []float64{r.Value}
+		}
+		return r
+	}
+	rep.Ratios = []ratioReport{
+		ratio("S1", "minting at N ÷ at 1k", "mint at N", "mint at 1k", atN.mints, at1k.mints, goalScaleRatio, false, "req/s"),
+		asInfo(ratio("S1c", "CPU per mint at 1k ÷ at N (info)", "sidecar+redis µs per mint at 1k", "at N", at1k.mintCPU, atN.mintCPU, goalScaleRatio, false, "µs")),
+		ratio("S2", "enforced forwarding at N ÷ at 1k", "forward at N", "forward at 1k", atN.forwards, at1k.forwards, goalScaleRatio, false, "req/s"),
+		asInfo(ratio("S2c", "CPU per forward at 1k ÷ at N (info)", "sidecar+redis µs per forward at 1k", "at N", at1k.forwardCPU, atN.forwardCPU, goalScaleRatio, false, "µs")),
+		ratio("S3", "forwarding p99 during a revoke ÷ before", "forward during the revoke", "forward before the revoke", revoke.p99During, revoke.p99Before, goalRevokeP99, true, "ms"),
+		{ID: "S4", Title: "Redis bytes per live token", Numerator: "used_memory delta", Denominator: "tokens", NumValue: float64(memN - mem0), DenValue: float64(filled),
+			Value: bytesPer, Rounds: []float64{bytesPer}, Goal: goalBytesPerTok, AtMost: true, Unit: "B"},
+	}
+	for i := range rep.Ratios {
+		rep.Ratios[i].judge()
+	}
+	rep.Runs = s.runs
+	rep.Notes = s.notes
+	return rep, nil
+}
+
+// sampleUsage is MEMORY USAGE of one token's record and of the index per
+// token.
+func (s *scaleRun) sampleUsage(ctx context.Context) string {
+	tag := "direktiv-authz:{" + s.cfg.ns + "}:"
+	keys, _, err := s.rdb.Scan(ctx, 0, tag+"tok:*", 100).Result()
+	if err != nil || len(keys) == 0 {
+		return "unavailable"
+	}
+	rec, _ := s.rdb.MemoryUsage(ctx, keys[0]).Result()
+	idx, _ := s.rdb.MemoryUsage(ctx, tag+"ix", 0).Result()
+	n, _ := s.rdb.XLen(ctx, tag+"ix").Result()
+	if n == 0 {
+		n = 1
+	}
+	return fmt.Sprintf("of a record %d bytes, of the index %.1f bytes per entry (%d entries)", rec, float64(idx)/float64(n), n)
+}
+
+// revokeOutcome is what the revoke under load measured.
+type revokeOutcome struct {
+	p99Before, p99During float64
+	settings             []setting
+}
+
+// revokeUnderLoad forwards at a fixed rate, then revokes the subtree's root
+// while forwarding on, until the background removal has finished.
+func (s *scaleRun) revokeUnderLoad(ctx context.Context) (revokeOutcome, error) {
+	var out revokeOutcome
+	fk := s.forwardKind()
+	before, err := s.load(ctx, "forward before the revoke", fk, s.cfg.conns, s.cfg.forwardRate, 5*time.Second, 0, true)
+	if err != nil {
+		return out, err
+	}
+	out.p99Before = before.Latency.P99
+	// A token of the subtree: refused right after the answer.
+	victim, err := mintOne(ctx, s.sidecar, s.root, s.cfg.ns, mintBody)
+	if err != nil {
+		return out, err
+	}
+	if st, _, err := getStatus(s.sidecar, fk.uri, victim); err != nil || st != 200 {
+		return out, fmt.Errorf("a subtree token before the revoke: %d %v", st, err)
+	}
+	if err := s.rdb.Do(ctx, "SLOWLOG", "RESET").Err(); err != nil {
+		return out, err
+	}
+	_ = s.rdb.Do(ctx, "LATENCY", "RESET").Err()
+
+	type answer struct {
+		status int
+		body   string
+		took   time.Duration
+		err    error
+	}
+	revoked := make(chan answer, 1)
+	sweepDone := make(chan time.Duration, 1)
+	go func() {
+		time.Sleep(time.Second) // a second of forwarding first
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.SetRequestURI(s.sidecar + "/api/namespaces/" + s.cfg.ns + "/auth/tokens/" + s.rootID)
+		req.Header.SetMethod("DELETE")
+		req.Header.Set(headerToken, s.caller)
+		start := time.Now()
+		err := fasthttp.DoTimeout(req, resp, time.Minute)
+		a := answer{status: resp.StatusCode(), body: string(resp.Body()), took: time.Since(start), err: err}
+		revoked <- a
+		// The removal is over when the namespace's sweep state is gone.
+		for ctx.Err() == nil {
+			if n, err := s.rdb.Exists(ctx, "direktiv-authz:{"+s.cfg.ns+"}:sw").Result(); err == nil && n == 0 {
+				sweepDone <- time.Since(start)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	// Forwarding in one-second open-loop windows until the removal is over.
+	during := newHistogram()
+	var total, failed int64
+	var ans answer
+	var removal time.Duration
+	got, done := false, false
+	for i := 0; !done && i < 3600; i++ {
+		r, err := s.load(ctx, fmt.Sprintf("forward during the revoke (%ds)", i+1), fk, s.cfg.conns, s.cfg.forwardRate, time.Second, 0, false)
+		if err != nil {
+			return out, err
+		}
+		during.merge(r.hist)
+		total += r.Requests
+		failed += r.Failed
+		if !got {
+			select {
+			case ans = <-revoked:
+				got = true
+			default:
+			}
+		}
+		select {
+		case removal = <-sweepDone:
+			done = true
+		default:
+		}
+	}
+	if !got {
+		ans = <-revoked
+	}
+	if !done {
+		return out, errors.New("the removal of the revoked subtree did not finish within an hour")
+	}
+	if ans.err != nil || ans.status != 200 {
+		return out, fmt.Errorf("DELETE of the subtree's root: %d %v %.200s", ans.status, ans.err, ans.body)
+	}
+	var body struct {
+		Count    int  `json:"count"`
+		Complete bool `json:"complete"`
+	}
+	_ = json.Unmarshal([]byte(ans.body), &body)
+	if st, _, err := getStatus(s.sidecar, fk.uri, victim); err != nil || st != 401 {
+		s.note("a subtree token after the revoke answered %d (%v), want 401", st, err)
+	}
+	dr := runReport{Name: "forward during the revoke", Scenario: "forward", Target: s.sidecar, Loop: "open", Connections: s.cfg.conns,
+		RatePerS: s.cfg.forwardRate, Requests: total, OK: total - failed, Failed: failed, Latency: summarize(during), Charted: true,
+		Percentiles: during.percentileSpectrum(), hist: during}
+	dr.WindowS = float64(total) / s.cfg.forwardRate
+	dr.Throughput = float64(dr.OK) / max(dr.WindowS, 1e-9)
+	s.runs = append(s.runs, dr)
+	out.p99During = dr.Latency.P99
+
+	// SLOWLOG: every command of 5 ms or more since the revoke.
+	logs, err := s.rdb.SlowLogGet(ctx, -1).Result()
+	if err != nil {
+		return out, err
+	}
+	var slowest time.Duration
+	slowCmd := "none"
+	for _, l := range logs {
+		if l.Duration > slowest {
+			slowest = l.Duration
+			slowCmd = strings.Join(l.Args[:min(len(l.Args), 2)], " ")
+		}
+	}
+	out.settings = []setting{
+		{"revoke", fmt.Sprintf("DELETE of a token with %d descendants answered %d in %.1f ms (count %d so far, complete %v); the background removal ended %.1f s after the DELETE was sent",
+			s.cfg.subtree+1, ans.status, float64(ans.took)/1e6, body.Count, body.Complete, removal.Seconds())},
+		{"redis slowlog during the revoke", fmt.Sprintf("%d commands of 5 ms or more; slowest %s (%s)", len(logs), slowest, slowCmd)},
+		{"forwarding during the revoke", fmt.Sprintf("p99 %.3f ms, max %.3f ms (before: p99 %.3f ms, max %.3f ms), %d of %d failed", dr.Latency.P99, dr.Latency.Max, before.Latency.P99, before.Latency.Max, failed, total)},
+	}
+	s.logf("revoke: %s", out.settings[0].Value)
+	s.logf("slowlog: %s", out.settings[1].Value)
+	return out, nil
+}
+
+// idOfSecret asks the sidecar who the token is.
+func idOfSecret(ctx context.Context, base, token, ns string) string {
+	_, body, err := getStatus(base, "/api/namespaces/"+ns+"/auth/token", token)
+	if err != nil {
+		return ""
+	}
+	var who struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal([]byte(body), &who)
+	return who.ID
+}
+
+// finish prints the report, saves it and appends RESULTS.md.
+func (s *scaleRun) finish(rep *report) error {
+	dir := filepath.Join(s.cfg.out, "scale-"+rep.Created.UTC().Format("20060102-150405"))
+	return saveReport(rep, dir, s.cfg.results, s.stdout)
+}
