@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench is direktiv-authz's load generator and benchmark suite.
 //
 //	go run ./bench -scenario forward -admin-token "$ADMIN" -c 50 -duration 10s
