@@ -267,10 +267,12 @@ type sizeFigures struct {
 	mintCPU, forwardCPU float64 // sidecar + redis µs per request
 }
 
-// measure runs the measured forward runs (the median of scaleRounds) and
-// mint run at the current size.
+// measure runs scaleRounds rounds of a forward run and a mint run of
+// scaleMeasureMint mints at the current size; each figure is the median of
+// its rounds. The mints add to the size: at 1k the mint runs see 1k to
+// 1k + 2 × scaleMeasureMint tokens, still far from N.
 func (s *scaleRun) measure(ctx context.Context, label string) (sizeFigures, error) {
-	var fs, fc []float64
+	var fs, fc, ms, mc []float64
 	for round := 1; round <= scaleRounds; round++ {
 		f, err := s.load(ctx, "forward at "+label, s.forwardKind(), s.cfg.conns, 0, s.cfg.duration, 0, true)
 		if err != nil {
@@ -279,13 +281,16 @@ func (s *scaleRun) measure(ctx context.Context, label string) (sizeFigures, erro
 		s.runs[len(s.runs)-1].Round = round
 		fs = append(fs, f.Throughput)
 		fc = append(fc, f.CPU["sidecar"]+f.CPU["redis"])
+		m, err := s.load(ctx, "mint at "+label, s.mintKind(s.caller), s.cfg.conns, 0, 0, scaleMeasureMint, true)
+		if err != nil {
+			return sizeFigures{}, err
+		}
+		s.runs[len(s.runs)-1].Round = round
+		s.live += int(m.OK)
+		ms = append(ms, m.Throughput)
+		mc = append(mc, m.CPU["sidecar"]+m.CPU["redis"])
 	}
-	m, err := s.load(ctx, "mint at "+label, s.mintKind(s.caller), s.cfg.conns, 0, 0, scaleMeasureMint, true)
-	if err != nil {
-		return sizeFigures{}, err
-	}
-	s.live += int(m.OK)
-	return sizeFigures{mints: m.Throughput, forwards: median(fs), mintCPU: m.CPU["sidecar"] + m.CPU["redis"], forwardCPU: median(fc)}, nil
+	return sizeFigures{mints: median(ms), forwards: median(fs), mintCPU: median(mc), forwardCPU: median(fc)}, nil
 }
 
 func (s *scaleRun) run(ctx context.Context) (*report, error) {
