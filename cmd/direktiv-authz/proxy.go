@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log/slog"
 	"net"
 	"os"
@@ -192,21 +193,14 @@ func (p *proxy) getScratch() *[]byte {
 	return &b
 }
 
-// deleteWhere deletes from h every header whose name drop reports.
-func deleteWhere(h *fasthttp.RequestHeader, drop func(name []byte) bool) {
-	var names [][]byte
-	for name := range h.All() {
-		if drop(name) {
-			names = append(names, append([]byte(nil), name...))
-		}
-	}
-	for _, name := range names {
-		h.DelBytes(name)
-	}
+// headers is a request's or a response's header, as fasthttp holds them.
+type headers interface {
+	All() iter.Seq2[[]byte, []byte]
+	DelBytes(name []byte)
 }
 
-// deleteResponseWhere deletes from h every header whose name drop reports.
-func deleteResponseWhere(h *fasthttp.ResponseHeader, drop func(name []byte) bool) {
+// deleteWhere deletes from h every header whose name drop reports.
+func deleteWhere(h headers, drop func(name []byte) bool) {
 	var names [][]byte
 	for name := range h.All() {
 		if drop(name) {
@@ -289,7 +283,7 @@ func (p *proxy) copyResponseHeader(ctx *fasthttp.RequestCtx, resp *fasthttp.Resp
 			}
 		}
 	}
-	deleteResponseWhere(out, relay.DropsResponseHeader)
+	deleteWhere(out, relay.DropsResponseHeader)
 	// No Content-Type of the sidecar's own where the upstream sent none.
 	out.SetNoDefaultContentType(true)
 }

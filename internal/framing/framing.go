@@ -310,15 +310,20 @@ func (c *Conn) step() bool {
 			c.streaming = true
 		}
 		return true
-	case inBody:
+	case inBody, inChunkData:
 		k := int(min(int64(len(in)), c.n))
 		if k == 0 {
 			return false
 		}
 		c.pending = append(c.pending, in[:k]...)
 		c.inPos += k
-		if c.n -= int64(k); c.n == 0 {
+		if c.n -= int64(k); c.n > 0 {
+			return true
+		}
+		if c.st == inBody {
 			c.endRequest()
+		} else {
+			c.st = inChunkEnd
 		}
 		return true
 	case inChunkLine:
@@ -349,17 +354,6 @@ func (c *Conn) step() bool {
 		c.pending = strconv.AppendInt(c.pending, size, 16)
 		c.pending = append(c.pending, '\r', '\n')
 		c.st, c.n = inChunkData, size
-		return true
-	case inChunkData:
-		k := int(min(int64(len(in)), c.n))
-		if k == 0 {
-			return false
-		}
-		c.pending = append(c.pending, in[:k]...)
-		c.inPos += k
-		if c.n -= int64(k); c.n == 0 {
-			c.st = inChunkEnd
-		}
 		return true
 	case inChunkEnd, inTrailer:
 		if len(in) < 2 {
@@ -417,7 +411,7 @@ func parseChunkLine(line []byte) (int64, bool) {
 	rest := line[i:]
 	if len(rest) > 0 && rest[0] == ';' {
 		for _, b := range rest[1:] {
-			if !fieldByte(b) {
+			if !FieldByte(b) {
 				return 0, false
 			}
 		}
@@ -473,7 +467,7 @@ func parseHead(b []byte) (head, *Error) {
 		return h, errBadRequest("malformed request line")
 	}
 	t := m + 1
-	for t < len(line) && vchar(line[t]) {
+	for t < len(line) && VChar(line[t]) {
 		t++
 	}
 	target, version := line[m+1:t], line[min(t+1, len(line)):]
@@ -516,11 +510,11 @@ func parseHead(b []byte) (head, *Error) {
 			return h, errBadRequest("malformed header line")
 		}
 		for _, c := range line[k+1:] {
-			if !fieldByte(c) {
+			if !FieldByte(c) {
 				return h, errBadRequest("invalid byte in header value")
 			}
 		}
-		name, value := line[:k], trimOWS(line[k+1:])
+		name, value := line[:k], TrimOWS(line[k+1:])
 		switch {
 		case equalFold(name, "host"):
 			hosts++
@@ -604,14 +598,22 @@ var tchar = func() (t [256]bool) {
 	return t
 }()
 
-// vchar reports what may stand in a request target: visible ASCII.
-func vchar(c byte) bool { return c > 0x20 && c < 0x7f }
+// The byte classes of a request head, for this check and the event loops'
+// parser (internal/relay) alike.
 
-// fieldByte reports what may stand in a header value or chunk extension:
+// Token reports a byte of a token (RFC 9110, 5.6.2): a method, a header
+// name.
+func Token(c byte) bool { return tchar[c] }
+
+// VChar reports what may stand in a request target: visible ASCII.
+func VChar(c byte) bool { return c > 0x20 && c < 0x7f }
+
+// FieldByte reports what may stand in a header value or chunk extension:
 // visible ASCII, space, tab and obs-text; never CR, LF, NUL or DEL.
-func fieldByte(c byte) bool { return c == '\t' || (c >= 0x20 && c != 0x7f) }
+func FieldByte(c byte) bool { return c == '\t' || (c >= 0x20 && c != 0x7f) }
 
-func trimOWS(v []byte) []byte {
+// TrimOWS trims spaces and tabs at both ends of v.
+func TrimOWS(v []byte) []byte {
 	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
 		v = v[1:]
 	}

@@ -55,28 +55,6 @@ const (
 	notRelayed             // valid or not, the relay does not handle it: hand off
 )
 
-// tchar reports the characters of an HTTP token (RFC 9110, 5.6.2).
-var tchar = func() (t [256]bool) {
-	for c := '0'; c <= '9'; c++ {
-		t[c] = true
-	}
-	for c := 'a'; c <= 'z'; c++ {
-		t[c] = true
-		t[c-'a'+'A'] = true
-	}
-	for _, c := range "!#$%&'*+-.^_`|~" {
-		t[c] = true
-	}
-	return t
-}()
-
-// vchar reports what may stand in a request target: visible ASCII.
-func vchar(c byte) bool { return c > 0x20 && c < 0x7f }
-
-// fieldByte reports what may stand in a header value: visible ASCII, space,
-// tab and obs-text; never CR, LF or NUL.
-func fieldByte(c byte) bool { return c == '\t' || (c >= 0x20 && c != 0x7f) }
-
 // parseRequest parses the request head at the start of b. creds are the
 // lower-case names whose values are collected in r.tokens. It returns
 // notRelayed for anything but a plain HTTP/1.1 request in origin form with
@@ -100,7 +78,7 @@ func parseRequest(b []byte, creds [][]byte, maxBody int, r *request) parseStatus
 	head := b[:end+2] // every line with its CRLF
 	// Request line: method SP origin-form SP HTTP/1.1.
 	i := 0
-	for i < len(head) && tchar[head[i]] {
+	for i < len(head) && framing.Token(head[i]) {
 		i++
 	}
 	if i == 0 || i >= len(head) || head[i] != ' ' {
@@ -109,7 +87,7 @@ func parseRequest(b []byte, creds [][]byte, maxBody int, r *request) parseStatus
 	r.method = head[:i]
 	i++
 	j := i
-	for j < len(head) && vchar(head[j]) {
+	for j < len(head) && framing.VChar(head[j]) {
 		j++
 	}
 	if j == i || head[i] != '/' || j >= len(head) || head[j] != ' ' || bytes.IndexByte(head[i:j], '#') >= 0 {
@@ -264,7 +242,7 @@ func connectionOptions(v []byte, close *bool) bool {
 	for len(v) > 0 {
 		var opt []byte
 		opt, v, _ = bytes.Cut(v, []byte{','})
-		opt = trimOWS(opt)
+		opt = framing.TrimOWS(opt)
 		switch {
 		case len(opt) == 0:
 		case equalFold(opt, []byte("close")):
@@ -288,18 +266,18 @@ func cutField(lines []byte) (name, value, rest []byte, ok bool) {
 	}
 	text := lines[:nl-1]
 	k := 0
-	for k < len(text) && tchar[text[k]] {
+	for k < len(text) && framing.Token(text[k]) {
 		k++
 	}
 	if k == 0 || k >= len(text) || text[k] != ':' {
 		return nil, nil, nil, false
 	}
 	for _, c := range text[k+1:] {
-		if !fieldByte(c) {
+		if !framing.FieldByte(c) {
 			return nil, nil, nil, false
 		}
 	}
-	return text[:k], trimOWS(text[k+1:]), lines[nl+1:], true
+	return text[:k], framing.TrimOWS(text[k+1:]), lines[nl+1:], true
 }
 
 // nextLine takes the first line off the header lines of a head that
@@ -309,16 +287,6 @@ func nextLine(lines []byte) (name, line, rest []byte) {
 	nl := bytes.IndexByte(lines, '\n')
 	line = lines[:nl+1]
 	return line[:bytes.IndexByte(line, ':')], line, lines[nl+1:]
-}
-
-func trimOWS(v []byte) []byte {
-	for len(v) > 0 && (v[0] == ' ' || v[0] == '\t') {
-		v = v[1:]
-	}
-	for len(v) > 0 && (v[len(v)-1] == ' ' || v[len(v)-1] == '\t') {
-		v = v[:len(v)-1]
-	}
-	return v
 }
 
 // equalFold compares a header name with a lower-case one, ASCII letters
@@ -404,7 +372,7 @@ func parseResponse(b []byte, isHead bool, r *response) (more, ok bool) {
 		return false, false
 	}
 	for _, c := range line[12:] {
-		if !fieldByte(c) {
+		if !framing.FieldByte(c) {
 			return false, false
 		}
 	}
@@ -443,7 +411,7 @@ func parseResponse(b []byte, isHead bool, r *response) (more, ok bool) {
 			for len(v) > 0 {
 				var opt []byte
 				opt, v, _ = bytes.Cut(v, []byte{','})
-				opt = trimOWS(opt)
+				opt = framing.TrimOWS(opt)
 				switch {
 				case len(opt) == 0:
 				case equalFold(opt, []byte("close")):

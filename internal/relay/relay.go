@@ -28,6 +28,8 @@ import (
 	"net/netip"
 	"runtime"
 	"time"
+
+	"github.com/direktiv/direktiv-authz/internal/framing"
 )
 
 // Action is what a Verdict tells the relay to do with a request.
@@ -83,7 +85,7 @@ func (r *Request) Fields(yield func(name, value []byte) bool) {
 	for lines := r.Header; len(lines) > 0; {
 		var name, line []byte
 		name, line, lines = nextLine(lines)
-		if !yield(name, trimOWS(line[len(name)+1:len(line)-2])) {
+		if !yield(name, framing.TrimOWS(line[len(name)+1:len(line)-2])) {
 			return
 		}
 	}
