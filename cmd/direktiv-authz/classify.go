@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/hex"
 
 	"github.com/valyala/fasthttp"
 
@@ -88,10 +89,9 @@ func classify(method, target []byte) (request, error) {
 // does not.
 func encodedUnreserved(path []byte) error {
 	for i := bytes.IndexByte(path, '%'); i >= 0 && i+2 < len(path); {
-		hi, ok1 := unhex(path[i+1])
-		lo, ok2 := unhex(path[i+2])
-		if c := hi<<4 | lo; ok1 && ok2 && unreserved(c) {
-			return errorf(codeBadRequest, "the path %q encodes %q as %s; send it as is", path, c, path[i:i+3])
+		var c [1]byte
+		if _, err := hex.Decode(c[:], path[i+1:i+3]); err == nil && unreserved(c[0]) {
+			return errorf(codeBadRequest, "the path %q encodes %q as %s; send it as is", path, c[0], path[i:i+3])
 		}
 		j := bytes.IndexByte(path[i+1:], '%')
 		if j < 0 {
@@ -104,18 +104,6 @@ func encodedUnreserved(path []byte) error {
 
 func unreserved(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
-}
-
-func unhex(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
 
 // rawTarget is the path and query of the request line, as received:
