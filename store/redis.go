@@ -256,30 +256,73 @@ func (r *Redis) Create(ctx context.Context, t Token) error {
 // l. The limits are shared by every store on this Redis with the same prefix
 // and run on the Redis server's clock.
 func (r *Redis) CreateLimited(ctx context.Context, t Token, l Limit) error {
+	c, err := r.newCreate(t, l)
+	if err != nil {
+		return err
+	}
+	if r.waitReplicas > 0 {
+		return r.createReplicated(ctx, c)
+	}
+	return c.outcome(r.creates.run(ctx, c.keys, c.args))
+}
+
+// CreateAsync is CreateLimited for a caller that must not block, such as
+// an event loop: it returns at once, and done is called exactly once, on a
+// goroutine of the store's, with what CreateLimited returns. The create
+// joins the same batches as CreateLimited's (redis_batch.go).
+func (r *Redis) CreateAsync(t Token, l Limit, done func(error)) {
+	c, err := r.newCreate(t, l)
+	switch {
+	case err != nil:
+		go done(err)
+	case r.waitReplicas > 0:
+		go func() { done(r.createReplicated(context.Background(), c)) }()
+	default:
+		r.creates.start(c.keys, c.args, func(cmd *redis.Cmd) { done(c.outcome(cmd)) })
+	}
+}
+
+// create is one create, checked and ready to send.
+type create struct {
+	t    Token
+	keys []string
+	args []any
+	refs []limitRef
+}
+
+// newCreate checks t and l and builds their createScript call.
+func (r *Redis) newCreate(t Token, l Limit) (*create, error) {
 	t, err := validateRecord(t, time.Now())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := validateLimit(l); err != nil {
-		return err
+		return nil, err
 	}
 	keys, args, refs := r.createArgs(t, l)
-	var cmd *redis.Cmd
-	var acked int
-	if r.waitReplicas == 0 {
-		cmd = r.creates.run(ctx, keys, args)
-		err = cmd.Err()
-	} else {
-		cmd, acked, err = r.runWrite(ctx, createScript, keys, args...)
+	return &create{t: t, keys: keys, args: args, refs: refs}, nil
+}
+
+// outcome is what CreateLimited returns for the script's reply cmd.
+func (c *create) outcome(cmd *redis.Cmd) error {
+	if err := cmd.Err(); err != nil {
+		return unavailable(err, "creating token %s/%s", c.t.Namespace, c.t.ID)
 	}
+	return createOutcome(c.t, cmd.Val(), c.refs)
+}
+
+// createReplicated runs c and waits for RedisOptions.WaitReplicas
+// replicas to hold it (runWrite), undoing it when too few do.
+func (r *Redis) createReplicated(ctx context.Context, c *create) error {
+	cmd, acked, err := r.runWrite(ctx, createScript, c.keys, c.args...)
 	if err != nil {
-		return unavailable(err, "creating token %s/%s", t.Namespace, t.ID)
+		return unavailable(err, "creating token %s/%s", c.t.Namespace, c.t.ID)
 	}
-	err = createOutcome(t, cmd.Val(), refs)
+	err = createOutcome(c.t, cmd.Val(), c.refs)
 	if err == nil && acked < r.waitReplicas {
-		r.undoCreate(ctx, t)
+		r.undoCreate(ctx, c.t)
 		return fmt.Errorf("%w: token %s/%s reached %d of %d replicas within %s; it was not created",
-			ErrUnavailable, t.Namespace, t.ID, acked, r.waitReplicas, r.waitTimeout)
+			ErrUnavailable, c.t.Namespace, c.t.ID, acked, r.waitReplicas, r.waitTimeout)
 	}
 	return err
 }

@@ -22,9 +22,13 @@ import (
 //
 // A create that finds fewer than maxCreatePipelines pipelines in flight is
 // sent at once, alone: batching never delays a create on an idle store.
-// Otherwise it waits; when a pipeline comes back, the oldest waiting create
-// takes the waiting creates (up to maxCreateBatch) and sends them as the
-// next pipeline (group commit). There is no timer and no extra goroutine.
+// Otherwise it waits; when a pipeline comes back, the waiting creates (up
+// to maxCreateBatch) are sent as the next pipeline (group commit), by a
+// goroutine started for it. There is no timer.
+//
+// Callers that must not block (the event loops, see CreateAsync) join the
+// same batches; their reply is handed to a function of theirs instead of
+// a waiting goroutine.
 //
 // Each create keeps its own reply and error. A pipeline that fails as a
 // whole (connection lost) fails every create in it with that error, after
@@ -51,9 +55,7 @@ type scriptCall struct {
 	keys []string
 	args []any
 	cmd  *redis.Cmd
-
-	done chan struct{} // closed when cmd is set, or when lead is
-	lead []*scriptCall // handed to this call to send: a batch that includes it
+	done func(*redis.Cmd) // run with cmd once it is set; nil for a call sent by its caller
 }
 
 // scriptBatcher sends one script's calls in pipelines.
@@ -62,7 +64,7 @@ type scriptBatcher struct {
 	script *redis.Script
 
 	mu       sync.Mutex
-	inflight int           // pipelines being sent or handed to a leader
+	inflight int           // pipelines being sent
 	waiting  []*scriptCall // calls not yet in a pipeline, oldest first
 }
 
@@ -76,24 +78,41 @@ func (b *scriptBatcher) run(ctx context.Context, keys []string, args []any) *red
 		cmd.SetErr(err)
 		return cmd
 	}
-	c := &scriptCall{keys: keys, args: args, done: make(chan struct{})}
+	c := &scriptCall{keys: keys, args: args}
 	b.mu.Lock()
 	if b.inflight < maxCreatePipelines {
 		// Nothing waits while a pipeline is free (a pipeline that comes
-		// back with calls waiting hands them on instead of freeing its
-		// place), so this call goes alone.
+		// back with calls waiting sends them instead of freeing its
+		// place), so this call goes alone, sent by its caller.
 		b.inflight++
 		b.mu.Unlock()
-		b.send(ctx, c, []*scriptCall{c})
+		// Other calls may ride on the pipelines that follow this one: the
+		// caller's cancellation must not fail them.
+		b.send(context.WithoutCancel(ctx), []*scriptCall{c})
 		return c.cmd
+	}
+	sent := make(chan struct{})
+	c.done = func(*redis.Cmd) { close(sent) }
+	b.waiting = append(b.waiting, c)
+	b.mu.Unlock()
+	<-sent
+	return c.cmd
+}
+
+// start is run for a caller that must not block (the event loops): it
+// returns at once, and done is called with the reply on a goroutine of the
+// batcher's.
+func (b *scriptBatcher) start(keys []string, args []any, done func(*redis.Cmd)) {
+	c := &scriptCall{keys: keys, args: args, done: done}
+	b.mu.Lock()
+	if b.inflight < maxCreatePipelines {
+		b.inflight++
+		b.mu.Unlock()
+		go b.send(context.Background(), []*scriptCall{c})
+		return
 	}
 	b.waiting = append(b.waiting, c)
 	b.mu.Unlock()
-	<-c.done
-	if c.lead != nil {
-		b.send(ctx, c, c.lead)
-	}
-	return c.cmd
 }
 
 // take removes and returns the oldest waiting calls, at most
@@ -107,15 +126,14 @@ func (b *scriptBatcher) take() []*scriptCall {
 	return batch
 }
 
-// send sends batch as one pipeline, answers every call in it but self (the
-// caller reads its own), then hands the next batch, if any, to the oldest
-// waiting call.
-func (b *scriptBatcher) send(ctx context.Context, self *scriptCall, batch []*scriptCall) {
-	// Other calls ride on this pipeline: the sender's cancellation must not
-	// fail them. The client's timeouts bound it.
-	ctx = context.WithoutCancel(ctx)
+// send sends batch as one pipeline; then, before answering its calls, it
+// hands its place to the calls waiting meanwhile, sent as the next pipeline
+// on a goroutine of their own, so that Redis is not kept waiting while
+// this batch's replies are handled.
+func (b *scriptBatcher) send(ctx context.Context, batch []*scriptCall) {
 	if len(batch) == 1 {
-		self.cmd = b.script.Run(ctx, b.client, self.keys, self.args...)
+		c := batch[0]
+		c.cmd = b.script.Run(ctx, b.client, c.keys, c.args...)
 	} else {
 		pipe := b.client.Pipeline()
 		for _, c := range batch {
@@ -130,20 +148,17 @@ func (b *scriptBatcher) send(ctx context.Context, self *scriptCall, batch []*scr
 			}
 		}
 	}
-	for _, c := range batch {
-		if c != self {
-			close(c.done)
-		}
-	}
 
 	b.mu.Lock()
 	if len(b.waiting) == 0 {
 		b.inflight--
-		b.mu.Unlock()
-		return
+	} else {
+		go b.send(context.Background(), b.take())
 	}
-	next := b.take()
 	b.mu.Unlock()
-	next[0].lead = next
-	close(next[0].done)
+	for _, c := range batch {
+		if c.done != nil {
+			c.done(c.cmd)
+		}
+	}
 }

@@ -105,10 +105,10 @@ func TestBatchedCreatesAfterScriptFlush(t *testing.T) {
 			toks[i] = Token{ID: fmt.Sprintf("00000000-0000-4000-8000-%06d%06d", round, i), Namespace: ns,
 				Created: now, Expires: now.Add(time.Hour), Hash: hex.EncodeToString(sum[:])}
 			keys, args, _ := r.createArgs(toks[i], Limit{})
-			batch[i] = &scriptCall{keys: keys, args: args, done: make(chan struct{})}
+			batch[i] = &scriptCall{keys: keys, args: args}
 		}
 		r.creates.inflight = 1 // as run counts the pipeline it sends
-		r.creates.send(ctx, batch[0], batch)
+		r.creates.send(ctx, batch)
 		for i, c := range batch {
 			if n, err := c.cmd.Int64(); err != nil || n != 1 {
 				t.Fatalf("round %d: create %d in the pipeline = %d, %v; want 1", round, i, n, err)

@@ -25,6 +25,52 @@ func TestRedis(t *testing.T) {
 	})
 }
 
+// TestRedisAsyncCreates runs the suite with every create made through
+// CreateAsync, as the event loops make them: the same records, answers and
+// errors as CreateLimited's.
+func TestRedisAsyncCreates(t *testing.T) {
+	server := perTest(func(t *testing.T) *redistest.Server { return redistest.Start(t) })
+	storetest.Run(t, func(t *testing.T) storetest.Store {
+		return asyncCreates{mustRedis(t, server(t).URL(), store.RedisOptions{})}
+	})
+}
+
+// TestRedisAsyncCreateWaitsForReplicas: with WaitReplicas, CreateAsync
+// waits for them as CreateLimited does, and undoes a create too few hold.
+func TestRedisAsyncCreateWaitsForReplicas(t *testing.T) {
+	srv := redistest.Start(t)
+	s := mustRedis(t, srv.URL(), store.RedisOptions{WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
+	ctx, ns := context.Background(), storetest.Namespace(t)
+	tok, _ := storetest.MustToken(t, ns, "", time.Hour)
+	err := asyncCreates{s}.CreateLimited(ctx, tok, store.Limit{})
+	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "reached 0 of 1 replicas") {
+		t.Fatalf("CreateAsync without a replica: %v; want ErrUnavailable, 0 of 1 replicas", err)
+	}
+	if _, err := s.Lookup(ctx, ns, tok.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Lookup after the undone create: %v; want ErrNotFound", err)
+	}
+}
+
+// asyncCreates is a store whose creates go through CreateAsync, each
+// checked to be answered once.
+type asyncCreates struct{ *store.Redis }
+
+func (s asyncCreates) Create(ctx context.Context, t store.Token) error {
+	return s.CreateLimited(ctx, t, store.Limit{})
+}
+
+func (s asyncCreates) CreateLimited(_ context.Context, t store.Token, l store.Limit) error {
+	done := make(chan error, 1)
+	s.CreateAsync(t, l, func(err error) {
+		select {
+		case done <- err:
+		default:
+			panic("CreateAsync answered twice")
+		}
+	})
+	return <-done
+}
+
 func TestRedisCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node Redis Cluster")
@@ -249,6 +295,7 @@ func TestRedisUnavailable(t *testing.T) {
 	calls := map[string]func() error{
 		"Create":       func() error { return s.Create(ctx, fresh) },
 		"Create child": func() error { return s.Create(ctx, child) },
+		"CreateAsync":  func() error { return asyncCreates{s}.Create(ctx, fresh) },
 		"Lookup":       func() error { _, err := s.Lookup(ctx, ns, live.ID); return err },
 		"List":         func() error { _, _, err := s.List(ctx, ns, "", 10); return err },
 		"Revoke":       func() error { _, err := s.Revoke(ctx, ns, live.ID); return err },

@@ -58,11 +58,11 @@ type app struct {
 	relay       *relay.Relay
 	relayLn     *relayListener // the server's listener: what the relay hands off
 	upstreamKey []byte         // cfg.upstreamAPIKey, for the relay
-	// redis is the store when it is Redis; the loops then send mints'
-	// creates themselves when it allows (store.Redis.Direct).
-	redis *store.Redis
-	// directMints: the loops serve mints (relay.go).
-	directMints bool
+	// redis is the store when it is Redis; the loops then serve mints
+	// (loopMints), its creates made without blocking them
+	// (store.Redis.CreateAsync).
+	redis     *store.Redis
+	loopMints bool
 
 	// Operations (see ops.go, metrics.go, tls.go).
 	metrics  *metrics      // nil without --ops-listen

@@ -185,7 +185,7 @@ func readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 // secret shown this once. With ?dry_run=true it answers 200 with the same
 // decision and stores nothing. Every outcome is one audit line. The event
 // loops serve it in the same three steps (beginMint, the store's create,
-// endMint), with the create sent on their own Redis connection (relay.go).
+// endMint), with the create made without blocking them (relay.go).
 func (a *app) handleMint(ctx *fasthttp.RequestCtx, ns string) {
 	ev := auditEvent{Action: "mint", Namespace: ns, Decision: "deny"}
 	plan, err := a.beginMint(ctx, ns, &ev, func(sec store.Secret) (store.Token, error) { return a.findToken(ctx, sec) })

@@ -15,15 +15,14 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/internal/relay"
-	"github.com/direktiv/direktiv-authz/internal/resp"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
 // The fast path. Requests arrive on the relay's event loops
 // (internal/relay), which forward the plain, allowed ones themselves, and
-// serve mints themselves when the store is a Redis they can reach
-// (answerMint: the server's mint code, with the create sent on the loop's
-// own Redis connection). Refusals, and the sidecar's other endpoints on a
+// serve mints themselves when the store is Redis (answerMint: the server's
+// mint code, with the create made through store.Redis.CreateAsync, which
+// does not block the loop). Refusals, and the sidecar's other endpoints on a
 // connection the loops have served before, are answered off the loop by the
 // server's own handlers (serveOne), so that each is decided, answered,
 // audited and counted in one place. Every other connection is handed, from
@@ -124,10 +123,10 @@ func (a *app) loopRecord(r *relay.Request, sec store.Secret, answers bool) (foun
 }
 
 // loopMint reports whether the loops serve an own request as a mint:
-// POST /api/namespaces/{ns}/auth/token, when the store is a Redis the loops
-// reach themselves (store.Redis.Direct).
+// POST /api/namespaces/{ns}/auth/token, when the store is Redis (whose
+// creates do not block the loop: store.Redis.CreateAsync).
 func (a *app) loopMint(r request) bool {
-	return a.directMints && r.method == "POST" && len(r.rest) == 1 && r.rest[0] == "token"
+	return a.loopMints && r.method == "POST" && len(r.rest) == 1 && r.rest[0] == "token"
 }
 
 // errWouldBlock is a store lookup the loop cannot make: the request is
@@ -162,8 +161,9 @@ func (h relayHandler) mint(r *relay.Request, ns string) relay.Verdict {
 }
 
 // answerMint serves a mint on the loop: handleMint's steps, with the
-// store's create sent by the loop on its own Redis connection. The
-// response, audit line and metrics are handleMint's.
+// store's create made without blocking the loop (store.Redis.CreateAsync,
+// batched with the other creates) and the answer written when it is
+// stored. The response, audit line and metrics are handleMint's.
 func (a *app) answerMint(raw []byte, remote net.Addr, ns string, find func(store.Secret) (store.Token, error)) relay.Reply {
 	ctx, ok := a.readServeCtx(raw, remote)
 	if !ok {
@@ -175,34 +175,21 @@ func (a *app) answerMint(raw []byte, remote net.Addr, ns string, find func(store
 		releaseServeCtx(ctx)
 		return relay.Reply{}
 	}
-	var dc *store.DirectCreate
-	if err == nil && !plan.dryRun {
-		if dc, err = a.redis.DirectCreate(plan.rec, plan.limit); err != nil {
-			err = a.stored(&ctx.RequestCtx, plan, ev, err)
-		}
-	}
-	if dc == nil {
+	if err != nil || plan.dryRun {
 		a.endMint(&ctx.RequestCtx, plan, ev, err)
 		return a.serveReply(ctx, true)
 	}
-	start := mono()
-	fellBack := false
-	var done func(any, error) relay.Reply
-	done = func(reply any, rerr error) relay.Reply {
-		noScript, err := dc.Result(reply, rerr)
-		if noScript && !fellBack {
-			// Redis lost the script (a restart, a failover): EVAL loads it.
-			fellBack = true
-			return relay.Reply{Call: &relay.Call{Cmd: dc.AppendFallback(nil), Done: done}}
-		}
-		a.observeCreate(start, err)
-		a.endMint(&ctx.RequestCtx, plan, ev, a.stored(&ctx.RequestCtx, plan, ev, err))
-		return a.serveReply(ctx, true)
-	}
-	return relay.Reply{Call: &relay.Call{Cmd: dc.AppendCommand(make([]byte, 0, 1024)), Done: done}}
+	return relay.Reply{Later: func(answer func(relay.Reply)) {
+		start := mono()
+		a.redis.CreateAsync(plan.rec, plan.limit, func(err error) {
+			a.observeCreate(start, err)
+			a.endMint(&ctx.RequestCtx, plan, ev, a.stored(&ctx.RequestCtx, plan, ev, err))
+			answer(a.serveReply(ctx, true))
+		})
+	}}
 }
 
-// observeCreate counts a create the loops sent, as timedStore counts the
+// observeCreate counts a create the loops made, as timedStore counts the
 // server's.
 func (a *app) observeCreate(start time.Duration, err error) {
 	if ts, ok := a.store.(timedStore); ok {
@@ -449,16 +436,7 @@ func (a *app) newRelay() error {
 	u := a.cfg.upstreamURL
 	a.upstreamKey = []byte(a.cfg.upstreamAPIKey)
 	a.relayLn = newRelayListener(a.ln.Addr())
-	var backend relay.BackendOptions
-	if a.redis != nil {
-		if d, ok := a.redis.Direct(); ok {
-			backend = relay.BackendOptions{Addr: d.Addr, DialTimeout: d.DialTimeout, Timeout: d.DialTimeout + d.ReadTimeout}
-			for _, c := range d.Init {
-				backend.Init = append(backend.Init, resp.AppendCommand(nil, c...))
-			}
-			a.directMints = true
-		}
-	}
+	a.loopMints = a.redis != nil
 	r, err := relay.New(tl, relay.Options{
 		Upstream:          fasthttp.AddMissingPort(u.Host, false), // as the server's client dials it
 		BasePath:          strings.TrimSuffix(u.EscapedPath(), "/"),
@@ -476,7 +454,6 @@ func (a *app) newRelay() error {
 		ReadTimeout:       a.server.ReadTimeout,
 		Handler:           relayHandler{a},
 		Handoff:           a.relayLn.handoff,
-		Backend:           backend,
 		Log:               a.log,
 	})
 	if err != nil {

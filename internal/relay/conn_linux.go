@@ -3,7 +3,9 @@
 package relay
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -19,7 +21,7 @@ import (
 // close) at a request boundary.
 const (
 	stateRead     = iota // reading and parsing the next request
-	stateWait            // Verdict.Wait is running
+	stateWait            // Verdict.Wait, Serve or a Reply.Later is running
 	stateQueued          // waiting for an upstream connection
 	stateExchange        // the request is going upstream; no response head yet
 	stateRelay           // the response head went out; relaying the body
@@ -51,7 +53,7 @@ type client struct {
 	answers  bool     // that Wait was for a request to be answered (Verdict.Answers)
 	served   uint64   // requests of this connection forwarded or answered so far
 	note     any      // what that Wait returned
-	pend     *waiter  // the backend call in flight (stateWait)
+	pend     *later   // the Later whose answer is awaited (stateWait)
 
 	// The exchange in flight.
 	up       *upstream
@@ -79,7 +81,7 @@ func (c *client) event(ev uint32) {
 		// client that gives up does) while a request was in flight: so
 		// does the exchange, and the upstream sees its connection close,
 		// as with nginx's default proxy_ignore_client_abort off. A request
-		// the handler answers itself is the exception (a Call under way,
+		// the handler answers itself is the exception (a Later under way,
 		// a Wait before an Answer: a mint): its answer is written when it
 		// comes, as the server writes it, so that a client that only shut
 		// down its sending side gets it (the secret, shown once); one that
@@ -91,6 +93,31 @@ func (c *client) event(ev uint32) {
 		c.eof = true
 	}
 	c.step()
+}
+
+// later is a request whose answer comes later (Reply.Later).
+type later struct {
+	c     *client
+	total int // the request's bytes in c.in
+}
+
+// answer takes the Reply to the request, from any goroutine, to the loop.
+func (p *later) answer(rep Reply) {
+	l := p.c.l
+	if !l.post(func() { l.calls.Add(-1); p.deliver(rep) }) {
+		l.calls.Add(-1) // the loop has stopped: nobody to answer
+	}
+}
+
+// deliver writes rep for the request, unless its client has gone.
+func (p *later) deliver(rep Reply) {
+	c := p.c
+	if c.fd < 0 || c.pend != p {
+		return
+	}
+	c.pend = nil
+	c.state = stateRead
+	c.reply(rep, p.total, false)
 }
 
 // pipelined reports whether a client that shut down its sending side has
@@ -315,17 +342,17 @@ func (c *client) serve(fn func([]byte) ([]byte, bool)) {
 	}()
 }
 
-// reply carries out an Answer's (first) or a Call's Reply for the request
-// of total bytes at the start of c.in.
+// reply carries out an Answer's Reply (first) or a Later's for the
+// request of total bytes at the start of c.in.
 func (c *client) reply(rep Reply, total int, first bool) {
 	l := c.l
 	switch {
-	case rep.Call != nil:
+	case rep.Later != nil:
 		c.state = stateWait
-		w := &waiter{c: c, call: rep.Call, at: l.now, total: total}
+		p := &later{c: c, total: total}
 		l.calls.Add(1)
-		c.pend = w
-		l.be.call(w)
+		c.pend = p
+		rep.Later(p.answer)
 		return
 	case rep.Resp == nil && first:
 		l.handoff(c)
@@ -1029,6 +1056,33 @@ func (l *loop) dialed(fd int, err error, c *client) {
 
 // dial connects to the upstream; it runs on a goroutine of its own.
 func (r *Relay) dial() (int, error) { return dialTCP(r.opt.Upstream, r.opt.DialTimeout) }
+
+// dialTCP connects to addr and returns a non-blocking fd of the
+// connection's own; it runs on a goroutine of its own, as resolving the
+// host may block.
+func dialTCP(addr string, timeout time.Duration) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	d := net.Dialer{KeepAlive: 30 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return -1, err
+	}
+	defer conn.Close()
+	rc, err := conn.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	nfd := -1
+	var derr error
+	if err := rc.Control(func(fd uintptr) { nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, fmt.Errorf("dup: %w", derr)
+	}
+	return nfd, nil
+}
 
 // appendDate appends a Date header line, the time formatted at most once
 // every half second.

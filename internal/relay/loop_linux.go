@@ -51,12 +51,6 @@ func New(ln *net.TCPListener, opt Options) (*Relay, error) {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	if opt.Backend.DialTimeout <= 0 {
-		opt.Backend.DialTimeout = opt.DialTimeout
-	}
-	if opt.Backend.Timeout <= 0 {
-		opt.Backend.Timeout = 5 * time.Second
-	}
 	rc, err := ln.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -170,7 +164,7 @@ type loop struct {
 	gen    int32
 	events []unix.EpollEvent
 	open   atomic.Int64 // client connections, for Shutdown
-	calls  atomic.Int64 // backend calls whose Done has not run, for Shutdown
+	calls  atomic.Int64 // Laters not answered yet, for Shutdown
 
 	mu      sync.Mutex
 	stopped bool // the loop has exited: post refuses
@@ -193,7 +187,6 @@ type loop struct {
 	date         []byte // "Date: ...\r\n" (see appendDate)
 	dateAt       int64
 	exit         bool
-	be           backend // the connection to Options.Backend
 }
 
 // sock is what an fd is in this loop.
@@ -216,7 +209,6 @@ func newLoop(r *Relay) (*loop, error) {
 		return nil, fmt.Errorf("eventfd: %w", err)
 	}
 	l := &loop{r: r, ep: ep, efd: efd, events: make([]unix.EpollEvent, 256), clients: make(map[*client]struct{})}
-	l.be = backend{l: l, fd: -1}
 	gen := l.set(efd, wakeSock{l})
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, efd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(efd), Pad: gen}); err != nil {
 		l.close()
@@ -275,8 +267,12 @@ func (l *loop) post(fn func()) bool {
 		return false
 	}
 	l.inbox = append(l.inbox, fn)
-	var one = [8]byte{1}
-	unix.Write(l.efd, one[:])
+	if len(l.inbox) == 1 {
+		// One wake-up for everything posted until the loop takes the
+		// inbox: a batch of answers (Reply.Later) wakes it once.
+		var one = [8]byte{1}
+		unix.Write(l.efd, one[:])
+	}
 	return true
 }
 
@@ -427,7 +423,6 @@ func (l *loop) sweep() {
 			l.r.opt.Log.Warn("accepting again failed", "err", err)
 		}
 	}
-	l.be.sweep()
 	for c := range l.clients {
 		switch c.state {
 		case stateRead:
@@ -483,7 +478,6 @@ func (l *loop) closeAll() {
 		u.close()
 	}
 	l.idle = nil
-	l.be.close()
 }
 
 // handoff gives c's connection, with what has been read of it, to

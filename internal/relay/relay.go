@@ -11,8 +11,8 @@
 // HTTP/1.1 request with at most a small Content-Length body, which the
 // Handler allows at once, after a short off-loop wait (a token lookup),
 // answers itself off the loop (Serve), or answers on the loop (Answer),
-// possibly after a command to Redis on the loop's own connection
-// (backend.go). Anything else (a chunked or large
+// possibly later, after work off the loop (Reply.Later: a mint's write to
+// the store). Anything else (a chunked or large
 // body, an upgrade, a malformed or merely unusual request, or whatever the
 // Handler hands off) makes the relay hand the connection off, with the
 // bytes it has read, to Options.Handoff: the full server, which then serves
@@ -50,9 +50,8 @@ const (
 	// loop. A nil response is a Handoff.
 	Serve
 	// Answer runs Verdict.Answer on the loop with the request's bytes: it
-	// answers the request itself, possibly after a Call to the backend
-	// (see backend.go). A Reply with neither response nor Call is a
-	// Handoff.
+	// answers the request itself, at once or later (Reply.Later). A Reply
+	// with neither response nor Later is a Handoff.
 	Answer
 )
 
@@ -110,7 +109,7 @@ type Verdict struct {
 	Wait   func() any // Wait: run on a goroutine of its own; its result is the next Decide's Request.Note
 	// Answers (Wait): the request will be answered (Answer), not
 	// forwarded, so a client that shuts down its sending side meanwhile
-	// is kept for its answer, as during a Call.
+	// is kept for its answer, as during a Later.
 	Answers bool
 	// Serve: run on a goroutine of its own with the request's bytes (head
 	// and body, its own copy); it returns a whole HTTP/1.1 response and
@@ -195,7 +194,6 @@ type Options struct {
 	ReadTimeout       time.Duration // a client's request, from its first byte to its last
 	Handler           Handler
 	Handoff           func(net.Conn) // serves a connection the relay gives up; must not block long
-	Backend           BackendOptions // Redis, for Calls
 	Log               *slog.Logger
 }
 
