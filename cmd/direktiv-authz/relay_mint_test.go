@@ -1227,3 +1227,54 @@ func TestRelayMintRedisAuth(t *testing.T) {
 		})
 	})
 }
+
+// TestRelayMintEveryRedisForm: the loops serve mints with Redis Cluster and
+// with Sentinel and wait_replicas, as with a standalone Redis: the mint and
+// a mint by the minted token are stored, the client is never handed off to
+// the server, and the records are read back through the store.
+func TestRelayMintEveryRedisForm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster and a Sentinel set")
+	}
+	forms := []struct {
+		name string
+		url  func(t *testing.T) string
+	}{
+		{"cluster", func(t *testing.T) string { return redistest.StartCluster(t).URL() }},
+		{"sentinel, wait_replicas=1", func(t *testing.T) string {
+			sen := redistest.StartSentinelWith(t, redistest.SentinelOptions{Replicas: 1})
+			return sen.URL() + "?wait_replicas=1&wait_timeout=1s&read_timeout=2s"
+		}},
+	}
+	for _, form := range forms {
+		t.Run(form.name, func(t *testing.T) {
+			s := startMintSidecarOn(t, form.url(t), "auto")
+			c := dialRaw(t, s.app.addr())
+			r := c.roundTrip(t, rawMint(mintTarget("ns1"), testAdminToken, `{"policies":["permissionsManage","workflowView"]}`))
+			if r.status != 201 {
+				t.Fatalf("mint: %d %s", r.status, r.body)
+			}
+			mgr := r.json(t)
+			r = c.roundTrip(t, rawMint(mintTarget("ns1"), mgr["token"].(string), `{"policies":["workflowView"]}`))
+			if r.status != 201 {
+				t.Fatalf("mint by the minted token: %d %s", r.status, r.body)
+			}
+			child := r.json(t)
+			for _, m := range []map[string]any{mgr, child} {
+				sec, err := store.ParseSecret(m["token"].(string))
+				if err != nil {
+					t.Fatal(err)
+				}
+				rec, err := s.app.redis.Lookup(context.Background(), "ns1", sec.ID)
+				if err != nil || rec.Hash != sec.Hash() {
+					t.Errorf("token %v not stored: %+v, %v", m["id"], rec, err)
+				}
+			}
+			wantSamples(t, s.scrape(t), map[string]float64{
+				`direktiv_authz_mints_total{outcome="granted"}`:            2,
+				`direktiv_authz_store_duration_seconds_count{op="create"}`: 2,
+				`direktiv_authz_relay_handoffs_total`:                      0,
+			})
+		})
+	}
+}
