@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"time"
+
+	"github.com/direktiv/direktiv-authz/internal/secret"
 )
 
 // Rate is a rate limit on creates: Count per Per, with bursts of up to
@@ -95,7 +97,7 @@ func validateLimit(l Limit) error {
 	if !l.Namespace.Valid() || !l.Caller.Valid() {
 		return fmt.Errorf("%w: rate limit %+v: want a count from 1 to %d and at least a microsecond per create", ErrInvalid, l, MaxRateCount)
 	}
-	if l.CallerID != "" && !l.Caller.IsZero() && !ValidID(l.CallerID) {
+	if l.CallerID != "" && !l.Caller.IsZero() && !secret.ValidID(l.CallerID) {
 		return fmt.Errorf("%w: rate-limited caller id %s is not a token id", ErrInvalid, quote(l.CallerID))
 	}
 	return nil

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/direktiv/direktiv-authz/internal/secret"
 )
 
 // DefaultRedisPrefix starts every key and the channel of a Redis store.
@@ -593,7 +595,7 @@ func (r *Redis) Subscribe(ctx context.Context, fn func(namespace, id string)) er
 				}
 			case *redis.Message:
 				var msg revokedMessage
-				if err := json.Unmarshal([]byte(m.Payload), &msg); err != nil || !ValidNamespace(msg.Namespace) {
+				if err := json.Unmarshal([]byte(m.Payload), &msg); err != nil || !secret.ValidNamespace(msg.Namespace) {
 					r.log.Warn("ignoring malformed revocation message", "channel", m.Channel, "bytes", len(m.Payload))
 					continue
 				}

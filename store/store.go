@@ -39,7 +39,7 @@ type Revocation struct {
 }
 
 // Token is the stored record of a minted token. It never holds the secret,
-// only Hash, the hex SHA-256 of the whole token string (see Secret.Hash).
+// only Hash, the hex SHA-256 of the whole token string (see secret.Secret.Hash).
 type Token struct {
 	ID          string    `json:"id"`
 	Namespace   string    `json:"namespace"`

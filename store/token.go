@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/direktiv/direktiv-authz/internal/secret"
 )
 
 // MaxListLimit is the largest page List returns.
@@ -24,10 +26,10 @@ const maxSortKey = 1<<53 - 1
 // validateName returns an error wrapping ErrInvalid unless namespace and id
 // are a valid namespace name and a canonical UUID.
 func validateName(namespace, id string) error {
-	if !ValidNamespace(namespace) {
+	if !secret.ValidNamespace(namespace) {
 		return fmt.Errorf("%w: namespace %s is not a valid namespace name", ErrInvalid, quote(namespace))
 	}
-	if !ValidID(id) {
+	if !secret.ValidID(id) {
 		return fmt.Errorf("%w: id %s is not a lowercase UUID", ErrInvalid, quote(id))
 	}
 	return nil
@@ -41,7 +43,7 @@ func validateRecord(t Token, now time.Time) (Token, error) {
 		return Token{}, err
 	}
 	if t.Parent != "" {
-		if !ValidID(t.Parent) {
+		if !secret.ValidID(t.Parent) {
 			return Token{}, fmt.Errorf("%w: parent %s is not a lowercase UUID", ErrInvalid, quote(t.Parent))
 		}
 		if t.Parent == t.ID {
@@ -131,11 +133,24 @@ func parseCursor(s string) (c cursor, ok bool, err error) {
 
 // validateList checks the arguments of List.
 func validateList(namespace, after string, limit int) (cursor, bool, error) {
-	if !ValidNamespace(namespace) {
+	if !secret.ValidNamespace(namespace) {
 		return cursor{}, false, fmt.Errorf("%w: namespace %s is not a valid namespace name", ErrInvalid, quote(namespace))
 	}
 	if limit < 1 || limit > MaxListLimit {
 		return cursor{}, false, fmt.Errorf("%w: list limit %d outside 1..%d", ErrInvalid, limit, MaxListLimit)
 	}
 	return parseCursor(after)
+}
+
+func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// quote quotes a caller-supplied value for an error message, cut to a length
+// a person can read.
+func quote(s string) string {
+	const max = 80
+	if len(s) > max {
+		return fmt.Sprintf("%q...", s[:max])
+	}
+	return fmt.Sprintf("%q", s)
 }

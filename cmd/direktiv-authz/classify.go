@@ -7,7 +7,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
-	"github.com/direktiv/direktiv-authz/store"
+	"github.com/direktiv/direktiv-authz/internal/secret"
 )
 
 // request is what the sidecar reads of a request before anything is
@@ -67,7 +67,7 @@ func classify(method, target []byte) (request, error) {
 			return r, errorf(codeBadRequest, "%v", err)
 		}
 		if len(segs) >= 4 && segs[0] == "api" && segs[1] == "namespaces" && segs[3] == "auth" {
-			if !store.ValidNamespace(segs[2]) {
+			if !secret.ValidNamespace(segs[2]) {
 				return r, errorf(codeBadRequest, "namespace %q is not a valid namespace name (letters, digits, '-', '_', '.', starting with a letter and ending with a letter or digit, at most 64 characters)", segs[2])
 			}
 			r.own, r.ns, r.rest = true, segs[2], segs[4:]

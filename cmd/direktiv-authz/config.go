@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
@@ -321,8 +322,8 @@ func (c *config) validate() error {
 	if err := validHeaderName(c.UpstreamAPIKeyHeader); err != nil {
 		return fmt.Errorf("--upstream-api-key-header %q: %w", c.UpstreamAPIKeyHeader, err)
 	}
-	if strings.HasPrefix(c.upstreamAPIKey, store.SecretPrefix) {
-		return fmt.Errorf("the upstream API key must be Direktiv's API key, not a token minted here (it starts with %q)", store.SecretPrefix)
+	if strings.HasPrefix(c.upstreamAPIKey, secret.Prefix) {
+		return fmt.Errorf("the upstream API key must be Direktiv's API key, not a token minted here (it starts with %q)", secret.Prefix)
 	}
 	if c.UpstreamCAFile != "" {
 		if u.Scheme != "https" {
@@ -352,8 +353,8 @@ func (c *config) validate() error {
 	if err := c.logLevel.UnmarshalText([]byte(c.LogLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel)
 	}
-	if strings.HasPrefix(c.adminToken, store.SecretPrefix) {
-		return fmt.Errorf("the admin token must not start with %q, the prefix of minted tokens", store.SecretPrefix)
+	if strings.HasPrefix(c.adminToken, secret.Prefix) {
+		return fmt.Errorf("the admin token must not start with %q, the prefix of minted tokens", secret.Prefix)
 	}
 	if !c.Dev {
 		if c.RedisURL == "" {

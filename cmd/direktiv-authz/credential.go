@@ -8,7 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/internal/relay"
-	"github.com/direktiv/direktiv-authz/store"
+	"github.com/direktiv/direktiv-authz/internal/secret"
 )
 
 // The headers a client may send its credential in, on every path: the one
@@ -139,8 +139,8 @@ func (a *app) loopCredential(req *relay.Request) (credential, error) {
 	return r.result()
 }
 
-// mintedPrefix is store.SecretPrefix, to test header bytes with.
-var mintedPrefix = []byte(store.SecretPrefix)
+// mintedPrefix is secret.Prefix, to test header bytes with.
+var mintedPrefix = []byte(secret.Prefix)
 
 // bearer reads an Authorization value: the token of "Bearer <token>"
 // (scheme case-insensitive, RFC 9110 11.4), the whole value for another
@@ -181,7 +181,7 @@ func holdsMinted(v []byte) bool {
 		for n < len(v) && isBase64URLByte(v[n]) {
 			n++
 		}
-		if _, err := store.ParseSecret(string(v[:n])); err == nil {
+		if _, err := secret.Parse(string(v[:n])); err == nil {
 			return true
 		}
 		v = v[len(mintedPrefix):]

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/policies"
-	"github.com/direktiv/direktiv-authz/store"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 )
 
@@ -35,21 +35,21 @@ func (s *sidecar) mintToken(tb testing.TB, ns string, policies ...string) string
 
 // noSecret fails the test if the secret appears in any header the upstream
 // received or in the sidecar's log.
-func noSecret(tb testing.TB, s *sidecar, reqs []recorded, secret string) {
+func noSecret(tb testing.TB, s *sidecar, reqs []recorded, tok string) {
 	tb.Helper()
 	for _, r := range reqs {
-		if strings.Contains(r.URI, secret) || strings.Contains(string(r.Body), secret) {
+		if strings.Contains(r.URI, tok) || strings.Contains(string(r.Body), tok) {
 			tb.Errorf("the upstream received the minted secret in %s %s", r.Method, r.URI)
 		}
 		for name, vs := range r.Header {
 			for _, v := range vs {
-				if strings.Contains(v, secret) || strings.Contains(v, strings.TrimPrefix(secret, store.SecretPrefix)) {
+				if strings.Contains(v, tok) || strings.Contains(v, strings.TrimPrefix(tok, secret.Prefix)) {
 					tb.Errorf("the upstream received the minted secret in %s", name)
 				}
 			}
 		}
 	}
-	if strings.Contains(s.logs.String(), secret) || strings.Contains(s.logs.String(), strings.TrimPrefix(secret, store.SecretPrefix)) {
+	if strings.Contains(s.logs.String(), tok) || strings.Contains(s.logs.String(), strings.TrimPrefix(tok, secret.Prefix)) {
 		tb.Error("the minted secret appears in the log")
 	}
 }
@@ -249,7 +249,7 @@ func testEnforceRoutes(t *testing.T, e enforcer) {
 	noSecret(t, s, nil, tok)
 
 	// Each refusal is audited, naming the token by id.
-	sec, err := store.ParseSecret(tok)
+	sec, err := secret.Parse(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func testEnforceRoutes(t *testing.T, e enforcer) {
 // minted one (valid or not) removed.
 func testEnforceOtherCredentials(t *testing.T, e enforcer) {
 	s, up := e.s, e.up
-	unknown, err := store.NewSecret("ns1") // well-formed, never stored
+	unknown, err := secret.New("ns1") // well-formed, never stored
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +296,7 @@ func testEnforceOtherCredentials(t *testing.T, e enforcer) {
 		{"Direktiv's own API key", testUpstreamKey, http.StatusUnauthorized, "access_token_invalid", foreign},
 		{"some other token", "not-a-token-we-know", http.StatusUnauthorized, "access_token_invalid", foreign},
 		{"no token", "", http.StatusUnauthorized, "access_token_missing", "POST /api/v2/namespaces " + needs},
-		{"malformed minted token", store.SecretPrefix + "garbage", http.StatusUnauthorized, "access_token_invalid", "the token in the Direktiv-Token header is malformed"},
+		{"malformed minted token", secret.Prefix + "garbage", http.StatusUnauthorized, "access_token_invalid", "the token in the Direktiv-Token header is malformed"},
 		{"unknown minted token", unknown.Token, http.StatusUnauthorized, "access_token_invalid", "the token in the Direktiv-Token header is unknown, expired or revoked"},
 	}
 	for _, c := range cases {
@@ -327,7 +327,7 @@ func testEnforceOtherCredentials(t *testing.T, e enforcer) {
 				t.Fatalf("public route: status %d: %s", r.status, r.body)
 			}
 			got := up.only(t)
-			if strings.HasPrefix(c.token, store.SecretPrefix) {
+			if strings.HasPrefix(c.token, secret.Prefix) {
 				wantNoCredential(t, got) // a minted token, valid or not, is removed
 				return
 			}
@@ -371,7 +371,7 @@ func testEnforceStrictFlagOn(t *testing.T, loops string) {
 		{"Direktiv's own API key", testUpstreamKey, http.StatusUnauthorized, "", "neither the admin token nor a token this sidecar minted"},
 		{"some other token", "not-a-token-we-know", http.StatusUnauthorized, "", "neither the admin token nor a token this sidecar minted"},
 		{"no token", "", http.StatusUnauthorized, "", "GET /api/namespaces/ns1/vars needs a credential"},
-		{"malformed minted token", store.SecretPrefix + "garbage", http.StatusUnauthorized, "", "malformed"},
+		{"malformed minted token", secret.Prefix + "garbage", http.StatusUnauthorized, "", "malformed"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -403,7 +403,7 @@ func TestEnforceUnsafeForwardUnauthenticated(t *testing.T) {
 		if s.app.cfg.Strict || !s.app.cfg.UnsafeForwardUnauthenticated {
 			t.Fatalf("Strict %v, UnsafeForwardUnauthenticated %v", s.app.cfg.Strict, s.app.cfg.UnsafeForwardUnauthenticated)
 		}
-		unknown, err := store.NewSecret("ns1") // well-formed, never stored
+		unknown, err := secret.New("ns1") // well-formed, never stored
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -417,7 +417,7 @@ func TestEnforceUnsafeForwardUnauthenticated(t *testing.T) {
 			{"Direktiv's own API key", testUpstreamKey, http.StatusOK, ""},
 			{"some other token", "not-a-token-we-know", http.StatusOK, ""},
 			{"no token", "", http.StatusOK, ""},
-			{"malformed minted token", store.SecretPrefix + "garbage", http.StatusUnauthorized, "malformed"},
+			{"malformed minted token", secret.Prefix + "garbage", http.StatusUnauthorized, "malformed"},
 			{"unknown minted token", unknown.Token, http.StatusUnauthorized, "unknown, expired or revoked"},
 			{"minted token on an admin-only route", tok, http.StatusForbidden, "needs the admin token"},
 		}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 )
@@ -125,7 +126,7 @@ func (c *loadClient) mint(ns, token, parent string) outcome {
 		o.problem = "mint: 201 with body " + body
 		return o
 	}
-	sec, err := store.ParseSecret(m.Token)
+	sec, err := secret.Parse(m.Token)
 	if err != nil || sec.ID != m.ID || sec.Namespace != ns || m.Namespace != ns || !slices.Equal(m.Policies, []string{"workflowView"}) {
 		o.problem = fmt.Sprintf("mint: wrong 201 body (token parses: %v): %s", err, body)
 		return o

@@ -17,6 +17,7 @@ import (
 
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/jsonenc"
+	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
@@ -188,7 +189,7 @@ func readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 // endMint), with the create made without blocking them (relay.go).
 func (a *app) handleMint(ctx *fasthttp.RequestCtx, ns string) {
 	ev := auditEvent{Action: "mint", Namespace: ns, Decision: "deny"}
-	plan, err := a.beginMint(ctx, ns, &ev, func(sec store.Secret) (store.Token, error) { return a.findToken(ctx, sec) })
+	plan, err := a.beginMint(ctx, ns, &ev, func(sec secret.Secret) (store.Token, error) { return a.findToken(ctx, sec) })
 	if err == nil && !plan.dryRun {
 		err = a.stored(ctx, plan, &ev, a.store.CreateLimited(ctx, plan.rec, plan.limit))
 	}
@@ -233,7 +234,7 @@ func (a *app) endMint(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *auditEvent, 
 // by the engine, its expiry computed. A dry run's plan is its answer;
 // otherwise the plan's record is to be stored, and the outcome passed to
 // stored.
-func (a *app) beginMint(ctx *fasthttp.RequestCtx, ns string, ev *auditEvent, find func(store.Secret) (store.Token, error)) (*mintPlan, error) {
+func (a *app) beginMint(ctx *fasthttp.RequestCtx, ns string, ev *auditEvent, find func(secret.Secret) (store.Token, error)) (*mintPlan, error) {
 	plan := &mintPlan{}
 	if v := ctx.QueryArgs().Peek("dry_run"); v != nil {
 		b, err := strconv.ParseBool(string(v))
@@ -310,7 +311,7 @@ func (a *app) planMint(ctx context.Context, who caller, ns string, req mintReque
 		return nil
 	}
 
-	sec, err := store.NewSecret(ns)
+	sec, err := secret.New(ns)
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 )
@@ -75,7 +76,7 @@ func TestMintDocumentationRequest(t *testing.T) {
 	// Stored state: one record, its hash not its secret, expiring at the
 	// expiry instant.
 	tok := m["token"].(string)
-	sec, err := store.ParseSecret(tok)
+	sec, err := secret.Parse(tok)
 	if err != nil {
 		t.Fatalf("minted token does not parse: %v", err)
 	}
@@ -93,7 +94,7 @@ func TestMintDocumentationRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(raw, tok) || strings.Contains(raw, strings.TrimPrefix(tok, store.SecretPrefix)) {
+	if strings.Contains(raw, tok) || strings.Contains(raw, strings.TrimPrefix(tok, secret.Prefix)) {
 		t.Fatalf("the stored record holds the secret: %s", raw)
 	}
 	rec, err := store.DecodeRecord([]byte(raw), sec.Namespace, sec.ID)

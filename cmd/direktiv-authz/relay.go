@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/internal/relay"
+	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
@@ -78,7 +79,7 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	var authErr error
 	if cred.kind == credMinted {
 		var wait *relay.Verdict
-		who, authErr = a.authenticateWith(cred, func(sec store.Secret) (store.Token, error) {
+		who, authErr = a.authenticateWith(cred, func(sec secret.Secret) (store.Token, error) {
 			found, w := a.loopRecord(r, sec, false)
 			if w != nil {
 				wait = w
@@ -108,7 +109,7 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 // before this Decide (r.Note), or the token cache's. When neither has it,
 // wait is the Wait that looks it up off the loop (answers: the request is
 // answered, not forwarded; see relay.Verdict.Answers).
-func (a *app) loopRecord(r *relay.Request, sec store.Secret, answers bool) (found lookupNote, wait *relay.Verdict) {
+func (a *app) loopRecord(r *relay.Request, sec secret.Secret, answers bool) (found lookupNote, wait *relay.Verdict) {
 	if n, ok := r.Note.(lookupNote); ok {
 		return n, nil
 	}
@@ -137,10 +138,10 @@ var errWouldBlock = errors.New("a store lookup on the event loop")
 // record when it is not cached, then an Answer on the loop (answerMint).
 func (h relayHandler) mint(r *relay.Request, ns string) relay.Verdict {
 	a := h.a
-	var sec store.Secret
+	var sec secret.Secret
 	var found lookupNote
 	if cred, err := a.loopCredential(r); err == nil && cred.kind == credMinted {
-		if s, err := store.ParseSecret(string(cred.value)); err == nil {
+		if s, err := secret.Parse(string(cred.value)); err == nil {
 			var wait *relay.Verdict
 			if found, wait = a.loopRecord(r, s, true); wait != nil {
 				return *wait
@@ -148,7 +149,7 @@ func (h relayHandler) mint(r *relay.Request, ns string) relay.Verdict {
 			sec = s
 		}
 	}
-	find := func(s store.Secret) (store.Token, error) {
+	find := func(s secret.Secret) (store.Token, error) {
 		if s.ID != sec.ID || s.Namespace != sec.Namespace {
 			return store.Token{}, errWouldBlock // not the token found above: cannot happen, as both read the same headers with credentialReader
 		}
@@ -164,7 +165,7 @@ func (h relayHandler) mint(r *relay.Request, ns string) relay.Verdict {
 // store's create made without blocking the loop (store.Redis.CreateAsync,
 // batched with the other creates) and the answer written when it is
 // stored. The response, audit line and metrics are handleMint's.
-func (a *app) answerMint(raw []byte, remote net.Addr, ns string, find func(store.Secret) (store.Token, error)) relay.Reply {
+func (a *app) answerMint(raw []byte, remote net.Addr, ns string, find func(secret.Secret) (store.Token, error)) relay.Reply {
 	ctx, ok := a.readServeCtx(raw, remote)
 	if !ok {
 		return relay.Reply{}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 )
@@ -440,7 +441,7 @@ func testMintParityOn(t *testing.T, loops string) *parityRun {
 			}
 			if st.keep != "" {
 				tok, _ := m["token"].(string)
-				sec, err := store.ParseSecret(tok)
+				sec, err := secret.Parse(tok)
 				if err != nil || sec.ID != m["id"] || sec.Namespace != st.ns {
 					t.Fatalf("%s: token %q does not parse to %v/%v: %v", what, tok, st.ns, m["id"], err)
 				}
@@ -566,7 +567,7 @@ func testMintParityOn(t *testing.T, loops string) *parityRun {
 		}
 		text, _ := json.Marshal(rec)
 		run.transcript = append(run.transcript, norm.apply("record "+label+": "+string(text)))
-		sec, _ := store.ParseSecret(secrets[label])
+		sec, _ := secret.Parse(secrets[label])
 		created, _ := time.Parse(time.RFC3339, m["created"].(string))
 		expires, _ := time.Parse(time.RFC3339, m["expires"].(string))
 		wantParent := ""
@@ -856,7 +857,7 @@ func TestRelayMintNoScript(t *testing.T) {
 			t.Errorf("commands %q, want %q:\n%s", names, want, strings.Join(cmds, "\n"))
 		}
 		for i, m := range got {
-			sec, _ := store.ParseSecret(m["token"].(string))
+			sec, _ := secret.Parse(m["token"].(string))
 			rec, err := s.app.redis.Lookup(ctx, "ns1", sec.ID)
 			if err != nil || rec.Hash != sec.Hash() {
 				t.Errorf("token %d after SCRIPT FLUSH not stored: %v %v", i, rec, err)
@@ -959,7 +960,7 @@ func TestRelayMintClientGoesAway(t *testing.T) {
 		rdb := redisClient(t, srv.Addr(), redis.Options{})
 		ctx := context.Background()
 		mgr := s.mintOK(t, "ns1", testAdminToken, `{"policies":["permissionsManage","workflowView"]}`)["token"].(string)
-		mgrSec, _ := store.ParseSecret(mgr)
+		mgrSec, _ := secret.Parse(mgr)
 		stored := 1.0
 		for i, tc := range []struct {
 			name, token, caller string
@@ -1261,7 +1262,7 @@ func TestRelayMintEveryRedisForm(t *testing.T) {
 			}
 			child := r.json(t)
 			for _, m := range []map[string]any{mgr, child} {
-				sec, err := store.ParseSecret(m["token"].(string))
+				sec, err := secret.Parse(m["token"].(string))
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -15,6 +15,7 @@ import (
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/framing"
 	"github.com/direktiv/direktiv-authz/internal/jsonenc"
+	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
@@ -153,8 +154,8 @@ func (a *app) methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
 // caller is who sent a request: the admin token or a live minted token.
 type caller struct {
 	admin  bool
-	secret store.Secret // minted callers only
-	token  store.Token  // minted callers only
+	secret secret.Secret // minted callers only
+	token  store.Token   // minted callers only
 }
 
 // id names the caller in logs and records: "admin" or the token id.
@@ -170,12 +171,12 @@ func (c caller) id() string {
 // revoked or expired credential and codeUnavailable (fail closed) when the
 // store cannot answer.
 func (a *app) authenticate(ctx context.Context, cred credential) (caller, error) {
-	return a.authenticateWith(cred, func(sec store.Secret) (store.Token, error) { return a.findToken(ctx, sec) })
+	return a.authenticateWith(cred, func(sec secret.Secret) (store.Token, error) { return a.findToken(ctx, sec) })
 }
 
 // findToken returns sec's record from the token cache (at most
 // --token-cache-ttl old) or from the store.
-func (a *app) findToken(ctx context.Context, sec store.Secret) (store.Token, error) {
+func (a *app) findToken(ctx context.Context, sec secret.Secret) (store.Token, error) {
 	rec, gen, cached := a.cache.get(sec.Namespace, sec.ID)
 	if cached {
 		return rec, nil
@@ -185,7 +186,7 @@ func (a *app) findToken(ctx context.Context, sec store.Secret) (store.Token, err
 
 // authenticateWith is authenticate with find for the record of a minted
 // token (findToken, or on the event loops the record found before).
-func (a *app) authenticateWith(cred credential, find func(store.Secret) (store.Token, error)) (caller, error) {
+func (a *app) authenticateWith(cred credential, find func(secret.Secret) (store.Token, error)) (caller, error) {
 	switch cred.kind {
 	case credNone:
 		return caller{}, &apiError{code: codeUnauthenticated, v2code: "access_token_missing", message: "no credential: send the admin token or a namespace token in " + credentialHeaderList}
@@ -194,7 +195,7 @@ func (a *app) authenticateWith(cred credential, find func(store.Secret) (store.T
 	case credForeign:
 		return caller{}, errorf(codeUnauthenticated, "the credential in the %s header is neither the admin token nor a token this sidecar minted", cred.header)
 	}
-	sec, err := store.ParseSecret(string(cred.value))
+	sec, err := secret.Parse(string(cred.value))
 	if err != nil {
 		return caller{}, errorf(codeUnauthenticated, "the token in the %s header is malformed (bad checksum or encoding); check it was copied whole", cred.header)
 	}
@@ -219,7 +220,7 @@ func (a *app) requestCredential(ctx *fasthttp.RequestCtx) (credential, error) {
 
 // lookupToken asks the store for sec's record and caches it when it is
 // sec's and live; gen is what the cache miss (cache.get) returned.
-func (a *app) lookupToken(ctx context.Context, sec store.Secret, gen uint64) (store.Token, error) {
+func (a *app) lookupToken(ctx context.Context, sec secret.Secret, gen uint64) (store.Token, error) {
 	rec, err := a.store.Lookup(ctx, sec.Namespace, sec.ID)
 	if err == nil && a.tokenLive(sec, rec) {
 		a.cache.fill(rec, gen)
@@ -229,7 +230,7 @@ func (a *app) lookupToken(ctx context.Context, sec store.Secret, gen uint64) (st
 
 // tokenLive reports whether rec is the record of sec (its hash, compared in
 // constant time) and has not expired.
-func (a *app) tokenLive(sec store.Secret, rec store.Token) bool {
+func (a *app) tokenLive(sec secret.Secret, rec store.Token) bool {
 	return sec.HashMatches(rec.Hash) && !rec.Expired(a.now())
 }
 

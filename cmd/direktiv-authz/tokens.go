@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
@@ -116,7 +117,7 @@ func (a *app) handleGet(ctx *fasthttp.RequestCtx, ns, id string) {
 		a.writeError(ctx, err)
 		return
 	}
-	if !store.ValidID(id) {
+	if !secret.ValidID(id) {
 		a.writeError(ctx, errorf(codeBadRequest, "%q is not a token id; ids look like 0b1c7a44-8a3e-4c55-9d2f-6f0e5c1b2a3d", id))
 		return
 	}
@@ -162,7 +163,7 @@ func (a *app) handleRevoke(ctx *fasthttp.RequestCtx, ns, id string) {
 		a.writeError(ctx, err)
 		return
 	}
-	if !store.ValidID(id) {
+	if !secret.ValidID(id) {
 		a.writeError(ctx, errorf(codeBadRequest, "%q is not a token id; ids look like 0b1c7a44-8a3e-4c55-9d2f-6f0e5c1b2a3d", id))
 		return
 	}

@@ -1,19 +1,19 @@
-package store_test
+package secret_test
 
 import (
 	"errors"
 	"strings"
 	"testing"
 
-	"github.com/direktiv/direktiv-authz/store"
+	"github.com/direktiv/direktiv-authz/internal/secret"
 )
 
-// FuzzParseSecret: ParseSecret never panics, refuses with ErrMalformed only,
+// FuzzParse: Parse never panics, refuses with ErrMalformed only,
 // never quotes the token, and whatever it accepts round-trips: the same
 // token parses to the same secret, and its namespace and id are valid.
-func FuzzParseSecret(f *testing.F) {
+func FuzzParse(f *testing.F) {
 	for _, ns := range []string{"a", "ns", "my-namespace.prod_1", strings.Repeat("z", 64)} {
-		s, err := store.NewSecret(ns)
+		s, err := secret.New(ns)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -30,9 +30,9 @@ func FuzzParseSecret(f *testing.F) {
 	f.Add("dkt_AQJucw")
 	f.Add("not-a-minted-token")
 	f.Fuzz(func(t *testing.T, token string) {
-		s, err := store.ParseSecret(token)
+		s, err := secret.Parse(token)
 		if err != nil {
-			if !errors.Is(err, store.ErrMalformed) {
+			if !errors.Is(err, secret.ErrMalformed) {
 				t.Fatalf("error %v does not wrap ErrMalformed", err)
 			}
 			if len(token) > 16 && strings.Contains(err.Error(), token[len(token)-12:]) {
@@ -40,13 +40,13 @@ func FuzzParseSecret(f *testing.F) {
 			}
 			return
 		}
-		if s.Token != token || !store.IsMinted(token) {
+		if s.Token != token || !secret.IsMinted(token) {
 			t.Fatalf("accepted %q as %q", token, s.Token)
 		}
-		if !store.ValidNamespace(s.Namespace) || !store.ValidID(s.ID) {
+		if !secret.ValidNamespace(s.Namespace) || !secret.ValidID(s.ID) {
 			t.Fatalf("accepted a token naming %q/%q", s.Namespace, s.ID)
 		}
-		again, err := store.ParseSecret(s.Token)
+		again, err := secret.Parse(s.Token)
 		if err != nil || again != s {
 			t.Fatalf("round trip: %#v, %v; want %#v", again, err, s)
 		}

@@ -1,4 +1,7 @@
-package store
+// Package secret is the format of the tokens direktiv-authz mints: their
+// generation, parsing, checksum and hash. It knows no store: a record
+// holds only a token's hash (store.Token.Hash).
+package secret
 
 import (
 	"crypto/rand"
@@ -14,9 +17,9 @@ import (
 	"unsafe"
 )
 
-// SecretPrefix starts every token minted by direktiv-authz. It tells a minted
+// Prefix starts every token minted by direktiv-authz. It tells a minted
 // token apart from Direktiv's admin API key without a store lookup.
-const SecretPrefix = "dkt_"
+const Prefix = "dkt_"
 
 // ErrMalformed: a string presented as a minted token is not one (wrong
 // prefix, bad encoding, wrong length or version, bad checksum or namespace).
@@ -43,12 +46,12 @@ var (
 	secretEncoding = base64.RawURLEncoding.Strict()
 	castagnoli     = crc32.MakeTable(crc32.Castagnoli)
 	// Bounds on the length of a whole token string, prefix included.
-	secretMinLen = len(SecretPrefix) + secretEncoding.EncodedLen(secretMinPayload)
-	secretMaxLen = len(SecretPrefix) + secretEncoding.EncodedLen(secretMaxPayload)
+	secretMinLen = len(Prefix) + secretEncoding.EncodedLen(secretMinPayload)
+	secretMaxLen = len(Prefix) + secretEncoding.EncodedLen(secretMaxPayload)
 )
 
 // Secret is a minted token: Token is the string handed to the client once,
-// Namespace and ID name the stored record (see Token) it belongs to.
+// Namespace and ID name the stored record it belongs to.
 //
 // String, GoString, LogValue and MarshalJSON never show Token, so a careless
 // log line or error cannot leak it; read s.Token explicitly where the secret
@@ -59,11 +62,11 @@ type Secret struct {
 	ID        string // canonical lowercase UUID text, version 4
 }
 
-// NewSecret mints a token for namespace with a fresh random id and 256 random
+// New mints a token for namespace with a fresh random id and 256 random
 // bits from crypto/rand. It returns an error wrapping ErrMalformed if namespace
 // is not a valid Direktiv namespace name (see ValidNamespace), or the error of
 // the random source.
-func NewSecret(namespace string) (Secret, error) {
+func New(namespace string) (Secret, error) {
 	if !ValidNamespace(namespace) {
 		return Secret{}, fmt.Errorf("%w: namespace %s is not a valid namespace name (lowercase letters, digits, '_', '-', '.', starting with a letter, at most 64 bytes)", ErrMalformed, quote(namespace))
 	}
@@ -82,30 +85,30 @@ func NewSecret(namespace string) (Secret, error) {
 	sum := crc32.Checksum(payload[:len(payload)-secretChecksumLen], castagnoli)
 	binary.BigEndian.PutUint32(payload[len(payload)-secretChecksumLen:], sum)
 
-	buf := make([]byte, len(SecretPrefix)+secretEncoding.EncodedLen(len(payload)))
-	copy(buf, SecretPrefix)
-	secretEncoding.Encode(buf[len(SecretPrefix):], payload)
+	buf := make([]byte, len(Prefix)+secretEncoding.EncodedLen(len(payload)))
+	copy(buf, Prefix)
+	secretEncoding.Encode(buf[len(Prefix):], payload)
 	return Secret{Token: string(buf), Namespace: namespace, ID: formatUUID(id)}, nil
 }
 
-// ParseSecret checks a token string and returns the namespace and id it names.
+// Parse checks a token string and returns the namespace and id it names.
 // It does no store lookup: the caller looks the record up and compares hashes
 // (see Secret.Matches). Every failure wraps ErrMalformed; the message says
 // what is wrong but never contains the token text.
-func ParseSecret(token string) (Secret, error) {
+func Parse(token string) (Secret, error) {
 	if !IsMinted(token) {
-		return Secret{}, fmt.Errorf("%w: does not start with %q", ErrMalformed, SecretPrefix)
+		return Secret{}, fmt.Errorf("%w: does not start with %q", ErrMalformed, Prefix)
 	}
 	if len(token) < secretMinLen || len(token) > secretMaxLen {
 		return Secret{}, fmt.Errorf("%w: %d characters long, want %d to %d", ErrMalformed, len(token), secretMinLen, secretMaxLen)
 	}
-	body := token[len(SecretPrefix):]
+	body := token[len(Prefix):]
 	// The base64 decoder skips '\r' and '\n'; refusing every character
 	// outside the alphabet keeps the encoding canonical, so a token that
 	// parses is byte-for-byte the token that was minted.
 	for i := 0; i < len(body); i++ {
 		if !isBase64URL(body[i]) {
-			return Secret{}, fmt.Errorf("%w: invalid character at offset %d", ErrMalformed, len(SecretPrefix)+i)
+			return Secret{}, fmt.Errorf("%w: invalid character at offset %d", ErrMalformed, len(Prefix)+i)
 		}
 	}
 	var buf [secretMaxPayload + 2]byte
@@ -126,7 +129,7 @@ func ParseSecret(token string) (Secret, error) {
 		return Secret{}, fmt.Errorf("%w: checksum mismatch", ErrMalformed)
 	}
 	ns := payload[2 : 2+nsLen]
-	if !validNamespaceBytes(ns) {
+	if !validNamespace(ns) {
 		return Secret{}, fmt.Errorf("%w: namespace is not a valid namespace name", ErrMalformed)
 	}
 	id := payload[2+nsLen : 2+nsLen+secretIDLen]
@@ -139,10 +142,11 @@ func ParseSecret(token string) (Secret, error) {
 // IsMinted reports whether token has the minted-token prefix. It is a cheap
 // test to route a Direktiv-Token header value; it does not validate the token.
 func IsMinted(token string) bool {
-	return len(token) >= len(SecretPrefix) && token[:len(SecretPrefix)] == SecretPrefix
+	return len(token) >= len(Prefix) && token[:len(Prefix)] == Prefix
 }
 
-// Hash returns the hex SHA-256 of s.Token: the value stored in Token.Hash.
+// Hash returns the hex SHA-256 of s.Token: the value a record stores
+// (store.Token.Hash).
 func (s Secret) Hash() string {
 	sum := sha256.Sum256([]byte(s.Token))
 	return hex.EncodeToString(sum[:])
@@ -165,22 +169,12 @@ func (s Secret) HashMatches(hash string) bool {
 	return diff == 0
 }
 
-// Matches reports whether t is the record of s: same namespace and id, and
-// t.Hash equal to s.Hash() (compared in constant time). It does not look at
-// expiry; a store returns live records only.
-func (s Secret) Matches(t Token) bool {
-	if t.Namespace != s.Namespace || t.ID != s.ID {
-		return false
-	}
-	return s.HashMatches(t.Hash)
-}
-
 // String returns "namespace/id", never the token.
 func (s Secret) String() string { return s.Namespace + "/" + s.ID }
 
 // GoString keeps %#v from printing the token.
 func (s Secret) GoString() string {
-	return fmt.Sprintf("store.Secret{Namespace:%q, ID:%q, Token:<redacted>}", s.Namespace, s.ID)
+	return fmt.Sprintf("secret.Secret{Namespace:%q, ID:%q, Token:<redacted>}", s.Namespace, s.ID)
 }
 
 // LogValue makes slog log the namespace and id, never the token.
@@ -202,8 +196,6 @@ func (s Secret) MarshalJSON() ([]byte, error) {
 // MY-NAMESPACE placeholder works as pasted. Names are case-sensitive.
 func ValidNamespace(ns string) bool { return validNamespace(ns) }
 
-func validNamespaceBytes(ns []byte) bool { return validNamespace(ns) }
-
 func validNamespace[S string | []byte](ns S) bool {
 	n := len(ns)
 	if n == 0 || n > maxNamespaceLen || !isLetter(ns[0]) {
@@ -220,10 +212,10 @@ func validNamespace[S string | []byte](ns S) bool {
 	return true
 }
 
-// ValidID reports whether id is a UUID in canonical lowercase text form
-// (8-4-4-4-12 hex digits). Any UUID version is accepted.
 func isLetter(c byte) bool { return isLower(c) || 'A' <= c && c <= 'Z' }
 
+// ValidID reports whether id is a UUID in canonical lowercase text form
+// (8-4-4-4-12 hex digits). Any UUID version is accepted.
 func ValidID(id string) bool {
 	if len(id) != 36 {
 		return false

@@ -1,4 +1,4 @@
-package store_test
+package secret_test
 
 import (
 	"bytes"
@@ -12,14 +12,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/direktiv/direktiv-authz/store"
+	"github.com/direktiv/direktiv-authz/internal/secret"
 )
 
-func mustSecret(tb testing.TB, ns string) store.Secret {
+func mustSecret(tb testing.TB, ns string) secret.Secret {
 	tb.Helper()
-	s, err := store.NewSecret(ns)
+	s, err := secret.New(ns)
 	if err != nil {
-		tb.Fatalf("NewSecret(%q): %v", ns, err)
+		tb.Fatalf("New(%q): %v", ns, err)
 	}
 	return s
 }
@@ -27,7 +27,7 @@ func mustSecret(tb testing.TB, ns string) store.Secret {
 // payload decodes a token's payload, for tests that forge tokens.
 func payload(tb testing.TB, token string) []byte {
 	tb.Helper()
-	b, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(token, store.SecretPrefix))
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(token, secret.Prefix))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -41,14 +41,14 @@ func encode(p []byte, fixSum bool) string {
 		sum := crc32.Checksum(p[:len(p)-4], crc32.MakeTable(crc32.Castagnoli))
 		binary.BigEndian.PutUint32(p[len(p)-4:], sum)
 	}
-	return store.SecretPrefix + base64.RawURLEncoding.EncodeToString(p)
+	return secret.Prefix + base64.RawURLEncoding.EncodeToString(p)
 }
 
 func TestSecretRoundTrip(t *testing.T) {
 	for _, ns := range []string{"a", "ns", "my-namespace.prod_1", strings.Repeat("n", 64)} {
 		t.Run(ns, func(t *testing.T) {
 			s := mustSecret(t, ns)
-			if !strings.HasPrefix(s.Token, store.SecretPrefix) || !store.IsMinted(s.Token) {
+			if !strings.HasPrefix(s.Token, secret.Prefix) || !secret.IsMinted(s.Token) {
 				t.Fatalf("token %q lacks the prefix", s.Token)
 			}
 			p := payload(t, s.Token)
@@ -58,15 +58,15 @@ func TestSecretRoundTrip(t *testing.T) {
 			if p[0] != 1 || int(p[1]) != len(ns) || string(p[2:2+len(ns)]) != ns {
 				t.Fatalf("payload header % x does not hold version 1 and the namespace", p[:2+len(ns)])
 			}
-			if !store.ValidID(s.ID) || s.ID[14] != '4' || !strings.ContainsRune("89ab", rune(s.ID[19])) {
+			if !secret.ValidID(s.ID) || s.ID[14] != '4' || !strings.ContainsRune("89ab", rune(s.ID[19])) {
 				t.Fatalf("id %q is not a version 4 UUID", s.ID)
 			}
-			got, err := store.ParseSecret(s.Token)
+			got, err := secret.Parse(s.Token)
 			if err != nil {
-				t.Fatalf("ParseSecret: %v", err)
+				t.Fatalf("Parse: %v", err)
 			}
 			if got != s {
-				t.Fatalf("ParseSecret = %#v, want %#v", got, s)
+				t.Fatalf("Parse = %#v, want %#v", got, s)
 			}
 			if got.Hash() != s.Hash() || len(s.Hash()) != 64 {
 				t.Fatalf("hash %q", s.Hash())
@@ -79,15 +79,15 @@ func TestSecretRoundTrip(t *testing.T) {
 	}
 }
 
-func TestNewSecretRejectsBadNamespace(t *testing.T) {
+func TestNewRejectsBadNamespace(t *testing.T) {
 	for _, ns := range []string{"", "-A", "1ns", "ns-", "n s", strings.Repeat("n", 65)} {
-		if _, err := store.NewSecret(ns); !errors.Is(err, store.ErrMalformed) {
-			t.Errorf("NewSecret(%q) = %v, want ErrMalformed", ns, err)
+		if _, err := secret.New(ns); !errors.Is(err, secret.ErrMalformed) {
+			t.Errorf("New(%q) = %v, want ErrMalformed", ns, err)
 		}
 	}
 }
 
-func TestParseSecretRejects(t *testing.T) {
+func TestParseRejects(t *testing.T) {
 	good := mustSecret(t, "ns")
 	p := payload(t, good.Token)
 	flip := func(i int) []byte { q := bytes.Clone(p); q[i] ^= 0x01; return q }
@@ -105,14 +105,14 @@ func TestParseSecretRejects(t *testing.T) {
 	}{
 		{"empty", "", "does not start with"},
 		{"admin key", "some-api-key-of-direktiv", "does not start with"},
-		{"prefix only", store.SecretPrefix, "characters long"},
+		{"prefix only", secret.Prefix, "characters long"},
 		{"uppercase prefix", "DKT_" + good.Token[4:], "does not start with"},
 		{"truncated", good.Token[:len(good.Token)-1], ""},
 		{"too long", good.Token + strings.Repeat("A", 200), "characters long"},
 		{"padding", good.Token + "==", "invalid character"},
 		{"newline", good.Token[:20] + "\n" + good.Token[20:], "invalid character"},
 		{"space", good.Token[:20] + " " + good.Token[21:], "invalid character"},
-		{"standard base64", store.SecretPrefix + strings.NewReplacer("-", "+", "_", "/").Replace(good.Token[4:]) + "+/", "invalid character"},
+		{"standard base64", secret.Prefix + strings.NewReplacer("-", "+", "_", "/").Replace(good.Token[4:]) + "+/", "invalid character"},
 		{"flipped bit in namespace", encode(flip(2), false), "checksum"},
 		{"flipped bit in id", encode(flip(10), false), "checksum"},
 		{"flipped bit in secret", encode(flip(40), false), "checksum"},
@@ -125,14 +125,14 @@ func TestParseSecretRejects(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := store.ParseSecret(tc.token)
-			if !errors.Is(err, store.ErrMalformed) {
-				t.Fatalf("ParseSecret = %v, want ErrMalformed", err)
+			_, err := secret.Parse(tc.token)
+			if !errors.Is(err, secret.ErrMalformed) {
+				t.Fatalf("Parse = %v, want ErrMalformed", err)
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q does not say %q", err, tc.want)
 			}
-			if len(tc.token) > len(store.SecretPrefix)+4 && strings.Contains(err.Error(), tc.token[len(store.SecretPrefix):]) {
+			if len(tc.token) > len(secret.Prefix)+4 && strings.Contains(err.Error(), tc.token[len(secret.Prefix):]) {
 				t.Fatalf("error %q contains the token", err)
 			}
 		})
@@ -141,7 +141,7 @@ func TestParseSecretRejects(t *testing.T) {
 
 func TestSecretNeverPrinted(t *testing.T) {
 	s := mustSecret(t, "ns")
-	body := s.Token[len(store.SecretPrefix):]
+	body := s.Token[len(secret.Prefix):]
 	var logged bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logged, nil)).Info("minted", "secret", s)
 	text, _ := json.Marshal(s)
@@ -168,35 +168,16 @@ func TestSecretNeverPrinted(t *testing.T) {
 	}
 }
 
-func TestSecretMatches(t *testing.T) {
-	s := mustSecret(t, "ns")
-	rec := store.Token{Namespace: "ns", ID: s.ID, Hash: s.Hash()}
-	if !s.Matches(rec) {
-		t.Fatal("Matches(own record) = false")
-	}
-	other := mustSecret(t, "ns")
-	for name, r := range map[string]store.Token{
-		"other hash":      {Namespace: "ns", ID: s.ID, Hash: other.Hash()},
-		"other id":        {Namespace: "ns", ID: other.ID, Hash: s.Hash()},
-		"other namespace": {Namespace: "nt", ID: s.ID, Hash: s.Hash()},
-		"empty hash":      {Namespace: "ns", ID: s.ID},
-	} {
-		if s.Matches(r) {
-			t.Errorf("Matches(%s) = true", name)
-		}
-	}
-}
-
 func TestValidNamespace(t *testing.T) {
 	valid := []string{"a", "ab", "a1", "a-b", "a.b", "a_b", "a--1", "a.-_z", strings.Repeat("a", 64), "A", "aB", "MY-NAMESPACE"}
 	invalid := []string{"", "1", "1a", "-a", ".a", "_a", "a-", "a.", "a_", "a b", "a/b", "a{b", "a}b", "ä", strings.Repeat("a", 65)}
 	for _, ns := range valid {
-		if !store.ValidNamespace(ns) {
+		if !secret.ValidNamespace(ns) {
 			t.Errorf("ValidNamespace(%q) = false", ns)
 		}
 	}
 	for _, ns := range invalid {
-		if store.ValidNamespace(ns) {
+		if secret.ValidNamespace(ns) {
 			t.Errorf("ValidNamespace(%q) = true", ns)
 		}
 	}
@@ -207,42 +188,42 @@ func TestValidID(t *testing.T) {
 	invalid := []string{"", "0F1E2D3C-4B5A-4697-8877-A6B5C4D3E2F1", "0f1e2d3c4b5a469788 77a6b5c4d3e2f1", "0f1e2d3c-4b5a-4697-8877-a6b5c4d3e2f", "0f1e2d3c-4b5a-4697-8877-a6b5c4d3e2f1a",
 		"{0f1e2d3c-4b5a-4697-8877-a6b5c4d3e2f}", "0f1e2d3c_4b5a_4697_8877_a6b5c4d3e2f1", "0f1e2d3c-4b5a-4697-8877-a6b5c4d3e2g1"}
 	for _, id := range valid {
-		if !store.ValidID(id) {
+		if !secret.ValidID(id) {
 			t.Errorf("ValidID(%q) = false", id)
 		}
 	}
 	for _, id := range invalid {
-		if store.ValidID(id) {
+		if secret.ValidID(id) {
 			t.Errorf("ValidID(%q) = true", id)
 		}
 	}
 }
 
-func BenchmarkParseSecret(b *testing.B) {
+func BenchmarkParse(b *testing.B) {
 	s := mustSecret(b, "my-namespace")
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := store.ParseSecret(s.Token); err != nil {
+		if _, err := secret.Parse(s.Token); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
-func BenchmarkNewSecret(b *testing.B) {
+func BenchmarkNew(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := store.NewSecret("my-namespace"); err != nil {
+		if _, err := secret.New("my-namespace"); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 func TestSecretHashMatches(t *testing.T) {
-	sec, err := store.NewSecret("ns1")
+	sec, err := secret.New("ns1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := store.NewSecret("ns1")
+	other, err := secret.New("ns1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,9 +246,6 @@ func TestSecretHashMatches(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := sec.HashMatches(tc.hash); got != tc.want {
 				t.Fatalf("HashMatches(%q) = %v, want %v", tc.hash, got, tc.want)
-			}
-			if got := sec.Matches(store.Token{Namespace: sec.Namespace, ID: sec.ID, Hash: tc.hash}); got != tc.want {
-				t.Fatalf("Matches with Hash %q = %v, want %v", tc.hash, got, tc.want)
 			}
 		})
 	}
