@@ -1,16 +1,16 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
 // The edits the reload tests make to routes.rego.
@@ -30,26 +30,8 @@ var (
 	lint  = RouteInput{Caller: Caller{Namespace: "ns1", Policies: []string{"workflowView"}}, Method: "GET", Path: "/api/namespaces/ns1/lint"}
 )
 
-// syncBuffer is a log sink tests can read while the engine writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newLogger() (*slog.Logger, *syncBuffer) {
-	buf := &syncBuffer{}
+func newLogger() (*slog.Logger, *testutil.SyncBuffer) {
+	buf := &testutil.SyncBuffer{}
 	return slog.New(slog.NewTextHandler(buf, nil)), buf
 }
 
@@ -61,18 +43,6 @@ func mustRoute(tb testing.TB, e *Engine, in RouteInput) RouteDecision {
 		tb.Fatal(err)
 	}
 	return d
-}
-
-// waitFor polls cond until it holds or a generous deadline passes.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestReload(t *testing.T) {
@@ -192,11 +162,11 @@ func TestWatchRenameWrite(t *testing.T) {
 		}
 	}
 	renameWrite(bogusOff, goodEdit)
-	waitFor(t, "the good edit to take effect", func() bool { return mustRoute(t, e, bogus).Allow })
+	testutil.Eventually(t, "the good edit to take effect", func() bool { return mustRoute(t, e, bogus).Allow })
 	revision := e.Revision()
 
 	renameWrite(`	"lint": {"read": "workflowView"},`, syntaxEdit)
-	waitFor(t, "the bad edit to be refused", func() bool { _, failed := e.Reloads(); return failed == 1 })
+	testutil.Eventually(t, "the bad edit to be refused", func() bool { _, failed := e.Reloads(); return failed == 1 })
 	if !mustRoute(t, e, bogus).Allow || e.Revision() != revision {
 		t.Fatal("the refused edit changed the decision")
 	}
@@ -247,11 +217,11 @@ func TestWatchKubernetesConfigMap(t *testing.T) {
 	stop := watch(t, e)
 
 	publish(func(routes string) { MustEdit(t, routes, bogusOff, goodEdit) })
-	waitFor(t, "the swapped ConfigMap to take effect", func() bool { return mustRoute(t, e, bogus).Allow })
+	testutil.Eventually(t, "the swapped ConfigMap to take effect", func() bool { return mustRoute(t, e, bogus).Allow })
 	good := e.current.Load()
 
 	publish(func(routes string) { MustEdit(t, routes, bogusOff, syntaxEdit) })
-	waitFor(t, "the bad ConfigMap to be refused", func() bool { _, failed := e.Reloads(); return failed == 1 })
+	testutil.Eventually(t, "the bad ConfigMap to be refused", func() bool { _, failed := e.Reloads(); return failed == 1 })
 	if e.current.Load() != good || !mustRoute(t, e, bogus).Allow {
 		t.Fatal("the refused ConfigMap replaced the policy set")
 	}

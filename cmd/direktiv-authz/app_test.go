@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,10 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 )
 
@@ -30,7 +29,7 @@ type sidecar struct {
 	url    string
 	cancel context.CancelFunc
 	done   chan error
-	logs   *syncBuffer
+	logs   *testutil.SyncBuffer
 }
 
 // startSidecar runs newApp+serve with args and environ on 127.0.0.1:0. The
@@ -47,7 +46,7 @@ func startSidecar(tb testing.TB, args []string, environ ...string) *sidecar {
 	if !hasAdmin {
 		environ = append(environ, envAdminToken+"="+testAdminToken)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	cfg, err := parseConfig(args, environ, logs)
 	if err != nil {
 		tb.Fatalf("parseConfig: %v", err)
@@ -209,24 +208,6 @@ func equalStrings(a, b []string) bool {
 		}
 	}
 	return true
-}
-
-// syncBuffer is a goroutine-safe log sink the tests can read.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func newTestLogger(w io.Writer) *slog.Logger {

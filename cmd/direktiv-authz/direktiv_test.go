@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
 // TestDirektiv runs the checks of the sidecar in front of a Direktiv v0.10
@@ -267,12 +269,12 @@ func TestDirektivSettings(t *testing.T) {
 			{"--upstream-api-key-header", "Bad Header"},
 			{"--upstream-api-key-header", "Connection"},
 		} {
-			if _, err := parseConfig(append([]string{"--dev"}, args...), nil, &syncBuffer{}); err == nil {
+			if _, err := parseConfig(append([]string{"--dev"}, args...), nil, &testutil.SyncBuffer{}); err == nil {
 				t.Fatalf("%q: no error", args)
 			}
 		}
 		for _, args := range [][]string{{"--strict"}, {"--unsafe-forward-unauthenticated"}} {
-			if _, err := parseConfig(append([]string{"--dev"}, args...), nil, &syncBuffer{}); err != nil {
+			if _, err := parseConfig(append([]string{"--dev"}, args...), nil, &testutil.SyncBuffer{}); err != nil {
 				t.Fatalf("%q: %v", args, err)
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/direktiv/direktiv-authz/internal/secret"
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/store"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 )
@@ -313,19 +314,6 @@ func rel(t, base time.Time) string {
 	return "+" + d.String()
 }
 
-// waitUntil polls cond every 50ms until it holds, failing t after timeout.
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("%s: not within %s", what, timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // TestSentinelFailover kills the Redis master while one loop mints and
 // another authenticates tokens minted before. The sidecar must answer every
 // request rightly or with a 503, find the promoted replica by itself, and
@@ -368,7 +356,7 @@ func TestSentinelFailover(t *testing.T) {
 	promoted := sen.WaitFailover(t, 30*time.Second)
 	promotedAt := time.Now()
 	t.Logf("sentinels promoted %s at failure%s", promoted.Addr(), rel(promotedAt, killed))
-	waitUntil(t, 20*time.Second, "mint and whoami succeed again after the failover", func() bool {
+	testutil.Within(t, 20*time.Second, "mint and whoami succeed again after the failover", func() bool {
 		return loop.succeededAfter(promotedAt, "mint", "whoami")
 	})
 	t.Logf("both loops succeeding again by failure%s", rel(time.Now(), killed))
@@ -449,7 +437,7 @@ func TestKillRedisUnderLoad(t *testing.T) {
 	time.Sleep(1500 * time.Millisecond)
 	srv.Restart(t)
 	restarted := time.Now()
-	recovery := waitUntil(t, 15*time.Second, "the sidecar recovers after Redis restarts", func() bool {
+	recovery := testutil.Within(t, 15*time.Second, "the sidecar recovers after Redis restarts", func() bool {
 		return loop.succeededAfter(restarted, "mint", "whoami", "revoke")
 	})
 	t.Logf("Redis down from failure+0s to failure%s; mint, whoami and revoke all succeeded again %s after the restart",

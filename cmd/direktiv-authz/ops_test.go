@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
 // opsGet fetches path from the sidecar's operations listener.
@@ -83,7 +85,7 @@ func TestOpsHealthAndReadiness(t *testing.T) {
 
 	srv.Stop(t)
 	var last response
-	eventually(t, "/readyz answers 503 once Redis is down", func() bool {
+	testutil.Eventually(t, "/readyz answers 503 once Redis is down", func() bool {
 		last = s.opsGet(t, "/readyz")
 		return last.status == http.StatusServiceUnavailable
 	})
@@ -95,7 +97,7 @@ func TestOpsHealthAndReadiness(t *testing.T) {
 	}
 
 	srv.Restart(t)
-	eventually(t, "/readyz answers 200 once Redis is back", func() bool {
+	testutil.Eventually(t, "/readyz answers 200 once Redis is back", func() bool {
 		return s.opsGet(t, "/readyz").status == http.StatusOK
 	})
 

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
 // startForwarder runs a dev-mode sidecar (in-memory store: these tests
@@ -443,17 +445,6 @@ func (u *upstream) send(tb testing.TB, ev string) {
 	}
 }
 
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s: not within 5s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func testForwardServerSentEvents(t *testing.T, s *sidecar, up *upstream) {
 	// --upstream-timeout (300ms) bounds the wait for the response to start,
 	// not the stream: events come slower than it.
@@ -481,7 +472,7 @@ func testForwardServerSentEvents(t *testing.T, s *sidecar, up *upstream) {
 	if l := st.next(t); l != "EOF" {
 		t.Fatalf("after the upstream ended the stream: %q, want EOF", l)
 	}
-	eventually(t, "stream released", func() bool { return s.app.streaming() == 0 })
+	testutil.Eventually(t, "stream released", func() bool { return s.app.streaming() == 0 })
 }
 
 func testForwardClientGoesAway(t *testing.T, s *sidecar, up *upstream) {
@@ -495,7 +486,7 @@ func testForwardClientGoesAway(t *testing.T, s *sidecar, up *upstream) {
 	// after the client left (TCP accepts one write before the reset); it then
 	// closes the upstream connection, which ends the upstream's handler.
 	sent := 0
-	eventually(t, "stream released", func() bool {
+	testutil.Eventually(t, "stream released", func() bool {
 		select {
 		case up.events <- "more":
 			sent++
@@ -755,7 +746,7 @@ func TestForwardConnectionLimit(t *testing.T) {
 	if l := st.next(t); l != "EOF" {
 		t.Fatalf("after the end: %q", l)
 	}
-	eventually(t, "connection free", func() bool { return s.do(t, "GET", "/api/version", testAdminToken, "").status == http.StatusOK })
+	testutil.Eventually(t, "connection free", func() bool { return s.do(t, "GET", "/api/version", testAdminToken, "").status == http.StatusOK })
 }
 
 func TestForwardHTTPSUpstream(t *testing.T) {

@@ -27,6 +27,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/direktiv/direktiv-authz/internal/secret"
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/store"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 )
@@ -993,7 +994,7 @@ func TestRelayMintClientGoesAway(t *testing.T) {
 				c.Close()
 
 				var line string
-				eventually(t, "the mint of a client gone is audited", func() bool {
+				testutil.Eventually(t, "the mint of a client gone is audited", func() bool {
 					lines := auditLines(s)
 					if len(lines) > audits {
 						line = lines[audits]
@@ -1418,7 +1419,7 @@ func TestRelayMintOfClientGoneAuditedAtShutdown(t *testing.T) {
 			t.Fatal(err)
 		}
 		io.WriteString(c, rawMint(mintTarget("ns1"), testAdminToken, `{"description":"gone","policies":["workflowView"]}`))
-		eventually(t, "the token stored", func() bool {
+		testutil.Eventually(t, "the token stored", func() bool {
 			keys, _ := rdb.Keys(ctx, "*:tok:*").Result()
 			return len(keys) == 1
 		})

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 )
 
@@ -147,17 +148,17 @@ func TestShutdownOnSIGTERM(t *testing.T) {
 		code, body, err := getAdmin("http://" + p.addr + "/test/sleep?d=2s")
 		inflight <- result{code, body, err}
 	}()
-	eventually(t, "the slow request reaches the upstream", func() bool { return len(up.requests()) == 1 })
+	testutil.Eventually(t, "the slow request reaches the upstream", func() bool { return len(up.requests()) == 1 })
 
 	start := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "/readyz answers 503 shutting down", func() bool {
+	testutil.Eventually(t, "/readyz answers 503 shutting down", func() bool {
 		code, body, _ := getAdmin("http://" + p.opsAddr + "/readyz")
 		return code == http.StatusServiceUnavailable && body == "not ready: shutting down\n"
 	})
-	eventually(t, "new connections are refused", func() bool {
+	testutil.Eventually(t, "new connections are refused", func() bool {
 		c, err := net.DialTimeout("tcp", p.addr, time.Second)
 		if err == nil {
 			c.Close()
@@ -201,7 +202,7 @@ func TestShutdownGraceOver(t *testing.T) {
 		_, _, err := getAdmin("http://" + p.addr + "/test/sleep?d=30s")
 		inflight <- err
 	}()
-	eventually(t, "the slow request reaches the upstream", func() bool { return len(up.requests()) == 1 })
+	testutil.Eventually(t, "the slow request reaches the upstream", func() bool { return len(up.requests()) == 1 })
 	start := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
 // testCA signs server certificates for 127.0.0.1.
@@ -163,7 +165,7 @@ func TestTLSListener(t *testing.T) {
 
 	// A Secret update (symlink swap) is picked up by a later handshake.
 	sd.update(t, ca, "second")
-	eventually(t, "the swapped certificate is served", func() bool { return servedCN(t, addr, ca.pool) == "second" })
+	testutil.Eventually(t, "the swapped certificate is served", func() bool { return servedCN(t, addr, ca.pool) == "second" })
 
 	// So is a file rewritten in place, even when the key and certificate
 	// are written one after the other (a handshake in between keeps the
@@ -176,7 +178,7 @@ func TestTLSListener(t *testing.T) {
 		t.Errorf("with a key not matching the certificate: serving %q, want the previous one", got)
 	}
 	writeFile(t, ver, "tls.crt", string(cert))
-	eventually(t, "the rewritten certificate is served", func() bool { return servedCN(t, addr, ca.pool) == "third" })
+	testutil.Eventually(t, "the rewritten certificate is served", func() bool { return servedCN(t, addr, ca.pool) == "third" })
 
 	got := s.scrape(t)
 	if got[`direktiv_authz_tls_cert_reload_failures_total`] < 1 {

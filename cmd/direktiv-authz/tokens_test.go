@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/store/storetest"
 )
 
@@ -260,7 +261,7 @@ func TestRevokeLargeTree(t *testing.T) {
 			t.Fatalf("revoke answered %s: want a count so far", r.body)
 		}
 		var done map[string]any
-		waitUntil(t, 30*time.Second, "the audit line of the removal's end", func() bool {
+		testutil.Within(t, 30*time.Second, "the audit line of the removal's end", func() bool {
 			for _, l := range auditLines(s) {
 				if m := decodeLine(t, l); m["action"] == "revoke_complete" {
 					done = m

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
 // Handing connections off to the server: what the relay does not take on.
@@ -82,7 +84,7 @@ func TestHandoff(t *testing.T) {
 			c := e.dial(t)
 			for i, p := range tt.parts {
 				if i > 0 {
-					waitFor(t, "the handoff", func() bool { return e.ho.handed.Load() == 1 })
+					testutil.Eventually(t, "the handoff", func() bool { return e.ho.handed.Load() == 1 })
 				}
 				c.send(p)
 			}
@@ -173,7 +175,7 @@ func TestAmbiguousRequestsHandedOff(t *testing.T) {
 			e := start(t, setup{})
 			c := e.dial(t)
 			c.send(req)
-			waitFor(t, "the handoff", func() bool { return e.ho.handed.Load() == 1 })
+			testutil.Eventually(t, "the handoff", func() bool { return e.ho.handed.Load() == 1 })
 			if n := len(e.h.decideCalls()); n != 0 {
 				t.Fatalf("Decide was asked")
 			}

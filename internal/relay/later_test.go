@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
 // laterProbe answers by target:
@@ -157,7 +159,7 @@ func TestLaterPipelined(t *testing.T) {
 	e := startLater(t, p)
 	c := e.dial(t)
 	c.send("GET /held/1 HTTP/1.1\r\nHost: h\r\n\r\nGET /now/2 HTTP/1.1\r\nHost: h\r\n\r\nGET /later/3 HTTP/1.1\r\nHost: h\r\n\r\n")
-	waitFor(t, "the first request taken on", func() bool { return len(e.h.decideCalls()) == 1 })
+	testutil.Eventually(t, "the first request taken on", func() bool { return len(e.h.decideCalls()) == 1 })
 	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 	if n, _ := c.br.Read(make([]byte, 1)); n != 0 {
 		t.Fatal("a response before the first request's answer")
@@ -180,7 +182,7 @@ func TestLaterManyAtOnce(t *testing.T) {
 		conns[i] = e.dial(t)
 		conns[i].send("GET /held/" + strconv.Itoa(i) + " HTTP/1.1\r\nHost: h\r\n\r\n")
 	}
-	waitFor(t, "every request taken on", func() bool { return len(e.h.decideCalls()) == n })
+	testutil.Eventually(t, "every request taken on", func() bool { return len(e.h.decideCalls()) == n })
 	close(p.release)
 	for i, c := range conns {
 		c.expect(200, "held "+strconv.Itoa(i))
@@ -196,7 +198,7 @@ func TestLaterClientShutsDownSending(t *testing.T) {
 	e := startLater(t, p)
 	a := e.dial(t)
 	a.send("GET /held/a HTTP/1.1\r\nHost: h\r\n\r\n")
-	waitFor(t, "a's request taken on", func() bool { return len(e.h.decideCalls()) == 1 })
+	testutil.Eventually(t, "a's request taken on", func() bool { return len(e.h.decideCalls()) == 1 })
 	a.Conn.(*net.TCPConn).CloseWrite()
 	b := e.dial(t)
 	b.send("GET /later/b HTTP/1.1\r\nHost: h\r\n\r\n")
@@ -207,7 +209,7 @@ func TestLaterClientShutsDownSending(t *testing.T) {
 	close(p.release)
 	a.expect(200, "held a")
 	a.expectClosed()
-	waitFor(t, "a closed", func() bool { return openClients(e.r) == 1 })
+	testutil.Eventually(t, "a closed", func() bool { return openClients(e.r) == 1 })
 }
 
 // TestLaterClientGone: an answer for a client that reset its connection is
@@ -217,12 +219,12 @@ func TestLaterClientGone(t *testing.T) {
 	e := startLater(t, p)
 	a := e.dial(t)
 	a.send("GET /held/a HTTP/1.1\r\nHost: h\r\n\r\n")
-	waitFor(t, "a's request taken on", func() bool { return len(e.h.decideCalls()) == 1 })
+	testutil.Eventually(t, "a's request taken on", func() bool { return len(e.h.decideCalls()) == 1 })
 	a.Conn.(*net.TCPConn).SetLinger(0)
 	a.Close()
-	waitFor(t, "a gone", func() bool { return openClients(e.r) == 0 })
+	testutil.Eventually(t, "a gone", func() bool { return openClients(e.r) == 0 })
 	close(p.release)
-	waitFor(t, "a's answer given", func() bool { return len(p.answers()) == 1 })
+	testutil.Eventually(t, "a's answer given", func() bool { return len(p.answers()) == 1 })
 	b := e.dial(t)
 	b.send("GET /later/b HTTP/1.1\r\nHost: h\r\n\r\n")
 	b.expect(200, "later b")
@@ -277,7 +279,7 @@ func TestLaterClose(t *testing.T) {
 			c.expect(200, tt.body)
 			if tt.closed {
 				c.expectClosed()
-				waitFor(t, "the client closed", func() bool { return openClients(e.r) == 0 })
+				testutil.Eventually(t, "the client closed", func() bool { return openClients(e.r) == 0 })
 			} else {
 				c.expect(200, "now next")
 			}
@@ -315,11 +317,11 @@ func TestLaterShutdownWaits(t *testing.T) {
 			e := startLater(t, p)
 			c := e.dial(t)
 			c.send("GET /held/a HTTP/1.1\r\nHost: h\r\n\r\nGET /now/next HTTP/1.1\r\nHost: h\r\n\r\n")
-			waitFor(t, "the request taken on", func() bool { return len(e.h.decideCalls()) == 1 })
+			testutil.Eventually(t, "the request taken on", func() bool { return len(e.h.decideCalls()) == 1 })
 			if gone {
 				c.Conn.(*net.TCPConn).SetLinger(0)
 				c.Close()
-				waitFor(t, "the client gone", func() bool { return openClients(e.r) == 0 })
+				testutil.Eventually(t, "the client gone", func() bool { return openClients(e.r) == 0 })
 			}
 			shut := make(chan error, 1)
 			go func() {
@@ -384,7 +386,7 @@ func TestWaitAnswersKeepsHalfClosedClient(t *testing.T) {
 		}})
 		c := e.dial(t)
 		c.send("GET /w HTTP/1.1\r\nHost: h\r\n\r\n")
-		waitFor(t, "Decide", func() bool { return len(e.h.decideCalls()) == 1 })
+		testutil.Eventually(t, "Decide", func() bool { return len(e.h.decideCalls()) == 1 })
 		c.Conn.(*net.TCPConn).CloseWrite()
 		time.Sleep(50 * time.Millisecond) // the FIN is seen during the Wait
 		close(release)
@@ -395,6 +397,6 @@ func TestWaitAnswersKeepsHalfClosedClient(t *testing.T) {
 		case !answers && len(b) != 0:
 			t.Errorf("a plain Wait: read %q, want the connection closed unanswered", b)
 		}
-		waitFor(t, "the client closed", func() bool { return openClients(e.r) == 0 })
+		testutil.Eventually(t, "the client closed", func() bool { return openClients(e.r) == 0 })
 	}
 }

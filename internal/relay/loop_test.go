@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
 // The loops themselves: accepting, events, buffers.
@@ -168,7 +170,7 @@ func TestStaleEventAfterFdReuse(t *testing.T) {
 	})
 	z := e.dial(t)
 	z.send("GET /block HTTP/1.1\r\nHost: h\r\n\r\n")
-	waitFor(t, "the loop blocked", func() bool { return len(e.h.decideCalls()) == 2 })
+	testutil.Eventually(t, "the loop blocked", func() bool { return len(e.h.decideCalls()) == 2 })
 	close(sendBad) // 1. a's upstream becomes readable: its bad chunk aborts a
 	time.Sleep(30 * time.Millisecond)
 	b := e.dial(t) // 2. the listener becomes readable

@@ -24,24 +24,14 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
 // ioTimeout bounds every read and write of a test client and every wait
 // for something asynchronous: generous, as the tests may share the
 // machine; a test that passes never waits for it.
 const ioTimeout = 10 * time.Second
-
-// waitFor polls cond until it holds or ioTimeout passes.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(ioTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 // recorded is a request as a test server received it.
 type recorded struct {
@@ -399,7 +389,7 @@ func (h *testHandler) waitDone(tb testing.TB, n int) []doneCall {
 // fails unless it returns exactly n.
 func waitCalls[T any](tb testing.TB, kind string, calls func() []T, n int) []T {
 	tb.Helper()
-	waitFor(tb, fmt.Sprintf("%d %s calls", n, kind), func() bool { return len(calls()) >= n })
+	testutil.Eventually(tb, fmt.Sprintf("%d %s calls", n, kind), func() bool { return len(calls()) >= n })
 	d := calls()
 	if len(d) != n {
 		tb.Fatalf("%d %s calls, want %d: %+v", len(d), kind, n, d)
@@ -837,7 +827,7 @@ func TestPipelinedThenHalfClose(t *testing.T) {
 	}})
 	z := e.dial(t)
 	z.send("GET /block HTTP/1.1\r\nHost: h\r\n\r\n")
-	waitFor(t, "the loop blocked", func() bool { return len(e.h.decideCalls()) == 1 })
+	testutil.Eventually(t, "the loop blocked", func() bool { return len(e.h.decideCalls()) == 1 })
 	c := e.dial(t)
 	c.send("GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n")
 	c.Conn.(*net.TCPConn).CloseWrite()
@@ -1000,7 +990,7 @@ func TestCloseDelimited(t *testing.T) {
 			t.Fatalf("Done %+v", d)
 		}
 	}
-	waitFor(t, "Streams() at 0", func() bool { return e.r.Streams() == 0 })
+	testutil.Eventually(t, "Streams() at 0", func() bool { return e.r.Streams() == 0 })
 }
 
 // A close-delimited response whose head arrives on its own: the relay
@@ -1053,7 +1043,7 @@ func TestCloseDelimitedEOFWithLastData(t *testing.T) {
 	up.Store(e.up)
 	c := e.dial(t)
 	c.send("GET /close-held HTTP/1.1\r\nHost: h\r\n\r\n")
-	waitFor(t, "the request upstream", func() bool { return len(e.up.requests()) == 1 })
+	testutil.Eventually(t, "the request upstream", func() bool { return len(e.up.requests()) == 1 })
 	blocker := e.dial(t)
 	blocker.send("GET /block HTTP/1.1\r\nHost: h\r\n\r\n")
 	c.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -1234,9 +1224,9 @@ func TestWait(t *testing.T) {
 		}})
 		c := e.dial(t)
 		c.send("GET /gone HTTP/1.1\r\nHost: h\r\n\r\n")
-		waitFor(t, "Decide", func() bool { return len(e.h.decideCalls()) == 1 })
+		testutil.Eventually(t, "Decide", func() bool { return len(e.h.decideCalls()) == 1 })
 		c.Close()
-		waitFor(t, "the client closed", func() bool { return openClients(e.r) == 0 })
+		testutil.Eventually(t, "the client closed", func() bool { return openClients(e.r) == 0 })
 		close(release)
 		// A request on another connection goes through; the one that left
 		// is not forwarded.
@@ -1268,7 +1258,7 @@ func TestWaitForwardsTheDecidedBytes(t *testing.T) {
 	body := strings.Repeat("0123456789abcdef", 40<<10/16)
 	c := e.dial(t)
 	c.send("PUT /waited HTTP/1.1\r\nHost: h\r\nDirektiv-Token: t1\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body + "GET /next HTTP/1.1\r\n")
-	waitFor(t, "the first Decide", func() bool { return len(e.h.decideCalls()) == 1 })
+	testutil.Eventually(t, "the first Decide", func() bool { return len(e.h.decideCalls()) == 1 })
 	other := e.dial(t)
 	for i := range 20 {
 		resp, b := other.get("/churn/" + strconv.Itoa(i))
@@ -1394,13 +1384,13 @@ func TestLateServeAfterClientLeft(t *testing.T) {
 	}})
 	a := e.dial(t)
 	a.send("GET /serve HTTP/1.1\r\nHost: h\r\n\r\n")
-	waitFor(t, "Decide", func() bool { return len(e.h.decideCalls()) == 1 })
+	testutil.Eventually(t, "Decide", func() bool { return len(e.h.decideCalls()) == 1 })
 	a.Close()
-	waitFor(t, "the client gone", func() bool { return openClients(e.r) == 0 })
+	testutil.Eventually(t, "the client gone", func() bool { return openClients(e.r) == 0 })
 	b := e.dial(t) // likely gets a's fd number
-	waitFor(t, "the new client", func() bool { return openClients(e.r) == 1 })
+	testutil.Eventually(t, "the new client", func() bool { return openClients(e.r) == 1 })
 	close(release)
-	waitFor(t, "Serve", func() bool { return served.Load() == 1 })
+	testutil.Eventually(t, "Serve", func() bool { return served.Load() == 1 })
 	resp, body := b.get("/mine")
 	expectStatus(t, resp, body, 200, okBody("GET", "/mine"))
 	if b.br.Buffered() != 0 {
@@ -1559,7 +1549,7 @@ func TestQueuedForConnection(t *testing.T) {
 	}})
 	a, b := e.dial(t), e.dial(t)
 	a.send("GET /slow?ms=300 HTTP/1.1\r\nHost: h\r\n\r\n")
-	waitFor(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 1 })
+	testutil.Eventually(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 1 })
 	b.send("GET /second HTTP/1.1\r\nHost: h\r\n\r\n")
 	resp, body := a.response("GET")
 	expectStatus(t, resp, body, 200, "slow done")
@@ -1589,7 +1579,7 @@ func TestQueuedAcrossLoops(t *testing.T) {
 	})
 	a := e.dial(t)
 	a.send("GET /block HTTP/1.1\r\nHost: h\r\n\r\n")
-	waitFor(t, "Decide of /block", func() bool { return len(e.h.decideCalls()) == 1 })
+	testutil.Eventually(t, "Decide of /block", func() bool { return len(e.h.decideCalls()) == 1 })
 	b := e.dial(t)
 	b.send("GET /probe HTTP/1.1\r\nHost: h\r\n\r\n")
 	resp, body := b.response("GET")
@@ -1602,7 +1592,7 @@ func TestQueuedAcrossLoops(t *testing.T) {
 	}
 	// a's loop holds the connection; b queues on the other loop.
 	a.send("GET /slow?ms=300 HTTP/1.1\r\nHost: h\r\n\r\n")
-	waitFor(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 3 })
+	testutil.Eventually(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 3 })
 	begin := time.Now()
 	b.send("GET /second HTTP/1.1\r\nHost: h\r\n\r\n")
 	resp, body = a.response("GET")
@@ -1700,7 +1690,7 @@ func TestRetry(t *testing.T) {
 		c := e.dial(t)
 		resp, body := c.get("/first")
 		expectStatus(t, resp, body, 200, okBody("GET", "/first"))
-		waitFor(t, "the upstream to close the idle connection", func() bool { return e.up.open.Load() == 0 })
+		testutil.Eventually(t, "the upstream to close the idle connection", func() bool { return e.up.open.Load() == 0 })
 		resp, body = c.get("/second")
 		expectStatus(t, resp, body, 200, okBody("GET", "/second"))
 		if n := e.up.conns.Load(); n != 2 {
@@ -1798,15 +1788,15 @@ func TestStreams(t *testing.T) {
 		case <-time.After(ioTimeout):
 			t.Fatal("the upstream request was not cancelled")
 		}
-		waitFor(t, "Streams() back to 0", func() bool { return e.r.Streams() == 0 })
-		waitFor(t, "no upstream connection open", func() bool { return e.up.open.Load() == 0 })
+		testutil.Eventually(t, "Streams() back to 0", func() bool { return e.r.Streams() == 0 })
+		testutil.Eventually(t, "no upstream connection open", func() bool { return e.up.open.Load() == 0 })
 	})
 	t.Run("stream ends", func(t *testing.T) {
 		e := start(t, setup{})
 		c := e.dial(t)
 		resp, body := c.get("/sse?n=3")
 		expectStatus(t, resp, body, 200, "data: one\n\ndata: 0\n\ndata: 1\n\ndata: 2\n\n")
-		waitFor(t, "Streams() back to 0", func() bool { return e.r.Streams() == 0 })
+		testutil.Eventually(t, "Streams() back to 0", func() bool { return e.r.Streams() == 0 })
 		resp, body = c.get("/after")
 		expectStatus(t, resp, body, 200, okBody("GET", "/after"))
 		if n := e.up.conns.Load(); n != 1 {
@@ -1822,9 +1812,9 @@ func TestStreams(t *testing.T) {
 			t.Fatalf("Streams() = %d, want 2", n)
 		}
 		a.Close()
-		waitFor(t, "Streams() at 1", func() bool { return e.r.Streams() == 1 })
+		testutil.Eventually(t, "Streams() at 1", func() bool { return e.r.Streams() == 1 })
 		b.Close()
-		waitFor(t, "Streams() at 0", func() bool { return e.r.Streams() == 0 })
+		testutil.Eventually(t, "Streams() at 0", func() bool { return e.r.Streams() == 0 })
 	})
 }
 
@@ -1868,7 +1858,7 @@ func TestClientTimeouts(t *testing.T) {
 // dialRefused waits until a connection to addr is refused.
 func dialRefused(tb testing.TB, addr string) {
 	tb.Helper()
-	waitFor(tb, "connections refused", func() bool {
+	testutil.Eventually(tb, "connections refused", func() bool {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err != nil {
 			return true
@@ -1884,7 +1874,7 @@ func TestDoneForAbandonedExchange(t *testing.T) {
 	e := start(t, setup{})
 	c := e.dial(t)
 	c.send("GET /slow?ms=10000 HTTP/1.1\r\nHost: h\r\n\r\n")
-	waitFor(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 1 })
+	testutil.Eventually(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 1 })
 	c.Close()
 	<-e.up.slowGone
 	deadline := time.Now().Add(2 * time.Second)
@@ -1937,7 +1927,7 @@ func TestPostAfterShutdown(t *testing.T) {
 	efd := e.r.loops[0].efd
 	c := e.dial(t)
 	c.send("GET /w HTTP/1.1\r\nHost: h\r\n\r\n")
-	waitFor(t, "Decide", func() bool { return len(e.h.decideCalls()) == 1 })
+	testutil.Eventually(t, "Decide", func() bool { return len(e.h.decideCalls()) == 1 })
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	e.shutdown(ctx)

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
 // Shutdown: idle connections closed, responses finished, streams ended.
@@ -34,7 +36,7 @@ func TestShutdown(t *testing.T) {
 		if _, err := net.Dial("tcp", e.addr); err == nil {
 			t.Fatal("a connection after Shutdown was accepted")
 		}
-		waitFor(t, "the upstream connections closed", func() bool { return e.up.open.Load() == 0 })
+		testutil.Eventually(t, "the upstream connections closed", func() bool { return e.up.open.Load() == 0 })
 	})
 	t.Run("in-flight request finishes with Connection: close", func(t *testing.T) {
 		e := start(t, setup{})
@@ -42,7 +44,7 @@ func TestShutdown(t *testing.T) {
 		resp, body := idle.get("/x")
 		expectStatus(t, resp, body, 200, okBody("GET", "/x"))
 		slow.send("GET /slow?ms=1500 HTTP/1.1\r\nHost: h\r\n\r\n")
-		waitFor(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 2 })
+		testutil.Eventually(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 2 })
 		shut := make(chan error, 1)
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
@@ -96,7 +98,7 @@ func TestShutdown(t *testing.T) {
 		e := start(t, setup{})
 		c := e.dial(t)
 		c.send("GET /slow?ms=10000 HTTP/1.1\r\nHost: h\r\n\r\n")
-		waitFor(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 1 })
+		testutil.Eventually(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 1 })
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		if err := e.shutdown(ctx); !errors.Is(err, context.Canceled) {
@@ -238,7 +240,7 @@ func TestShutdownAnswersRequestHalfReceived(t *testing.T) {
 	e := start(t, setup{})
 	c := e.dial(t)
 	c.send("POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nab")
-	waitFor(t, "the relay to read the first part", func() bool { return bufferedBytes(t, e.r) > 0 })
+	testutil.Eventually(t, "the relay to read the first part", func() bool { return bufferedBytes(t, e.r) > 0 })
 	shut := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)

@@ -1,0 +1,58 @@
+// Package testutil holds what the tests of several packages share: waiting
+// for something asynchronous, and a log sink safe to read while written.
+// Only tests import it; it imports nothing of the project's.
+package testutil
+
+import (
+	"bytes"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Timeout bounds a wait for something asynchronous: generous, as the tests
+// may share the machine with others; a test that passes never waits for it.
+const Timeout = 30 * time.Second
+
+// Eventually polls cond until it holds, failing tb after Timeout.
+func Eventually(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	Within(tb, Timeout, what, cond)
+}
+
+// Within polls cond until it holds and returns how long that took, failing
+// tb after timeout. It polls at once, then ever less often, up to every
+// 50ms.
+func Within(tb testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
+	tb.Helper()
+	start := time.Now()
+	pause := time.Millisecond
+	for !cond() {
+		if time.Since(start) > timeout {
+			tb.Fatalf("%s: not within %s", what, timeout)
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 50*time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+// SyncBuffer is a bytes.Buffer for a log written by one goroutine and read
+// by another.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String is what was written so far.
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
