@@ -10,7 +10,7 @@ import (
 
 // The stored form of a token record (format 2), in both stores.
 //
-// A record is binary, about a third of the JSON it replaced (bench/RESULTS.md):
+// A record is binary, much smaller than the JSON it replaced (bench/RESULTS.md):
 // the key names the namespace and the id, so the value does not repeat them;
 // ids and the hash are raw bytes rather than hex; times are integers.
 //

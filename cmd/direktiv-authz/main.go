@@ -15,8 +15,8 @@ import (
 // defaultGCPercent is the garbage collector's target unless GOGC is set:
 // the sidecar's live heap is small (the token cache, the compiled rules),
 // and collecting it four times less often than Go's default of 100 cut the
-// CPU of a mint by about a tenth on the bench machine (bench/RESULTS.md),
-// for a heap that may grow to five times the live one. GOGC and GOMEMLIMIT
+// CPU of a mint (bench/RESULTS.md), for a heap that may grow to five times
+// the live one. GOGC and GOMEMLIMIT
 // work as usual.
 const defaultGCPercent = 400
 

@@ -64,8 +64,8 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 		// before keeps to them: the request is served off the loop by the
 		// server's handler. One that starts with them is handed to the
 		// server for good: serving each request off the loop costs a second
-		// parse, a goroutine and a loop wake-up (about a sixth of the mint
-		// throughput when mints went this way; bench/RESULTS.md).
+		// parse, a goroutine and a loop wake-up (bench/RESULTS.md measured
+		// it when mints went this way).
 		if r.Served > 0 {
 			return h.serve(r)
 		}

@@ -2,10 +2,9 @@
 // the way nginx does: a few goroutines (by default one per two cores, see
 // DefaultLoops), each with its own epoll instance, read and write
 // non-blocking sockets themselves, with no goroutine per connection and no
-// Go netpoller wake-up between a read and the write it leads to. On the
-// bench machine a forwarded request costs well under half the CPU it does
-// on the goroutine-per-connection server, and less than nginx spends
-// proxying it (see bench/RESULTS.md).
+// Go netpoller wake-up between a read and the write it leads to: a
+// forwarded request costs less CPU than on the goroutine-per-connection
+// server (bench/RESULTS.md has the figures).
 //
 // The relay handles only the plain, common case itself: a well-formed
 // HTTP/1.1 request with at most a small Content-Length body, which the
@@ -200,12 +199,9 @@ type Options struct {
 // DefaultLoops is one event loop for every two of GOMAXPROCS, at least
 // one. A loop that is not saturated costs less CPU per request the more
 // connections it serves (each epoll_wait returns more of them, each wake-up
-// does more), and one loop forwards some 40,000 requests a second on the
-// bench machine: on 2 cores, 1 loop forwarded more requests (36–44k/s
-// against 27–34k/s) at less CPU each (14–16 µs against 19–26 µs) than 2,
-// with the load generator and the upstream on the same cores
-// (bench/RESULTS.md). The other half of the cores is left to the kernel's
-// network processing and the rest of the process.
+// does more): on 2 cores, 1 loop forwarded more requests at less CPU each
+// than 2 (bench/RESULTS.md). The other half of the cores is left to the
+// kernel's network processing and the rest of the process.
 func DefaultLoops() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 func lower(s string) string {
