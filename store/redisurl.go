@@ -111,14 +111,53 @@ func ParseRedisURL(rawURL string) (*RedisConfig, error) {
 
 const redisURLForms = "redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://"
 
+// parseRedisURL reads raw in the order it is written: scheme, user
+// information, hosts, path, query; then builds go-redis's options.
 func parseRedisURL(raw string) (*RedisConfig, error) {
-	schemeEnd := strings.Index(raw, "://")
-	if schemeEnd < 0 {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
 		return nil, fmt.Errorf("no scheme; want %s", redisURLForms)
 	}
-	scheme := strings.ToLower(raw[:schemeEnd])
+	scheme = strings.ToLower(scheme)
 	c := &RedisConfig{}
-	defaultPort := "6379"
+	defaultPort, err := c.parseScheme(scheme)
+	if err != nil {
+		return nil, err
+	}
+	user, password, rest, err := parseUserinfo(rest)
+	if err != nil {
+		return nil, err
+	}
+	if strings.ContainsRune(rest, '#') {
+		return nil, errors.New("a fragment ('#...'); percent-encode '#' in values as %23")
+	}
+	hostList, query, _ := strings.Cut(rest, "?")
+	hostList, path, _ := strings.Cut(hostList, "/")
+	if err := c.parseHosts(scheme, hostList, defaultPort); err != nil {
+		return nil, err
+	}
+	if err := c.parsePath(path); err != nil {
+		return nil, err
+	}
+	p, err := parseRedisQuery(query, c.Mode)
+	if err != nil {
+		return nil, err
+	}
+	c.WaitReplicas, c.WaitTimeout = p.waitReplicas, p.waitTimeout
+	tlsConfig, err := c.tlsConfig(scheme, p.tlsCAFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.setOptions(user, password, tlsConfig, p); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parseScheme sets c's mode and TLS from the URL's scheme (lower-cased)
+// and returns the port a host without one gets.
+func (c *RedisConfig) parseScheme(scheme string) (defaultPort string, _ error) {
+	defaultPort = "6379"
 	switch scheme {
 	case "redis", "rediss":
 		c.Mode = RedisStandalone
@@ -129,63 +168,70 @@ func parseRedisURL(raw string) (*RedisConfig, error) {
 		c.Mode = RedisCluster
 	default:
 		if !isSchemeText(scheme) {
-			return nil, fmt.Errorf("unsupported scheme; want %s", redisURLForms)
+			return "", fmt.Errorf("unsupported scheme; want %s", redisURLForms)
 		}
-		return nil, fmt.Errorf("unsupported scheme %q; want %s", scheme, redisURLForms)
+		return "", fmt.Errorf("unsupported scheme %q; want %s", scheme, redisURLForms)
 	}
 	c.TLS = strings.HasPrefix(scheme, "rediss")
-	rest := raw[schemeEnd+3:]
+	return defaultPort, nil
+}
 
-	// Everything before the last '@' is the user information. It is never
-	// quoted in an error, so a password cannot leak through one even when it
-	// contains characters that should have been percent-encoded.
-	var user, password string
-	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
-		info := rest[:at]
-		rest = rest[at+1:]
-		if strings.ContainsAny(info, "/?#") {
-			return nil, errors.New("the user information (before '@') contains '/', '?' or '#', or a query value contains '@': percent-encode them (%2F, %3F, %23, %40)")
-		}
-		rawUser, rawPass, hasPass := strings.Cut(info, ":")
-		var err error
-		if user, err = url.PathUnescape(rawUser); err != nil {
-			return nil, errors.New("the user name has an invalid %-escape")
-		}
-		if password, err = url.PathUnescape(rawPass); err != nil {
-			return nil, errors.New("the password has an invalid %-escape")
-		}
-		if !hasPass && user != "" {
-			return nil, errors.New("a user name without a password; write user:password@ (or :password@ for the default user)")
-		}
-		if hasPass && password == "" {
-			return nil, errors.New("an empty password after ':'; leave out user information for a server without a password")
-		}
+// parseUserinfo takes the user information off the front of rest (what
+// follows "scheme://"): everything before the last '@'. It is never quoted
+// in an error, so a password cannot leak through one even when it holds
+// characters that should have been percent-encoded.
+func parseUserinfo(rest string) (user, password, after string, _ error) {
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
+		return "", "", rest, nil
 	}
-	if strings.ContainsRune(rest, '#') {
-		return nil, errors.New("a fragment ('#...'); percent-encode '#' in values as %23")
+	info := rest[:at]
+	if strings.ContainsAny(info, "/?#") {
+		return "", "", "", errors.New("the user information (before '@') contains '/', '?' or '#', or a query value contains '@': percent-encode them (%2F, %3F, %23, %40)")
 	}
-	hostList, rest, _ := strings.Cut(rest, "?") // rest is now the query
-	query := rest
-	hostList, path, _ := strings.Cut(hostList, "/")
+	rawUser, rawPass, hasPass := strings.Cut(info, ":")
+	var err error
+	if user, err = url.PathUnescape(rawUser); err != nil {
+		return "", "", "", errors.New("the user name has an invalid %-escape")
+	}
+	if password, err = url.PathUnescape(rawPass); err != nil {
+		return "", "", "", errors.New("the password has an invalid %-escape")
+	}
+	if !hasPass && user != "" {
+		return "", "", "", errors.New("a user name without a password; write user:password@ (or :password@ for the default user)")
+	}
+	if hasPass && password == "" {
+		return "", "", "", errors.New("an empty password after ':'; leave out user information for a server without a password")
+	}
+	return user, password, rest[at+1:], nil
+}
 
+// parseHosts sets c.Addrs from the comma-separated host list.
+func (c *RedisConfig) parseHosts(scheme, hostList, defaultPort string) error {
 	if hostList == "" {
-		return nil, errors.New("no host; write host:port after the scheme")
+		return errors.New("no host; write host:port after the scheme")
 	}
 	hosts := strings.Split(hostList, ",")
 	if c.Mode == RedisStandalone && len(hosts) > 1 {
-		return nil, fmt.Errorf("%s:// takes one host, got %d; use redis+sentinel:// or redis+cluster:// for several", scheme, len(hosts))
+		return fmt.Errorf("%s:// takes one host, got %d; use redis+sentinel:// or redis+cluster:// for several", scheme, len(hosts))
 	}
 	for i, h := range hosts {
 		addr, err := parseHostPort(h, defaultPort)
 		if err != nil {
 			if len(hosts) > 1 {
-				return nil, fmt.Errorf("host %d of %d: %w", i+1, len(hosts), err)
+				return fmt.Errorf("host %d of %d: %w", i+1, len(hosts), err)
 			}
-			return nil, err
+			return err
 		}
 		c.Addrs = append(c.Addrs, addr)
 	}
+	return nil
+}
 
+// parsePath sets c's database and, for Sentinel, master name from the
+// path (without its leading '/'): /<db>, /<master-name>[/<db>], or nothing
+// for a cluster.
+func (c *RedisConfig) parsePath(path string) error {
 	segs := strings.Split(path, "/")
 	if path == "" {
 		segs = nil
@@ -193,65 +239,71 @@ func parseRedisURL(raw string) (*RedisConfig, error) {
 	switch c.Mode {
 	case RedisStandalone:
 		if len(segs) > 1 {
-			return nil, fmt.Errorf("path /%s: want /<db>", path)
+			return fmt.Errorf("path /%s: want /<db>", path)
 		}
 		if len(segs) == 1 && segs[0] != "" {
 			db, err := parseDB(segs[0])
 			if err != nil {
-				return nil, err
+				return err
 			}
 			c.DB = db
 		}
 	case RedisSentinel:
 		if len(segs) == 0 || segs[0] == "" {
-			return nil, errors.New("no master name; write redis+sentinel://host:26379/<master-name>[/db]")
+			return errors.New("no master name; write redis+sentinel://host:26379/<master-name>[/db]")
 		}
 		if len(segs) > 2 || (len(segs) == 2 && segs[1] == "") {
-			return nil, fmt.Errorf("path /%s: want /<master-name>[/<db>]", path)
+			return fmt.Errorf("path /%s: want /<master-name>[/<db>]", path)
 		}
 		if !isMasterName(segs[0]) {
-			return nil, fmt.Errorf("master name %s: use letters, digits, '.', '-' and '_'", quote(segs[0]))
+			return fmt.Errorf("master name %s: use letters, digits, '.', '-' and '_'", quote(segs[0]))
 		}
 		c.MasterName = segs[0]
 		if len(segs) == 2 {
 			db, err := parseDB(segs[1])
 			if err != nil {
-				return nil, err
+				return err
 			}
 			c.DB = db
 		}
 	case RedisCluster:
 		if len(segs) > 1 || (len(segs) == 1 && segs[0] != "" && segs[0] != "0") {
-			return nil, fmt.Errorf("path /%s: Redis Cluster has only database 0; leave the path out", path)
+			return fmt.Errorf("path /%s: Redis Cluster has only database 0; leave the path out", path)
 		}
 	}
+	return nil
+}
 
-	p, err := parseRedisQuery(query, c.Mode)
-	if err != nil {
-		return nil, err
-	}
-	c.WaitReplicas, c.WaitTimeout = p.waitReplicas, p.waitTimeout
-
-	var tlsConfig *tls.Config
-	if c.TLS {
-		// ServerName stays empty: crypto/tls then verifies each node against
-		// the host it dialled, which a list of hosts needs.
-		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		if p.tlsCAFile != "" {
-			if tlsConfig.RootCAs, err = loadCAFile(p.tlsCAFile); err != nil {
-				return nil, err
-			}
+// tlsConfig is the TLS configuration of a TLS URL, nil for another;
+// caFile (tls_ca_file) is for TLS URLs only.
+func (c *RedisConfig) tlsConfig(scheme, caFile string) (*tls.Config, error) {
+	if !c.TLS {
+		if caFile != "" {
+			return nil, fmt.Errorf("query parameter tls_ca_file is only for TLS URLs (rediss://, rediss+sentinel://, rediss+cluster://), not %s://", scheme)
 		}
-	} else if p.tlsCAFile != "" {
-		return nil, fmt.Errorf("query parameter tls_ca_file is only for TLS URLs (rediss://, rediss+sentinel://, rediss+cluster://), not %s://", scheme)
+		return nil, nil
 	}
+	// ServerName stays empty: crypto/tls then verifies each node against
+	// the host it dialled, which a list of hosts needs.
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		var err error
+		if cfg.RootCAs, err = loadCAFile(caFile); err != nil {
+			return nil, err
+		}
+	}
+	return cfg, nil
+}
+
+// setOptions builds go-redis's options for c's mode.
+func (c *RedisConfig) setOptions(user, password string, tlsConfig *tls.Config, p redisParams) error {
 	switch c.Mode {
 	case RedisStandalone:
 		// redis.ParseURL sees neither the credentials nor the query, so none
 		// of its errors can echo a password.
 		o, err := redis.ParseURL("redis://" + c.Addrs[0] + "/" + strconv.Itoa(c.DB))
 		if err != nil {
-			return nil, fmt.Errorf("address %s: %w", c.Addrs[0], err)
+			return fmt.Errorf("address %s: %w", c.Addrs[0], err)
 		}
 		o.Username, o.Password = user, password
 		o.TLSConfig = tlsConfig
@@ -297,7 +349,7 @@ func parseRedisURL(raw string) (*RedisConfig, error) {
 			ContextTimeoutEnabled: true,
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // NewClient returns a go-redis client for c: redis.NewClient,
