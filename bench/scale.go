@@ -193,13 +193,51 @@ func (s *scaleRun) usedMemory(ctx context.Context) (int64, error) {
 	return 0, errors.New("INFO memory has no used_memory")
 }
 
+// commandUsec is the time Redis has spent executing commands since it
+// started (the sum of INFO commandstats' usec, INFO itself left out), in
+// µs. Per request, it is what a request costs Redis without the network
+// and event-loop work around it, and, unlike process CPU, it is counted in
+// µs rather than in scheduler ticks. It is wall time inside each command,
+// so a Redis preempted mid-command counts the wait too.
+func (s *scaleRun) commandUsec(ctx context.Context) (int64, error) {
+	info, err := s.rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, l := range strings.Split(info, "\n") {
+		name, stats, ok := strings.Cut(strings.TrimSpace(l), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") || name == "cmdstat_info" {
+			continue
+		}
+		for _, f := range strings.Split(stats, ",") {
+			if v, ok := strings.CutPrefix(f, "usec="); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					return 0, fmt.Errorf("INFO commandstats: %s: %w", l, err)
+				}
+				total += n
+			}
+		}
+	}
+	return total, nil
+}
+
+// redisCommands is the CPU map's key of commandUsec per request.
+const redisCommands = "redis commands"
+
 // load runs one measured run and keeps its report.
 func (s *scaleRun) load(ctx context.Context, name string, k kind, conns int, rate float64, d time.Duration, n int64, keep bool) (runReport, error) {
 	groups := s.ps.cpuGroups()
 	var before cpuSnapshot
+	var usec0 int64
+	usecErr := errors.New("the measured phase did not start")
 	spec := loadSpec{name: name, scenario: k.name, target: s.sidecar, kinds: []kind{k}, conns: conns, rate: rate,
 		duration: d, n: n, timeout: 10 * time.Second, progress: s.progress,
-		onMeasure: func() { before = snapshotCPU(groups) }}
+		onMeasure: func() {
+			before = snapshotCPU(groups)
+			usec0, usecErr = s.commandUsec(ctx)
+		}}
 	if n > 0 {
 		spec.limit = time.Hour
 	}
@@ -214,6 +252,14 @@ func (s *scaleRun) load(ctx context.Context, name string, k kind, conns int, rat
 	r := newRunReport(res)
 	if before != nil {
 		r.CPU = perRequest(before, after, r.Requests)
+	}
+	if usecErr == nil && r.Requests > 0 {
+		if usec1, err := s.commandUsec(ctx); err == nil {
+			if r.CPU == nil {
+				r.CPU = map[string]float64{}
+			}
+			r.CPU[redisCommands] = float64(usec1-usec0) / float64(r.Requests)
+		}
 	}
 	r.Charted = true
 	if keep {
@@ -265,6 +311,7 @@ const scaleRounds = 3
 type sizeFigures struct {
 	mints, forwards     float64 // ok/s
 	mintCPU, forwardCPU float64 // sidecar + redis µs per request
+	mintCmd, forwardCmd float64 // Redis command µs per request (commandUsec)
 }
 
 // measure runs scaleRounds rounds of a forward run and a mint run of
@@ -272,7 +319,7 @@ type sizeFigures struct {
 // its rounds. The mints add to the size: at 1k the mint runs see 1k to
 // 1k + 2 × scaleMeasureMint tokens, still far from N.
 func (s *scaleRun) measure(ctx context.Context, label string) (sizeFigures, error) {
-	var fs, fc, ms, mc []float64
+	var fs, fc, fr, ms, mc, mr []float64
 	for round := 1; round <= scaleRounds; round++ {
 		f, err := s.load(ctx, "forward at "+label, s.forwardKind(), s.cfg.conns, 0, s.cfg.duration, 0, true)
 		if err != nil {
@@ -281,6 +328,7 @@ func (s *scaleRun) measure(ctx context.Context, label string) (sizeFigures, erro
 		s.runs[len(s.runs)-1].Round = round
 		fs = append(fs, f.Throughput)
 		fc = append(fc, f.CPU["sidecar"]+f.CPU["redis"])
+		fr = append(fr, f.CPU[redisCommands])
 		m, err := s.load(ctx, "mint at "+label, s.mintKind(s.caller), s.cfg.conns, 0, 0, scaleMeasureMint, true)
 		if err != nil {
 			return sizeFigures{}, err
@@ -289,8 +337,10 @@ func (s *scaleRun) measure(ctx context.Context, label string) (sizeFigures, erro
 		s.live += int(m.OK)
 		ms = append(ms, m.Throughput)
 		mc = append(mc, m.CPU["sidecar"]+m.CPU["redis"])
+		mr = append(mr, m.CPU[redisCommands])
 	}
-	return sizeFigures{mints: median(ms), forwards: median(fs), mintCPU: median(mc), forwardCPU: median(fc)}, nil
+	return sizeFigures{mints: median(ms), forwards: median(fs), mintCPU: median(mc), forwardCPU: median(fc),
+		mintCmd: median(mr), forwardCmd: median(fr)}, nil
 }
 
 func (s *scaleRun) run(ctx context.Context) (*report, error) {
@@ -375,6 +425,7 @@ func (s *scaleRun) run(ctx context.Context) (*report, error) {
 		{"load", fmt.Sprintf("%d connections for the fill and the closed-loop runs; forwards the median of %d runs of %v, mints %d per measured run (at 1k: from 1k live tokens, at N: from N); open loop %.0f req/s before and during the revoke", s.cfg.conns, scaleRounds, s.cfg.duration, scaleMeasureMint, s.cfg.forwardRate)},
 		{"memory", fmt.Sprintf("INFO used_memory %d → %d bytes over the fill: %.0f bytes per token; MEMORY USAGE %s", mem0, memN, bytesPer, sample)},
 		{"load average (1, 5, 15 min) before, after", loadBefore + "; " + loadAverage() + " (the bench's own load included; much above the core count means busy neighbours)"},
+		{"cpu", "each process's CPU per request, from its CPU time; \"redis commands\": the time Redis spent executing commands per request (INFO commandstats), finer than Redis's process CPU and blind to the network and event-loop work around the commands"},
 	}, s.versions...)
 	rep.Settings = append(rep.Settings, revoke.settings...)
 	ratio := func(id, title, num, den string, n, d, goal float64, atMost bool, unit string) ratioReport {
@@ -388,8 +439,10 @@ func (s *scaleRun) run(ctx context.Context) (*report, error) {
 	rep.Ratios = []ratioReport{
 		ratio("S1", "minting at N ÷ at 1k", "mint at N", "mint at 1k", atN.mints, at1k.mints, goalScaleRatio, false, "req/s"),
 		asInfo(ratio("S1c", "CPU per mint at 1k ÷ at N (info)", "sidecar+redis µs per mint at 1k", "at N", at1k.mintCPU, atN.mintCPU, goalScaleRatio, false, "µs")),
+		asInfo(ratio("S1r", "Redis command time per mint at 1k ÷ at N (info)", "redis commands µs per mint at 1k", "at N", at1k.mintCmd, atN.mintCmd, goalScaleRatio, false, "µs")),
 		ratio("S2", "enforced forwarding at N ÷ at 1k", "forward at N", "forward at 1k", atN.forwards, at1k.forwards, goalScaleRatio, false, "req/s"),
 		asInfo(ratio("S2c", "CPU per forward at 1k ÷ at N (info)", "sidecar+redis µs per forward at 1k", "at N", at1k.forwardCPU, atN.forwardCPU, goalScaleRatio, false, "µs")),
+		asInfo(ratio("S2r", "Redis command time per forward at 1k ÷ at N (info)", "redis commands µs per forward at 1k", "at N", at1k.forwardCmd, atN.forwardCmd, goalScaleRatio, false, "µs")),
 		ratio("S3", "forwarding p99 during a revoke ÷ before", "forward during the revoke", "forward before the revoke", revoke.p99During, revoke.p99Before, goalRevokeP99, true, "ms"),
 		{ID: "S4", Title: "Redis bytes per live token", Numerator: "used_memory delta", Denominator: "tokens", NumValue: float64(memN - mem0), DenValue: float64(filled),
 			Value: bytesPer, Rounds: []float64{bytesPer}, Goal: goalBytesPerTok, AtMost: true, Unit: "B"},
