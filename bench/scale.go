@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -66,6 +67,10 @@ type scaleRun struct {
 	notes                                  []string
 	runs                                   []runReport
 	live                                   int // tokens minted so far (none expire during the run)
+
+	// suffix names this stack's processes: "" for the one filled to N,
+	// "-1k" for the reference that stays at 1k tokens (see run).
+	suffix string
 }
 
 func runScale(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -109,14 +114,19 @@ func runScale(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	s.ps = &procs{dir: dir}
+	var ref *scaleRun
 	defer func() {
 		if s.rdb != nil {
 			s.rdb.Close()
 		}
+		if ref != nil && ref.rdb != nil {
+			ref.rdb.Close()
+		}
 		s.ps.stopAll()
 		os.RemoveAll(dir)
 	}()
-	rep, err := s.run(ctx)
+	ref = &scaleRun{cfg: c, stdout: stdout, stderr: stderr, progress: s.progress, ps: s.ps, suffix: "-1k"}
+	rep, err := s.run(ctx, ref)
 	if err != nil {
 		return err
 	}
@@ -133,8 +143,9 @@ func (s *scaleRun) note(format string, args ...any) {
 	s.logf("note: %s", n)
 }
 
-// start runs redis-server, the stub and the sidecar (cache off).
-func (s *scaleRun) start(ctx context.Context) error {
+// start runs redis-server, the stub and the sidecar (cache off), and the
+// reference's redis-server and sidecar (sharing the stub).
+func (s *scaleRun) start(ctx context.Context, ref *scaleRun) error {
 	bin, err := s.ps.buildSidecar(ctx, s.cfg.sidecarBin, s.logf)
 	if err != nil {
 		return err
@@ -145,8 +156,6 @@ func (s *scaleRun) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	redisAddr := fmt.Sprintf("127.0.0.1:%d", redisPort)
-	s.rdb = redis.NewClient(&redis.Options{Addr: redisAddr, ReadTimeout: 30 * time.Second})
 	if version != "" {
 		s.versions = append(s.versions, setting{"redis", version})
 	}
@@ -154,6 +163,34 @@ func (s *scaleRun) start(ctx context.Context) error {
 	if s.stub, err = s.ps.startStub(ctx, s.upstreamKey); err != nil {
 		return err
 	}
+	if err := s.startSidecar(ctx, bin, redisPort); err != nil {
+		return err
+	}
+	s.versions = append(s.versions, setting{"sidecar", fmt.Sprintf("GOMAXPROCS %d (every core), --token-cache-ttl 0 (every forward looks its token up in Redis), --log-level warn, metrics on", runtime.NumCPU())})
+
+	ref.stub, ref.upstreamKey = s.stub, s.upstreamKey
+	if redisPort, err = freePort(); err != nil {
+		return err
+	}
+	redisServer, err := exec.LookPath("redis-server")
+	if err != nil {
+		return err
+	}
+	rp, err := s.ps.start("redis"+ref.suffix, cleanEnv(), redisServer, "--port", strconv.Itoa(redisPort), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", s.ps.dir, "--protected-mode", "yes")
+	if err != nil {
+		return err
+	}
+	if err := waitReady(ctx, rp, 10*time.Second, probeRedis(fmt.Sprintf("127.0.0.1:%d", redisPort))); err != nil {
+		return err
+	}
+	return ref.startSidecar(ctx, bin, redisPort)
+}
+
+// startSidecar runs s's sidecar (cache off) on the Redis at redisPort.
+func (s *scaleRun) startSidecar(ctx context.Context, bin string, redisPort int) error {
+	redisAddr := fmt.Sprintf("127.0.0.1:%d", redisPort)
+	s.rdb = redis.NewClient(&redis.Options{Addr: redisAddr, ReadTimeout: 30 * time.Second})
 
 	sidePort, err := freePort()
 	if err != nil {
@@ -165,18 +202,14 @@ func (s *scaleRun) start(ctx context.Context) error {
 	}
 	s.adminToken = randomSecret("bench-admin-")
 	env := cleanEnv("DIREKTIV_AUTHZ_ADMIN_TOKEN="+s.adminToken, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+s.upstreamKey)
-	sdp, err := s.ps.start("sidecar", env, bin, "--listen", fmt.Sprintf("127.0.0.1:%d", sidePort), "--upstream", s.stub,
+	sdp, err := s.ps.start("sidecar"+s.suffix, env, bin, "--listen", fmt.Sprintf("127.0.0.1:%d", sidePort), "--upstream", s.stub,
 		"--redis-url", fmt.Sprintf("redis://%s/0", redisAddr), "--log-level", "warn", "--ops-listen", fmt.Sprintf("127.0.0.1:%d", opsPort),
 		"--token-cache-ttl", "0")
 	if err != nil {
 		return err
 	}
 	s.sidecar = fmt.Sprintf("http://127.0.0.1:%d", sidePort)
-	if err := waitReady(ctx, sdp, 90*time.Second, probeHTTP(s.sidecar, "/api/namespaces/"+s.cfg.ns+"/auth/token")); err != nil {
-		return err
-	}
-	s.versions = append(s.versions, setting{"sidecar", fmt.Sprintf("GOMAXPROCS %d (every core), --token-cache-ttl 0 (every forward looks its token up in Redis), --log-level warn, metrics on", runtime.NumCPU())})
-	return nil
+	return waitReady(ctx, sdp, 90*time.Second, probeHTTP(s.sidecar, "/api/namespaces/"+s.cfg.ns+"/auth/token"))
 }
 
 // usedMemory is Redis's INFO used_memory.
@@ -193,13 +226,51 @@ func (s *scaleRun) usedMemory(ctx context.Context) (int64, error) {
 	return 0, errors.New("INFO memory has no used_memory")
 }
 
+// commandUsec is the time Redis has spent executing commands since it
+// started (the sum of INFO commandstats' usec, INFO itself left out), in
+// µs. Per request, it is what a request costs Redis without the network
+// and event-loop work around it, and, unlike process CPU, it is counted in
+// µs rather than in scheduler ticks. It is wall time inside each command,
+// so a Redis preempted mid-command counts the wait too.
+func (s *scaleRun) commandUsec(ctx context.Context) (int64, error) {
+	info, err := s.rdb.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return 0, err
+	}
+	var total int64
+	for _, l := range strings.Split(info, "\n") {
+		name, stats, ok := strings.Cut(strings.TrimSpace(l), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") || name == "cmdstat_info" {
+			continue
+		}
+		for _, f := range strings.Split(stats, ",") {
+			if v, ok := strings.CutPrefix(f, "usec="); ok {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil {
+					return 0, fmt.Errorf("INFO commandstats: %s: %w", l, err)
+				}
+				total += n
+			}
+		}
+	}
+	return total, nil
+}
+
+// redisCommands is the CPU map's key of commandUsec per request.
+const redisCommands = "redis commands"
+
 // load runs one measured run and keeps its report.
 func (s *scaleRun) load(ctx context.Context, name string, k kind, conns int, rate float64, d time.Duration, n int64, keep bool) (runReport, error) {
 	groups := s.ps.cpuGroups()
 	var before cpuSnapshot
+	var usec0 int64
+	usecErr := errors.New("the measured phase did not start")
 	spec := loadSpec{name: name, scenario: k.name, target: s.sidecar, kinds: []kind{k}, conns: conns, rate: rate,
 		duration: d, n: n, timeout: 10 * time.Second, progress: s.progress,
-		onMeasure: func() { before = snapshotCPU(groups) }}
+		onMeasure: func() {
+			before = snapshotCPU(groups)
+			usec0, usecErr = s.commandUsec(ctx)
+		}}
 	if n > 0 {
 		spec.limit = time.Hour
 	}
@@ -214,6 +285,14 @@ func (s *scaleRun) load(ctx context.Context, name string, k kind, conns int, rat
 	r := newRunReport(res)
 	if before != nil {
 		r.CPU = perRequest(before, after, r.Requests)
+	}
+	if usecErr == nil && r.Requests > 0 {
+		if usec1, err := s.commandUsec(ctx); err == nil {
+			if r.CPU == nil {
+				r.CPU = map[string]float64{}
+			}
+			r.CPU[redisCommands] = float64(usec1-usec0) / float64(r.Requests)
+		}
 	}
 	r.Charted = true
 	if keep {
@@ -265,45 +344,86 @@ const scaleRounds = 3
 type sizeFigures struct {
 	mints, forwards     float64 // ok/s
 	mintCPU, forwardCPU float64 // sidecar + redis µs per request
+	mintCmd, forwardCmd float64 // Redis command µs per request (commandUsec)
 }
 
-// measure runs scaleRounds rounds of a forward run and a mint run of
-// scaleMeasureMint mints at the current size; each figure is the median of
-// its rounds. The mints add to the size: at 1k the mint runs see 1k to
-// 1k + 2 × scaleMeasureMint tokens, still far from N.
-func (s *scaleRun) measure(ctx context.Context, label string) (sizeFigures, error) {
-	var fs, fc, ms, mc []float64
-	for round := 1; round <= scaleRounds; round++ {
-		f, err := s.load(ctx, "forward at "+label, s.forwardKind(), s.cfg.conns, 0, s.cfg.duration, 0, true)
-		if err != nil {
-			return sizeFigures{}, err
-		}
-		s.runs[len(s.runs)-1].Round = round
-		fs = append(fs, f.Throughput)
-		fc = append(fc, f.CPU["sidecar"]+f.CPU["redis"])
-		m, err := s.load(ctx, "mint at "+label, s.mintKind(s.caller), s.cfg.conns, 0, 0, scaleMeasureMint, true)
-		if err != nil {
-			return sizeFigures{}, err
-		}
-		s.runs[len(s.runs)-1].Round = round
-		s.live += int(m.OK)
-		ms = append(ms, m.Throughput)
-		mc = append(mc, m.CPU["sidecar"]+m.CPU["redis"])
+// measure runs scaleRounds rounds; in each, a forward run on each stack in
+// turn, then a mint run of scaleMeasureMint mints on each. labels name the
+// stacks' sizes in the runs' names. Each figure is the median of its
+// rounds; the runs are kept in s's report in the order they ran. The mints
+// add to the size: at 1k the mint runs see 1k to 1k + 2 ×
+// scaleMeasureMint tokens, still far from N.
+func (s *scaleRun) measure(ctx context.Context, stacks []*scaleRun, labels []string) ([]sizeFigures, error) {
+	type samples struct{ fs, fc, fr, ms, mc, mr []float64 }
+	got := make([]samples, len(stacks))
+	keep := func(r runReport, round int) {
+		r.Round = round
+		s.runs = append(s.runs, r)
 	}
-	return sizeFigures{mints: median(ms), forwards: median(fs), mintCPU: median(mc), forwardCPU: median(fc)}, nil
+	for round := 1; round <= scaleRounds; round++ {
+		for i, st := range stacks {
+			f, err := st.load(ctx, "forward at "+labels[i], st.forwardKind(), s.cfg.conns, 0, s.cfg.duration, 0, false)
+			if err != nil {
+				return nil, err
+			}
+			keep(f, round)
+			g := &got[i]
+			g.fs = append(g.fs, f.Throughput)
+			g.fc = append(g.fc, f.CPU["sidecar"+st.suffix]+f.CPU["redis"+st.suffix])
+			g.fr = append(g.fr, f.CPU[redisCommands])
+		}
+		for i, st := range stacks {
+			m, err := st.load(ctx, "mint at "+labels[i], st.mintKind(st.caller), s.cfg.conns, 0, 0, scaleMeasureMint, false)
+			if err != nil {
+				return nil, err
+			}
+			keep(m, round)
+			st.live += int(m.OK)
+			g := &got[i]
+			g.ms = append(g.ms, m.Throughput)
+			g.mc = append(g.mc, m.CPU["sidecar"+st.suffix]+m.CPU["redis"+st.suffix])
+			g.mr = append(g.mr, m.CPU[redisCommands])
+		}
+	}
+	out := make([]sizeFigures, len(stacks))
+	for i, g := range got {
+		out[i] = sizeFigures{mints: median(g.ms), forwards: median(g.fs), mintCPU: median(g.mc), forwardCPU: median(g.fc),
+			mintCmd: median(g.mr), forwardCmd: median(g.fr)}
+	}
+	return out, nil
 }
 
-func (s *scaleRun) run(ctx context.Context) (*report, error) {
+// mintCaller mints s's caller with its admin token (s.live counts it).
+func (s *scaleRun) mintCaller(ctx context.Context) error {
+	var err error
+	if s.caller, err = mintOne(ctx, s.sidecar, s.adminToken, s.cfg.ns, callerBodyScale); err != nil {
+		return fmt.Errorf("minting the bench's caller: %w", err)
+	}
+	s.live = 1
+	return nil
+}
+
+const callerBodyScale = `{"description":"bench caller","policies":["permissionsManage","workflowView","instancesView"],"expires":"P1D"}`
+
+// run fills s to N and measures it; ref, a second Redis and sidecar that
+// stay at 1k tokens, is measured in turn with s at N: both sizes then see
+// the same machine. Runs minutes apart on a shared machine (the first
+// 1k runs, before the fill) differ by more than the store does: in earlier
+// runs the load generator's own CPU per request, which does not depend on
+// the store, moved by up to 9% between them.
+func (s *scaleRun) run(ctx context.Context, ref *scaleRun) (*report, error) {
 	started := time.Now()
 	loadBefore := loadAverage()
-	if err := s.start(ctx); err != nil {
+	if err := s.start(ctx, ref); err != nil {
+		return nil, err
+	}
+	if err := s.mintCaller(ctx); err != nil {
+		return nil, err
+	}
+	if err := ref.mintCaller(ctx); err != nil {
 		return nil, err
 	}
 	var err error
-	const callerBodyScale = `{"description":"bench caller","policies":["permissionsManage","workflowView","instancesView"],"expires":"P1D"}`
-	if s.caller, err = mintOne(ctx, s.sidecar, s.adminToken, s.cfg.ns, callerBodyScale); err != nil {
-		return nil, fmt.Errorf("minting the bench's caller: %w", err)
-	}
 	if s.root, err = mintOne(ctx, s.sidecar, s.caller, s.cfg.ns, callerBodyScale); err != nil {
 		return nil, fmt.Errorf("minting the subtree's root: %w", err)
 	}
@@ -318,10 +438,14 @@ func (s *scaleRun) run(ctx context.Context) (*report, error) {
 	if err := s.fill(ctx, s.caller, scaleSmall, "to 1k"); err != nil {
 		return nil, err
 	}
-	at1k, err := s.measure(ctx, "1k")
+	if err := ref.fill(ctx, ref.caller, scaleSmall, "the reference to 1k"); err != nil {
+		return nil, err
+	}
+	figs, err := s.measure(ctx, []*scaleRun{s}, []string{"1k"})
 	if err != nil {
 		return nil, err
 	}
+	early := figs[0]
 	// The subtree first, then the rest: the sweep reads the whole index
 	// either way.
 	if err := s.fill(ctx, s.root, s.live+s.cfg.subtree, "in the subtree"); err != nil {
@@ -343,10 +467,11 @@ func (s *scaleRun) run(ctx context.Context) (*report, error) {
 	bytesPer := float64(memN-mem0) / float64(filled)
 	s.logf("Redis used_memory %d → %d bytes over %d tokens: %.0f bytes per token", mem0, memN, filled, bytesPer)
 	sample := s.sampleUsage(ctx)
-	atN, err := s.measure(ctx, "N")
-	if err != nil {
+	// At N, in turn with the reference at 1k.
+	if figs, err = s.measure(ctx, []*scaleRun{ref, s}, []string{"1k beside N", "N"}); err != nil {
 		return nil, err
 	}
+	at1k, atN := figs[0], figs[1]
 
 	// The token list: its first page, and one half-way down.
 	listKind := func(after string) kind {
@@ -373,8 +498,10 @@ func (s *scaleRun) run(ctx context.Context) (*report, error) {
 	rep.Settings = append([]setting{
 		{"size", fmt.Sprintf("%d live tokens in one namespace, %d at the end (the measured mints add theirs; %d in the subtree revoked at the end, the rest minted by one token), description and policies of the mint scenario, PT1H", s.cfg.tokens, s.live, s.cfg.subtree)},
 		{"load", fmt.Sprintf("%d connections for the fill and the closed-loop runs; forwards the median of %d runs of %v, mints %d per measured run (at 1k: from 1k live tokens, at N: from N); open loop %.0f req/s before and during the revoke", s.cfg.conns, scaleRounds, s.cfg.duration, scaleMeasureMint, s.cfg.forwardRate)},
+		{"1k beside N", "a second Redis and sidecar (redis-1k, sidecar-1k), filled to 1k tokens the same way, measured in turn with N (forward at 1k, at N, mint at 1k, at N, three rounds): S1 and S2 compare the sizes seconds apart, not minutes; S1s and S2s compare with the first stack's runs at 1k, before its fill"},
 		{"memory", fmt.Sprintf("INFO used_memory %d → %d bytes over the fill: %.0f bytes per token; MEMORY USAGE %s", mem0, memN, bytesPer, sample)},
 		{"load average (1, 5, 15 min) before, after", loadBefore + "; " + loadAverage() + " (the bench's own load included; much above the core count means busy neighbours)"},
+		{"cpu", "each process's CPU per request, from its CPU time; \"redis commands\": the time Redis spent executing commands per request (INFO commandstats), finer than Redis's process CPU and blind to the network and event-loop work around the commands"},
 	}, s.versions...)
 	rep.Settings = append(rep.Settings, revoke.settings...)
 	ratio := func(id, title, num, den string, n, d, goal float64, atMost bool, unit string) ratioReport {
@@ -386,10 +513,14 @@ func (s *scaleRun) run(ctx context.Context) (*report, error) {
 		return r
 	}
 	rep.Ratios = []ratioReport{
-		ratio("S1", "minting at N ÷ at 1k", "mint at N", "mint at 1k", atN.mints, at1k.mints, goalScaleRatio, false, "req/s"),
-		asInfo(ratio("S1c", "CPU per mint at 1k ÷ at N (info)", "sidecar+redis µs per mint at 1k", "at N", at1k.mintCPU, atN.mintCPU, goalScaleRatio, false, "µs")),
-		ratio("S2", "enforced forwarding at N ÷ at 1k", "forward at N", "forward at 1k", atN.forwards, at1k.forwards, goalScaleRatio, false, "req/s"),
-		asInfo(ratio("S2c", "CPU per forward at 1k ÷ at N (info)", "sidecar+redis µs per forward at 1k", "at N", at1k.forwardCPU, atN.forwardCPU, goalScaleRatio, false, "µs")),
+		ratio("S1", "minting at N ÷ at 1k", "mint at N", "mint at 1k beside N", atN.mints, at1k.mints, goalScaleRatio, false, "req/s"),
+		asInfo(ratio("S1s", "minting at N ÷ at 1k before the fill (info)", "mint at N", "mint at 1k", atN.mints, early.mints, goalScaleRatio, false, "req/s")),
+		asInfo(ratio("S1c", "CPU per mint at 1k ÷ at N (info)", "sidecar+redis µs per mint at 1k beside N", "at N", at1k.mintCPU, atN.mintCPU, goalScaleRatio, false, "µs")),
+		asInfo(ratio("S1r", "Redis command time per mint at 1k ÷ at N (info)", "redis commands µs per mint at 1k beside N", "at N", at1k.mintCmd, atN.mintCmd, goalScaleRatio, false, "µs")),
+		ratio("S2", "enforced forwarding at N ÷ at 1k", "forward at N", "forward at 1k beside N", atN.forwards, at1k.forwards, goalScaleRatio, false, "req/s"),
+		asInfo(ratio("S2s", "enforced forwarding at N ÷ at 1k before the fill (info)", "forward at N", "forward at 1k", atN.forwards, early.forwards, goalScaleRatio, false, "req/s")),
+		asInfo(ratio("S2c", "CPU per forward at 1k ÷ at N (info)", "sidecar+redis µs per forward at 1k beside N", "at N", at1k.forwardCPU, atN.forwardCPU, goalScaleRatio, false, "µs")),
+		asInfo(ratio("S2r", "Redis command time per forward at 1k ÷ at N (info)", "redis commands µs per forward at 1k beside N", "at N", at1k.forwardCmd, atN.forwardCmd, goalScaleRatio, false, "µs")),
 		ratio("S3", "forwarding p99 during a revoke ÷ before", "forward during the revoke", "forward before the revoke", revoke.p99During, revoke.p99Before, goalRevokeP99, true, "ms"),
 		{ID: "S4", Title: "Redis bytes per live token", Numerator: "used_memory delta", Denominator: "tokens", NumValue: float64(memN - mem0), DenValue: float64(filled),
 			Value: bytesPer, Rounds: []float64{bytesPer}, Goal: goalBytesPerTok, AtMost: true, Unit: "B"},

@@ -58,7 +58,7 @@ type RedisOptions struct {
 // Keys, all of one namespace in one Redis Cluster slot (hash tag {<ns>}):
 //
 //	<prefix>:{<ns>}:tok:<id>    string, the token's record (record.go); expires at Token.Expires (PXAT)
-//	<prefix>:{<ns>}:ix          stream of the ids in the order they were stored (List), field i = the id
+//	<prefix>:{<ns>}:ix          stream of the ids in the order they were stored (List): field i = the id, e = the token's lifetime in seconds after the entry's id (rounded up)
 //	<prefix>:{<ns>}:pc          where the creates' pruning of the index stands (a stream id)
 //	<prefix>:{<ns>}:kn          hash: how many children were minted from <id> (tokens with children only)
 //	<prefix>:{<ns>}:rv:<id>     revoke marker: refuses every token naming <id> among its ancestors (see revokeScript)
@@ -75,8 +75,13 @@ type RedisOptions struct {
 // longest-lived token, and live a minute longer than that when their expiry
 // moves, so that most creates find them long enough and write nothing. A
 // revoke marker lives as long as the index did when it was set. Index
-// entries whose record is gone (expired, revoked) are dropped by Create (two
-// per call, walking the index), List (those it reads) and the sweep.
+// entries of expired tokens are dropped by Create (two per call on average,
+// walking the index, deciding from the entry alone: it names the token's
+// lifetime, so no record is read), entries whose record is gone (revoked,
+// expired) by List (those it reads) and the sweep. The index therefore holds
+// at most about twice as many entries as the namespace has tokens not yet
+// expired, revoked ones included, while tokens are minted at a steady pace;
+// an idle namespace's index expires whole.
 // Revocations are published on the channel <prefix>:revoked as
 // {"namespace":"<ns>","ids":["<id>"]}: the revoked token; its descendants
 // are those naming it among their ancestors.

@@ -152,28 +152,39 @@ local function under(pfx, id, rec, memo, want)
   return hit, anc
 end
 
--- prune drops the index entries whose record is gone (expired, revoked),
--- checking the n entries after the prune cursor pc (one EXISTS for all
--- of them, then one per entry only when some are gone), which it advances
--- and wraps at the end of the index.
-local function prune(pfx, ix, pc, from, n)
+-- prune drops the index entries of expired tokens: it reads the n entries
+-- after the prune cursor pc (a stream id), which it advances, and wraps
+-- at the end of the index. An entry names its token's lifetime (field e:
+-- seconds after the entry's id, rounded up; see createScript), so expiry is
+-- decided from the index alone, without reading the records, which lie
+-- all over the keyspace (with a million keys, most reads of them miss the
+-- CPU's caches). An entry of an earlier version, without e, is dropped
+-- when its record is gone. Entries of tokens revoked before they expired
+-- stay until then, unless List or the sweep meets them first.
+local function prune(pfx, ix, pc, now, n)
+  local from = redis.call('GET', pc)
   local start = '-'
   if from then start = '(' .. from end
   local r = redis.call('XRANGE', ix, start, '+', 'COUNT', n)
-  if #r > 0 then
-    local ids, keys = {}, {}
-    for i, e in ipairs(r) do
-      ids[i] = e[2][2]
-      keys[i] = pfx .. 'tok:' .. ids[i]
+  local gone, ids = {}, {}
+  for _, e in ipairs(r) do
+    local f = e[2]
+    local dead
+    if f[3] == 'e' then
+      -- A second's margin: the id may be the clock at the script's start,
+      -- a little before the TIME that e was counted from.
+      dead = tonumber(string.match(e[1], '^%d+')) + 1000 * (tonumber(f[4]) + 1) < now
+    else
+      dead = redis.call('EXISTS', pfx .. 'tok:' .. f[2]) == 0
     end
-    if redis.call('EXISTS', unpack(keys)) < #r then
-      for i, e in ipairs(r) do
-        if redis.call('EXISTS', keys[i]) == 0 then
-          redis.call('XDEL', ix, e[1])
-          redis.call('HDEL', pfx .. 'kn', ids[i])
-        end
-      end
+    if dead then
+      gone[#gone + 1] = e[1]
+      ids[#ids + 1] = f[2]
     end
+  end
+  if #gone > 0 then
+    redis.call('XDEL', ix, unpack(gone))
+    redis.call('HDEL', pfx .. 'kn', unpack(ids))
   end
   if #r < n then
     if from then redis.call('DEL', pc) end
@@ -223,18 +234,18 @@ local at = tonumber(ARGV[2])
 if at <= now then return -2 end
 local child = ARGV[4] ~= ''
 local pfx = ARGV[5]
--- One read for every key checked: the record, the revoke marker, the prune
--- cursor and, for a child, the parent's record.
+-- One read for every key checked: the record, the revoke marker and, for a
+-- child, the parent's record.
 local got
 if child then
-  got = redis.call('MGET', KEYS[1], KEYS[3], KEYS[4], KEYS[5])
+  got = redis.call('MGET', KEYS[1], KEYS[3], KEYS[5])
 else
-  got = redis.call('MGET', KEYS[1], KEYS[3], KEYS[4])
+  got = redis.call('MGET', KEYS[1], KEYS[3])
 end
 local anc, d = '', 0
 local chain = {}
 if child then
-  local prec = got[4]
+  local prec = got[3]
   if not prec then return -1 end
   chain = ancestors(pfx, ARGV[7], prec)
   if string.byte(prec, 1) == 123 then
@@ -262,16 +273,23 @@ if got[2] then return 0 end
 if child and marked(pfx, chain) then return -1 end
 local limited = rate_check(child and 6 or 4, now_us)
 if limited then return limited end
--- One create in four (by the server clock) prunes eight entries: two per
--- create, so the index is walked once every half as many creates as it
--- has entries, at a quarter of the calls.
-if now_us % 4 == 0 then prune(pfx, KEYS[2], KEYS[4], got[3], 8) end
+-- One create in 16 (by the server clock) prunes 32 entries: two per create
+-- on average, so the index is walked once every half as many creates as it
+-- has entries, and an expired token's entry goes within one walk. With
+-- tokens minted at a steady pace, the index holds at most about twice as
+-- many entries as there are tokens not yet expired (revoked ones included).
+-- 32 at a time spreads the fixed cost of a call (finding the cursor's place
+-- in the stream, moving the cursor) over 16 creates.
+if now_us % 16 == 0 then prune(pfx, KEYS[2], KEYS[4], now, 32) end
 rate_take()
 if child then
   redis.call('HINCRBY', KEYS[6], ARGV[7], 1)
   extend(KEYS[6], at)
 end
-redis.call('XADD', KEYS[2], '*', 'i', ARGV[3])
+-- e, the token's lifetime in whole seconds (rounded up) after the entry's
+-- id (the server's clock in ms), lets prune tell an expired token's entry
+-- from the index alone.
+redis.call('XADD', KEYS[2], '*', 'i', ARGV[3], 'e', math.ceil((at - now) / 1000))
 extend(KEYS[2], at)
 redis.call('SET', KEYS[1], rec, 'PXAT', ARGV[2])
 return 1

@@ -226,6 +226,35 @@ func mustRaw(t *testing.T, id string) []byte {
 	return b
 }
 
+// indexIDs is the ids a namespace's index names, in order.
+func indexIDs(t *testing.T, ctx context.Context, c *redis.Client, tag string) []string {
+	t.Helper()
+	var ids []string
+	for _, e := range c.XRange(ctx, tag+"ix", "-", "+").Val() {
+		id, _ := e.Values["i"].(string)
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// createUntil creates tokens of an hour in ns until done holds, at most
+// limit of them, and returns their ids.
+func createUntil(t *testing.T, ctx context.Context, s *store.Redis, ns string, limit int, done func() bool) []string {
+	t.Helper()
+	var ids []string
+	for !done() {
+		if len(ids) == limit {
+			t.Fatalf("%d creates did not prune the index", limit)
+		}
+		tok, _ := storetest.MustToken(t, ns, "", time.Hour)
+		if err := s.Create(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, tok.ID)
+	}
+	return ids
+}
+
 func TestRedisPrunesIndexEntries(t *testing.T) {
 	srv := redistest.Start(t)
 	s := mustRedis(t, srv.URL(), store.RedisOptions{})
@@ -240,42 +269,74 @@ func TestRedisPrunesIndexEntries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(time.Until(short.Expires) + 20*time.Millisecond)
-	if n := c.XLen(ctx, tag+"ix").Val(); n != 2 {
-		t.Fatalf("index before pruning = %d entries, want both", n)
+	// Each entry names its token's lifetime in whole seconds.
+	if e := c.XRange(ctx, tag+"ix", "-", "+").Val(); len(e) != 2 || e[0].Values["e"] != "1" || e[1].Values["e"] != "3600" {
+		t.Fatalf("index = %v, want the short token (e 1) then the long one (e 3600)", e)
 	}
-	// Creates prune: one in four, eight entries after the cursor.
-	creates := 0
-	for c.XLen(ctx, tag+"ix").Val() != int64(creates+1) {
-		if creates++; creates > 64 {
-			t.Fatalf("64 creates did not prune the expired entry")
-		}
-		other, _ := storetest.MustToken(t, ns, "", time.Hour)
-		if err := s.Create(ctx, other); err != nil {
+
+	// An entry of an earlier version names only the id: it is dropped when
+	// its record is gone (never), kept while the record lives.
+	old, _ := storetest.MustToken(t, ns, "", time.Hour)
+	if err := s.Create(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	never, _ := storetest.MustToken(t, ns, "", time.Hour)
+	last := c.XRange(ctx, tag+"ix", "-", "+").Val()[2].ID
+	if n := c.XDel(ctx, tag+"ix", last).Val(); n != 1 {
+		t.Fatal("XDEL of the entry of old")
+	}
+	for _, id := range []string{old.ID, never.ID} {
+		if err := c.XAdd(ctx, &redis.XAddArgs{Stream: tag + "ix", Values: []string{"i", id}}).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if toks, _, err := s.List(ctx, ns, "", 100); err != nil || len(toks) != creates+1 {
-		t.Fatalf("List = %d tokens, %v; want %d", len(toks), err, creates+1)
+	if got := indexIDs(t, ctx, c, tag); !slices.Equal(got, []string{short.ID, long.ID, old.ID, never.ID}) {
+		t.Fatalf("index = %q", got)
 	}
 
-	// List prunes what it reads.
-	short2, _ := storetest.MustToken(t, ns, "", 200*time.Millisecond)
-	if err := s.Create(ctx, short2); err != nil {
+	// Creates prune from the index alone, so an expired token's entry stays
+	// until a second after its lifetime (rounded up to a second) has passed.
+	creates := createUntil(t, ctx, s, ns, 2000, func() bool { return !slices.Contains(indexIDs(t, ctx, c, tag), never.ID) })
+	if ids := indexIDs(t, ctx, c, tag); !slices.Contains(ids, short.ID) || !slices.Contains(ids, old.ID) {
+		t.Fatalf("index after %d creates = %d entries, lost the short token (not yet pruned) or old (live)", len(creates), len(ids))
+	}
+	time.Sleep(time.Until(short.Created.Add(2100 * time.Millisecond)))
+	more := createUntil(t, ctx, s, ns, 2000, func() bool { return !slices.Contains(indexIDs(t, ctx, c, tag), short.ID) })
+	creates = append(creates, more...)
+
+	// Passes over the index never drop the entry of a live token: go on
+	// until the creates have walked it twice more (two entries per create).
+	for range len(indexIDs(t, ctx, c, tag)) {
+		tok, _ := storetest.MustToken(t, ns, "", time.Hour)
+		if err := s.Create(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		creates = append(creates, tok.ID)
+	}
+	want := append([]string{long.ID, old.ID}, creates...)
+	if got := indexIDs(t, ctx, c, tag); !slices.Equal(got, want) {
+		t.Fatalf("index after %d creates: %d entries, want the %d live tokens in order", len(creates), len(got), len(want))
+	}
+	if toks, _, err := s.List(ctx, ns, "", store.MaxListLimit); err != nil || len(toks) != len(want) {
+		t.Fatalf("List = %d tokens, %v; want %d", len(toks), err, len(want))
+	}
+
+	// List prunes what it reads: the entry of a token revoked, at once.
+	if _, err := s.Revoke(ctx, ns, long.ID); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Until(short2.Expires) + 20*time.Millisecond)
-	toks, next, err := s.List(ctx, ns, "", 100)
-	if err != nil || len(toks) != creates+1 || next != "" {
-		t.Fatalf("List = %d tokens, next %q, %v", len(toks), next, err)
+	if got := indexIDs(t, ctx, c, tag); got[0] != long.ID {
+		t.Fatalf("index after the revoke starts %q, want the revoked token's entry until something prunes it", got[0])
 	}
-	if n := c.XLen(ctx, tag+"ix").Val(); n != int64(creates+1) {
-		t.Fatalf("index after List = %d entries, want the %d live ones", n, creates+1)
+	toks, _, err := s.List(ctx, ns, "", store.MaxListLimit)
+	if err != nil || len(toks) != len(want)-1 {
+		t.Fatalf("List = %d tokens, %v; want %d", len(toks), err, len(want)-1)
+	}
+	if got := indexIDs(t, ctx, c, tag); !slices.Equal(got, want[1:]) {
+		t.Fatalf("index after List = %d entries, want the %d live ones", len(got), len(want)-1)
 	}
 }
 
-// TestRedisUnavailable stops the server: every method must fail closed with
-// ErrUnavailable, and the store must recover by itself when Redis is back.
 func TestRedisUnavailable(t *testing.T) {
 	srv := redistest.Start(t)
 	s := mustRedis(t, srv.URL(), store.RedisOptions{})
