@@ -36,7 +36,7 @@ const sweepPoll = time.Second
 
 // sweepPause is how many times as long as a batch took a sweep waits
 // before the next: at half of Redis's time (1), forwarding that looks every
-// token up in Redis saw its p99 go from 3.4 to 8.6 ms during a removal
+// token up in Redis saw its p99 more than double during a removal
 // (bench/RESULTS.md).
 const sweepPause = 2
 
