@@ -13,17 +13,25 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
-// The edits the reload tests make to routes.rego.
+// The edits the reload tests make. The good edit adds a route for bogus:
+// a row in routes.rego and its case in routes_test.rego.
 const (
-	bogusOff = `	"lint": {"read": "workflowView"},`
-	// goodEdit adds a route the Rego tests do not pin down.
-	goodEdit = `	"lint": {"read": "workflowView"},
-	"bogus": {"read": "workflowView"},`
+	lintRow   = `	"api/namespaces/{ns}/lint/*": {"read": "workflowView"},`
+	bogusRow  = lintRow + "\n" + `	"api/namespaces/{ns}/bogus/*": {"read": "workflowView"},`
+	lintCase  = `	["api/namespaces/{ns}/lint/*", "GET", "/api/namespaces/ns1/lint", "workflowView", {}],`
+	bogusCase = lintCase + "\n" + `	["api/namespaces/{ns}/bogus/*", "GET", "/api/namespaces/ns1/bogus", "workflowView", {}],`
 	// failingEdit breaks what routes_test.rego expects of lint.
-	failingEdit = `	"lint": {"read": "workflowManage"},`
+	failingEdit = `	"api/namespaces/{ns}/lint/*": {"read": "workflowManage"},`
 	// syntaxEdit does not parse.
-	syntaxEdit = `	"lint": {"read": "workflowView"`
+	syntaxEdit = `	"api/namespaces/{ns}/lint/*": {"read": "workflowView"`
 )
+
+// mustEditGood makes the good edit to the policies in dir.
+func mustEditGood(tb testing.TB, dir string) {
+	tb.Helper()
+	MustEdit(tb, filepath.Join(dir, "routes_test.rego"), lintCase, bogusCase)
+	MustEdit(tb, filepath.Join(dir, "routes.rego"), lintRow, bogusRow)
+}
 
 var (
 	bogus = RouteInput{Caller: Caller{Namespace: "ns1", Policies: []string{"workflowView"}}, Method: "GET", Path: "/api/namespaces/ns1/bogus"}
@@ -64,7 +72,7 @@ func TestReload(t *testing.T) {
 	}
 
 	// A good edit replaces the prepared queries.
-	MustEdit(t, routes, bogusOff, goodEdit)
+	mustEditGood(t, dir)
 	if err := e.Reload(ctx); err != nil {
 		t.Fatalf("Reload() after a good edit: %v", err)
 	}
@@ -89,9 +97,9 @@ func TestReload(t *testing.T) {
 		wantLogs   string
 		remembered bool
 	}{
-		{"syntax", func() { MustEdit(t, routes, `	"lint": {"read": "workflowView"},`, syntaxEdit) },
+		{"syntax", func() { MustEdit(t, routes, lintRow, syntaxEdit) },
 			"routes.rego:", "file=routes.rego", true},
-		{"failing Rego test", func() { MustEdit(t, routes, `	"lint": {"read": "workflowView"},`, failingEdit) },
+		{"failing Rego test", func() { MustEdit(t, routes, lintRow, failingEdit) },
 			"Rego test data.direktiv.routes_test.test_route_allowed_with_its_permission failed", "file=routes_test.rego", true},
 		{"no .rego files", func() {
 			for _, name := range []string{"catalog.rego", "catalog_test.rego", "mint.rego", "mint_test.rego", "routes.rego", "routes_test.rego"} {
@@ -145,28 +153,31 @@ func TestReload(t *testing.T) {
 func TestWatchRenameWrite(t *testing.T) {
 	dir := t.TempDir()
 	MustCopyPolicies(t, dir)
-	routes := filepath.Join(dir, "routes.rego")
 	e := MustNew(t, Options{Dir: dir, Debounce: 20 * time.Millisecond})
 	stop := watch(t, e)
 
 	// An editor writes a new file beside the old one and renames it over.
-	renameWrite := func(old, new string) {
-		b, err := os.ReadFile(routes)
+	renameWrite := func(name, old, new string) {
+		path := filepath.Join(dir, name)
+		b, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		tmp := filepath.Join(dir, ".routes.rego.swp")
+		tmp := filepath.Join(dir, "."+name+".swp")
 		MustWriteFile(t, tmp, strings.Replace(string(b), old, new, 1))
-		if err := os.Rename(tmp, routes); err != nil {
+		if err := os.Rename(tmp, path); err != nil {
 			t.Fatal(err)
 		}
 	}
-	renameWrite(bogusOff, goodEdit)
+	// The case first, then the row: a reload between the two is refused.
+	renameWrite("routes_test.rego", lintCase, bogusCase)
+	renameWrite("routes.rego", lintRow, bogusRow)
 	testutil.Eventually(t, "the good edit to take effect", func() bool { return mustRoute(t, e, bogus).Allow })
 	revision := e.Revision()
+	_, refused := e.Reloads()
 
-	renameWrite(`	"lint": {"read": "workflowView"},`, syntaxEdit)
-	testutil.Eventually(t, "the bad edit to be refused", func() bool { _, failed := e.Reloads(); return failed == 1 })
+	renameWrite("routes.rego", lintRow, syntaxEdit)
+	testutil.Eventually(t, "the bad edit to be refused", func() bool { _, failed := e.Reloads(); return failed == refused+1 })
 	if !mustRoute(t, e, bogus).Allow || e.Revision() != revision {
 		t.Fatal("the refused edit changed the decision")
 	}
@@ -181,7 +192,7 @@ func TestWatchKubernetesConfigMap(t *testing.T) {
 	// writes a new directory and swaps "..data" with a rename.
 	dir := t.TempDir()
 	generation := 0
-	publish := func(edit func(routes string)) {
+	publish := func(edit func(dir string)) {
 		generation++
 		ts := filepath.Join(dir, "..2026_01_0"+string(rune('0'+generation)))
 		if err := os.Mkdir(ts, 0o755); err != nil {
@@ -189,7 +200,7 @@ func TestWatchKubernetesConfigMap(t *testing.T) {
 		}
 		MustCopyPolicies(t, ts)
 		if edit != nil {
-			edit(filepath.Join(ts, "routes.rego"))
+			edit(ts)
 		}
 		tmp := filepath.Join(dir, "..data_tmp")
 		if err := os.Symlink(filepath.Base(ts), tmp); err != nil {
@@ -216,11 +227,11 @@ func TestWatchKubernetesConfigMap(t *testing.T) {
 	}
 	stop := watch(t, e)
 
-	publish(func(routes string) { MustEdit(t, routes, bogusOff, goodEdit) })
+	publish(func(dir string) { mustEditGood(t, dir) })
 	testutil.Eventually(t, "the swapped ConfigMap to take effect", func() bool { return mustRoute(t, e, bogus).Allow })
 	good := e.current.Load()
 
-	publish(func(routes string) { MustEdit(t, routes, bogusOff, syntaxEdit) })
+	publish(func(dir string) { MustEdit(t, filepath.Join(dir, "routes.rego"), lintRow, syntaxEdit) })
 	testutil.Eventually(t, "the bad ConfigMap to be refused", func() bool { _, failed := e.Reloads(); return failed == 1 })
 	if e.current.Load() != good || !mustRoute(t, e, bogus).Allow {
 		t.Fatal("the refused ConfigMap replaced the policy set")

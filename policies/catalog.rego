@@ -37,7 +37,7 @@ permissions := {
 }
 
 # names is the set of valid policy names.
-names := {name | some name, _ in permissions}
+names := object.keys(permissions)
 
 # inherits lists direct implications: holding the key also grants every
 # policy in its value. By convention every xManage inherits its xView.
@@ -55,10 +55,14 @@ inherits := {
 	"opaManage": {"opaView"},
 }
 
-# closure maps every policy name to the set of policies it grants: itself and
-# everything reachable through `inherits`, however many steps away.
-closure := {name: graph.reachable(edges, {name}) | some name in names}
+# METADATA
+# title: Inheritance closure
+# description: >-
+#   Every policy name mapped to the set of policies it grants: itself and
+#   everything reachable through inherits, however many steps away.
+# entrypoint: true
+closure[name] := graph.reachable(_edges, {name}) if some name in names
 
-# edges is `inherits` with every catalog name as a node, as graph.reachable
+# _edges is `inherits` with every catalog name as a node, as graph.reachable
 # only walks nodes that are keys of the graph.
-edges := {name: object.get(inherits, name, set()) | some name in names}
+_edges[name] := object.get(inherits, name, set()) if some name in names

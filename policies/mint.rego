@@ -21,60 +21,65 @@ package direktiv.mint
 
 import data.direktiv.catalog
 
-# unknown is every requested name the catalog does not know.
-unknown := input.requested - catalog.names
+# _unknown is every requested name the catalog does not know.
+_unknown := input.requested - catalog.names
 
-# granted is what the new token gets: the admin may grant anything, a minted
+# _granted is what the new token gets: the admin may grant anything, a minted
 # token only what it holds itself.
-granted := input.requested if {
+_granted := input.requested if {
 	input.caller.admin
 } else := input.requested & input.caller.effective
 
-# decision answers the request. The first branch is the common case, a
-# namespace token with permissionsManage minting known policies it holds,
-# and only an early answer: the branches after it decide every case on
-# their own.
+# METADATA
+# title: Mint decision
+# description: >-
+#   May input.caller mint a token in input.namespace holding input.requested,
+#   and which policies does it get (engine.MintDecision).
+# entrypoint: true
 decision := {"allow": true, "granted": held, "dropped": input.requested - held, "unknown": set()} if {
-	input.caller.admin == false
+	# The common case first, only an early answer: a namespace token with
+	# permissionsManage minting known policies it holds. The branches after
+	# it decide every case on their own.
+	not input.caller.admin
 	input.caller.namespace == input.namespace
 	input.caller.effective.permissionsManage
 	object.subset(catalog.names, input.requested)
 	held := input.requested & input.caller.effective
 	held != set()
-} else := deny("forbidden", reason, set(), set()) if {
+} else := _deny("forbidden", reason, set(), set()) if {
 	not input.caller.admin
 	input.caller.namespace != input.namespace
 	reason := sprintf(
 		"this token belongs to namespace %q and can mint tokens only there, not in namespace %q",
 		[input.caller.namespace, input.namespace],
 	)
-} else := deny("forbidden", reason, set(), set()) if {
+} else := _deny("forbidden", reason, set(), set()) if {
 	not input.caller.admin
 	not input.caller.effective.permissionsManage
 	reason := sprintf(
 		"minting a token needs the permissionsManage policy, which this token does not hold (it holds %s)",
-		[list(object.get(input.caller, "effective", set()))],
+		[_list(object.get(input.caller, "effective", set()))],
 	)
-} else := deny("bad_request", reason, set(), set()) if {
+} else := _deny("bad_request", reason, set(), set()) if {
 	count(input.requested) == 0
-	reason := sprintf("the request names no policies; ask for at least one of: %s", [list(catalog.names)])
-} else := deny("bad_request", reason, set(), unknown) if {
-	count(unknown) > 0
-	reason := sprintf("unknown policies %s; valid policies are: %s", [list(unknown), list(catalog.names)])
-} else := deny("forbidden", reason, input.requested, set()) if {
-	count(granted) == 0
+	reason := sprintf("the request names no policies; ask for at least one of: %s", [_list(catalog.names)])
+} else := _deny("bad_request", reason, set(), _unknown) if {
+	count(_unknown) > 0
+	reason := sprintf("unknown policies %s; valid policies are: %s", [_list(_unknown), _list(catalog.names)])
+} else := _deny("forbidden", reason, input.requested, set()) if {
+	count(_granted) == 0
 	reason := sprintf(
 		"none of the requested policies %s are held by the caller, which holds %s",
-		[list(input.requested), list(input.caller.effective)],
+		[_list(input.requested), _list(input.caller.effective)],
 	)
 } else := {
 	"allow": true,
-	"granted": granted,
-	"dropped": input.requested - granted,
+	"granted": _granted,
+	"dropped": input.requested - _granted,
 	"unknown": set(),
 }
 
-deny(code, reason, dropped, unknown_names) := {
+_deny(code, reason, dropped, unknown_names) := {
 	"allow": false,
 	"code": code,
 	"reason": reason,
@@ -83,7 +88,7 @@ deny(code, reason, dropped, unknown_names) := {
 	"unknown": unknown_names,
 }
 
-# list renders a set of names for a reason: "[a, b]", or "none".
-list(names) := "none" if {
+# _list renders a set of names for a reason: "[a, b]", or "none".
+_list(names) := "none" if {
 	count(names) == 0
 } else := sprintf("[%s]", [concat(", ", sort(names))])

@@ -22,7 +22,7 @@
 #                   credential, or one that is neither the admin token nor a
 #                   minted token) has admin false and namespace ""
 #
-# Which permission a route needs is data: the tables below. A permission is
+# Which permission a route needs is data: the table below. A permission is
 # a catalog policy name, or one of:
 #
 #   any_token   any valid token may call it (of the route's namespace, if any)
@@ -32,7 +32,7 @@
 # The answer, in this order: a parameter a route checks that has the wrong
 # shape is a bad request (for everyone); a public route is allowed; the
 # admin token may call everything; an anonymous request is unauthenticated;
-# a request no table covers is denied (fail closed); then the token must be
+# a request no row covers is denied (fail closed); then the token must be
 # of the route's namespace and hold the permission.
 package direktiv.routes
 
@@ -42,6 +42,7 @@ admin_only := "admin"
 
 public := "public"
 
+# method_class is the class a row may name a method by: "read" or "write".
 method_class := {
 	"GET": "read",
 	"HEAD": "read",
@@ -51,108 +52,21 @@ method_class := {
 	"DELETE": "write",
 }
 
-# Direktiv up to v0.8.6 (API v1, gorilla/mux), and the sidecar's own token
-# endpoints. Each entry maps a method to a permission; its keys are tried in
-# this order: the exact method ("POST"), then its class ("read": GET and
-# HEAD; "write": POST, PUT, PATCH and DELETE), then "any" (any of those
-# methods).
-
-# /api/{name}: routes outside any namespace.
-api_v1 := {
-	"version": {"any": any_token},
-	"jq": {"any": any_token},
-	"namespaces": {"any": admin_only}, # list (GET) or create (POST) namespaces
-	"logs": {"any": admin_only}, # server logs
-	"functions": {"any": admin_only}, # global services
-}
-
-# /api/{name}/...: whole subtrees outside any namespace.
-api_v1_subtrees := {"functions": {"any": admin_only}}
-
-# /api/namespaces/{ns}: the namespace itself.
-namespace_v1 := {
-	"read": any_token,
-	"PUT": admin_only, # creates the namespace
-	"DELETE": "deleteNamespace",
-}
-
-# /api/namespaces/{ns}/{family}/...: keyed by "family", by "family/next" for
-# the segment after the family, and by "family/*/sub" for the segment after
-# an item (as in instances/{id}/vars). The most specific key with an entry
-# for the request's method wins (GET events/broadcast falls back to events).
-namespaced_v1 := {
-	"instances": {"read": "instancesView", "write": "instancesManage"}, # POST instances/{id}/cancel
-	"instances/*/vars": {"read": "variablesView", "write": "variablesManage"},
-	"vars": {"read": "variablesView", "write": "variablesManage"},
-	"secrets": {"read": "secretsView", "write": "secretsManage"},
-	"registries": {"read": "registriesView", "write": "registriesManage"},
-	"functions": {"read": "servicesView", "write": "servicesManage"},
-	"services": {"read": "servicesView", "write": "servicesManage"},
-	"events": {"read": "eventsView", "write": "eventsManage"},
-	"eventfilter": {"read": "eventsView", "write": "eventsManage"},
-	"broadcast": {"POST": "eventsSend"},
-	"logs": {"read": "instancesView"},
-	"metrics": {"read": "instancesView"},
-	"config": {"read": "nsconfigView", "write": "nsconfigManage"},
-	"lint": {"read": "workflowView"},
-	"opa": {"read": "opaView", "write": "opaManage"},
-	# The sidecar's own token endpoints (minting, POST auth/token, is not a route).
-	"auth/token": {"GET": any_token}, # who am I
-	"auth/tokens": {"GET": "permissionsView", "DELETE": "permissionsManage"}, # list, read, revoke
-}
-
-# /api/namespaces/{ns}/tree/{path...}?op={op}: keyed by op ("" when absent).
-# Reading a node (a directory listing or a workflow) is explorer work;
-# everything about one workflow is workflow work; creating, renaming and
-# deleting nodes is explorer work again, as a node may be a directory.
-tree_ops := {
-	"": {"read": "explorerView"},
-	"create-directory": {"write": "explorerManage"},
-	"delete-node": {"write": "explorerManage"},
-	"rename-node": {"write": "explorerManage"},
-	"refs": {"read": "workflowView"},
-	"revisions": {"read": "workflowView"},
-	"tags": {"read": "workflowView"},
-	"router": {"read": "workflowView"},
-	"logs": {"read": "workflowView"},
-	"metrics-invoked": {"read": "workflowView"},
-	"metrics-successful": {"read": "workflowView"},
-	"metrics-failed": {"read": "workflowView"},
-	"metrics-milliseconds": {"read": "workflowView"},
-	"metrics-state-milliseconds": {"read": "workflowView"},
-	"metrics-sankey": {"read": "workflowView"},
-	"validate-ref": {"read": "workflowView", "POST": "workflowView"},
-	"validate-router": {"read": "workflowView", "POST": "workflowView"},
-	"create-workflow": {"write": "workflowManage"},
-	"update-workflow": {"write": "workflowManage"},
-	"save-workflow": {"write": "workflowManage"},
-	"discard-workflow": {"write": "workflowManage"},
-	"delete-revision": {"write": "workflowManage"},
-	"tag": {"write": "workflowManage"},
-	"untag": {"write": "workflowManage"},
-	"retag": {"write": "workflowManage"},
-	"edit-router": {"write": "workflowManage"},
-	"set-workflow-event-logging": {"write": "workflowManage"},
-	"toggle": {"write": "workflowManage"},
-	"execute": {"any": "workflowExecute"},
-	"wait": {"any": "workflowExecute"},
-	"vars": {"read": "variablesView"},
-	"var": {"read": "variablesView"},
-	"set-var": {"write": "variablesManage"},
-	"delete-var": {"write": "variablesManage"},
-}
-
-# Direktiv v0.8.8 and later (API v2, go-chi), as v0.10.0 serves it: the
-# routes of pkg/api/api.go and of each pkg/api/*.go mountRouter, the
-# gateway's own answers (pkg/gateway/gateway.go), the public gateway and
-# the web UI's files. One row per path pattern:
+# table holds every route the sidecar lets through, one row per path
+# pattern; adding a route is one row here and one case in routes_test.rego.
 #
 #   pattern  segments: a literal, {name} for any one segment ({ns} is the
 #            namespace), and * for the rest of the path (zero or more
 #            segments), which literal segments may follow (they match the
-#            end of the path: "gateway/*/consumers")
-#   value    method -> permission, "*" for any method; a method's value may
-#            be an object instead: {"permission": p} plus any option below
+#            end of the path: "gateway/*/consumers"). A pattern may end in
+#            ?op=NAME (Direktiv v1's tree): the row holds only when the op
+#            query parameter is NAME (?op= when there is none); a pattern
+#            without it holds whatever the op.
+#   value    method -> permission. A key is a method ("GET"), a class of
+#            methods ("read": GET and HEAD; "write": POST, PUT, PATCH and
+#            DELETE) or "*" for any method; a method's own key wins over
+#            its class, its class over "*". A method's value may be an
+#            object instead: {"permission": p} plus any option below.
 #
 # Options, on a method or on the row (then for each of its methods):
 #
@@ -170,7 +84,11 @@ tree_ops := {
 # method: rows without * before rows with one, then the row with more
 # literal segments ("events/history/subscribe" before
 # "events/history/{id}"). No row, no entry: denied.
-v2_routes := {
+table := {
+	# Direktiv v0.8.8 and later (API v2, go-chi), as v0.10.0 serves it: the
+	# routes of pkg/api/api.go and of each pkg/api/*.go mountRouter, the
+	# gateway's own answers (pkg/gateway/gateway.go), the public gateway and
+	# the web UI's files.
 	"api/v2/status": {"GET": {"permission": public, "transform": "status"}},
 	"api/v2/jx": {"POST": any_token}, # a jq playground
 	"api/v2/namespaces": {"GET": {"permission": any_token, "transform": "namespace_list"}, "POST": admin_only},
@@ -226,13 +144,76 @@ v2_routes := {
 	"ns/{ns}/*/consumers": {"*": "secretsView"},
 	"ns/{ns}/*/routes": {"*": "explorerView"},
 	"ns/{ns}/*/info": {"*": "explorerView"},
+	# Direktiv up to v0.8.6 (API v1, gorilla/mux), and the sidecar's own
+	# token endpoints. Outside any namespace:
+	"api/version": {"read": any_token, "write": any_token},
+	"api/jq": {"read": any_token, "write": any_token},
+	"api/namespaces": {"read": admin_only, "write": admin_only}, # list (GET) or create (POST) namespaces
+	"api/logs": {"read": admin_only, "write": admin_only}, # server logs
+	"api/functions/*": {"read": admin_only, "write": admin_only}, # global services
+	# The namespace itself, and what lies under it.
+	"api/namespaces/{ns}": {"read": any_token, "PUT": admin_only, "DELETE": "deleteNamespace"}, # PUT creates it
+	"api/namespaces/{ns}/instances/*": {"read": "instancesView", "write": "instancesManage"}, # POST instances/{id}/cancel
+	"api/namespaces/{ns}/instances/{id}/vars/*": {"read": "variablesView", "write": "variablesManage"},
+	"api/namespaces/{ns}/vars/*": {"read": "variablesView", "write": "variablesManage"},
+	"api/namespaces/{ns}/secrets/*": {"read": "secretsView", "write": "secretsManage"},
+	"api/namespaces/{ns}/registries/*": {"read": "registriesView", "write": "registriesManage"},
+	"api/namespaces/{ns}/functions/*": {"read": "servicesView", "write": "servicesManage"},
+	"api/namespaces/{ns}/services/*": {"read": "servicesView", "write": "servicesManage"},
+	"api/namespaces/{ns}/events/*": {"read": "eventsView", "write": "eventsManage"},
+	"api/namespaces/{ns}/eventfilter/*": {"read": "eventsView", "write": "eventsManage"},
+	"api/namespaces/{ns}/broadcast/*": {"POST": "eventsSend"},
+	"api/namespaces/{ns}/logs/*": {"read": "instancesView"},
+	"api/namespaces/{ns}/metrics/*": {"read": "instancesView"},
+	"api/namespaces/{ns}/config/*": {"read": "nsconfigView", "write": "nsconfigManage"},
+	"api/namespaces/{ns}/lint/*": {"read": "workflowView"},
+	"api/namespaces/{ns}/opa/*": {"read": "opaView", "write": "opaManage"},
+	# The sidecar's own token endpoints (minting, POST auth/token, is not a route).
+	"api/namespaces/{ns}/auth/token/*": {"GET": any_token}, # who am I
+	"api/namespaces/{ns}/auth/tokens/*": {"GET": "permissionsView", "DELETE": "permissionsManage"}, # list, read, revoke
+	# The tree, by op. Reading a node (a directory listing or a workflow) is
+	# explorer work; everything about one workflow is workflow work;
+	# creating, renaming and deleting nodes is explorer work again, as a
+	# node may be a directory.
+	"api/namespaces/{ns}/tree/*?op=": {"read": "explorerView"},
+	"api/namespaces/{ns}/tree/*?op=create-directory": {"write": "explorerManage"},
+	"api/namespaces/{ns}/tree/*?op=delete-node": {"write": "explorerManage"},
+	"api/namespaces/{ns}/tree/*?op=rename-node": {"write": "explorerManage"},
+	"api/namespaces/{ns}/tree/*?op=refs": {"read": "workflowView"},
+	"api/namespaces/{ns}/tree/*?op=revisions": {"read": "workflowView"},
+	"api/namespaces/{ns}/tree/*?op=tags": {"read": "workflowView"},
+	"api/namespaces/{ns}/tree/*?op=router": {"read": "workflowView"},
+	"api/namespaces/{ns}/tree/*?op=logs": {"read": "workflowView"},
+	"api/namespaces/{ns}/tree/*?op=metrics-invoked": {"read": "workflowView"},
+	"api/namespaces/{ns}/tree/*?op=metrics-successful": {"read": "workflowView"},
+	"api/namespaces/{ns}/tree/*?op=metrics-failed": {"read": "workflowView"},
+	"api/namespaces/{ns}/tree/*?op=metrics-milliseconds": {"read": "workflowView"},
+	"api/namespaces/{ns}/tree/*?op=metrics-state-milliseconds": {"read": "workflowView"},
+	"api/namespaces/{ns}/tree/*?op=metrics-sankey": {"read": "workflowView"},
+	"api/namespaces/{ns}/tree/*?op=validate-ref": {"read": "workflowView", "POST": "workflowView"},
+	"api/namespaces/{ns}/tree/*?op=validate-router": {"read": "workflowView", "POST": "workflowView"},
+	"api/namespaces/{ns}/tree/*?op=create-workflow": {"write": "workflowManage"},
+	"api/namespaces/{ns}/tree/*?op=update-workflow": {"write": "workflowManage"},
+	"api/namespaces/{ns}/tree/*?op=save-workflow": {"write": "workflowManage"},
+	"api/namespaces/{ns}/tree/*?op=discard-workflow": {"write": "workflowManage"},
+	"api/namespaces/{ns}/tree/*?op=delete-revision": {"write": "workflowManage"},
+	"api/namespaces/{ns}/tree/*?op=tag": {"write": "workflowManage"},
+	"api/namespaces/{ns}/tree/*?op=untag": {"write": "workflowManage"},
+	"api/namespaces/{ns}/tree/*?op=retag": {"write": "workflowManage"},
+	"api/namespaces/{ns}/tree/*?op=edit-router": {"write": "workflowManage"},
+	"api/namespaces/{ns}/tree/*?op=set-workflow-event-logging": {"write": "workflowManage"},
+	"api/namespaces/{ns}/tree/*?op=toggle": {"write": "workflowManage"},
+	"api/namespaces/{ns}/tree/*?op=execute": {"read": "workflowExecute", "write": "workflowExecute"},
+	"api/namespaces/{ns}/tree/*?op=wait": {"read": "workflowExecute", "write": "workflowExecute"},
+	"api/namespaces/{ns}/tree/*?op=vars": {"read": "variablesView"},
+	"api/namespaces/{ns}/tree/*?op=var": {"read": "variablesView"},
+	"api/namespaces/{ns}/tree/*?op=set-var": {"write": "variablesManage"},
+	"api/namespaces/{ns}/tree/*?op=delete-var": {"write": "variablesManage"},
 }
 
 # Every path whose first segment is neither of these is the web UI's files
 # (or its single-page routes, as /n/ns1/explorer), public.
 served_by_api := {"api", "ns"}
-
-_served_by_api if served_by_api[input.segments[0]]
 
 # log_params are the query parameters Direktiv's logs endpoints read
 # (pkg/api/plattformlogs.go, extractLogRequestParams), with the shape they
@@ -250,11 +231,15 @@ log_params := {
 	"direction": "direction",
 }
 
-# header_params are the request headers Direktiv reads as a query
-# parameter: its log stream (pkg/api/plattformlogs.go, stream) takes
-# Last-Event-ID as it takes lastEventId, into its log backend's query. The
-# engine hands each such header to the rules as that parameter, after the
-# query's own values, so the parameter's shape check covers it.
+# METADATA
+# title: Headers read as query parameters
+# description: >-
+#   The request headers Direktiv reads as a query parameter: its log stream
+#   (pkg/api/plattformlogs.go, stream) takes Last-Event-ID as it takes
+#   lastEventId, into its log backend's query. The engine hands each such
+#   header to the rules as that parameter, after the query's own values, so
+#   the parameter's shape check covers it.
+# entrypoint: true
 header_params := {"Last-Event-ID": "lastEventId"}
 
 # lookup_shapes is the shape an id of each lookup kind must have.
@@ -286,83 +271,36 @@ shapes := {
 	},
 }
 
-# lookup holds the v1 tables in the form decisions use: every entry spelled
-# out per method (method -> permission), and the "family/next" and
-# "family/*/sub" keys split into levels. It reads no input, so the engine
-# computes it once per load and a decision only looks keys up.
-lookup := {
-	"tree": {op: expand(e) | some op, e in tree_ops},
-	"v1": levels(namespaced_v1),
-	"api_v1": {name: expand(e) | some name, e in api_v1},
-	"api_v1_subtrees": {name: expand(e) | some name, e in api_v1_subtrees},
-	"namespace_v1": expand(namespace_v1),
-}
-
-# expand spells a table entry out per method: exact method, else its class,
-# else "any".
-expand(e) := {method: p | some method, class in method_class; p := pick(e, method, class)}
-
-pick(e, method, _) := e[method]
-
-pick(e, method, class) := e[class] if not e[method]
-
-pick(e, method, class) := e.any if {
-	not e[method]
-	not e[class]
-}
-
-# levels splits a namespaced table into
-#   family: {family: {method: permission}}
-#   next:   {family: {next segment: {method: permission}}}
-#   item:   {family: {segment after the item: {method: permission}}}
-levels(table) := {
-	"family": {key: expand(e) | some key, e in table; count(split(key, "/")) == 1},
-	"next": {family: {next: expand(table[key]) |
-		some key, _ in table
-		[f, next] := split(key, "/")
-		f == family
-	} |
-		some key, _ in table
-		[family, _] := split(key, "/")
-	},
-	"item": {family: {sub: expand(table[key]) |
-		some key, _ in table
-		[f, star, sub] := split(key, "/")
-		[f, star] == [family, "*"]
-	} |
-		some key, _ in table
-		[family, "*", _] = split(key, "/")
-	},
-}
-
-# v2 holds v2_routes in the form decisions use, computed once per load like
-# lookup:
+# _index holds the table in the form decisions use. It reads no input, so
+# the engine computes it once per load and a decision only looks keys up:
 #
-#   rows     pattern -> row: {"pattern", "regex" (matching the path's
-#            segments joined by '/'), "size" (segments before *, or all),
-#            "star", "literals" ({position: segment}), "tail" (the literals
-#            after *), "key" (the position it is filed under), "rank",
-#            "methods" ({method: entry}, and "*": null when the row has no
-#            entry for any method)}
-#   sized    the rows that may match a path of each size up to longest:
-#            size -> key position -> literal there -> pattern -> {"rank",
-#            "regex", "methods"}
+#   routes   path -> route: the rows of one path pattern (a pattern without
+#            ?op=) as {"path", "regex" (matching the request's segments
+#            joined by '/'), "size" (segments before *, or all), "star",
+#            "literals" ({position: segment}), "tail" (the literals after
+#            *), "key" (the position it is filed under), "rank", "at" (the
+#            position of each {name}), "ops" (op -> method -> entry; op "*"
+#            for rows without ?op=, method "*" for any other method, an
+#            entry null when there is none)}
+#   sized    the routes that may match a path of each size up to longest:
+#            size -> key position -> literal there -> path -> {"rank",
+#            "regex", "ops"}
 #   longest  the size of the longest pattern without *
-#   star     rows with *, for longer paths: key position -> literal there ->
-#            pattern -> the same
+#   star     routes with *, for longer paths: key position -> literal there
+#            -> path -> the same
 #   ui       the entry of the web UI's files
 #
 # An entry is a method's value with every option spelled out, and what
 # decisions need of it: "allowed" (the keys an allowed decision always has:
 # allow, and public and transform when set), "checks" (whether a parameter
-# or id must be checked), "plain" (neither checks nor lookups), "at" (the
-# position of each {name} of the pattern).
+# or id must be checked), "looks" (whether it has lookups), "plain"
+# (neither checks nor lookups), "at".
 #
-# A row is filed under its last literal before *, so that a request finds
-# the one or two rows it may match by key lookups, and one regular
+# A route is filed under its last literal before *, so that a request finds
+# the one or two routes it may match by key lookups, and one regular
 # expression tells whether it does.
-v2 := {
-	"rows": _rows,
+_index := {
+	"routes": _routes,
 	"sized": {size: _filed(array.concat(
 		[r | some r in exact; r.size == size],
 		[r | some r in star; r.size + count(r.tail) <= size],
@@ -373,43 +311,53 @@ v2 := {
 	"star": _filed(star),
 	"ui": _entry({"*": public}, "*", {}),
 } if {
-	exact := [r | some r in _rows; not r.star]
-	star := [r | some r in _rows; r.star]
+	exact := [r | some r in _routes; not r.star]
+	star := [r | some r in _routes; r.star]
 	longest := max({r.size | some r in exact})
 }
 
-_rows := {pattern: _row(pattern, spec) | some pattern, spec in v2_routes}
+# _specs is the table by path pattern and op: path -> op -> a row's value,
+# op "*" for a pattern without ?op=.
+_specs[path][op] := spec if {
+	some pattern, spec in table
+	[path, op] := _split_op(pattern)
+}
 
-_row(pattern, spec) := row if {
-	parts := split(pattern, "/")
+_split_op(pattern) := [path, op] if {
+	[path, op] := split(pattern, "?op=")
+} else := [pattern, "*"]
+
+_routes[path] := object.union(route, {"ops": object.union(
+	{"*": {"*": null}},
+	{op: _methods(spec, route.at) | some op, spec in specs},
+)}) if {
+	some path, specs in _specs
+	route := _route(path)
+}
+
+_route(path) := {
+	"path": path,
+	"regex": concat("", [
+		"^",
+		_regex(concat("/", prefix)),
+		_any_segments(star),
+		_regex(concat("/", array.concat([""], tail))),
+		"$",
+	]),
+	"size": count(prefix),
+	"star": star,
+	"literals": literals,
+	"tail": tail,
+	"key": max(object.keys(literals)),
+	"rank": _rank(star, count(literals) + count(tail)),
+	"at": {trim(s, "{}"): i | some i, s in prefix; startswith(s, "{")},
+} if {
+	parts := split(path, "/")
 	ends := _ends(parts)
 	prefix := array.slice(parts, 0, ends[0])
 	tail := array.slice(parts, ends[1], count(parts))
 	star := ends[0] < count(parts)
 	literals := {i: s | some i, s in prefix; not startswith(s, "{")}
-	row := {
-		"pattern": pattern,
-		"regex": concat("", [
-			"^",
-			_regex(concat("/", prefix)),
-			{true: `(/[^/]+)*`, false: ""}[star],
-			_regex(concat("/", array.concat([""], tail))),
-			"$",
-		]),
-		"size": count(prefix),
-		"star": star,
-		"literals": literals,
-		"tail": tail,
-		"key": max(object.keys(literals)),
-		"rank": _rank(star, count(literals) + count(tail)),
-		"methods": object.union(
-			{"*": null},
-			{m: _entry(spec, m, {trim(s, "{}"): i | some i, s in prefix; startswith(s, "{")}) |
-				some m, _ in spec
-				upper(m) == m
-			},
-		),
-	}
 }
 
 # _regex turns segments joined by '/' into a regular expression: literal
@@ -419,8 +367,13 @@ _regex(segments) := regex.replace(
 	`\{[^/]*\}`, `[^/]+`,
 )
 
-# _rank orders the rows a request matches: without * first, then by their
-# literal segments.
+# _any_segments matches what a * matches: zero or more segments.
+_any_segments(true) := `(/[^/]+)*`
+
+_any_segments(false) := ""
+
+# _rank orders the routes a request matches: without * first, then by
+# their literal segments.
 _rank(false, literals) := 1000 + literals
 
 _rank(true, literals) := literals
@@ -431,9 +384,31 @@ _ends(parts) := [i, i + 1] if {
 	some i, "*" in parts
 } else := [count(parts), count(parts)]
 
-# _entry is a method's entry: the method's own options, else the row's,
-# else none; and what decisions need of it.
-_entry(spec, m, at) := object.union(entry, {
+# _methods is a row's entries by method: each method it names, by itself
+# or by its class, and "*" (null when the row names no "*").
+_methods(spec, at) := object.union(
+	{"*": null},
+	{method: _entry(spec, key, at) | some method, key in _method_keys(spec)},
+)
+
+# _method_keys is the key of spec that answers each method: its own, else
+# its class, else "*".
+_method_keys(spec) := {method: key |
+	some method in (object.keys(method_class) | {k | some k, _ in spec; upper(k) == k})
+	key := _method_key(spec, method)
+}
+
+_method_key(spec, method) := method if {
+	spec[method]
+} else := method_class[method] if {
+	spec[method_class[method]]
+} else := "*" if {
+	spec["*"]
+}
+
+# _entry is the entry of a row's key: the key's own options, else the
+# row's, else none; and what decisions need of it.
+_entry(spec, key, at) := object.union(entry, {
 	"lookups": [_lookup(l, at) | some l in entry.lookups],
 	"params": {name: shapes[shape] | some name, shape in entry.params},
 	"allowed": object.union(
@@ -453,7 +428,7 @@ _entry(spec, m, at) := object.union(entry, {
 			{"transform": "", "lookups": [], "params": {}},
 			object.filter(spec, {"transform", "lookups", "params"}),
 		),
-		_as_entry(spec[m]),
+		_as_entry(spec[key]),
 	)
 	checked := count(entry.params) + count({l | some l in entry.lookups; lookup_shapes[l.kind]})
 	checks := checked > 0
@@ -481,86 +456,47 @@ _as_entry(v) := {"permission": v} if is_string(v)
 
 _as_entry(v) := v if is_object(v)
 
-# _filed files rows by their key position, then by the literal there.
-_filed(rows) := {key: _by_literal([r | some r in rows; r.key == key], key) | some key in {r.key | some r in rows}}
+# _filed files routes by their key position, then by the literal there.
+_filed(routes) := {key: _by_literal([r | some r in routes; r.key == key], key) | some key in {r.key | some r in routes}}
 
-_by_literal(rows, key) := {literal: {r.pattern: object.filter(r, {"rank", "regex", "methods"}) |
-	some r in rows
+_by_literal(routes, key) := {literal: {r.path: object.filter(r, {"rank", "regex", "ops"}) |
+	some r in routes
 	r.literals[key] == literal
 } |
-	some literal in {r.literals[key] | some r in rows}
-}
-
-# _v2_route is the request's route under v2_routes, as route has it;
-# undefined when no row has an entry for it.
-_v2_route := [input.segments[entry.at.ns], entry.permission, entry] if {
-	entry := _v2_entry
-	entry.at.ns
-} else := ["", entry.permission, entry] if {
-	entry := _v2_entry
-}
-
-# _v2_entry is the entry of the most specific row that matches.
-_v2_entry := object.get(methods, input.method, methods["*"]) if {
-	[_, pattern] := max(_v2_candidates)
-	methods := v2.rows[pattern].methods
-}
-
-# _v2_candidates are the rows that match the request, as [rank, pattern].
-_v2_candidates contains [filed.rank, pattern] if {
-	some key, by_literal in v2.sized[count(input.segments)]
-	some pattern, filed in by_literal[input.segments[key]]
-	object.get(filed.methods, input.method, filed.methods["*"]) != null
-	regex.match(filed.regex, concat("/", input.segments))
-}
-
-_v2_candidates contains [filed.rank, pattern] if {
-	count(input.segments) > v2.longest
-	some key, by_literal in v2.star
-	some pattern, filed in by_literal[input.segments[key]]
-	object.get(filed.methods, input.method, filed.methods["*"]) != null
-	regex.match(filed.regex, concat("/", input.segments))
+	some literal in {r.literals[key] | some r in routes}
 }
 
 # route is the request's route: [namespace ("" for none), permission,
-# entry] (see v2 for entries; v1 routes have a plain one). When no table
-# covers the request, its entry is {"uncovered": true} (route is always
-# defined, so that it is evaluated once). The most specific key that has
-# an entry for the method wins.
-route := [input.segments[2], p, {"plain": true, "allowed": {"allow": true}}] if {
-	input.segments[1] == "namespaces"
-	input.segments[3] == "tree"
-	input.segments[0] == "api"
-	p := lookup.tree[input.op][input.method]
-} else := [input.segments[2], p, {"plain": true, "allowed": {"allow": true}}] if {
-	input.segments[1] == "namespaces"
-	input.segments[0] == "api"
-	p := lookup.v1.item[input.segments[3]][input.segments[5]][input.method]
-} else := [input.segments[2], p, {"plain": true, "allowed": {"allow": true}}] if {
-	input.segments[1] == "namespaces"
-	input.segments[0] == "api"
-	p := lookup.v1.next[input.segments[3]][input.segments[4]][input.method]
-} else := [input.segments[2], p, {"plain": true, "allowed": {"allow": true}}] if {
-	input.segments[1] == "namespaces"
-	input.segments[0] == "api"
-	p := lookup.v1.family[input.segments[3]][input.method]
-} else := [input.segments[2], p, {"plain": true, "allowed": {"allow": true}}] if {
-	input.segments[1] == "namespaces"
-	count(input.segments) == 3
-	input.segments[0] == "api"
-	p := lookup.namespace_v1[input.method]
-} else := ["", p, {"plain": true, "allowed": {"allow": true}}] if {
-	count(input.segments) == 2
-	input.segments[0] == "api"
-	p := lookup.api_v1[input.segments[1]][input.method]
-} else := ["", p, {"plain": true, "allowed": {"allow": true}}] if {
-	input.segments[0] == "api"
-	p := lookup.api_v1_subtrees[input.segments[1]][input.method]
-} else := r if {
-	r := _v2_route
-} else := ["", public, v2.ui] if {
+# entry]. When no row covers the request, its entry is {"uncovered": true}
+# (route is always defined, so that it is evaluated once).
+default route := ["", "", {"uncovered": true, "allowed": {"allow": true}}]
+
+route := [input.segments[_matched.at.ns], _matched.permission, _matched] if {
+	_matched.at.ns
+} else := ["", _matched.permission, _matched] if {
+	_matched
+} else := ["", public, _index.ui] if {
 	not _served_by_api
-} else := ["", "", {"uncovered": true, "allowed": {"allow": true}}]
+}
+
+_served_by_api if served_by_api[input.segments[0]]
+
+# _matched is the entry of the most specific route that matches.
+_matched := entry if [_, _, entry] := max(_matches)
+
+# _matches are the routes that match the request and have an entry for its
+# op and method, as [rank, path, entry].
+_matches contains [r.rank, path, entry] if {
+	some key, by_literal in object.get(_index.sized, count(input.segments), _index.star)
+	some path, r in by_literal[input.segments[key]]
+	methods := object.get(r.ops, input.op, r.ops["*"])
+	entry := object.get(methods, input.method, methods["*"])
+	entry != null
+	regex.match(r.regex, _path)
+}
+
+# _path is the request's path as the routes' regular expressions read it.
+_path := concat("/", input.segments)
 
 # METADATA
 # title: Route decision
@@ -581,7 +517,7 @@ decision := object.union(entry.allowed, {"permission": p, "namespace": ns}) if {
 }
 
 # _decide answers a request on a route of namespace ns ("" for none) that
-# needs permission p, with entry (see v2, and route).
+# needs permission p, with entry (see _index, and route).
 _decide(ns, p, entry) := _deny("bad_request", concat("; ", sort(_malformed)), ns, p) if {
 	entry.checks
 	count(_malformed) > 0

@@ -19,26 +19,11 @@ everything := token(catalog.names)
 
 anonymous := {"admin": false, "namespace": "", "policies": set(), "effective": set()}
 
-# decide asks for the route decision of a v1 route as the engine does:
-# with the tables computed once, not once per decision.
-decide(caller, method, path, op) := d if {
-	lookup := routes.lookup
-	d := routes.decision with input as {
-		"caller": caller,
-		"method": method,
-		"segments": [s | some s in split(path, "/"); s != ""],
-		"op": op,
-		"query": {},
-	}
-		with routes.lookup as lookup
-}
-
-# ask is decide for any route, with a query: {parameter: [values]}. Each
-# test that asks computes the v2 tables once (a few milliseconds), so the
-# v2 cases share few tests.
+# ask asks for the route decision as the engine does: with the index
+# computed once (a few milliseconds), not once per decision; so the cases
+# share few tests. The query is {parameter: [values]}.
 ask(caller, method, path, op, query) := d if {
-	lookup := routes.lookup
-	v2 := routes.v2
+	index := routes._index
 	d := routes.decision with input as {
 		"caller": caller,
 		"method": method,
@@ -46,333 +31,34 @@ ask(caller, method, path, op, query) := d if {
 		"op": op,
 		"query": query,
 	}
-		with routes.lookup as lookup
-		with routes.v2 as v2
+		with routes._index as index
 }
 
-# request asks for method path?query as the engine would: the query read
-# as Go's net/url reads it.
-request(caller, method, url) := ask(caller, method, path, "", query) if {
-	[path, raw] := split(url, "?")
-	query := urlquery.decode_object(raw)
-} else := ask(caller, method, url, "", {})
-
-# Routes that need one catalog permission, keyed by a note.
-permission_routes := {
-	# v1 tree, reading
-	"v1 tree root": ["GET", "/api/namespaces/ns1/tree", "", "explorerView"],
-	"v1 tree directory": ["GET", "/api/namespaces/ns1/tree/dir/sub", "", "explorerView"],
-	"v1 tree HEAD": ["HEAD", "/api/namespaces/ns1/tree/wf.yaml", "", "explorerView"],
-	"v1 tree refs": ["GET", "/api/namespaces/ns1/tree/wf.yaml", "refs", "workflowView"],
-	"v1 tree revisions": ["GET", "/api/namespaces/ns1/tree/wf.yaml", "revisions", "workflowView"],
-	"v1 tree tags": ["GET", "/api/namespaces/ns1/tree/wf.yaml", "tags", "workflowView"],
-	"v1 tree router": ["GET", "/api/namespaces/ns1/tree/wf.yaml", "router", "workflowView"],
-	"v1 tree logs": ["GET", "/api/namespaces/ns1/tree/wf.yaml", "logs", "workflowView"],
-	"v1 tree metrics": ["GET", "/api/namespaces/ns1/tree/wf.yaml", "metrics-invoked", "workflowView"],
-	"v1 tree sankey": ["GET", "/api/namespaces/ns1/tree/wf.yaml", "metrics-sankey", "workflowView"],
-	"v1 tree validate-ref": ["POST", "/api/namespaces/ns1/tree/wf.yaml", "validate-ref", "workflowView"],
-	# v1 tree, executing
-	"v1 tree execute": ["POST", "/api/namespaces/ns1/tree/wf.yaml", "execute", "workflowExecute"],
-	"v1 tree wait GET": ["GET", "/api/namespaces/ns1/tree/wf.yaml", "wait", "workflowExecute"],
-	"v1 tree wait POST": ["POST", "/api/namespaces/ns1/tree/wf.yaml", "wait", "workflowExecute"],
-	# v1 tree, writing
-	"v1 tree create-workflow": ["PUT", "/api/namespaces/ns1/tree/wf.yaml", "create-workflow", "workflowManage"],
-	"v1 tree update-workflow": ["POST", "/api/namespaces/ns1/tree/wf.yaml", "update-workflow", "workflowManage"],
-	"v1 tree save-workflow": ["POST", "/api/namespaces/ns1/tree/wf.yaml", "save-workflow", "workflowManage"],
-	"v1 tree discard-workflow": ["POST", "/api/namespaces/ns1/tree/wf.yaml", "discard-workflow", "workflowManage"],
-	"v1 tree tag": ["POST", "/api/namespaces/ns1/tree/wf.yaml", "tag", "workflowManage"],
-	"v1 tree untag": ["POST", "/api/namespaces/ns1/tree/wf.yaml", "untag", "workflowManage"],
-	"v1 tree toggle": ["POST", "/api/namespaces/ns1/tree/wf.yaml", "toggle", "workflowManage"],
-	"v1 tree edit-router": ["POST", "/api/namespaces/ns1/tree/wf.yaml", "edit-router", "workflowManage"],
-	"v1 tree event logging": ["POST", "/api/namespaces/ns1/tree/wf.yaml", "set-workflow-event-logging", "workflowManage"],
-	"v1 tree create-directory": ["PUT", "/api/namespaces/ns1/tree/dir", "create-directory", "explorerManage"],
-	"v1 tree delete-node": ["DELETE", "/api/namespaces/ns1/tree/dir", "delete-node", "explorerManage"],
-	"v1 tree rename-node": ["POST", "/api/namespaces/ns1/tree/dir", "rename-node", "explorerManage"],
-	"v1 tree vars": ["GET", "/api/namespaces/ns1/tree/wf.yaml", "vars", "variablesView"],
-	"v1 tree set-var": ["PUT", "/api/namespaces/ns1/tree/wf.yaml", "set-var", "variablesManage"],
-	# v1 namespaced families
-	"v1 instances list": ["GET", "/api/namespaces/ns1/instances", "", "instancesView"],
-	"v1 instance": ["GET", "/api/namespaces/ns1/instances/0b8c/output", "", "instancesView"],
-	"v1 instance logs": ["GET", "/api/namespaces/ns1/instances/0b8c/logs", "", "instancesView"],
-	"v1 instance cancel": ["POST", "/api/namespaces/ns1/instances/0b8c/cancel", "", "instancesManage"],
-	"v1 instance vars": ["GET", "/api/namespaces/ns1/instances/0b8c/vars", "", "variablesView"],
-	"v1 instance set var": ["PUT", "/api/namespaces/ns1/instances/0b8c/vars/x", "", "variablesManage"],
-	"v1 vars list": ["GET", "/api/namespaces/ns1/vars", "", "variablesView"],
-	"v1 vars set": ["PUT", "/api/namespaces/ns1/vars/x", "", "variablesManage"],
-	"v1 vars delete": ["DELETE", "/api/namespaces/ns1/vars/x", "", "variablesManage"],
-	"v1 secrets list": ["GET", "/api/namespaces/ns1/secrets", "", "secretsView"],
-	"v1 secrets set": ["PUT", "/api/namespaces/ns1/secrets/s", "", "secretsManage"],
-	"v1 secrets delete": ["DELETE", "/api/namespaces/ns1/secrets/s", "", "secretsManage"],
-	"v1 registries list": ["GET", "/api/namespaces/ns1/registries", "", "registriesView"],
-	"v1 registries add": ["POST", "/api/namespaces/ns1/registries", "", "registriesManage"],
-	"v1 functions list": ["GET", "/api/namespaces/ns1/functions", "", "servicesView"],
-	"v1 functions create": ["POST", "/api/namespaces/ns1/functions", "", "servicesManage"],
-	"v1 services list": ["GET", "/api/namespaces/ns1/services", "", "servicesView"],
-	"v1 services delete": ["DELETE", "/api/namespaces/ns1/services/svc", "", "servicesManage"],
-	"v1 events list": ["GET", "/api/namespaces/ns1/events", "", "eventsView"],
-	"v1 events replay": ["POST", "/api/namespaces/ns1/events/e1/replay", "", "eventsManage"],
-	"v1 eventfilter read": ["GET", "/api/namespaces/ns1/eventfilter/f", "", "eventsView"],
-	"v1 eventfilter write": ["POST", "/api/namespaces/ns1/eventfilter/f", "", "eventsManage"],
-	"v1 broadcast": ["POST", "/api/namespaces/ns1/broadcast", "", "eventsSend"],
-	"v1 logs": ["GET", "/api/namespaces/ns1/logs", "", "instancesView"],
-	"v1 metrics": ["GET", "/api/namespaces/ns1/metrics/invoked", "", "instancesView"],
-	"v1 config read": ["GET", "/api/namespaces/ns1/config", "", "nsconfigView"],
-	"v1 config write": ["PATCH", "/api/namespaces/ns1/config", "", "nsconfigManage"],
-	"v1 lint": ["GET", "/api/namespaces/ns1/lint", "", "workflowView"],
-	"v1 opa read": ["GET", "/api/namespaces/ns1/opa", "", "opaView"],
-	"v1 opa write": ["PUT", "/api/namespaces/ns1/opa", "", "opaManage"],
-	"v1 delete namespace": ["DELETE", "/api/namespaces/ns1", "", "deleteNamespace"],
-	"v1 token list": ["GET", "/api/namespaces/ns1/auth/tokens", "", "permissionsView"],
-	"v1 token read": ["GET", "/api/namespaces/ns1/auth/tokens/t1", "", "permissionsView"],
-	"v1 token revoke": ["DELETE", "/api/namespaces/ns1/auth/tokens/t1", "", "permissionsManage"],
+# request asks for method url as the engine would: the query read as Go's
+# net/url reads it, op its first op parameter.
+request(caller, method, url) := ask(caller, method, path, op, query) if {
+	[path, op, query] := parsed(url)
 }
 
-# Routes any valid token may call, keyed by a note: [method, path, namespace].
-any_token_routes := {
-	"version": ["GET", "/api/version", ""],
-	"jq": ["POST", "/api/jq", ""],
-	"v1 namespace": ["GET", "/api/namespaces/ns1", "ns1"],
-	"who am i": ["GET", "/api/namespaces/ns1/auth/token", "ns1"],
+# parsed is a URL's path, op and query.
+parsed(url) := [parts[0], object.get(query, "op", [""])[0], query] if {
+	parts := split(url, "?")
+	query := urlquery.decode_object(concat("?", array.slice(parts, 1, count(parts))))
 }
 
-# Routes only the admin token may call: [method, path, namespace].
-admin_only_routes := {
-	"v1 create namespace": ["PUT", "/api/namespaces/ns1", "ns1"],
-	"v1 list namespaces": ["GET", "/api/namespaces", ""],
-	"v1 server logs": ["GET", "/api/logs", ""],
-	"global services": ["GET", "/api/functions", ""],
-	"global service": ["POST", "/api/functions/svc/revisions", ""],
-}
+# shown is a URL as a reason shows it: its path, and its op if any.
+shown(url) := concat("?op=", [path, op]) if {
+	[path, op, _] := parsed(url)
+	op != ""
+} else := split(url, "?")[0]
 
-# Requests no rule covers: [method, path, op].
-uncovered_routes := {
-	"unknown op": ["GET", "/api/namespaces/ns1/tree/wf.yaml", "bogus"],
-	"write without op": ["POST", "/api/namespaces/ns1/tree/wf.yaml", ""],
-	"read op written": ["POST", "/api/namespaces/ns1/tree/wf.yaml", "refs"],
-	"write op read": ["GET", "/api/namespaces/ns1/tree/wf.yaml", "create-workflow"],
-	"unknown method": ["OPTIONS", "/api/namespaces/ns1/tree/wf.yaml", "execute"],
-	"broadcast read": ["GET", "/api/namespaces/ns1/broadcast", ""],
-	"v1 logs write": ["POST", "/api/namespaces/ns1/logs", ""],
-	"unknown family": ["GET", "/api/namespaces/ns1/nothing", ""],
-	"mint is not a route": ["POST", "/api/namespaces/ns1/auth/token", ""],
-	"auth alone": ["GET", "/api/namespaces/ns1/auth", ""],
-	"v2 unknown family": ["GET", "/api/v2/namespaces/ns1/nothing", ""],
-	"v2 unknown method": ["PUT", "/api/v2/namespaces/ns1/variables", ""],
-	"v2 broadcast read": ["GET", "/api/v2/namespaces/ns1/events/broadcast", ""],
-	"v2 replay, v1 style": ["POST", "/api/v2/namespaces/ns1/events/history/e1/replay", ""],
-	"v2 secrets put": ["PUT", "/api/v2/namespaces/ns1/secrets/s", ""],
-	"v2 server logs": ["GET", "/api/v2/logs", ""],
-	"v2 alone": ["GET", "/api/v2", ""],
-	"v2 HEAD": ["HEAD", "/api/v2/namespaces/ns1/instances", ""],
-	"v2 services item": ["GET", "/api/v2/namespaces/ns1/services/svc", ""],
-	"v2 metrics": ["GET", "/api/v2/namespaces/ns1/metrics", ""],
-	"v2 files, other case": ["GET", "/api/v2/namespaces/ns1/Files/x", ""],
-	"api alone": ["GET", "/api", ""],
-	"unknown api": ["GET", "/api/nothing", ""],
-	"unknown v2 api": ["GET", "/api/v2/nothing", ""],
-	"version subtree": ["GET", "/api/version/x", ""],
-}
-
-# Each test below checks every case of a table and collects the cases that
-# fail, as {note: decision}; the test fails listing them.
-
-test_route_allowed_with_its_permission if {
-	no_failures({note: d |
-		some note, [method, path, op, permission] in permission_routes
-		d := decide(token({permission}), method, path, op)
-		d != {"allow": true, "permission": permission, "namespace": "ns1"}
-	})
-}
-
-test_route_allowed_through_inheritance if {
-	no_failures({[note, holder]: d |
-		some note, [method, path, op, permission] in permission_routes
-		some holder, grants in catalog.closure
-		holder != permission
-		grants[permission]
-		d := decide(token({holder}), method, path, op)
-		d.allow != true
-	})
-}
-
-test_route_denied_without_its_permission if {
-	no_failures({note: d |
-		some note, [method, path, op, permission] in permission_routes
-		others := {name | some name in catalog.names; not catalog.closure[name][permission]}
-		d := decide(token(others), method, path, op)
-		not denied_for_lack_of(d, permission)
-	})
-}
-
-denied_for_lack_of(d, permission) if {
-	d.allow == false
-	d.code == "forbidden"
-	d.permission == permission
-	d.namespace == "ns1"
-	contains(d.reason, sprintf("needs the %s policy", [permission]))
-}
-
-test_route_denied_in_another_namespace if {
-	caller := object.union(everything, {"namespace": "ns2"})
-	no_failures({note: d |
-		some note, [method, path, op, _] in permission_routes
-		d := decide(caller, method, path, op)
-		not d.reason == `this token belongs to namespace "ns2" and cannot be used in namespace "ns1"`
-	})
-}
-
-test_route_allowed_for_admin if {
-	no_failures({note: d |
-		some note, [method, path, op, permission] in permission_routes
-		d := decide(admin, method, path, op)
-		d != {"allow": true, "permission": permission, "namespace": "ns1"}
-	})
-}
-
-test_any_token_route_allowed if {
-	no_failures({note: d |
-		some note, [method, path, namespace] in any_token_routes
-		d := decide(token(set()), method, path, "")
-		d != {"allow": true, "permission": "", "namespace": namespace}
-	})
-}
-
-test_any_token_route_denied_in_another_namespace if {
-	caller := object.union(token(set()), {"namespace": "ns2"})
-	no_failures({note: d |
-		some note, [method, path, namespace] in any_token_routes
-		namespace != ""
-		d := decide(caller, method, path, "")
-		not d.code == "forbidden"
-	})
-}
-
-test_admin_only_route_denied_to_tokens if {
-	no_failures({note: d |
-		some note, [method, path, namespace] in admin_only_routes
-		d := decide(everything, method, path, "")
-		d != {
-			"allow": false,
-			"code": "admin_only",
-			"reason": sprintf("%s %s needs the admin token", [method, path]),
-			"permission": "",
-			"namespace": namespace,
-		}
-	})
-}
-
-test_admin_only_route_allowed_for_admin if {
-	no_failures({note: d |
-		some note, [method, path, namespace] in admin_only_routes
-		d := decide(admin, method, path, "")
-		d != {"allow": true, "permission": "", "namespace": namespace}
-	})
-}
-
-# Requests no rule covers are denied to tokens, unauthenticated without a
-# credential, allowed for the admin.
-test_uncovered_route_denied if {
-	no_failures({[note, who]: d |
-		some note, [method, path, op] in uncovered_routes
-		request := sprintf("%s %s%s", [method, path, {true: "", false: sprintf("?op=%s", [op])}[op == ""]])
-		some who, [caller, want] in {
-			"token": [everything, {
-				"allow": false,
-				"code": "forbidden",
-				"reason": sprintf("no route rule covers %s", [request]),
-				"permission": "",
-				"namespace": "",
-			}],
-			"anonymous": [anonymous, {
-				"allow": false,
-				"code": "unauthenticated",
-				"reason": sprintf("%s needs a credential: send the admin token or a token minted by this sidecar in Direktiv-Api-Key, Direktiv-Token or Authorization: Bearer", [request]),
-				"permission": "",
-				"namespace": "",
-			}],
-			"admin": [admin, {"allow": true, "permission": "", "namespace": ""}],
-		}
-		d := ask(caller, method, path, op, {})
-		d != want
-	})
-}
-
-test_missing_permission_reason_lists_holdings if {
-	d := decide(token({"secretsManage"}), "GET", "/api/namespaces/ns1/vars", "")
-	d.reason == "GET /api/namespaces/ns1/vars needs the variablesView policy, which this token does not hold (it holds [secretsManage, secretsView])"
-}
-
-test_token_without_policies_holds_none if {
-	d := decide(token(set()), "GET", "/api/namespaces/ns1/vars", "")
-	endswith(d.reason, "(it holds none)")
-}
-
-# Every permission a v1 table names is a catalog policy, any_token or admin_only.
-test_tables_name_only_catalog_policies if {
-	tables := {
-		"api_v1": routes.api_v1,
-		"api_v1_subtrees": routes.api_v1_subtrees,
-		"namespaced_v1": routes.namespaced_v1,
-		"tree_ops": routes.tree_ops,
-	}
-	no_failures({[name, entry, key]: permission |
-		some name, table in tables
-		some entry, e in table
-		some key, permission in e
-		not valid(key, permission)
-	})
-}
-
-test_namespace_tables_name_only_catalog_policies if {
-	no_failures({[key, permission] |
-		some key, permission in routes.namespace_v1
-		not valid(key, permission)
-	})
-}
-
-# The decision's first branch allows whatever input.caller.effective holds;
-# the markers for "no policy", "admin only" and "public" must never be
-# policies.
-test_markers_are_not_policies if {
-	not catalog.names[routes.any_token]
-	not catalog.names[routes.admin_only]
-	not catalog.names[routes.public]
-}
-
-valid(key, permission) if {
-	valid_key(key)
-	valid_permission(permission)
-}
-
-valid_key(key) if routes.method_class[key]
-
-valid_key(key) if key in {"read", "write", "any"}
-
-valid_permission(p) if p in catalog.names
-
-valid_permission(p) if p in {routes.any_token, routes.admin_only}
-
-test_zz_admin_failures if {
-	failures := {note |
-		some note, [method, path, op, permission] in permission_routes
-		decide(admin, method, path, op) != {"allow": true, "permission": permission, "namespace": "ns1"}
-	}
-	failures == set()
-}
-
-# no_failures holds when failures is empty, and prints them otherwise.
-no_failures(failures) if count(failures) == 0
-
-no_failures(failures) := false if {
-	count(failures) > 0
-	print("failing cases:", failures)
-}
-
-# v2_cases hold one case per row and method of routes.v2_routes ("*" is
-# asked as PUT): [pattern, method, request, permission, extras], where
-# permission is a catalog name or a marker, and extras the keys a token of
-# ns1 holding it gets besides allow, permission and namespace.
-v2_cases := [
+# cases hold at least one case per row of routes.table and key of it (a
+# method, a class or "*"): [pattern, method, request, permission, extras],
+# where permission is a catalog name or a marker, and extras the keys a
+# token of ns1 holding it gets besides allow, permission and namespace.
+# Adding a row to the table is adding a case here.
+cases := [
+	# Direktiv v2
 	["api/v2/status", "GET", "/api/v2/status", routes.public, {"public": true, "transform": "status"}],
 	["api/v2/jx", "POST", "/api/v2/jx", routes.any_token, {}],
 	["api/v2/namespaces", "GET", "/api/v2/namespaces", routes.any_token, {"transform": "namespace_list"}],
@@ -449,34 +135,118 @@ v2_cases := [
 		{"lookups": [{"kind": "listener", "id": uuid2}]},
 	],
 	["api/v2/namespaces/{ns}/events/broadcast", "POST", "/api/v2/namespaces/ns1/events/broadcast", "eventsSend", {}],
-	["api/v2/namespaces/{ns}/gateway/*", "*", "/api/v2/namespaces/ns1/gateway/my/endpoint", "workflowExecute", {}],
-	["api/v2/namespaces/{ns}/gateway/*/consumers", "*", "/api/v2/namespaces/ns1/gateway/consumers", "secretsView", {}],
-	["api/v2/namespaces/{ns}/gateway/*/routes", "*", "/api/v2/namespaces/ns1/gateway/routes?path=/x", "explorerView", {}],
-	["api/v2/namespaces/{ns}/gateway/*/info", "*", "/api/v2/namespaces/ns1/gateway/a/info", "explorerView", {}],
-	["ns", "*", "/ns", routes.public, {"public": true}],
-	["ns/{ns}/*", "*", "/ns/ns1/my/endpoint", routes.public, {"public": true}],
-	["ns/{ns}/*/consumers", "*", "/ns/ns1/consumers", "secretsView", {}],
-	["ns/{ns}/*/routes", "*", "/ns/ns1/routes", "explorerView", {}],
-	["ns/{ns}/*/info", "*", "/ns/ns1/x/info", "explorerView", {}],
+	["api/v2/namespaces/{ns}/gateway/*", "PUT", "/api/v2/namespaces/ns1/gateway/my/endpoint", "workflowExecute", {}],
+	["api/v2/namespaces/{ns}/gateway/*/consumers", "PUT", "/api/v2/namespaces/ns1/gateway/consumers", "secretsView", {}],
+	["api/v2/namespaces/{ns}/gateway/*/routes", "PUT", "/api/v2/namespaces/ns1/gateway/routes?path=/x", "explorerView", {}],
+	["api/v2/namespaces/{ns}/gateway/*/info", "PUT", "/api/v2/namespaces/ns1/gateway/a/info", "explorerView", {}],
+	["ns", "PUT", "/ns", routes.public, {"public": true}],
+	["ns/{ns}/*", "PUT", "/ns/ns1/my/endpoint", routes.public, {"public": true}],
+	["ns/{ns}/*/consumers", "PUT", "/ns/ns1/consumers", "secretsView", {}],
+	["ns/{ns}/*/routes", "PUT", "/ns/ns1/routes", "explorerView", {}],
+	["ns/{ns}/*/info", "PUT", "/ns/ns1/x/info", "explorerView", {}],
+	# Direktiv v1, outside any namespace
+	["api/version", "GET", "/api/version", routes.any_token, {}],
+	["api/version", "DELETE", "/api/version", routes.any_token, {}],
+	["api/jq", "POST", "/api/jq", routes.any_token, {}],
+	["api/jq", "HEAD", "/api/jq", routes.any_token, {}],
+	["api/namespaces", "GET", "/api/namespaces", routes.admin_only, {}],
+	["api/namespaces", "POST", "/api/namespaces", routes.admin_only, {}],
+	["api/logs", "GET", "/api/logs", routes.admin_only, {}],
+	["api/logs", "PUT", "/api/logs", routes.admin_only, {}],
+	["api/functions/*", "GET", "/api/functions", routes.admin_only, {}],
+	["api/functions/*", "POST", "/api/functions/svc/revisions", routes.admin_only, {}],
+	# Direktiv v1, in a namespace
+	["api/namespaces/{ns}", "GET", "/api/namespaces/ns1", routes.any_token, {}],
+	["api/namespaces/{ns}", "PUT", "/api/namespaces/ns1", routes.admin_only, {}],
+	["api/namespaces/{ns}/auth/token/*", "GET", "/api/namespaces/ns1/auth/token", routes.any_token, {}],
+	["api/namespaces/{ns}/tree/*?op=", "GET", "/api/namespaces/ns1/tree", "explorerView", {}],
+	["api/namespaces/{ns}/tree/*?op=", "GET", "/api/namespaces/ns1/tree/dir/sub", "explorerView", {}],
+	["api/namespaces/{ns}/tree/*?op=", "HEAD", "/api/namespaces/ns1/tree/wf.yaml", "explorerView", {}],
+	["api/namespaces/{ns}/tree/*?op=refs", "GET", "/api/namespaces/ns1/tree/wf.yaml?op=refs", "workflowView", {}],
+	["api/namespaces/{ns}/tree/*?op=revisions", "GET", "/api/namespaces/ns1/tree/wf.yaml?op=revisions", "workflowView", {}],
+	["api/namespaces/{ns}/tree/*?op=tags", "GET", "/api/namespaces/ns1/tree/wf.yaml?op=tags", "workflowView", {}],
+	["api/namespaces/{ns}/tree/*?op=router", "GET", "/api/namespaces/ns1/tree/wf.yaml?op=router", "workflowView", {}],
+	["api/namespaces/{ns}/tree/*?op=logs", "GET", "/api/namespaces/ns1/tree/wf.yaml?op=logs", "workflowView", {}],
+	["api/namespaces/{ns}/tree/*?op=metrics-invoked", "GET", "/api/namespaces/ns1/tree/wf.yaml?op=metrics-invoked", "workflowView", {}],
+	["api/namespaces/{ns}/tree/*?op=metrics-sankey", "GET", "/api/namespaces/ns1/tree/wf.yaml?op=metrics-sankey", "workflowView", {}],
+	["api/namespaces/{ns}/tree/*?op=validate-ref", "POST", "/api/namespaces/ns1/tree/wf.yaml?op=validate-ref", "workflowView", {}],
+	["api/namespaces/{ns}/tree/*?op=execute", "POST", "/api/namespaces/ns1/tree/wf.yaml?op=execute", "workflowExecute", {}],
+	["api/namespaces/{ns}/tree/*?op=wait", "GET", "/api/namespaces/ns1/tree/wf.yaml?op=wait", "workflowExecute", {}],
+	["api/namespaces/{ns}/tree/*?op=wait", "POST", "/api/namespaces/ns1/tree/wf.yaml?op=wait", "workflowExecute", {}],
+	["api/namespaces/{ns}/tree/*?op=create-workflow", "PUT", "/api/namespaces/ns1/tree/wf.yaml?op=create-workflow", "workflowManage", {}],
+	["api/namespaces/{ns}/tree/*?op=update-workflow", "POST", "/api/namespaces/ns1/tree/wf.yaml?op=update-workflow", "workflowManage", {}],
+	["api/namespaces/{ns}/tree/*?op=save-workflow", "POST", "/api/namespaces/ns1/tree/wf.yaml?op=save-workflow", "workflowManage", {}],
+	["api/namespaces/{ns}/tree/*?op=discard-workflow", "POST", "/api/namespaces/ns1/tree/wf.yaml?op=discard-workflow", "workflowManage", {}],
+	["api/namespaces/{ns}/tree/*?op=tag", "POST", "/api/namespaces/ns1/tree/wf.yaml?op=tag", "workflowManage", {}],
+	["api/namespaces/{ns}/tree/*?op=untag", "POST", "/api/namespaces/ns1/tree/wf.yaml?op=untag", "workflowManage", {}],
+	["api/namespaces/{ns}/tree/*?op=toggle", "POST", "/api/namespaces/ns1/tree/wf.yaml?op=toggle", "workflowManage", {}],
+	["api/namespaces/{ns}/tree/*?op=edit-router", "POST", "/api/namespaces/ns1/tree/wf.yaml?op=edit-router", "workflowManage", {}],
+	["api/namespaces/{ns}/tree/*?op=set-workflow-event-logging", "POST", "/api/namespaces/ns1/tree/wf.yaml?op=set-workflow-event-logging", "workflowManage", {}],
+	["api/namespaces/{ns}/tree/*?op=create-directory", "PUT", "/api/namespaces/ns1/tree/dir?op=create-directory", "explorerManage", {}],
+	["api/namespaces/{ns}/tree/*?op=delete-node", "DELETE", "/api/namespaces/ns1/tree/dir?op=delete-node", "explorerManage", {}],
+	["api/namespaces/{ns}/tree/*?op=rename-node", "POST", "/api/namespaces/ns1/tree/dir?op=rename-node", "explorerManage", {}],
+	["api/namespaces/{ns}/tree/*?op=vars", "GET", "/api/namespaces/ns1/tree/wf.yaml?op=vars", "variablesView", {}],
+	["api/namespaces/{ns}/tree/*?op=set-var", "PUT", "/api/namespaces/ns1/tree/wf.yaml?op=set-var", "variablesManage", {}],
+	["api/namespaces/{ns}/tree/*?op=metrics-successful", "GET", "/api/namespaces/ns1/tree/wf.yaml?op=metrics-successful", "workflowView", {}],
+	["api/namespaces/{ns}/tree/*?op=metrics-failed", "GET", "/api/namespaces/ns1/tree/wf.yaml?op=metrics-failed", "workflowView", {}],
+	["api/namespaces/{ns}/tree/*?op=metrics-milliseconds", "HEAD", "/api/namespaces/ns1/tree/wf.yaml?op=metrics-milliseconds", "workflowView", {}],
+	["api/namespaces/{ns}/tree/*?op=metrics-state-milliseconds", "GET", "/api/namespaces/ns1/tree/wf.yaml?op=metrics-state-milliseconds", "workflowView", {}],
+	["api/namespaces/{ns}/tree/*?op=validate-ref", "GET", "/api/namespaces/ns1/tree/wf.yaml?op=validate-ref", "workflowView", {}],
+	["api/namespaces/{ns}/tree/*?op=validate-router", "GET", "/api/namespaces/ns1/tree/wf.yaml?op=validate-router", "workflowView", {}],
+	["api/namespaces/{ns}/tree/*?op=validate-router", "POST", "/api/namespaces/ns1/tree/wf.yaml?op=validate-router", "workflowView", {}],
+	["api/namespaces/{ns}/tree/*?op=delete-revision", "POST", "/api/namespaces/ns1/tree/wf.yaml?op=delete-revision", "workflowManage", {}],
+	["api/namespaces/{ns}/tree/*?op=retag", "POST", "/api/namespaces/ns1/tree/wf.yaml?op=retag", "workflowManage", {}],
+	["api/namespaces/{ns}/tree/*?op=execute", "GET", "/api/namespaces/ns1/tree/wf.yaml?op=execute", "workflowExecute", {}],
+	["api/namespaces/{ns}/tree/*?op=var", "GET", "/api/namespaces/ns1/tree/wf.yaml?op=var&var=x", "variablesView", {}],
+	["api/namespaces/{ns}/tree/*?op=delete-var", "DELETE", "/api/namespaces/ns1/tree/wf.yaml?op=delete-var&var=x", "variablesManage", {}],
+	["api/namespaces/{ns}/instances/*", "GET", "/api/namespaces/ns1/instances", "instancesView", {}],
+	["api/namespaces/{ns}/instances/*", "GET", "/api/namespaces/ns1/instances/0b8c/output", "instancesView", {}],
+	["api/namespaces/{ns}/instances/*", "GET", "/api/namespaces/ns1/instances/0b8c/logs", "instancesView", {}],
+	["api/namespaces/{ns}/instances/*", "POST", "/api/namespaces/ns1/instances/0b8c/cancel", "instancesManage", {}],
+	["api/namespaces/{ns}/instances/{id}/vars/*", "GET", "/api/namespaces/ns1/instances/0b8c/vars", "variablesView", {}],
+	["api/namespaces/{ns}/instances/{id}/vars/*", "PUT", "/api/namespaces/ns1/instances/0b8c/vars/x", "variablesManage", {}],
+	["api/namespaces/{ns}/vars/*", "GET", "/api/namespaces/ns1/vars", "variablesView", {}],
+	["api/namespaces/{ns}/vars/*", "PUT", "/api/namespaces/ns1/vars/x", "variablesManage", {}],
+	["api/namespaces/{ns}/vars/*", "DELETE", "/api/namespaces/ns1/vars/x", "variablesManage", {}],
+	["api/namespaces/{ns}/secrets/*", "GET", "/api/namespaces/ns1/secrets", "secretsView", {}],
+	["api/namespaces/{ns}/secrets/*", "PUT", "/api/namespaces/ns1/secrets/s", "secretsManage", {}],
+	["api/namespaces/{ns}/secrets/*", "DELETE", "/api/namespaces/ns1/secrets/s", "secretsManage", {}],
+	["api/namespaces/{ns}/registries/*", "GET", "/api/namespaces/ns1/registries", "registriesView", {}],
+	["api/namespaces/{ns}/registries/*", "POST", "/api/namespaces/ns1/registries", "registriesManage", {}],
+	["api/namespaces/{ns}/functions/*", "GET", "/api/namespaces/ns1/functions", "servicesView", {}],
+	["api/namespaces/{ns}/functions/*", "POST", "/api/namespaces/ns1/functions", "servicesManage", {}],
+	["api/namespaces/{ns}/services/*", "GET", "/api/namespaces/ns1/services", "servicesView", {}],
+	["api/namespaces/{ns}/services/*", "DELETE", "/api/namespaces/ns1/services/svc", "servicesManage", {}],
+	["api/namespaces/{ns}/events/*", "GET", "/api/namespaces/ns1/events", "eventsView", {}],
+	["api/namespaces/{ns}/events/*", "POST", "/api/namespaces/ns1/events/e1/replay", "eventsManage", {}],
+	["api/namespaces/{ns}/eventfilter/*", "GET", "/api/namespaces/ns1/eventfilter/f", "eventsView", {}],
+	["api/namespaces/{ns}/eventfilter/*", "POST", "/api/namespaces/ns1/eventfilter/f", "eventsManage", {}],
+	["api/namespaces/{ns}/broadcast/*", "POST", "/api/namespaces/ns1/broadcast", "eventsSend", {}],
+	["api/namespaces/{ns}/logs/*", "GET", "/api/namespaces/ns1/logs", "instancesView", {}],
+	["api/namespaces/{ns}/metrics/*", "GET", "/api/namespaces/ns1/metrics/invoked", "instancesView", {}],
+	["api/namespaces/{ns}/config/*", "GET", "/api/namespaces/ns1/config", "nsconfigView", {}],
+	["api/namespaces/{ns}/config/*", "PATCH", "/api/namespaces/ns1/config", "nsconfigManage", {}],
+	["api/namespaces/{ns}/lint/*", "GET", "/api/namespaces/ns1/lint", "workflowView", {}],
+	["api/namespaces/{ns}/opa/*", "GET", "/api/namespaces/ns1/opa", "opaView", {}],
+	["api/namespaces/{ns}/opa/*", "PUT", "/api/namespaces/ns1/opa", "opaManage", {}],
+	["api/namespaces/{ns}", "DELETE", "/api/namespaces/ns1", "deleteNamespace", {}],
+	["api/namespaces/{ns}/auth/tokens/*", "GET", "/api/namespaces/ns1/auth/tokens", "permissionsView", {}],
+	["api/namespaces/{ns}/auth/tokens/*", "GET", "/api/namespaces/ns1/auth/tokens/t1", "permissionsView", {}],
+	["api/namespaces/{ns}/auth/tokens/*", "DELETE", "/api/namespaces/ns1/auth/tokens/t1", "permissionsManage", {}],
 ]
 
 uuid1 := "0b8c6c1d-5a8a-4a0e-b4d1-1f2d3c4b5a69"
 
 uuid2 := "6F9619FF-8B86-D011-B42D-00C04FC964FF"
 
-# case_method is the method a case asks with.
-case_method("*") := "PUT"
-
-case_method(m) := m if m != "*"
-
 # case_namespace is the namespace a case's request names.
-case_namespace(path) := "ns1" if {
-	regex.match(`^/(api/v2/namespaces|ns)/ns1(/|$|\?)`, path)
+case_namespace(url) := "ns1" if {
+	regex.match(`^/(api/v2/namespaces|api/namespaces|ns)/ns1(/|$|\?)`, url)
 } else := ""
 
 # case_allowed is what a token holding a case's permission gets.
-case_allowed([_, _, path, permission, extras]) := object.union(
-	{"allow": true, "permission": object.get({routes.admin_only: "", routes.public: ""}, permission, permission), "namespace": case_namespace(path)},
+case_allowed([_, _, url, permission, extras]) := object.union(
+	{"allow": true, "permission": object.get({routes.admin_only: "", routes.public: ""}, permission, permission), "namespace": case_namespace(url)},
 	extras,
 )
 
@@ -488,87 +258,128 @@ case_caller(permission) := admin if {
 	permission in {routes.any_token, routes.public}
 } else := token({permission})
 
-# Each row and method of v2_routes has a case, and each case a row.
-test_v2_every_row_has_a_case if {
-	rows := {[pattern, method] | some pattern, spec in routes.v2_routes; some method, _ in spec; upper(method) == method}
-	cases := {[pattern, method] | some [pattern, method, _, _, _] in v2_cases}
-	no_failures(rows - cases)
-	no_failures(cases - rows)
+# Each row and key of the table has a case, and each case a row.
+test_every_row_has_a_case if {
+	rows := {[pattern, key] | some pattern, spec in routes.table; some key, _ in spec; method_key(key)}
+	covered := {[pattern, routes._method_key(routes.table[pattern], method)] | some [pattern, method, _, _, _] in cases}
+	no_failures(rows - covered)
+	no_failures({pattern | some [pattern, _, _, _, _] in cases; not routes.table[pattern]})
 }
 
+method_key(key) if upper(key) == key
+
+method_key(key) if key in {"read", "write"}
+
 # Each case matches its own row, not a more or less specific one.
-test_v2_case_matches_its_row if {
-	v2 := routes.v2
+test_case_matches_its_row if {
+	index := routes._index
 	no_failures({[pattern, method, url]: got |
-		some [pattern, method, url, _, _] in v2_cases
-		path := split(url, "?")[0]
-		got := object.get(max(routes._v2_candidates), 1, "none") with input as {
-			"caller": admin,
-			"method": case_method(method),
-			"segments": [s | some s in split(path, "/"); s != ""],
-			"op": "",
-			"query": {},
-		}
-			with routes.v2 as v2
+		some [pattern, method, url, _, _] in cases
+		got := matched_row(method, url) with routes._index as index
 		got != pattern
 	})
 }
 
-# Each case asked by the callers that matter: a token of ns1 holding the
-# permission (or one that inherits it), one holding everything else, a
-# token of another namespace, an anonymous caller and the admin. Failures
-# are keyed by [caller, method, request].
-test_v2_cases if {
-	other := object.union(everything, {"namespace": "ns2"})
-	held := {["holder", method, url]: d |
-		some c in v2_cases
-		[_, method, url, permission, _] := c
-		d := request(case_caller(permission), case_method(method), url)
-		d != case_allowed(c)
+# matched_row is the row of the table that answers method url, "none" for none.
+matched_row(method, url) := row if {
+	[path, op, _] := parsed(url)
+	[_, matched, _] := max(routes._matches) with input as {
+		"caller": admin,
+		"method": method,
+		"segments": [s | some s in split(path, "/"); s != ""],
+		"op": op,
+		"query": {},
 	}
-	inheriting := {["inheriting", method, url, holder]: d |
-		some [_, method, url, permission, _] in v2_cases
+	row := pattern_of(matched, op)
+} else := "none"
+
+pattern_of(path, op) := concat("?op=", [path, op]) if {
+	routes.table[concat("?op=", [path, op])]
+} else := path
+
+# The tests below ask each case as the callers that matter: a token of ns1
+# holding the permission (or one that inherits it), one holding everything
+# else, a token of another namespace, an anonymous caller and the admin.
+# Each collects the cases that fail, keyed by [method, request] and what
+# they answered, and fails listing them. (Each test computes the index
+# once; a test must finish within the engine's 10 s, race detector
+# included, so the callers are split over five tests.)
+
+test_route_allowed_with_its_permission if {
+	no_failures({["holder", method, url]: d |
+		some c in cases
+		[_, method, url, permission, _] := c
+		d := request(case_caller(permission), method, url)
+		d != case_allowed(c)
+	})
+	no_failures({["inheriting", method, url, holder]: d |
+		some [_, method, url, permission, _] in cases
 		some holder, grants in catalog.closure
 		holder != permission
 		grants[permission]
-		d := request(token({holder}), case_method(method), url)
+		d := request(token({holder}), method, url)
 		d.allow != true
-	}
-	without := {["without", method, url]: d |
-		some [_, method, url, permission, _] in v2_cases
+	})
+}
+
+test_route_denied_without_its_permission if {
+	no_failures({[method, url]: d |
+		some [_, method, url, permission, _] in cases
 		catalog.names[permission]
 		others := {name | some name in catalog.names; not catalog.closure[name][permission]}
-		d := request(token(others), case_method(method), url)
+		d := request(token(others), method, url)
 		not denied_for_lack_of(d, permission)
-	}
-	elsewhere := {["other namespace", method, url]: d |
-		some [_, method, url, permission, _] in v2_cases
-		case_namespace(url) == "ns1"
-		permission != routes.public
-		d := request(other, case_method(method), url)
-		not d.reason == `this token belongs to namespace "ns2" and cannot be used in namespace "ns1"`
-	}
-	only_admin := {["admin only", method, url]: d |
-		some [_, method, url, permission, _] in v2_cases
-		permission == routes.admin_only
-		d := request(everything, case_method(method), url)
-		not d.code == "admin_only"
-	}
-	nobody := {["anonymous", method, url]: d |
-		some c in v2_cases
-		[_, method, url, permission, _] := c
-		d := request(anonymous, case_method(method), url)
-		not anonymous_answered(d, permission, c)
-	}
+	})
+}
 
-	# The admin token may call every route; it gets transforms, not lookups.
-	by_admin := {["admin", method, url]: d |
-		some c in v2_cases
+test_route_denied_in_another_namespace_or_to_tokens if {
+	other := object.union(everything, {"namespace": "ns2"})
+	no_failures({["other namespace", method, url]: d |
+		some [_, method, url, permission, _] in cases
+		case_namespace(url) == "ns1"
+		not permission in {routes.public, routes.admin_only}
+		d := request(other, method, url)
+		not d.reason == `this token belongs to namespace "ns2" and cannot be used in namespace "ns1"`
+	})
+	no_failures({["admin only", method, url]: d |
+		some [_, method, url, permission, _] in cases
+		permission == routes.admin_only
+		d := request(everything, method, url)
+		d != {
+			"allow": false,
+			"code": "admin_only",
+			"reason": sprintf("%s %s needs the admin token", [method, url]),
+			"permission": "",
+			"namespace": case_namespace(url),
+		}
+	})
+}
+
+test_route_unauthenticated_without_a_credential if {
+	no_failures({[method, url]: d |
+		some c in cases
+		[_, method, url, permission, _] := c
+		d := request(anonymous, method, url)
+		not anonymous_answered(d, permission, c)
+	})
+}
+
+# The admin token may call every route; it gets transforms, not lookups.
+test_route_allowed_for_admin if {
+	no_failures({[method, url]: d |
+		some c in cases
 		[_, method, url, _, _] := c
-		d := request(admin, case_method(method), url)
+		d := request(admin, method, url)
 		d != object.remove(case_allowed(c), ["lookups"])
-	}
-	no_failures(object.union_n([held, inheriting, without, elsewhere, only_admin, nobody, by_admin]))
+	})
+}
+
+denied_for_lack_of(d, permission) if {
+	d.allow == false
+	d.code == "forbidden"
+	d.permission == permission
+	d.namespace == "ns1"
+	contains(d.reason, sprintf("needs the %s policy", [permission]))
 }
 
 anonymous_answered(d, permission, c) if {
@@ -581,7 +392,81 @@ anonymous_answered(d, permission, [_, method, url, _, _]) if {
 	d.allow == false
 	d.code == "unauthenticated"
 	d.namespace == case_namespace(url)
-	startswith(d.reason, sprintf("%s %s needs a credential: send the admin token or a token minted by this sidecar in ", [case_method(method), split(url, "?")[0]]))
+	startswith(d.reason, sprintf("%s %s needs a credential: send the admin token or a token minted by this sidecar in ", [method, shown(url)]))
+}
+
+# Requests no row covers: [method, path, op].
+uncovered_routes := {
+	"unknown op": ["GET", "/api/namespaces/ns1/tree/wf.yaml", "bogus"],
+	"write without op": ["POST", "/api/namespaces/ns1/tree/wf.yaml", ""],
+	"read op written": ["POST", "/api/namespaces/ns1/tree/wf.yaml", "refs"],
+	"write op read": ["GET", "/api/namespaces/ns1/tree/wf.yaml", "create-workflow"],
+	"unknown method": ["OPTIONS", "/api/namespaces/ns1/tree/wf.yaml", "execute"],
+	"broadcast read": ["GET", "/api/namespaces/ns1/broadcast", ""],
+	"v1 logs write": ["POST", "/api/namespaces/ns1/logs", ""],
+	"unknown family": ["GET", "/api/namespaces/ns1/nothing", ""],
+	"mint is not a route": ["POST", "/api/namespaces/ns1/auth/token", ""],
+	"auth alone": ["GET", "/api/namespaces/ns1/auth", ""],
+	"v2 unknown family": ["GET", "/api/v2/namespaces/ns1/nothing", ""],
+	"v2 unknown method": ["PUT", "/api/v2/namespaces/ns1/variables", ""],
+	"v2 broadcast read": ["GET", "/api/v2/namespaces/ns1/events/broadcast", ""],
+	"v2 replay, v1 style": ["POST", "/api/v2/namespaces/ns1/events/history/e1/replay", ""],
+	"v2 secrets put": ["PUT", "/api/v2/namespaces/ns1/secrets/s", ""],
+	"v2 server logs": ["GET", "/api/v2/logs", ""],
+	"v2 alone": ["GET", "/api/v2", ""],
+	"v2 HEAD": ["HEAD", "/api/v2/namespaces/ns1/instances", ""],
+	"v2 services item": ["GET", "/api/v2/namespaces/ns1/services/svc", ""],
+	"v2 metrics": ["GET", "/api/v2/namespaces/ns1/metrics", ""],
+	"v2 files, other case": ["GET", "/api/v2/namespaces/ns1/Files/x", ""],
+	"api alone": ["GET", "/api", ""],
+	"unknown api": ["GET", "/api/nothing", ""],
+	"unknown v2 api": ["GET", "/api/v2/nothing", ""],
+	"version subtree": ["GET", "/api/version/x", ""],
+}
+
+# Requests no row covers are denied to tokens, unauthenticated without a
+# credential, allowed for the admin.
+test_uncovered_route_denied if {
+	no_failures({[note, who]: d |
+		some note, [method, path, op] in uncovered_routes
+		request := sprintf("%s %s%s", [method, path, {true: "", false: sprintf("?op=%s", [op])}[op == ""]])
+		some who, [caller, want] in {
+			"token": [everything, {
+				"allow": false,
+				"code": "forbidden",
+				"reason": sprintf("no route rule covers %s", [request]),
+				"permission": "",
+				"namespace": "",
+			}],
+			"anonymous": [anonymous, {
+				"allow": false,
+				"code": "unauthenticated",
+				"reason": sprintf("%s needs a credential: send the admin token or a token minted by this sidecar in Direktiv-Api-Key, Direktiv-Token or Authorization: Bearer", [request]),
+				"permission": "",
+				"namespace": "",
+			}],
+			"admin": [admin, {"allow": true, "permission": "", "namespace": ""}],
+		}
+		d := ask(caller, method, path, op, {})
+		d != want
+	})
+}
+
+# A missing permission's reason lists what the token holds, or none.
+test_missing_permission_reason_lists_holdings if {
+	d := request(token({"secretsManage"}), "GET", "/api/namespaces/ns1/vars")
+	d.reason == "GET /api/namespaces/ns1/vars needs the variablesView policy, which this token does not hold (it holds [secretsManage, secretsView])"
+	none := request(token(set()), "GET", "/api/namespaces/ns1/vars")
+	endswith(none.reason, "(it holds none)")
+}
+
+# The decision's first branch allows whatever input.caller.effective holds;
+# the markers for "no policy", "admin only" and "public" must never be
+# policies.
+test_markers_are_not_policies if {
+	not catalog.names[routes.any_token]
+	not catalog.names[routes.admin_only]
+	not catalog.names[routes.public]
 }
 
 # Public routes are public to every caller, tokens of other namespaces too.
@@ -597,7 +482,7 @@ test_public_for_everyone if {
 
 # The most specific row wins: a literal before a {param}, a path ending in
 # consumers before the gateway endpoint, and only rows with the method.
-test_v2_most_specific_row if {
+test_most_specific_row if {
 	d1 := request(token({"eventsView"}), "GET", "/api/v2/namespaces/ns1/events/history/subscribe")
 	d1 == {"allow": true, "permission": "eventsView", "namespace": "ns1"}
 	d2 := request(token({"workflowExecute"}), "POST", "/api/v2/namespaces/ns1/gateway/a/b/consumers")
@@ -610,6 +495,16 @@ test_v2_most_specific_row if {
 	d5 := request(anonymous, "DELETE", "/ns/ns1/a/consumers")
 	d5.code == "unauthenticated"
 	d5.permission == "secretsView"
+	d6 := request(token({"instancesView"}), "GET", "/api/namespaces/ns1/instances/vars")
+	d6 == {"allow": true, "permission": "instancesView", "namespace": "ns1"}
+}
+
+# no_failures holds when failures is empty, and prints them otherwise.
+no_failures(failures) if count(failures) == 0
+
+no_failures(failures) := false if {
+	count(failures) > 0
+	print("failing cases:", failures)
 }
 
 # Every log parameter is checked, each value, for everyone.
@@ -696,37 +591,46 @@ test_lookup_ids_must_be_uuids if {
 	d3 == {"allow": true, "permission": "variablesView", "namespace": "ns1"}
 }
 
-# Every row is filed under a literal segment, so that a request can find
-# it; every permission v2_routes names is a catalog policy or a marker,
-# and every option is known.
-test_v2_rows_are_valid if {
-	rows := routes.v2.rows
-	no_failures({pattern | some pattern, row in rows; not row.key})
-	no_failures({[pattern, method]: entry |
-		some pattern, row in rows
-		some method, entry in row.methods
+# Every route is filed under a literal segment, so that a request can find
+# it; every key of a row is a method, a class, "*" or an option; every
+# permission is a catalog policy or a marker, and every option is known.
+test_rows_are_valid if {
+	no_failures({path | some path, route in routes._index.routes; not route.key})
+	no_failures({[pattern, key] |
+		some pattern, spec in routes.table
+		some key, _ in spec
+		not valid_key(key)
+	})
+	no_failures({[path, op, method]: entry |
+		some path, route in routes._index.routes
+		some op, methods in route.ops
+		some method, entry in methods
 		entry != null
 		not valid_entry(entry)
 	})
 }
+
+valid_key(key) if upper(key) == key
+
+valid_key(key) if key in {"read", "write", "transform", "lookups", "params"}
 
 valid_entry(entry) if {
 	entry.permission in (catalog.names | {routes.any_token, routes.admin_only, routes.public})
 	entry.transform in {"", "status", "namespace_list"}
 	every l in entry.lookups {
 		l.kind in {"variable", "instance", "event", "listener"}
-		count({"path", "query"} & {k | some k, _ in l}) == 1
+		count({"path", "query"} & object.keys(l)) == 1
 	}
 	every _, shape in entry.params {
 		shape in routes.shapes
 	}
 }
 
-# Every shape v2_routes names is in shapes.
-test_v2_shapes_are_known if {
+# Every shape the table names is in shapes.
+test_shapes_are_known if {
 	no_failures({[pattern, name, shape] |
-		some pattern, spec in routes.v2_routes
-		some _, option in spec
+		some pattern, spec in routes.table
+		some option in spec
 		is_object(option)
 		some name, shape in object.get(option, "params", {})
 		not routes.shapes[shape]
