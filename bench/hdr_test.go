@@ -10,44 +10,15 @@ import (
 	"time"
 )
 
-// exactQuantile is the value of rank ceil(q*n) in sorted vs.
+// exactQuantile is the value of the rank HdrHistogram reports for q in
+// sorted vs: q·n rounded to the nearest, at least 1.
 func exactQuantile(sorted []int64, q float64) int64 {
-	rank := int(math.Ceil(q * float64(len(sorted))))
-	rank = max(rank, 1)
+	rank := int(q*float64(len(sorted)) + 0.5)
+	rank = min(max(rank, 1), len(sorted))
 	return sorted[rank-1]
 }
 
-func TestBucketsTileTheRange(t *testing.T) {
-	// Every bucket starts right after the previous one ends, and every value
-	// maps to the bucket whose bounds hold it.
-	var next uint64
-	n := bucketIndex(1<<maxBits-1) + 1
-	for i := 0; i < n; i++ {
-		lo, hi := bucketBounds(i)
-		if lo != next {
-			t.Fatalf("bucket %d starts at %d, want %d", i, lo, next)
-		}
-		if hi < lo {
-			t.Fatalf("bucket %d: hi %d < lo %d", i, hi, lo)
-		}
-		for _, v := range []uint64{lo, hi, lo + (hi-lo)/2} {
-			if got := bucketIndex(v); got != i {
-				t.Fatalf("bucketIndex(%d) = %d, want %d", v, got, i)
-			}
-		}
-		if lo >= 2*subCount {
-			if width := float64(hi-lo+1) / float64(lo); width > 1.0/subCount {
-				t.Fatalf("bucket %d [%d,%d]: width %.5f of its value, want ≤ %.5f", i, lo, hi, width, 1.0/subCount)
-			}
-		}
-		next = hi + 1
-	}
-	if next != 1<<maxBits {
-		t.Fatalf("buckets end at %d, want %d", next, uint64(1)<<maxBits)
-	}
-}
-
-func TestQuantilesWithinOnePercent(t *testing.T) {
+func TestQuantilesWithinThreeSignificantDigits(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	dists := []struct {
 		name string
@@ -88,7 +59,8 @@ func TestQuantilesWithinOnePercent(t *testing.T) {
 			for _, q := range qs {
 				want := exactQuantile(vs, q)
 				got := int64(h.quantile(q))
-				if diff := math.Abs(float64(got - want)); diff > 0.01*float64(want) && diff > 1 {
+				// Three significant digits: a bucket is at most 1/1024 of its values wide.
+				if diff := math.Abs(float64(got - want)); diff > float64(want)/1024 {
 					t.Errorf("q=%v: got %d, want %d (error %.3f%%)", q, got, want, 100*diff/float64(want))
 				}
 			}
@@ -126,15 +98,28 @@ func TestEmptyAndExtremes(t *testing.T) {
 		t.Fatal("an empty histogram reports non-zero values")
 	}
 	h.record(-5)             // clamped to 0
-	h.record(10 * time.Hour) // beyond the bucketed range: counted in the top bucket, max exact
-	if h.count() != 2 || h.minValue() != 0 || h.maxValue() != 10*time.Hour {
-		t.Fatalf("count/min/max %d/%v/%v", h.count(), h.minValue(), h.maxValue())
+	h.record(10 * time.Hour) // beyond the recordable range: counted at its top, max exact
+	if h.count() != 2 || h.minValue() != 0 || h.maxValue() != 10*time.Hour || h.mean() != 5*time.Hour {
+		t.Fatalf("count/min/max/mean %d/%v/%v/%v", h.count(), h.minValue(), h.maxValue(), h.mean())
 	}
 	if got := h.quantile(1); got != 10*time.Hour {
 		t.Fatalf("q=1: %v, want 10h", got)
 	}
 	if got := h.quantile(0.5); got != 0 {
 		t.Fatalf("q=0.5: %v, want 0", got)
+	}
+	// The clamped value is reported at the top of the range, within its precision.
+	if got, top := h.quantile(0.99), time.Duration(maxTrackable); got < top-top/1024 || got > 10*time.Hour {
+		t.Fatalf("q=0.99: %v, want about %v", got, top)
+	}
+
+	// A single value is every percentile, exactly: the report keeps them within [min, max].
+	one := newHistogram()
+	one.record(123456789 * time.Nanosecond)
+	for _, q := range []float64{0, 0.001, 0.5, 0.999, 1} {
+		if got := one.quantile(q); got != 123456789 {
+			t.Errorf("one value, q=%v: %v, want 123.456789ms", q, got)
+		}
 	}
 }
 

@@ -577,6 +577,8 @@ func (w *worker) openLoop(ctx context.Context, sh *sharedState, slots *atomic.In
 
 // startProgress draws a progress bar on spec.progress until the returned
 // function is called; it draws nothing when spec.progress is nil.
+// Hand-written: a progress-bar library counts items, where a run's progress
+// is requests or time and its line carries the phase, the rate and errors.
 func startProgress(spec loadSpec, sh *sharedState, start, warmEnd, planEnd time.Time) (stop func()) {
 	if spec.progress == nil {
 		return func() {}

@@ -516,7 +516,7 @@ code{background:#f3f3f3;padding:1px 4px}
 {{range .R.Runs}}{{$r := .}}{{range sortedErrors .Errors}}<tr><td>{{$r.Name}}{{if $r.Round}} #{{$r.Round}}{{end}}</td><td class="l">{{.}}</td><td>{{index2 $r.Errors .}}</td><td class="l"><code>{{sample $r.ErrorSamples .}}</code></td></tr>
 {{end}}{{end}}</table>{{end}}
 {{if .R.Notes}}<h2>Notes</h2><ul>{{range .R.Notes}}<li>{{.}}</li>{{end}}</ul>{{end}}
-<p class="meta">Latency of closed-loop runs is measured from each request's send; of open-loop runs from its intended send time on the fixed schedule, so a stall counts against every request that should have gone out during it. Warm-up requests are not recorded. Percentiles come from a log-linear histogram within 0.4% of the recorded value.</p>
+<p class="meta">Latency of closed-loop runs is measured from each request's send; of open-loop runs from its intended send time on the fixed schedule, so a stall counts against every request that should have gone out during it. Warm-up requests are not recorded. Percentiles come from an HdrHistogram with three significant digits: within 0.1% of the recorded value.</p>
 </body></html>
 `))
 

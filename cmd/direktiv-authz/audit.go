@@ -1,14 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"io"
-	"strconv"
 	"sync"
 	"time"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
-
-	"github.com/direktiv/direktiv-authz/internal/jsonenc"
 )
 
 // auditEvent is one line of the audit trail: every mint, dry run and revoke,
@@ -43,14 +42,46 @@ type auditEvent struct {
 //	 "method","path","client","revision"}
 //
 // The line is the one log/slog's JSON handler wrote for these attributes
-// (the operational log's format), built by hand: slog encodes the string
-// lists with encoding/json's reflection, which cost a mint more than the
-// rest of its line. Strings are escaped as encoding/json escapes them
-// without its HTML escapes (slog's lists escape '<', '>' and '&'; slog's
-// strings write \b and \f as \u0008 and \u000c): the same JSON values.
+// (the operational log's format), encoded from auditLine by goccy/go-json
+// byte for byte as encoding/json's Encoder with SetEscapeHTML(false) writes
+// it (slog's lists escape '<', '>' and '&'; slog's strings write \b and \f
+// as \u0008 and \u000c): the same JSON values. goccy rather than
+// encoding/json or a hand-written encoder: see bench/RESULTS.md, issue 17.
 type auditLog struct {
 	w    io.Writer // one Write per line, whole
-	bufs sync.Pool // *[]byte
+	bufs sync.Pool // *auditBuf
+}
+
+// auditLine is an audit line's keys, in order.
+type auditLine struct {
+	Time      time.Time `json:"time"`
+	Level     string    `json:"level"`
+	Msg       string    `json:"msg"`
+	Log       string    `json:"log"`
+	Action    string    `json:"action"`
+	Namespace string    `json:"namespace"`
+	Caller    string    `json:"caller"`
+	Decision  string    `json:"decision"`
+	Status    int       `json:"status"`
+	Reason    string    `json:"reason"`
+	Requested []string  `json:"requested"`
+	Granted   []string  `json:"granted"`
+	Dropped   []string  `json:"dropped"`
+	Token     string    `json:"token"`
+	Target    string    `json:"target"`
+	Revoked   []string  `json:"revoked"`
+	Count     int       `json:"count"`
+	Complete  bool      `json:"complete"`
+	Method    string    `json:"method"`
+	Path      string    `json:"path"`
+	Client    string    `json:"client"`
+	Revision  string    `json:"revision"`
+}
+
+// auditBuf is a line's buffer with its encoder, reused.
+type auditBuf struct {
+	b   bytes.Buffer
+	enc *gojson.Encoder
 }
 
 func newAuditLog(w io.Writer) *auditLog { return &auditLog{w: w} }
@@ -64,52 +95,21 @@ func (a *app) audit(ctx *fasthttp.RequestCtx, e auditEvent) {
 }
 
 func (l *auditLog) write(now time.Time, e auditEvent, client, revision string) {
-	bp, _ := l.bufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
+	ab, _ := l.bufs.Get().(*auditBuf)
+	if ab == nil {
+		ab = new(auditBuf)
+		ab.enc = gojson.NewEncoder(&ab.b)
+		ab.enc.SetEscapeHTML(false) // not gojson.MarshalNoEscape: it escapes HTML all the same
 	}
-	b := append((*bp)[:0], `{"time":"`...)
-	b = now.AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `","level":"INFO","msg":"audit","log":"audit","action":`...)
-	b = jsonenc.String(b, e.Action, false)
-	b = append(b, `,"namespace":`...)
-	b = jsonenc.String(b, e.Namespace, false)
-	b = append(b, `,"caller":`...)
-	b = jsonenc.String(b, e.Caller, false)
-	b = append(b, `,"decision":`...)
-	b = jsonenc.String(b, e.Decision, false)
-	b = append(b, `,"status":`...)
-	b = strconv.AppendInt(b, int64(e.Status), 10)
-	b = append(b, `,"reason":`...)
-	b = jsonenc.String(b, e.Reason, false)
-	b = append(b, `,"requested":`...)
-	b = jsonenc.Strings(b, nonNil(e.Requested), false)
-	b = append(b, `,"granted":`...)
-	b = jsonenc.Strings(b, nonNil(e.Granted), false)
-	b = append(b, `,"dropped":`...)
-	b = jsonenc.Strings(b, nonNil(e.Dropped), false)
-	b = append(b, `,"token":`...)
-	b = jsonenc.String(b, e.Token, false)
-	b = append(b, `,"target":`...)
-	b = jsonenc.String(b, e.Target, false)
-	b = append(b, `,"revoked":`...)
-	b = jsonenc.Strings(b, nonNil(e.Revoked), false)
-	b = append(b, `,"count":`...)
-	b = strconv.AppendInt(b, int64(e.Count), 10)
-	b = append(b, `,"complete":`...)
-	b = strconv.AppendBool(b, e.Complete)
-	b = append(b, `,"method":`...)
-	b = jsonenc.String(b, e.Method, false)
-	b = append(b, `,"path":`...)
-	b = jsonenc.String(b, e.Path, false)
-	b = append(b, `,"client":`...)
-	b = jsonenc.String(b, client, false)
-	b = append(b, `,"revision":`...)
-	b = jsonenc.String(b, revision, false)
-	b = append(b, "}\n"...)
-	_, _ = l.w.Write(b) // as slog: a failed log write is not the request's error
-	if cap(b) <= 64<<10 {
-		*bp = b
-		l.bufs.Put(bp)
+	ab.b.Reset()
+	// Strings, lists and a time of year 0..9999: cannot fail.
+	_ = ab.enc.Encode(auditLine{Time: now, Level: "INFO", Msg: "audit", Log: "audit",
+		Action: e.Action, Namespace: e.Namespace, Caller: e.Caller, Decision: e.Decision, Status: e.Status, Reason: e.Reason,
+		Requested: nonNil(e.Requested), Granted: nonNil(e.Granted), Dropped: nonNil(e.Dropped), Token: e.Token,
+		Target: e.Target, Revoked: nonNil(e.Revoked), Count: e.Count, Complete: e.Complete, Method: e.Method, Path: e.Path,
+		Client: client, Revision: revision})
+	_, _ = l.w.Write(ab.b.Bytes()) // as slog: a failed log write is not the request's error
+	if ab.b.Cap() <= 64<<10 {
+		l.bufs.Put(ab)
 	}
 }

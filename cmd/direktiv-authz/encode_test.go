@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // The hand-built audit line is byte for byte the line slog's JSON handler
@@ -38,7 +40,9 @@ func TestAuditLineMatchesSlog(t *testing.T) {
 	}
 }
 
-// The mint response is encoded byte for byte as json.Marshal encodes it.
+// The mint response is encoded byte for byte as json.Marshal encodes it,
+// in these bytes: fields in order, optional ones left out, nil lists null,
+// '<', '>', '&' and U+2028 escaped.
 func TestMintResponseJSONMatchesEncodingJSON(t *testing.T) {
 	full := mintResponse{ID: "0f1e", Token: "dkt_abc", Namespace: "MY-NAMESPACE", Description: "ci <&> \"x\" \u2028",
 		Policies: []string{"workflowView"}, Dropped: []string{}, Created: "2026-11-27T09:30:01Z", Expires: "2027-11-27T09:30:01Z",
@@ -46,13 +50,18 @@ func TestMintResponseJSONMatchesEncodingJSON(t *testing.T) {
 	dry := full
 	dry.ID, dry.Token, dry.DryRun = "", "", true
 	bare := mintResponse{Namespace: "ns"} // nil lists
-	for _, r := range []mintResponse{full, dry, bare} {
-		want, err := json.Marshal(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := r.appendJSON(nil); !bytes.Equal(got, want) {
-			t.Errorf("mint response\n got %s\nwant %s", got, want)
+	for _, tt := range []struct {
+		r    mintResponse
+		want string
+	}{
+		{full, `{"id":"0f1e","token":"dkt_abc","namespace":"MY-NAMESPACE","description":"ci \u003c\u0026\u003e \"x\" \u2028","policies":["workflowView"],"dropped":[],"created":"2026-11-27T09:30:01Z","expires":"2027-11-27T09:30:01Z","warnings":["expires was clamped to --max-ttl"]}`},
+		{dry, `{"namespace":"MY-NAMESPACE","description":"ci \u003c\u0026\u003e \"x\" \u2028","policies":["workflowView"],"dropped":[],"created":"2026-11-27T09:30:01Z","expires":"2027-11-27T09:30:01Z","warnings":["expires was clamped to --max-ttl"],"dry_run":true}`},
+		{bare, `{"namespace":"ns","description":"","policies":null,"dropped":null,"created":"","expires":"","warnings":null}`},
+	} {
+		var ctx fasthttp.RequestCtx
+		(&app{}).writeJSON(&ctx, fasthttp.StatusCreated, tt.r)
+		if got := string(ctx.Response.Body()); got != tt.want+"\n" {
+			t.Errorf("mint response\n got %s\nwant %s", got, tt.want)
 		}
 	}
 }
@@ -136,4 +145,38 @@ func TestDirektivCodesMatchStatuses(t *testing.T) {
 			t.Errorf("%s answers %d, Direktiv's table says %d", name, status, want)
 		}
 	}
+}
+
+// Any string is escaped as encoding/json escapes it, with its HTML escapes in
+// answers and without them in audit lines: goccy/go-json writes both.
+func FuzzEncodingMatchesEncodingJSON(f *testing.F) {
+	for _, s := range []string{"", "plain", "\x00\x01\x08\x0c\x1f\x7f", "a\"b\\c", "\u2028 \u2029", "<a href='x'>&amp;</a>",
+		"bad \xff\xfe utf8 \xe2\x82", "日本語 🚀", "\r\n\t", "déploiement \"ci\" <&> 🚀"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 27, 9, 30, 1, 123456789, time.UTC)
+	f.Fuzz(func(t *testing.T, s string) {
+		ae := &apiError{code: codeBadRequest, message: s}
+		want, err := json.Marshal(errorBodyV1{Code: statusOf[ae.code], Message: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := errorJSON(nil, []byte("/api/namespaces"), ae); !bytes.Equal(got, append(want, '\n')) {
+			t.Fatalf("error answer for %q\n got %s\nwant %s", s, got, want)
+		}
+
+		e := auditEvent{Action: "mint", Reason: s, Requested: []string{s, "workflowView"}}
+		var wantLine bytes.Buffer
+		enc := json.NewEncoder(&wantLine)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(auditLine{Time: now, Level: "INFO", Msg: "audit", Log: "audit", Action: e.Action, Reason: s,
+			Requested: e.Requested, Granted: []string{}, Dropped: []string{}, Revoked: []string{}, Client: s}); err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		newAuditLog(&got).write(now, e, s, "")
+		if got.String() != wantLine.String() {
+			t.Fatalf("audit line for %q\n got %s\nwant %s", s, got.String(), wantLine.String())
+		}
+	})
 }

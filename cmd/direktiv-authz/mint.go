@@ -16,7 +16,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
-	"github.com/direktiv/direktiv-authz/internal/jsonenc"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
 )
@@ -47,40 +46,6 @@ type mintResponse struct {
 	Expires     string   `json:"expires"`
 	Warnings    []string `json:"warnings"`
 	DryRun      bool     `json:"dry_run,omitempty"` // true: nothing was stored
-}
-
-// appendJSON encodes the response byte for byte as json.Marshal does, for
-// writeJSON, without reflection: one is written per mint.
-func (r mintResponse) appendJSON(b []byte) []byte {
-	b = append(b, '{')
-	if r.ID != "" {
-		b = append(b, `"id":`...)
-		b = jsonenc.String(b, r.ID, true)
-		b = append(b, ',')
-	}
-	if r.Token != "" {
-		b = append(b, `"token":`...)
-		b = jsonenc.String(b, r.Token, true)
-		b = append(b, ',')
-	}
-	b = append(b, `"namespace":`...)
-	b = jsonenc.String(b, r.Namespace, true)
-	b = append(b, `,"description":`...)
-	b = jsonenc.String(b, r.Description, true)
-	b = append(b, `,"policies":`...)
-	b = jsonenc.Strings(b, r.Policies, true)
-	b = append(b, `,"dropped":`...)
-	b = jsonenc.Strings(b, r.Dropped, true)
-	b = append(b, `,"created":`...)
-	b = jsonenc.String(b, r.Created, true)
-	b = append(b, `,"expires":`...)
-	b = jsonenc.String(b, r.Expires, true)
-	b = append(b, `,"warnings":`...)
-	b = jsonenc.Strings(b, r.Warnings, true)
-	if r.DryRun {
-		b = append(b, `,"dry_run":true`...)
-	}
-	return append(b, '}')
 }
 
 // parseMintRequest decodes and validates a mint body. Every error is

@@ -3,18 +3,17 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"strings"
 	"time"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/framing"
-	"github.com/direktiv/direktiv-authz/internal/jsonenc"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
 )
@@ -249,18 +248,34 @@ func splitPath(raw []byte) ([]string, error) {
 // shape, {"error":{"code","message"}}, on Direktiv v2 paths and everywhere
 // outside /api/ (the web UI, the gateway); Direktiv's v1 shape,
 // {"code":<status>,"message"}, on the other /api/ paths (Direktiv <= 0.8
-// and the sidecar's own /api/namespaces/{ns}/auth/... endpoints).
+// and the sidecar's own /api/namespaces/{ns}/auth/... endpoints). The bytes
+// are encoding/json's, written by goccy/go-json as every JSON answer is
+// (writeJSON).
 func errorJSON(b, path []byte, ae *apiError) []byte {
+	var body any
 	if v1Path(path) {
-		b = fmt.Appendf(b, `{"code":%d,"message":`, statusOf[ae.code])
-		b = jsonenc.String(b, ae.message, true)
-		return append(b, '}', '\n')
+		body = errorBodyV1{Code: statusOf[ae.code], Message: ae.message}
+	} else {
+		var v2 errorBodyV2
+		v2.Error.Code, v2.Error.Message = ae.direktivCode(), ae.message
+		body = v2
 	}
-	b = append(b, `{"error":{"code":`...)
-	b = jsonenc.String(b, ae.direktivCode(), true)
-	b = append(b, `,"message":`...)
-	b = jsonenc.String(b, ae.message, true)
-	return append(b, '}', '}', '\n')
+	out, _ := gojson.Marshal(body) // strings and an int: cannot fail
+	b = append(b, out...)
+	return append(b, '\n')
+}
+
+// errorBodyV1 and errorBodyV2 are Direktiv's error answers (errorJSON).
+type errorBodyV1 struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+type errorBodyV2 struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
 }
 
 // v1Path reports a path under /api/ that is not under /api/v2 (leading
@@ -290,14 +305,12 @@ func (a *app) writeError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.SetBody(errorJSON(make([]byte, 0, 160), path, ae))
 }
 
+// writeJSON answers with v as JSON, byte for byte as json.Marshal encodes
+// it. goccy/go-json writes it: within noise of the hand-written encoders it
+// replaced on the mint benchmark, with no encoder of our own to keep
+// (bench/RESULTS.md, issue 17).
 func (a *app) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
-	var b []byte
-	var err error
-	if m, ok := v.(jsonAppender); ok {
-		b = m.appendJSON(make([]byte, 0, 512))
-	} else {
-		b, err = json.Marshal(v)
-	}
+	b, err := gojson.Marshal(v)
 	if err != nil {
 		status = fasthttp.StatusInternalServerError
 		path, _ := rawTarget(ctx)
@@ -310,10 +323,6 @@ func (a *app) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	ctx.SetStatusCode(status)
 	ctx.SetBody(append(b, '\n'))
 }
-
-// jsonAppender is a response that encodes itself, byte for byte as
-// json.Marshal would (see mintResponse).
-type jsonAppender interface{ appendJSON([]byte) []byte }
 
 // fasthttpLogger sends fasthttp's own messages to slog.
 type fasthttpLogger struct {
