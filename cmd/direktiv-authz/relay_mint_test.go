@@ -1142,6 +1142,24 @@ func TestRelayMintConcurrent(t *testing.T) {
 	}
 }
 
+// mintManagerAndChild mints on one keep-alive connection a manager token
+// with the admin token, then a token by that manager, in ns1, and returns
+// both answers.
+func mintManagerAndChild(t *testing.T, s *sidecar) (mgr, child map[string]any) {
+	t.Helper()
+	c := dialRaw(t, s.app.addr())
+	r := c.roundTrip(t, rawMint(mintTarget("ns1"), testAdminToken, `{"policies":["permissionsManage","workflowView"]}`))
+	if r.status != 201 {
+		t.Fatalf("mint: %d %s", r.status, r.body)
+	}
+	mgr = r.json(t)
+	r = c.roundTrip(t, rawMint(mintTarget("ns1"), mgr["token"].(string), `{"policies":["workflowView"]}`))
+	if r.status != 201 {
+		t.Fatalf("mint by the minted token: %d %s", r.status, r.body)
+	}
+	return mgr, r.json(t)
+}
+
 // TestRelayMintRedisAuth: a Redis with a password (or an ACL user) and a
 // database other than 0: the creates of the mints the loops serve go
 // through the store's client, authenticated and on that database, and the
@@ -1165,17 +1183,7 @@ func TestRelayMintRedisAuth(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := startMintSidecarOn(t, tc.url, "auto")
-			c := dialRaw(t, s.app.addr())
-			r := c.roundTrip(t, rawMint(mintTarget("ns1"), testAdminToken, `{"policies":["permissionsManage","workflowView"]}`))
-			if r.status != 201 {
-				t.Fatalf("mint: %d %s", r.status, r.body)
-			}
-			mgr := r.json(t)
-			r = c.roundTrip(t, rawMint(mintTarget("ns1"), mgr["token"].(string), `{"policies":["workflowView"]}`))
-			if r.status != 201 {
-				t.Fatalf("mint by a minted token: %d %s", r.status, r.body)
-			}
-			child := r.json(t)
+			mgr, child := mintManagerAndChild(t, s)
 			wantSamples(t, s.scrape(t), map[string]float64{`direktiv_authz_relay_handoffs_total`: 0})
 
 			rdb := redisClient(t, srv.Addr(), redis.Options{Username: tc.user, Password: tc.password, DB: tc.db})
@@ -1252,17 +1260,7 @@ func TestRelayMintEveryRedisForm(t *testing.T) {
 	for _, form := range forms {
 		t.Run(form.name, func(t *testing.T) {
 			s := startMintSidecarOn(t, form.url(t), "auto")
-			c := dialRaw(t, s.app.addr())
-			r := c.roundTrip(t, rawMint(mintTarget("ns1"), testAdminToken, `{"policies":["permissionsManage","workflowView"]}`))
-			if r.status != 201 {
-				t.Fatalf("mint: %d %s", r.status, r.body)
-			}
-			mgr := r.json(t)
-			r = c.roundTrip(t, rawMint(mintTarget("ns1"), mgr["token"].(string), `{"policies":["workflowView"]}`))
-			if r.status != 201 {
-				t.Fatalf("mint by the minted token: %d %s", r.status, r.body)
-			}
-			child := r.json(t)
+			mgr, child := mintManagerAndChild(t, s)
 			for _, m := range []map[string]any{mgr, child} {
 				sec, err := secret.Parse(m["token"].(string))
 				if err != nil {
