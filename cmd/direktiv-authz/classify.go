@@ -24,6 +24,9 @@ type request struct {
 	own  bool
 	ns   string
 	rest []string
+	// family labels the request in direktiv_authz_requests_total: read
+	// here, refused or not, and counted by whichever path answers it.
+	family family
 }
 
 // classify reads a request's method and raw target (the request line's,
@@ -43,6 +46,8 @@ type request struct {
 // //api/namespaces/{ns}/auth/token reaches them as its segments read.
 func classify(method, target []byte) (request, error) {
 	var r request
+	path, _, _ := bytes.Cut(target, []byte{'?'})
+	r.family = routeFamily(method, path)
 	for _, c := range method {
 		if c < 'A' || c > 'Z' {
 			return r, errorf(codeBadRequest, "the method %q is not upper-case letters; Direktiv's methods are GET, POST, PUT, PATCH, DELETE, ...", method)

@@ -220,19 +220,12 @@ func (c policyCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// instrument counts every answer of next by route family and status.
-func (m *metrics) instrument(next fasthttp.RequestHandler) fasthttp.RequestHandler {
-	if m == nil {
-		return next
-	}
-	return func(ctx *fasthttp.RequestCtx) {
-		next(ctx)
-		path, _ := rawTarget(ctx)
-		m.request(routeFamily(ctx.Method(), path), ctx.Response.StatusCode())
-	}
-}
-
+// request counts an answer by the route family classify read and its
+// status.
 func (m *metrics) request(f family, code int) {
+	if m == nil {
+		return
+	}
 	if code < minCode || code >= minCode+numCodes {
 		m.requests.WithLabelValues(familyNames[f], strconv.Itoa(code)).Inc()
 		return

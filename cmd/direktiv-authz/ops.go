@@ -67,7 +67,7 @@ func (c *config) validateOps() error {
 }
 
 // setupOps wires what newApp needs beyond the core: TLS on the main
-// listener, the metrics (instrumenting the handler, store and engine) and
+// listener, the metrics (timing the store and the engine) and
 // the operations listener. On error the caller closes a.ln and a.store.
 func (a *app) setupOps(eng *engine.Engine) error {
 	if a.cfg.TLSCertFile != "" {
@@ -83,7 +83,6 @@ func (a *app) setupOps(eng *engine.Engine) error {
 	}
 	m := newMetrics(a, eng)
 	a.metrics = m
-	a.server.Handler = m.instrument(a.server.Handler)
 	a.store = newTimedStore(a.store, m)
 	a.engine = timedDecider{decider: a.engine, mint: m.decideMint, route: m.decideRoute}
 

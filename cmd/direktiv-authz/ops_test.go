@@ -118,9 +118,18 @@ func TestOpsOff(t *testing.T) {
 	}
 }
 
+// TestMetrics counts requests under the family classify read, on the
+// event loops and on the server alike: minted, forwarded, refused by the
+// rules and refused before them.
 func TestMetrics(t *testing.T) {
+	for _, loops := range []string{"auto", "off"} {
+		t.Run("event-loops="+loops, func(t *testing.T) { testMetrics(t, loops) })
+	}
+}
+
+func testMetrics(t *testing.T, loops string) {
 	up := startUpstream(t)
-	s, _ := startEnforcer(t, up, []string{"--token-cache-ttl", "1m"})
+	s, _ := startEnforcer(t, up, []string{"--token-cache-ttl", "1m", "--event-loops", loops})
 
 	mgr := s.mintOK(t, "ns1", testAdminToken, `{"policies":["permissionsManage"]}`)["token"].(string)
 	viewer := s.mintOK(t, "ns1", testAdminToken, `{"policies":["workflowView"]}`)["token"].(string)
@@ -142,6 +151,12 @@ func TestMetrics(t *testing.T) {
 	if r := s.do(t, "GET", "/api/namespaces/ns1/tree/wf?op=x", testAdminToken, ""); r.status != http.StatusOK {
 		t.Fatalf("forward: %d", r.status)
 	}
+	if r := s.do(t, "GET", "/api/v2/namespaces/ns1/secrets", viewer, ""); r.status != http.StatusForbidden {
+		t.Fatalf("secrets by a viewer: %d", r.status)
+	}
+	if r := s.do(t, "GET", "/api/v2/namespaces/ns1/fil%65s/a.yaml", viewer, ""); r.status != http.StatusBadRequest {
+		t.Fatalf("an encoded letter: %d", r.status)
+	}
 
 	got := s.scrape(t)
 	wantSamples(t, got, map[string]float64{
@@ -150,25 +165,27 @@ func TestMetrics(t *testing.T) {
 		`direktiv_authz_mints_total{outcome="refused"}`:     1,
 		`direktiv_authz_mints_total{outcome="unavailable"}`: 0,
 
-		`direktiv_authz_requests_total{code="201",route="mint"}`:     3,
-		`direktiv_authz_requests_total{code="403",route="mint"}`:     1,
-		`direktiv_authz_requests_total{code="200",route="mint"}`:     1, // the dry run
-		`direktiv_authz_requests_total{code="200",route="tokens"}`:   1,
-		`direktiv_authz_requests_total{code="200",route="v2/files"}`: 1,
-		`direktiv_authz_requests_total{code="200",route="v1/tree"}`:  1,
+		`direktiv_authz_requests_total{code="201",route="mint"}`:       3,
+		`direktiv_authz_requests_total{code="403",route="mint"}`:       1,
+		`direktiv_authz_requests_total{code="200",route="mint"}`:       1, // the dry run
+		`direktiv_authz_requests_total{code="200",route="tokens"}`:     1,
+		`direktiv_authz_requests_total{code="200",route="v2/files"}`:   1,
+		`direktiv_authz_requests_total{code="200",route="v1/tree"}`:    1,
+		`direktiv_authz_requests_total{code="403",route="v2/secrets"}`: 1,
+		`direktiv_authz_requests_total{code="400",route="v2/other"}`:   1,
 
-		// Engine: five mint decisions (the dry run's included) and three
-		// route decisions (whoami, and the two forwarded requests: the rules
-		// are asked for the admin token too).
+		// Engine: five mint decisions (the dry run's included) and four
+		// route decisions (whoami, the two forwarded requests: the rules
+		// are asked for the admin token too, and the viewer's refused one).
 		`direktiv_authz_decision_duration_seconds_count{kind="mint"}`:  5,
-		`direktiv_authz_decision_duration_seconds_count{kind="route"}`: 3,
+		`direktiv_authz_decision_duration_seconds_count{kind="route"}`: 4,
 		// Store: three tokens stored; the two minted tokens looked up once
 		// each, then served from the cache.
 		`direktiv_authz_store_duration_seconds_count{op="create"}`: 3,
 		`direktiv_authz_store_duration_seconds_count{op="lookup"}`: 2,
 		`direktiv_authz_store_errors_total{op="create"}`:           0,
 		`direktiv_authz_token_cache_lookups_total{result="miss"}`:  2,
-		`direktiv_authz_token_cache_lookups_total{result="hit"}`:   1,
+		`direktiv_authz_token_cache_lookups_total{result="hit"}`:   2,
 
 		`direktiv_authz_upstream_duration_seconds_count`:       2,
 		`direktiv_authz_upstream_errors_total{kind="timeout"}`: 0,

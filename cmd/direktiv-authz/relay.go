@@ -57,7 +57,7 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	}
 	if req.own {
 		if a.loopMint(req) {
-			return h.mint(r, req.ns)
+			return h.mint(r, req)
 		}
 		// The sidecar's other endpoints (and mints where the loops do not
 		// serve them). A connection that has been served on the loops
@@ -98,7 +98,7 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	case len(d.route.Lookups) > 0 || d.route.Transform != "":
 		return relay.Verdict{Action: relay.Handoff}
 	}
-	v := relay.Verdict{Action: relay.Forward, Token: d.creds}
+	v := relay.Verdict{Action: relay.Forward, Token: d.creds, Label: uint8(req.family)}
 	if d.creds == credsKey {
 		v.Value = a.upstreamKey
 	}
@@ -136,7 +136,7 @@ var errWouldBlock = errors.New("a store lookup on the event loop")
 
 // mint is the Verdict for a mint request: a Wait for the minting token's
 // record when it is not cached, then an Answer on the loop (answerMint).
-func (h relayHandler) mint(r *relay.Request, ns string) relay.Verdict {
+func (h relayHandler) mint(r *relay.Request, req request) relay.Verdict {
 	a := h.a
 	var sec secret.Secret
 	var found lookupNote
@@ -157,7 +157,7 @@ func (h relayHandler) mint(r *relay.Request, ns string) relay.Verdict {
 	}
 	remote := net.TCPAddrFromAddrPort(r.Remote)
 	return relay.Verdict{Action: relay.Answer, Answer: func(raw []byte) relay.Reply {
-		return a.answerMint(raw, remote, ns, find)
+		return a.answerMint(raw, remote, req, find)
 	}}
 }
 
@@ -165,27 +165,29 @@ func (h relayHandler) mint(r *relay.Request, ns string) relay.Verdict {
 // store's create made without blocking the loop (store.Redis.CreateAsync,
 // batched with the other creates) and the answer written when it is
 // stored. The response, audit line and metrics are handleMint's.
-func (a *app) answerMint(raw []byte, remote net.Addr, ns string, find func(secret.Secret) (store.Token, error)) relay.Reply {
+func (a *app) answerMint(raw []byte, remote net.Addr, req request, find func(secret.Secret) (store.Token, error)) relay.Reply {
 	ctx, ok := a.readServeCtx(raw, remote)
 	if !ok {
 		return relay.Reply{}
 	}
-	ev := &auditEvent{Action: "mint", Namespace: ns, Decision: "deny"}
-	plan, err := a.beginMint(&ctx.RequestCtx, ns, ev, find)
+	ev := &auditEvent{Action: "mint", Namespace: req.ns, Decision: "deny"}
+	plan, err := a.beginMint(&ctx.RequestCtx, req.ns, ev, find)
 	if errors.Is(err, errWouldBlock) {
 		releaseServeCtx(ctx)
 		return relay.Reply{}
 	}
 	if err != nil || plan.dryRun {
 		a.endMint(&ctx.RequestCtx, plan, ev, err)
-		return a.serveReply(ctx, true)
+		a.metrics.request(req.family, ctx.Response.StatusCode())
+		return a.serveReply(ctx)
 	}
 	return relay.Reply{Later: func(answer func(relay.Reply)) {
 		start := mono()
 		a.redis.CreateAsync(plan.rec, plan.limit, func(err error) {
 			a.observeCreate(start, err)
 			a.endMint(&ctx.RequestCtx, plan, ev, a.stored(&ctx.RequestCtx, plan, ev, err))
-			answer(a.serveReply(ctx, true))
+			a.metrics.request(req.family, ctx.Response.StatusCode())
+			answer(a.serveReply(ctx))
 		})
 	}}
 }
@@ -236,10 +238,11 @@ func (a *app) serveOne(raw []byte, remote net.Addr, d decision, refused refusal)
 			a.auditRefusal(&ctx.RequestCtx, d.req, d, refused.err)
 		}
 		a.writeError(&ctx.RequestCtx, refused.err)
+		a.metrics.request(d.req.family, ctx.Response.StatusCode())
 	} else {
-		a.server.Handler(&ctx.RequestCtx) // counted by metrics.instrument
+		a.server.Handler(&ctx.RequestCtx) // counted by handle
 	}
-	rep := a.serveReply(ctx, refused.err != nil)
+	rep := a.serveReply(ctx)
 	return rep.Resp, rep.Close
 }
 
@@ -257,14 +260,9 @@ func (a *app) readServeCtx(raw []byte, remote net.Addr) (*serveCtx, bool) {
 }
 
 // serveReply is ctx's response as the server would write it, and whether
-// the connection is to close after it; count counts the request in the
-// metrics (metrics.instrument did not see it). It releases ctx.
-func (a *app) serveReply(ctx *serveCtx, count bool) relay.Reply {
+// the connection is to close after it. It releases ctx.
+func (a *app) serveReply(ctx *serveCtx) relay.Reply {
 	defer releaseServeCtx(ctx)
-	if m := a.metrics; m != nil && count {
-		path, _ := rawTarget(&ctx.RequestCtx)
-		m.request(routeFamily(ctx.Method(), path), ctx.Response.StatusCode())
-	}
 	resp := &ctx.Response
 	if resp.IsBodyStream() {
 		// Not a response of the sidecar's own: nothing here forwards.
@@ -359,15 +357,14 @@ func (h relayHandler) Fail(method, target []byte, f relay.Failure, cause error) 
 	}
 }
 
-// Done counts a forwarded request in the metrics, as instrument and
-// upstreamDone do for the server's.
+// Done counts a forwarded request in the metrics under the family Decide
+// read (Verdict.Label), as handle and upstreamDone count the server's.
 func (h relayHandler) Done(e *relay.Exchange) {
 	m := h.a.metrics
 	if m == nil || e.Status == 0 {
 		return // no metrics, or the client left before an answer: nothing was answered
 	}
-	path, _, _ := bytes.Cut(e.Target, []byte{'?'})
-	m.request(routeFamily(e.Method, path), e.Status)
+	m.request(family(e.Label), e.Status)
 	if e.Failure == relay.NoFailure {
 		m.upstream.Observe(e.Upstream.Seconds())
 		return

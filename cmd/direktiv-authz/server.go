@@ -98,7 +98,8 @@ func (a *app) readError(ctx *fasthttp.RequestCtx, err error) {
 
 // handle serves a request as classify reads it: the token endpoints under
 // /api/namespaces/{ns}/auth/ are the sidecar's own; everything else is
-// authorized and forwarded.
+// authorized and forwarded. The answer is counted under the family
+// classify read.
 func (a *app) handle(ctx *fasthttp.RequestCtx) {
 	r, err := classify(ctx.Method(), ctx.Request.Header.RequestURI())
 	switch {
@@ -109,6 +110,7 @@ func (a *app) handle(ctx *fasthttp.RequestCtx) {
 	default:
 		a.forward(ctx, r)
 	}
+	a.metrics.request(r.family, ctx.Response.StatusCode())
 }
 
 // handleAuth serves /api/namespaces/{ns}/auth/{rest...}; classify checked

@@ -60,6 +60,7 @@ type client struct {
 	req      []byte // the request as sent upstream, kept for one retry
 	method   []byte
 	target   []byte
+	label    uint8 // the Forward verdict's Label
 	isHead   bool
 	idem     bool // safe to send again
 	retried  bool
@@ -420,6 +421,7 @@ func (c *client) forward(v Verdict) {
 
 	c.method = append(c.method[:0], p.method...)
 	c.target = append(c.target[:0], p.target...)
+	c.label = v.Label
 	c.isHead = string(p.method) == "HEAD"
 	c.idem = c.isHead || string(p.method) == "GET" || string(p.method) == "OPTIONS"
 	c.closeReq = p.close
@@ -493,6 +495,7 @@ func (c *client) fail(f Failure, err error) {
 // Exchange: no allocation per request.
 func (c *client) done(e Exchange) {
 	c.exchange = e
+	c.exchange.Label = c.label
 	c.l.r.opt.Handler.Done(&c.exchange)
 	c.exchange = Exchange{}
 }

@@ -117,6 +117,9 @@ type Verdict struct {
 	// Answer: run on the loop with the request's bytes (head and body,
 	// valid only during the call); it must not block.
 	Answer func(raw []byte) Reply
+	// Label (Forward): the handler's own label for the request, reported
+	// back in Exchange.Label (the sidecar's metrics label).
+	Label uint8
 }
 
 // Failure is why an exchange with the upstream failed.
@@ -162,6 +165,7 @@ type Exchange struct {
 	Upstream       time.Duration // from the request written to the response head read; 0 when failed
 	Failure        Failure
 	Err            error // the cause of a failure, for the log
+	Label          uint8 // the Forward verdict's Label
 }
 
 // Handler decides on requests. Its methods are called on the loops and must
