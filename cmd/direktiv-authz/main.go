@@ -1,15 +1,22 @@
 // Command direktiv-authz is the authorization sidecar for the Direktiv
 // workflow engine: it mints namespace access tokens under Rego rules, keeps
 // them in Redis and enforces them on the requests it forwards to Direktiv.
+//
+// main reads the settings (internal/config) and runs the sidecar
+// (internal/sidecar) until SIGINT or SIGTERM.
 package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/direktiv/direktiv-authz/internal/config"
+	"github.com/direktiv/direktiv-authz/internal/sidecar"
 )
 
 // defaultGCPercent is the garbage collector's target unless GOGC is set:
@@ -26,7 +33,14 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Environ(), os.Stdout, os.Stderr); err != nil {
+	cfg, err := config.Parse(os.Args[1:], os.Environ(), os.Stderr)
+	if errors.Is(err, config.ErrHelp) {
+		return
+	}
+	if err == nil {
+		err = sidecar.Run(ctx, cfg, os.Stdout, os.Stderr)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "direktiv-authz:", err)
 		os.Exit(1)
 	}

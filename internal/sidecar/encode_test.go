@@ -1,0 +1,182 @@
+package sidecar
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// The hand-built audit line is byte for byte the line slog's JSON handler
+// writes for the same attributes, so the format did not change with it.
+func TestAuditLineMatchesSlog(t *testing.T) {
+	e := auditEvent{Action: "mint", Namespace: "MY-NAMESPACE", Caller: "admin", Decision: "allow", Status: 201,
+		Requested: []string{"workflowView", "nope"}, Granted: []string{"workflowView"}, Dropped: []string{"nope"},
+		Token: "0f1e2d3c4b5a69788796a5b4c3d2e1f0", Reason: "tab\there, \"quoted\" \\ back, é, line\nbreak"}
+	now := time.Date(2026, 11, 27, 9, 30, 1, 123456789, time.FixedZone("CET", 3600))
+
+	var got bytes.Buffer
+	newAuditLog(&got).write(now, e, "127.0.0.1:5555", "sha256:abc")
+
+	var want bytes.Buffer
+	h := slog.NewJSONHandler(&want, nil)
+	r := slog.NewRecord(now, slog.LevelInfo, "audit", 0)
+	r.AddAttrs(slog.String("log", "audit"), slog.String("action", e.Action), slog.String("namespace", e.Namespace),
+		slog.String("caller", e.Caller), slog.String("decision", e.Decision), slog.Int("status", e.Status),
+		slog.String("reason", e.Reason), slog.Any("requested", nonNil(e.Requested)), slog.Any("granted", nonNil(e.Granted)),
+		slog.Any("dropped", nonNil(e.Dropped)), slog.String("token", e.Token), slog.String("target", e.Target),
+		slog.Any("revoked", nonNil(e.Revoked)), slog.Int("count", e.Count), slog.Bool("complete", e.Complete),
+		slog.String("method", e.Method), slog.String("path", e.Path),
+		slog.String("client", "127.0.0.1:5555"), slog.String("revision", "sha256:abc"))
+	if err := h.Handle(t.Context(), r); err != nil {
+		t.Fatal(err)
+	}
+	if got.String() != want.String() {
+		t.Fatalf("audit line\n got %s\nwant %s", got.String(), want.String())
+	}
+}
+
+// The mint response is encoded byte for byte as json.Marshal encodes it,
+// in these bytes: fields in order, optional ones left out, nil lists null,
+// '<', '>', '&' and U+2028 escaped.
+func TestMintResponseJSONMatchesEncodingJSON(t *testing.T) {
+	full := mintResponse{ID: "0f1e", Token: "dkt_abc", Namespace: "MY-NAMESPACE", Description: "ci <&> \"x\" \u2028",
+		Policies: []string{"workflowView"}, Dropped: []string{}, Created: "2026-11-27T09:30:01Z", Expires: "2027-11-27T09:30:01Z",
+		Warnings: []string{"expires was clamped to --max-ttl"}}
+	dry := full
+	dry.ID, dry.Token, dry.DryRun = "", "", true
+	bare := mintResponse{Namespace: "ns"} // nil lists
+	for _, tt := range []struct {
+		r    mintResponse
+		want string
+	}{
+		{full, `{"id":"0f1e","token":"dkt_abc","namespace":"MY-NAMESPACE","description":"ci \u003c\u0026\u003e \"x\" \u2028","policies":["workflowView"],"dropped":[],"created":"2026-11-27T09:30:01Z","expires":"2027-11-27T09:30:01Z","warnings":["expires was clamped to --max-ttl"]}`},
+		{dry, `{"namespace":"MY-NAMESPACE","description":"ci \u003c\u0026\u003e \"x\" \u2028","policies":["workflowView"],"dropped":[],"created":"2026-11-27T09:30:01Z","expires":"2027-11-27T09:30:01Z","warnings":["expires was clamped to --max-ttl"],"dry_run":true}`},
+		{bare, `{"namespace":"ns","description":"","policies":null,"dropped":null,"created":"","expires":"","warnings":null}`},
+	} {
+		var ctx fasthttp.RequestCtx
+		(&app{}).writeJSON(&ctx, fasthttp.StatusCreated, tt.r)
+		if got := string(ctx.Response.Body()); got != tt.want+"\n" {
+			t.Errorf("mint response\n got %s\nwant %s", got, tt.want)
+		}
+	}
+}
+
+// The error answers the server and the event loops send (errorJSON) are
+// byte for byte encoding/json's output of Direktiv's shapes: v1
+// {"code","message"} on /api/ paths outside /api/v2, v2
+// {"error":{"code","message"}} everywhere else.
+func TestErrorJSONMatchesEncodingJSON(t *testing.T) {
+	type v1 struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}
+	type v2 struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	for _, ae := range []*apiError{
+		{code: codeBadGateway, message: "the Direktiv API cannot be reached; try again later"},
+		{code: codeBadRequest, message: `the path segment "%2F" holds <an> encoded '/' & "quotes" ` + "\u2028\t"},
+		{code: codeUnauthenticated, v2code: "access_token_missing", message: "no credential"},
+		{},
+	} {
+		for _, tt := range []struct {
+			path string
+			want any
+		}{
+			{"/api/namespaces/ns1/auth/token", v1{Code: statusOf[ae.code], Message: ae.message}},
+			{"//api/namespaces/ns1/tree/x", v1{Code: statusOf[ae.code], Message: ae.message}},
+			{"/api/v2/namespaces/ns1/variables", func() v2 {
+				var e v2
+				e.Error.Code, e.Error.Message = ae.direktivCode(), ae.message
+				return e
+			}()},
+			{"/api/v2", nil},
+			{"/assets/x.js", nil},
+			{"/ns/ns1/x", nil},
+			{"/api/v2x", nil}, // not under /api/v2: v1
+		} {
+			want := tt.want
+			if want == nil {
+				var e v2
+				e.Error.Code, e.Error.Message = ae.direktivCode(), ae.message
+				want = e
+				if tt.path == "/api/v2x" {
+					want = v1{Code: statusOf[ae.code], Message: ae.message}
+				}
+			}
+			b, err := json.Marshal(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := errorJSON(nil, []byte(tt.path), ae); !bytes.Equal(got, append(b, '\n')) {
+				t.Errorf("%s: error answer\n got %s\nwant %s", tt.path, got, b)
+			}
+		}
+	}
+}
+
+// Every error code has a status and a Direktiv name, and the name leads
+// Direktiv's own table (access_* 403, request_* and resource_* 400,
+// *not_found 404) to the same status, or to none of its prefixes.
+func TestDirektivCodesMatchStatuses(t *testing.T) {
+	for code, status := range statusOf {
+		name := direktivCodeOf[code]
+		if name == "" {
+			t.Fatalf("code %d has no Direktiv name", code)
+		}
+		want := 0
+		switch {
+		case strings.Contains(name, "not_found"):
+			want = 404
+		case strings.Contains(name, "method_not_allowed"):
+			want = 405
+		case strings.HasPrefix(name, "access"), strings.HasPrefix(name, "request"), strings.HasPrefix(name, "resource"):
+			want = map[string]int{"access": 403, "request": 400, "resource": 400}[strings.SplitN(name, "_", 2)[0]]
+		}
+		if want != 0 && want != status && !(code == codeUnauthenticated && status == 401) {
+			t.Errorf("%s answers %d, Direktiv's table says %d", name, status, want)
+		}
+	}
+}
+
+// Any string is escaped as encoding/json escapes it, with its HTML escapes in
+// answers and without them in audit lines: goccy/go-json writes both.
+func FuzzEncodingMatchesEncodingJSON(f *testing.F) {
+	for _, s := range []string{"", "plain", "\x00\x01\x08\x0c\x1f\x7f", "a\"b\\c", "\u2028 \u2029", "<a href='x'>&amp;</a>",
+		"bad \xff\xfe utf8 \xe2\x82", "日本語 🚀", "\r\n\t", "déploiement \"ci\" <&> 🚀"} {
+		f.Add(s)
+	}
+	now := time.Date(2026, 11, 27, 9, 30, 1, 123456789, time.UTC)
+	f.Fuzz(func(t *testing.T, s string) {
+		ae := &apiError{code: codeBadRequest, message: s}
+		want, err := json.Marshal(errorBodyV1{Code: statusOf[ae.code], Message: s})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := errorJSON(nil, []byte("/api/namespaces"), ae); !bytes.Equal(got, append(want, '\n')) {
+			t.Fatalf("error answer for %q\n got %s\nwant %s", s, got, want)
+		}
+
+		e := auditEvent{Action: "mint", Reason: s, Requested: []string{s, "workflowView"}}
+		var wantLine bytes.Buffer
+		enc := json.NewEncoder(&wantLine)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(auditLine{Time: now, Level: "INFO", Msg: "audit", Log: "audit", Action: e.Action, Reason: s,
+			Requested: e.Requested, Granted: []string{}, Dropped: []string{}, Revoked: []string{}, Client: s}); err != nil {
+			t.Fatal(err)
+		}
+		var got bytes.Buffer
+		newAuditLog(&got).write(now, e, s, "")
+		if got.String() != wantLine.String() {
+			t.Fatalf("audit line for %q\n got %s\nwant %s", s, got.String(), wantLine.String())
+		}
+	})
+}

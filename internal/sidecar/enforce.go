@@ -1,0 +1,194 @@
+package sidecar
+
+import (
+	"context"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/internal/relay"
+)
+
+// forward serves every request the sidecar does not own: enforce decides
+// whether it may pass and what the upstream gets, then the proxy sends it
+// upstream and streams the answer back (or, for the routes the rules mark,
+// reads and rewrites it: see direktiv.go). The statuses of the sidecar's
+// own are those of enforce (400, 401, 403, 404, 503) and of proxy.forward
+// (502, 503, 504); every other status is the upstream's.
+func (a *app) forward(ctx *fasthttp.RequestCtx, r request) {
+	d, err := a.enforce(ctx, r)
+	if err != nil {
+		a.writeError(ctx, err)
+		return
+	}
+	start := a.metrics.clock()
+	if d.route.Transform != "" {
+		err = a.forwardTransformed(ctx, d)
+	} else {
+		err = a.proxy.forward(ctx, d)
+	}
+	a.metrics.upstreamDone(start, err)
+	if err != nil {
+		a.writeError(ctx, err)
+	}
+}
+
+// decision is what the sidecar does with a request it forwards: the
+// request as classify read it, and what the rules made of it.
+type decision struct {
+	req   request
+	who   caller               // the authenticated caller; zero when anonymous or public
+	route engine.RouteDecision // the rules' answer (Allow true)
+	creds credentialPlan       // what becomes of the credential headers
+}
+
+// credentialPlan is what becomes of a forwarded request's credential
+// headers (Direktiv-Token, Direktiv-Api-Key, Authorization), for the server
+// (proxy.prepare) and the event loops (relay.Verdict) alike.
+type credentialPlan = relay.TokenMode
+
+const (
+	credsKeep = relay.TokenKeep // forwarded as the client sent them
+	credsKey  = relay.TokenSet  // every one removed, the upstream API key added in --upstream-api-key-header
+	credsDrop = relay.TokenDrop // every one removed
+)
+
+// enforce decides whether a request may be forwarded, and how:
+//
+//   - Its credential is read from any of the credential headers
+//     (credentialReader); a minted token is authenticated.
+//   - The route rules are asked, for every caller: the admin token, a
+//     minted token, or none (no credential, or one that is neither). Without
+//     a valid credential only a route the rules name public passes (the
+//     web UI's files, GET /api/v2/status, the public gateway); with
+//     --unsafe-forward-unauthenticated every request without a minted
+//     token passes unchanged and unasked, as Direktiv would judge it.
+//   - Objects the rules name (a variable looked up by id alone) are checked
+//     to belong to the token's namespace (checkLookups).
+//
+// A minted secret never goes upstream: on an authorized route every
+// credential header is replaced by the upstream API key (or removed when
+// none is configured; the admin token then passes as sent); on a public
+// route a minted token is removed and any other credential passes as sent,
+// for the gateway's own authentication.
+//
+// It returns codeBadRequest for conflicting or malformed credential
+// headers and for what the rules cannot read; codeUnauthenticated (401)
+// for a missing, foreign, malformed, unknown, expired or revoked credential
+// on a route that is not public; codeForbidden (403) with the rules'
+// reason, which names the permission the route needs; codeNotFound for an
+// object of another namespace; codeUnavailable (503) when the store, the
+// engine or the upstream's lookup cannot answer (fail closed). Every
+// refusal is audited; nothing refused reaches the upstream.
+func (a *app) enforce(ctx *fasthttp.RequestCtx, r request) (decision, error) {
+	d, err := a.enforceRequest(ctx, r)
+	if err != nil {
+		a.auditRefusal(ctx, r, d, err)
+	}
+	return d, err
+}
+
+// auditRefusal audits a forward refused with err, on either path.
+func (a *app) auditRefusal(ctx *fasthttp.RequestCtx, r request, d decision, err error) {
+	ae := asAPIError(err)
+	a.audit(ctx, auditEvent{
+		Action:    "forward",
+		Namespace: routeNamespace(r.path),
+		Caller:    d.who.id(),
+		Decision:  "deny",
+		Reason:    ae.message,
+		Status:    statusOf[ae.code],
+		Method:    r.method,
+		Path:      string(r.path),
+	})
+}
+
+// enforceRequest is enforce without the audit.
+func (a *app) enforceRequest(ctx *fasthttp.RequestCtx, r request) (decision, error) {
+	cred, err := a.requestCredential(ctx)
+	if err != nil {
+		return decision{req: r}, err
+	}
+	var who caller
+	var authErr error
+	if cred.kind == credMinted {
+		who, authErr = a.authenticate(ctx, cred)
+	}
+	d, err := a.authorize(cred, who, authErr, r, &ctx.Request.Header)
+	if err != nil {
+		return d, err
+	}
+	if len(d.route.Lookups) > 0 {
+		if err := a.checkLookups(d); err != nil {
+			return d, err
+		}
+	}
+	return d, nil
+}
+
+// authorize decides a request once its credential is read and, for a
+// minted one, authenticated (who, or the failure authErr); header gives
+// the request's headers the rules read. It is the one decision the server,
+// the event loops and the sidecar's own token endpoints (authorizeOwn)
+// execute. A minted token that does not authenticate still reaches a
+// public route (without it); anywhere else its failure is the answer.
+func (a *app) authorize(cred credential, who caller, authErr error, r request, header engine.Header) (decision, error) {
+	if a.cfg.UnsafeForwardUnauthenticated && cred.kind != credMinted {
+		return decision{req: r, who: who, route: engine.RouteDecision{Allow: true}, creds: credsKeep}, nil
+	}
+	in := engine.RouteInput{Method: r.method, Path: string(r.path), Query: string(r.query), Header: header}
+	switch {
+	case cred.kind == credAdmin:
+		who = caller{admin: true}
+		in.Caller = engine.Caller{Admin: true}
+	case cred.kind == credMinted && authErr == nil:
+		in.Caller = engine.Caller{Namespace: who.token.Namespace, Policies: who.token.Policies}
+	}
+	dec, err := a.engine.Route(context.Background(), in)
+	if err != nil {
+		return decision{req: r, who: who}, &apiError{code: codeUnavailable, message: "the policy engine could not decide on this request; nothing was done, try again later", err: err}
+	}
+	d := decision{req: r, who: who, route: dec}
+	switch {
+	case dec.Allow && dec.Public:
+		d.who = caller{}
+		if cred.kind == credMinted {
+			d.creds = credsDrop
+		}
+		return d, nil
+	case authErr != nil:
+		return decision{req: r}, authErr
+	case !dec.Allow && dec.Code == engine.CodeUnauthenticated && (cred.kind == credNone || cred.kind == credForeign):
+		// No caller the rules know: the rules' reason names the route, and
+		// a foreign credential is named too.
+		if cred.kind == credNone {
+			return d, &apiError{code: codeUnauthenticated, v2code: "access_token_missing", message: dec.Reason}
+		}
+		_, err := a.authenticateWith(cred, nil)
+		return d, errorf(codeUnauthenticated, "%s; %s", asAPIError(err).message, dec.Reason)
+	case !dec.Allow:
+		return d, errorf(decisionCode(dec.Code), "%s", dec.Reason)
+	case a.cfg.UpstreamKey != "":
+		d.creds = credsKey
+	case cred.kind == credMinted:
+		d.creds = credsDrop
+	}
+	return d, nil
+}
+
+// routeNamespace is the namespace a Direktiv API path names
+// (/api/namespaces/{ns}/... or /api/v2/namespaces/{ns}/...), "" for any
+// other path, for the audit trail.
+func routeNamespace(path []byte) string {
+	segs, err := splitPath(path)
+	if err != nil {
+		return ""
+	}
+	switch {
+	case len(segs) >= 3 && segs[0] == "api" && segs[1] == "namespaces":
+		return segs[2]
+	case len(segs) >= 4 && segs[0] == "api" && segs[1] == "v2" && segs[2] == "namespaces":
+		return segs[3]
+	}
+	return ""
+}

@@ -1,0 +1,557 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/valyala/fasthttp"
+
+	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/store"
+)
+
+// metrics are the sidecar's Prometheus metrics, served on the operations
+// listener's /metrics. Each app has its own registry (several apps share a
+// test process). Every label value comes from a small fixed set: route
+// families, status codes, outcomes; never a namespace, a token id or a path.
+//
+// The hot path pays a few atomic adds and two clock reads per request: the
+// vectors are resolved to their children once (requests lazily, per route
+// family and status), so no label is hashed per request. A nil *metrics (no
+// --ops-listen) records nothing.
+type metrics struct {
+	reg *prometheus.Registry
+
+	requests     *prometheus.CounterVec
+	requestsByRS [numFamilies][numCodes]atomic.Pointer[counterRef]
+
+	mints       [numOutcomes]prometheus.Counter
+	rateLimited map[string]prometheus.Counter // by store scope
+
+	decideMint, decideRoute prometheus.Observer
+
+	storeOps    *prometheus.HistogramVec
+	storeErrors *prometheus.CounterVec
+
+	upstream       prometheus.Observer
+	upstreamErrors [numUpstreamErrors]prometheus.Counter
+
+	revoked prometheus.Counter // tokens revoked, descendants included
+}
+
+type counterRef struct{ c prometheus.Counter }
+
+// Mint outcomes: direktiv_authz_mints_total{outcome}.
+const (
+	outcomeGranted     = iota // stored with every policy asked for
+	outcomeDropped            // stored, some policies dropped
+	outcomeRefused            // 4xx: bad request, unauthenticated, forbidden, rate limited, ...
+	outcomeUnavailable        // 5xx: the store or the engine could not answer
+	numOutcomes
+)
+
+var outcomeNames = [numOutcomes]string{"granted", "dropped", "refused", "unavailable"}
+
+// Upstream errors: direktiv_authz_upstream_errors_total{kind}.
+const (
+	upstreamUnreachable = iota // cannot connect (502)
+	upstreamTimeout            // no connection or no answer in time (504)
+	upstreamBusy               // every connection busy (503)
+	upstreamBroken             // the exchange broke off (502)
+	numUpstreamErrors
+)
+
+var upstreamErrorNames = [numUpstreamErrors]string{"unreachable", "timeout", "busy", "broken"}
+
+// Status codes resolved ahead: 100 to 599; others go through the vector.
+const (
+	minCode  = 100
+	numCodes = 500
+)
+
+// Histogram buckets, in seconds.
+var (
+	decisionBuckets = []float64{.000005, .00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05}
+	storeBuckets    = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}
+	upstreamBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+)
+
+// newMetrics registers every metric of a; eng (may be nil) adds the policy
+// reload counters.
+func newMetrics(a *app, eng *engine.Engine) *metrics {
+	const ns = "direktiv_authz"
+	m := &metrics{reg: prometheus.NewRegistry()}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	m.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Name: "requests_total",
+		Help: "Requests answered on the main listener, by route family (mint, tokens, v1/<resource>, v2/<resource>, other) and status code.",
+	}, []string{"route", "code"})
+	mints := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Name: "mints_total",
+		Help: "Mint requests (dry runs excluded) by outcome: granted, dropped (granted with some policies dropped), refused (4xx), unavailable (5xx).",
+	}, []string{"outcome"})
+	for i, name := range outcomeNames {
+		m.mints[i] = mints.WithLabelValues(name)
+	}
+	limited := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Name: "mint_rate_limited_total",
+		Help: "Mints refused with 429 by a rate limit, by limit: token or namespace.",
+	}, []string{"limit"})
+	m.rateLimited = map[string]prometheus.Counter{
+		store.ScopeToken:     limited.WithLabelValues(store.ScopeToken),
+		store.ScopeNamespace: limited.WithLabelValues(store.ScopeNamespace),
+	}
+	decisions := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: ns, Name: "decision_duration_seconds",
+		Help:    "Time the policy engine took to decide, by kind: mint or route.",
+		Buckets: decisionBuckets,
+	}, []string{"kind"})
+	m.decideMint, m.decideRoute = decisions.WithLabelValues("mint"), decisions.WithLabelValues("route")
+	m.storeOps = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: ns, Name: "store_duration_seconds",
+		Help:    "Time the token store took to answer, by operation: lookup, create, list, revoke (errors included).",
+		Buckets: storeBuckets,
+	}, []string{"op"})
+	m.storeErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Name: "store_errors_total",
+		Help: "Token store calls that failed because the store did not answer, by operation.",
+	}, []string{"op"})
+	for _, op := range []string{"lookup", "create", "list", "revoke"} {
+		m.storeOps.WithLabelValues(op)
+		m.storeErrors.WithLabelValues(op)
+	}
+	upstream := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Namespace: ns, Name: "upstream_duration_seconds",
+		Help:    "Time from forwarding a request to the upstream's response headers (bodies stream afterwards).",
+		Buckets: upstreamBuckets,
+	})
+	m.upstream = upstream
+	upErrs := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Name: "upstream_errors_total",
+		Help: "Forwarded requests that got no answer from the upstream, by kind: unreachable, timeout, busy (every connection in use), broken.",
+	}, []string{"kind"})
+	for i, name := range upstreamErrorNames {
+		m.upstreamErrors[i] = upErrs.WithLabelValues(name)
+	}
+	revoked := prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: ns, Name: "revoked_tokens_total",
+		Help: "Tokens revoked, descendants included: counted by the replica that answered the revoke, or that completed the background removal of the descendants.",
+	})
+	m.revoked = revoked
+	m.reg.MustRegister(m.requests, mints, limited, decisions, m.storeOps, m.storeErrors, upstream, upErrs, revoked)
+
+	if c := a.cache; c != nil {
+		cache := func(result string, n *atomic.Uint64) prometheus.Collector {
+			return prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Namespace: ns, Name: "token_cache_lookups_total",
+				Help:        "Token authentications answered from the in-process token cache (hit) or not (miss).",
+				ConstLabels: prometheus.Labels{"result": result},
+			}, func() float64 { return float64(n.Load()) })
+		}
+		m.reg.MustRegister(cache("hit", &c.hits), cache("miss", &c.misses))
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Name: "token_cache_entries",
+			Help: "Token records in the in-process cache.",
+		}, func() float64 { return float64(c.len()) }))
+	}
+	if a.proxy != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Name: "upstream_streams",
+			Help: "Responses of unknown length (event streams) being forwarded.",
+		}, func() float64 { return float64(a.streaming()) }))
+	}
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: ns, Name: "relay_handoffs_total",
+		Help: "Connections the event loops handed to the server (see README, Forwarding); 0 with --event-loops off.",
+	}, func() float64 {
+		if a.relay == nil {
+			return 0
+		}
+		return float64(a.relay.Handoffs())
+	}))
+	m.reg.MustRegister(policyCollector{a: a, eng: eng})
+	if r := a.tlsCert; r != nil {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: ns, Name: "tls_cert_not_after_seconds",
+			Help: "When the certificate served on the main listener expires, in unix seconds.",
+		}, r.NotAfter))
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: ns, Name: "tls_cert_reload_failures_total",
+			Help: "Changes of the certificate files that did not load (the previous certificate stayed).",
+		}, func() float64 { return float64(r.Failures()) }))
+	}
+	return m
+}
+
+// policyCollector reports the policy revision and reload counts as they are
+// at scrape time.
+type policyCollector struct {
+	a   *app
+	eng *engine.Engine
+}
+
+var (
+	policyInfoDesc = prometheus.NewDesc("direktiv_authz_policy_info",
+		"The policy revision in force (label revision), always 1.", []string{"revision"}, nil)
+	policyReloadsDesc = prometheus.NewDesc("direktiv_authz_policy_reloads_total",
+		"Reloads of the policy directory: ok (the rules were replaced) or failed (refused; the previous rules stayed).", []string{"result"}, nil)
+)
+
+func (c policyCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- policyInfoDesc
+	ch <- policyReloadsDesc
+}
+
+func (c policyCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(policyInfoDesc, prometheus.GaugeValue, 1, c.a.engine.Revision())
+	if c.eng != nil {
+		ok, failed := c.eng.Reloads()
+		ch <- prometheus.MustNewConstMetric(policyReloadsDesc, prometheus.CounterValue, float64(ok), "ok")
+		ch <- prometheus.MustNewConstMetric(policyReloadsDesc, prometheus.CounterValue, float64(failed), "failed")
+	}
+}
+
+// request counts an answer by the route family classify read and its
+// status.
+func (m *metrics) request(f family, code int) {
+	if m == nil {
+		return
+	}
+	if code < minCode || code >= minCode+numCodes {
+		m.requests.WithLabelValues(familyNames[f], strconv.Itoa(code)).Inc()
+		return
+	}
+	slot := &m.requestsByRS[f][code-minCode]
+	ref := slot.Load()
+	if ref == nil {
+		ref = &counterRef{m.requests.WithLabelValues(familyNames[f], strconv.Itoa(code))}
+		slot.Store(ref) // a racing store resolves the same child
+	}
+	ref.c.Inc()
+}
+
+// mintOutcome counts a finished mint request (not a dry run).
+func (m *metrics) mintOutcome(ev *auditEvent) {
+	if m == nil || ev.Action != "mint" {
+		return
+	}
+	switch {
+	case ev.Status == fasthttp.StatusCreated && len(ev.Dropped) > 0:
+		m.mints[outcomeDropped].Inc()
+	case ev.Status == fasthttp.StatusCreated:
+		m.mints[outcomeGranted].Inc()
+	case ev.Status >= 500:
+		m.mints[outcomeUnavailable].Inc()
+	default:
+		m.mints[outcomeRefused].Inc()
+	}
+}
+
+func (m *metrics) mintRateLimited(scope string) {
+	if m == nil {
+		return
+	}
+	if c := m.rateLimited[scope]; c != nil {
+		c.Inc()
+	}
+}
+
+// clockOrigin is what mono measures from: time.Since of a fixed time reads
+// only the monotonic clock, at about half the cost of time.Now.
+var clockOrigin = time.Now()
+
+// mono is a monotonic clock reading, for durations.
+func mono() time.Duration { return time.Since(clockOrigin) }
+
+// clock is mono, or 0 without metrics (no clock read at all).
+func (m *metrics) clock() time.Duration {
+	if m == nil {
+		return 0
+	}
+	return mono()
+}
+
+// upstreamDone records one exchange with the upstream that started at start
+// (a clock reading) and ended with err (nil: response headers received).
+func (m *metrics) upstreamDone(start time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	if err == nil {
+		m.upstream.Observe((mono() - start).Seconds())
+		return
+	}
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		m.upstreamErrors[upstreamBroken].Inc()
+		return
+	}
+	var de *dialError
+	switch {
+	case ae.code == codeBadRequest:
+		// Not sent: the request target is not a path.
+	case errors.Is(ae.err, fasthttp.ErrNoFreeConns):
+		m.upstreamErrors[upstreamBusy].Inc()
+	case isTimeout(ae.err):
+		m.upstreamErrors[upstreamTimeout].Inc()
+	case errors.As(ae.err, &de):
+		m.upstreamErrors[upstreamUnreachable].Inc()
+	default:
+		m.upstreamErrors[upstreamBroken].Inc()
+	}
+}
+
+// timedDecider times the engine's decisions.
+type timedDecider struct {
+	decider
+	mint, route prometheus.Observer
+}
+
+func (d timedDecider) Mint(ctx context.Context, in engine.MintInput) (engine.MintDecision, error) {
+	start := mono()
+	dec, err := d.decider.Mint(ctx, in)
+	d.mint.Observe((mono() - start).Seconds())
+	return dec, err
+}
+
+func (d timedDecider) Route(ctx context.Context, in engine.RouteInput) (engine.RouteDecision, error) {
+	start := mono()
+	dec, err := d.decider.Route(ctx, in)
+	d.route.Observe((mono() - start).Seconds())
+	return dec, err
+}
+
+// timedStore times the token store's calls and counts its failures.
+type timedStore struct {
+	tokenStore
+	lookup, create, list, revoke             prometheus.Observer
+	lookupErr, createErr, listErr, revokeErr prometheus.Counter
+}
+
+func newTimedStore(s tokenStore, m *metrics) timedStore {
+	return timedStore{
+		tokenStore: s,
+		lookup:     m.storeOps.WithLabelValues("lookup"),
+		create:     m.storeOps.WithLabelValues("create"),
+		list:       m.storeOps.WithLabelValues("list"),
+		revoke:     m.storeOps.WithLabelValues("revoke"),
+		lookupErr:  m.storeErrors.WithLabelValues("lookup"),
+		createErr:  m.storeErrors.WithLabelValues("create"),
+		listErr:    m.storeErrors.WithLabelValues("list"),
+		revokeErr:  m.storeErrors.WithLabelValues("revoke"),
+	}
+}
+
+func observeStore(start time.Duration, err error, h prometheus.Observer, errs prometheus.Counter) {
+	h.Observe((mono() - start).Seconds())
+	if err != nil && errors.Is(err, store.ErrUnavailable) {
+		errs.Inc()
+	}
+}
+
+func (s timedStore) CreateLimited(ctx context.Context, t store.Token, l store.Limit) error {
+	start := mono()
+	err := s.tokenStore.CreateLimited(ctx, t, l)
+	observeStore(start, err, s.create, s.createErr)
+	return err
+}
+
+func (s timedStore) Lookup(ctx context.Context, namespace, id string) (store.Token, error) {
+	start := mono()
+	t, err := s.tokenStore.Lookup(ctx, namespace, id)
+	observeStore(start, err, s.lookup, s.lookupErr)
+	return t, err
+}
+
+func (s timedStore) List(ctx context.Context, namespace, after string, limit int) ([]store.Token, string, error) {
+	start := mono()
+	toks, next, err := s.tokenStore.List(ctx, namespace, after, limit)
+	observeStore(start, err, s.list, s.listErr)
+	return toks, next, err
+}
+
+func (s timedStore) Revoke(ctx context.Context, namespace, id string) (store.Revocation, error) {
+	start := mono()
+	rv, err := s.tokenStore.Revoke(ctx, namespace, id)
+	observeStore(start, err, s.revoke, s.revokeErr)
+	return rv, err
+}
+
+// revokedTokens counts n revoked tokens.
+func (m *metrics) revokedTokens(n int) {
+	if m != nil {
+		m.revoked.Add(float64(n))
+	}
+}
+
+// family is a route family: the label of direktiv_authz_requests_total.
+type family uint8
+
+const (
+	famOther family = iota
+	famMint
+	famTokens
+	famV1Namespaces
+	famV1Functions
+	famV1Version
+	famV1JQ
+	famV1Other
+	famV2Namespaces
+	famV2Status
+	famV2Other
+	famV1Tree
+	famV1Instances
+	famV1Vars
+	famV1Secrets
+	famV1Events
+	famV1Broadcast
+	famV1EventFilter
+	famV1Logs
+	famV1Metrics
+	famV1Config
+	famV1Lint
+	famV2Files
+	famV2Instances
+	famV2Variables
+	famV2Secrets
+	famV2Registries
+	famV2Services
+	famV2Syncs
+	famV2Logs
+	famV2Events
+	famV2Notifications
+	famV2Metrics
+	numFamilies
+)
+
+var familyNames = [numFamilies]string{
+	famOther: "other", famMint: "mint", famTokens: "tokens",
+	famV1Namespaces: "v1/namespaces", famV1Functions: "v1/functions", famV1Version: "v1/version", famV1JQ: "v1/jq", famV1Other: "v1/other",
+	famV2Namespaces: "v2/namespaces", famV2Status: "v2/status", famV2Other: "v2/other",
+	famV1Tree: "v1/tree", famV1Instances: "v1/instances", famV1Vars: "v1/vars", famV1Secrets: "v1/secrets",
+	famV1Events: "v1/events", famV1Broadcast: "v1/broadcast", famV1EventFilter: "v1/eventfilter", famV1Logs: "v1/logs",
+	famV1Metrics: "v1/metrics", famV1Config: "v1/config", famV1Lint: "v1/lint",
+	famV2Files: "v2/files", famV2Instances: "v2/instances", famV2Variables: "v2/variables", famV2Secrets: "v2/secrets",
+	famV2Registries: "v2/registries", famV2Services: "v2/services", famV2Syncs: "v2/syncs", famV2Logs: "v2/logs",
+	famV2Events: "v2/events", famV2Notifications: "v2/notifications", famV2Metrics: "v2/metrics",
+}
+
+// routeFamily classifies a raw request path (empty segments skipped, as the
+// router does) without allocating.
+func routeFamily(method, path []byte) family {
+	var segs [6][]byte
+	n := 0
+	for len(path) > 0 && n < len(segs) {
+		if path[0] == '/' {
+			path = path[1:]
+			continue
+		}
+		i := bytes.IndexByte(path, '/')
+		if i < 0 {
+			i = len(path)
+		}
+		segs[n], path = path[:i], path[i:]
+		n++
+	}
+	if n < 2 || string(segs[0]) != "api" {
+		return famOther
+	}
+	switch string(segs[1]) {
+	case "namespaces":
+		switch {
+		case n <= 3:
+			return famV1Namespaces
+		case string(segs[3]) == "auth":
+			if n == 5 && string(segs[4]) == "token" && string(method) == fasthttp.MethodPost {
+				return famMint
+			}
+			return famTokens
+		}
+		return v1Family(segs[3])
+	case "functions":
+		return famV1Functions
+	case "version":
+		return famV1Version
+	case "jq":
+		return famV1JQ
+	case "v2":
+		switch {
+		case n >= 3 && string(segs[2]) == "status":
+			return famV2Status
+		case n >= 3 && string(segs[2]) == "namespaces":
+			if n <= 4 {
+				return famV2Namespaces
+			}
+			return v2Family(segs[4])
+		}
+		return famV2Other
+	}
+	return famOther
+}
+
+// v1Family is the family of /api/namespaces/{ns}/<resource>/...
+func v1Family(resource []byte) family {
+	switch string(resource) {
+	case "tree":
+		return famV1Tree
+	case "instances":
+		return famV1Instances
+	case "vars":
+		return famV1Vars
+	case "secrets":
+		return famV1Secrets
+	case "events":
+		return famV1Events
+	case "broadcast":
+		return famV1Broadcast
+	case "eventfilter":
+		return famV1EventFilter
+	case "logs":
+		return famV1Logs
+	case "metrics":
+		return famV1Metrics
+	case "config":
+		return famV1Config
+	case "lint":
+		return famV1Lint
+	}
+	return famV1Other
+}
+
+// v2Family is the family of /api/v2/namespaces/{ns}/<resource>/...
+func v2Family(resource []byte) family {
+	switch string(resource) {
+	case "files":
+		return famV2Files
+	case "instances":
+		return famV2Instances
+	case "variables":
+		return famV2Variables
+	case "secrets":
+		return famV2Secrets
+	case "registries":
+		return famV2Registries
+	case "services":
+		return famV2Services
+	case "syncs":
+		return famV2Syncs
+	case "logs":
+		return famV2Logs
+	case "events":
+		return famV2Events
+	case "notifications":
+		return famV2Notifications
+	case "metrics":
+		return famV2Metrics
+	}
+	return famV2Other
+}

@@ -1,0 +1,336 @@
+package sidecar
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	gojson "github.com/goccy/go-json"
+	"github.com/valyala/fasthttp"
+
+	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/internal/framing"
+	"github.com/direktiv/direktiv-authz/internal/secret"
+	"github.com/direktiv/direktiv-authz/store"
+)
+
+// mintBodyLimit bounds the body of the sidecar's own endpoints.
+const mintBodyLimit = 64 << 10
+
+func (a *app) newServer() *fasthttp.Server {
+	return &fasthttp.Server{
+		Handler:     a.handle,
+		Name:        "direktiv-authz",
+		Logger:      fasthttpLogger{a.log},
+		ReadTimeout: 5 * time.Minute,
+		IdleTimeout: 2 * time.Minute,
+		// Requests are routed and forwarded on the target as received
+		// (Header.RequestURI(), see classify); fasthttp's URI, which
+		// normalizes and reads //x/... as a host, is never read.
+		// Bodies above the mint limit are streamed, never buffered whole.
+		StreamRequestBody:            true,
+		MaxRequestBodySize:           mintBodyLimit,
+		DisablePreParseMultipartForm: true,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		CloseOnShutdown:              true,
+		// fasthttp's own error lines never quote a request: its headers
+		// may carry a secret.
+		SecureErrorLogMessage: true,
+		ErrorHandler:          a.readError,
+	}
+}
+
+// framingOptions put the framing check (internal/framing) on every
+// connection the server reads: requests Go's net/http would refuse or read
+// differently never reach the handler.
+func (a *app) framingOptions() framing.Options {
+	return framing.Options{Answer: a.framingAnswer}
+}
+
+// framingError is a framing refusal as the sidecar answers it.
+func framingError(e *framing.Error) *apiError {
+	code := codeBadRequest
+	for c, status := range statusOf {
+		if status == e.Status {
+			code = c
+		}
+	}
+	return &apiError{code: code, message: "malformed request: " + e.Reason}
+}
+
+// framingAnswer is the whole response to a request refused before the
+// server read it. Its path is not known to be well formed: the answer has
+// the v2 shape.
+func (a *app) framingAnswer(e *framing.Error) []byte {
+	var r fasthttp.Response
+	r.SetStatusCode(e.Status)
+	r.Header.SetServer(a.server.Name)
+	r.Header.SetContentType("application/json")
+	r.Header.Set("Cache-Control", "no-store")
+	r.SetConnectionClose()
+	r.SetBody(errorJSON(nil, nil, framingError(e)))
+	var b bytes.Buffer
+	r.WriteTo(&b)
+	return b.Bytes()
+}
+
+// readError answers a request the server could not read: refused by the
+// framing check, a head larger than the read buffer, or too slow.
+func (a *app) readError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch fe := framing.Failed(ctx.Conn()); {
+	case fe != nil:
+		a.writeError(ctx, framingError(fe))
+	case errors.As(err, &small):
+		a.writeError(ctx, errorf(codeHeaderTooLarge, "malformed request: request header fields too large"))
+	case errors.As(err, &ne) && ne.Timeout():
+		a.writeError(ctx, errorf(codeRequestTimeout, "the request did not arrive in time"))
+	default:
+		a.writeError(ctx, errorf(codeBadRequest, "malformed request"))
+	}
+}
+
+// handle serves a request as classify reads it: the token endpoints under
+// /api/namespaces/{ns}/auth/ are the sidecar's own; everything else is
+// authorized and forwarded. The answer is counted under the family
+// classify read.
+func (a *app) handle(ctx *fasthttp.RequestCtx) {
+	r, err := classify(ctx.Method(), ctx.Request.Header.RequestURI())
+	switch {
+	case err != nil:
+		a.writeError(ctx, err)
+	case r.own:
+		a.handleAuth(ctx, r.ns, r.rest)
+	default:
+		a.forward(ctx, r)
+	}
+	a.metrics.request(r.family, ctx.Response.StatusCode())
+}
+
+// handleAuth serves /api/namespaces/{ns}/auth/{rest...}; classify checked
+// the namespace's name.
+func (a *app) handleAuth(ctx *fasthttp.RequestCtx, ns string, rest []string) {
+	switch {
+	case len(rest) == 1 && rest[0] == "token":
+		switch string(ctx.Method()) {
+		case fasthttp.MethodPost:
+			a.handleMint(ctx, ns)
+		case fasthttp.MethodGet:
+			a.handleWhoami(ctx, ns)
+		default:
+			a.methodNotAllowed(ctx, "GET, POST")
+		}
+	case len(rest) == 1 && rest[0] == "tokens":
+		switch string(ctx.Method()) {
+		case fasthttp.MethodGet:
+			a.handleList(ctx, ns)
+		default:
+			a.methodNotAllowed(ctx, "GET")
+		}
+	case len(rest) == 2 && rest[0] == "tokens":
+		switch string(ctx.Method()) {
+		case fasthttp.MethodGet:
+			a.handleGet(ctx, ns, rest[1])
+		case fasthttp.MethodDelete:
+			a.handleRevoke(ctx, ns, rest[1])
+		default:
+			a.methodNotAllowed(ctx, "GET, DELETE")
+		}
+	default:
+		a.writeError(ctx, errorf(codeNotFound, "no token endpoint /api/namespaces/%s/auth/%s; the sidecar serves auth/token (POST mint, GET whoami), auth/tokens (GET list) and auth/tokens/{id} (GET, DELETE)", ns, strings.Join(rest, "/")))
+	}
+}
+
+func (a *app) methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
+	ctx.Response.Header.Set("Allow", allow)
+	a.writeError(ctx, errorf(codeMethodNotAllowed, "method %s is not allowed here; allowed: %s", ctx.Method(), allow))
+}
+
+// caller is who sent a request: the admin token or a live minted token.
+type caller struct {
+	admin  bool
+	secret secret.Secret // minted callers only
+	token  store.Token   // minted callers only
+}
+
+// id names the caller in logs and records: "admin" or the token id.
+func (c caller) id() string {
+	if c.admin {
+		return "admin"
+	}
+	return c.token.ID
+}
+
+// authenticate resolves the credential of a request to a caller. It
+// returns codeUnauthenticated for a missing, foreign, unknown, malformed,
+// revoked or expired credential and codeUnavailable (fail closed) when the
+// store cannot answer.
+func (a *app) authenticate(ctx context.Context, cred credential) (caller, error) {
+	return a.authenticateWith(cred, func(sec secret.Secret) (store.Token, error) { return a.findToken(ctx, sec) })
+}
+
+// findToken returns sec's record from the token cache (at most
+// --token-cache-ttl old) or from the store.
+func (a *app) findToken(ctx context.Context, sec secret.Secret) (store.Token, error) {
+	rec, gen, cached := a.cache.get(sec.Namespace, sec.ID)
+	if cached {
+		return rec, nil
+	}
+	return a.lookupToken(ctx, sec, gen)
+}
+
+// authenticateWith is authenticate with find for the record of a minted
+// token (findToken, or on the event loops the record found before).
+func (a *app) authenticateWith(cred credential, find func(secret.Secret) (store.Token, error)) (caller, error) {
+	switch cred.kind {
+	case credNone:
+		return caller{}, &apiError{code: codeUnauthenticated, v2code: "access_token_missing", message: "no credential: send the admin token or a namespace token in " + credentialHeaderList}
+	case credAdmin:
+		return caller{admin: true}, nil
+	case credForeign:
+		return caller{}, errorf(codeUnauthenticated, "the credential in the %s header is neither the admin token nor a token this sidecar minted", cred.header)
+	}
+	sec, err := secret.Parse(string(cred.value))
+	if err != nil {
+		return caller{}, errorf(codeUnauthenticated, "the token in the %s header is malformed (bad checksum or encoding); check it was copied whole", cred.header)
+	}
+	// The hash is compared whether the record was cached or not.
+	rec, err := find(sec)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return caller{}, errorf(codeUnauthenticated, "the token in the %s header is unknown, expired or revoked", cred.header)
+	case err != nil:
+		return caller{}, err
+	}
+	if !a.tokenLive(sec, rec) {
+		return caller{}, errorf(codeUnauthenticated, "the token in the %s header is unknown, expired or revoked", cred.header)
+	}
+	return caller{secret: sec, token: rec}, nil
+}
+
+// requestCredential reads the credential of a request the server parsed.
+func (a *app) requestCredential(ctx *fasthttp.RequestCtx) (credential, error) {
+	return a.serverCredential(&ctx.Request.Header)
+}
+
+// lookupToken asks the store for sec's record and caches it when it is
+// sec's and live; gen is what the cache miss (cache.get) returned.
+func (a *app) lookupToken(ctx context.Context, sec secret.Secret, gen uint64) (store.Token, error) {
+	rec, err := a.store.Lookup(ctx, sec.Namespace, sec.ID)
+	if err == nil && a.tokenLive(sec, rec) {
+		a.cache.fill(rec, gen)
+	}
+	return rec, err
+}
+
+// tokenLive reports whether rec is the record of sec (its hash, compared in
+// constant time) and has not expired.
+func (a *app) tokenLive(sec secret.Secret, rec store.Token) bool {
+	return sec.HashMatches(rec.Hash) && !rec.Expired(a.now())
+}
+
+// splitPath splits a raw request path the way the route rules see it
+// (engine.SplitPath): empty segments dropped, each percent-decoded; a path
+// that cannot be read safely is codeBadRequest.
+func splitPath(raw []byte) ([]string, error) {
+	segs, err := engine.SplitPath(string(raw))
+	if err != nil {
+		return nil, errorf(codeBadRequest, "%v", err)
+	}
+	return segs, nil
+}
+
+// errorJSON is the JSON error answer for a request to path: Direktiv's v2
+// shape, {"error":{"code","message"}}, on Direktiv v2 paths and everywhere
+// outside /api/ (the web UI, the gateway); Direktiv's v1 shape,
+// {"code":<status>,"message"}, on the other /api/ paths (Direktiv <= 0.8
+// and the sidecar's own /api/namespaces/{ns}/auth/... endpoints). The bytes
+// are encoding/json's, written by goccy/go-json as every JSON answer is
+// (writeJSON).
+func errorJSON(b, path []byte, ae *apiError) []byte {
+	var body any
+	if v1Path(path) {
+		body = errorBodyV1{Code: statusOf[ae.code], Message: ae.message}
+	} else {
+		var v2 errorBodyV2
+		v2.Error.Code, v2.Error.Message = ae.direktivCode(), ae.message
+		body = v2
+	}
+	out, _ := gojson.Marshal(body) // strings and an int: cannot fail
+	b = append(b, out...)
+	return append(b, '\n')
+}
+
+// errorBodyV1 and errorBodyV2 are Direktiv's error answers (errorJSON).
+type errorBodyV1 struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+}
+
+type errorBodyV2 struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// v1Path reports a path under /api/ that is not under /api/v2 (leading
+// slashes skipped, as the route rules skip empty segments).
+func v1Path(path []byte) bool {
+	path = bytes.TrimLeft(path, "/")
+	rest, ok := bytes.CutPrefix(path, []byte("api/"))
+	if !ok {
+		return false
+	}
+	return !(bytes.Equal(rest, []byte("v2")) || bytes.HasPrefix(rest, []byte("v2/")))
+}
+
+// writeError answers with the JSON error shape of the request's path.
+// Causes that are not the client's to see (store and engine failures) are
+// logged, never sent.
+func (a *app) writeError(ctx *fasthttp.RequestCtx, err error) {
+	ae := asAPIError(err)
+	status := statusOf[ae.code]
+	path, _ := rawTarget(ctx)
+	if status >= 500 {
+		a.log.Error("request failed", "method", string(ctx.Method()), "path", string(path), "status", status, "err", ae.Error())
+	}
+	ctx.Response.Header.SetContentType("application/json")
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	ctx.SetStatusCode(status)
+	ctx.SetBody(errorJSON(make([]byte, 0, 160), path, ae))
+}
+
+// writeJSON answers with v as JSON, byte for byte as json.Marshal encodes
+// it. goccy/go-json writes it: within noise of the hand-written encoders it
+// replaced on the mint benchmark, with no encoder of our own to keep
+// (bench/RESULTS.md, issue 17).
+func (a *app) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := gojson.Marshal(v)
+	if err != nil {
+		status = fasthttp.StatusInternalServerError
+		path, _ := rawTarget(ctx)
+		b = errorJSON(nil, path, &apiError{code: codeInternal, message: "internal error"})
+		b = b[:len(b)-1] // the newline is added below
+		a.log.Error("encode response", "err", err)
+	}
+	ctx.Response.Header.SetContentType("application/json")
+	ctx.Response.Header.Set("Cache-Control", "no-store")
+	ctx.SetStatusCode(status)
+	ctx.SetBody(append(b, '\n'))
+}
+
+// fasthttpLogger sends fasthttp's own messages to slog.
+type fasthttpLogger struct {
+	log interface{ Warn(string, ...any) }
+}
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Warn(fmt.Sprintf(format, args...), "component", "fasthttp")
+}
