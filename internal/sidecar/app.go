@@ -23,8 +23,10 @@ import (
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/config"
 	"github.com/direktiv/direktiv-authz/internal/framing"
+	"github.com/direktiv/direktiv-authz/internal/logwriter"
 	"github.com/direktiv/direktiv-authz/internal/relay"
 	"github.com/direktiv/direktiv-authz/internal/tlsreload"
+	"github.com/direktiv/direktiv-authz/internal/tokencache"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
@@ -57,8 +59,8 @@ type app struct {
 	ln     net.Listener
 	server *fasthttp.Server
 	now    func() time.Time
-	proxy  *proxy      // forwards what the sidecar does not own
-	cache  *tokenCache // recently authenticated token records; nil: none
+	proxy  *proxy            // forwards what the sidecar does not own
+	cache  *tokencache.Cache // recently authenticated token records; nil: none
 
 	// The fast path (relay.go): nil when off.
 	relay       *relay.Relay
@@ -83,8 +85,8 @@ type app struct {
 // newApp and serve, on ":0" addresses and in temporary directories.
 func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error {
 	// Log and audit lines share one writer that gathers concurrent lines
-	// into one write (see logWriter); closing it, last, writes the rest.
-	lw := newLogWriter(stderr)
+	// into one write (see logwriter.Writer); closing it, last, writes the rest.
+	lw := logwriter.New(stderr)
 	defer lw.Close()
 	log := slog.New(slog.NewJSONHandler(lw, &slog.HandlerOptions{Level: cfg.Level}))
 	// go-redis logs through a package-level logger; route it to slog so
@@ -137,7 +139,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, audits *au
 		return nil, fmt.Errorf("--listen %s: %w", cfg.Listen, err)
 	}
 	a.proxy = newProxy(a.cfg, log)
-	a.cache = newTokenCache(cfg.CacheTTL, tokenCacheSize, a.now)
+	a.cache = tokencache.New(cfg.CacheTTL, tokencache.Size, a.now)
 	a.server = a.newServer()
 	if err := a.setupOps(eng); err != nil {
 		a.ln.Close()
@@ -255,7 +257,7 @@ func (a *app) followRevocations(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		start := time.Now()
-		err := a.store.Subscribe(ctx, a.cache.invalidate)
+		err := a.store.Subscribe(ctx, a.cache.Invalidate)
 		if ctx.Err() != nil {
 			return
 		}

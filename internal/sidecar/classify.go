@@ -7,6 +7,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 )
 
@@ -30,7 +31,7 @@ type request struct {
 }
 
 // classify reads a request's method and raw target (the request line's,
-// as received). It refuses with codeBadRequest:
+// as received). It refuses with apierror.BadRequest:
 //
 //   - a method that is not upper-case letters (Direktiv's router matches
 //     methods case-sensitively; the rules read them upper-case);
@@ -50,18 +51,18 @@ func classify(method, target []byte) (request, error) {
 	r.family = routeFamily(method, path)
 	for _, c := range method {
 		if c < 'A' || c > 'Z' {
-			return r, errorf(codeBadRequest, "the method %q is not upper-case letters; Direktiv's methods are GET, POST, PUT, PATCH, DELETE, ...", method)
+			return r, apierror.Errorf(apierror.BadRequest, "the method %q is not upper-case letters; Direktiv's methods are GET, POST, PUT, PATCH, DELETE, ...", method)
 		}
 	}
 	if len(method) == 0 {
-		return r, errorf(codeBadRequest, "no method")
+		return r, apierror.Errorf(apierror.BadRequest, "no method")
 	}
 	r.method = methodString(method)
 	if len(target) == 0 || target[0] != '/' {
-		return r, errorf(codeBadRequest, "the request target %q is not a path; the sidecar forwards requests for /api/...", target)
+		return r, apierror.Errorf(apierror.BadRequest, "the request target %q is not a path; the sidecar forwards requests for /api/...", target)
 	}
 	if bytes.IndexByte(target, '#') >= 0 {
-		return r, errorf(codeBadRequest, "the request target holds a '#'; a fragment is not sent to a server")
+		return r, apierror.Errorf(apierror.BadRequest, "the request target holds a '#'; a fragment is not sent to a server")
 	}
 	r.path, r.query, _ = bytes.Cut(target, []byte{'?'})
 	// Only a path that may name an own endpoint, or that has segments the
@@ -69,18 +70,18 @@ func classify(method, target []byte) (request, error) {
 	if bytes.Contains(r.path, []byte("auth")) || bytes.IndexByte(r.path, '%') >= 0 || bytes.Contains(r.path, []byte("/.")) {
 		segs, err := engine.SplitPath(string(r.path))
 		if err != nil {
-			return r, errorf(codeBadRequest, "%v", err)
+			return r, apierror.Errorf(apierror.BadRequest, "%v", err)
 		}
 		if len(segs) >= 4 && segs[0] == "api" && segs[1] == "namespaces" && segs[3] == "auth" {
 			if !secret.ValidNamespace(segs[2]) {
-				return r, errorf(codeBadRequest, "namespace %q is not a valid namespace name (letters, digits, '-', '_', '.', starting with a letter and ending with a letter or digit, at most 64 characters)", segs[2])
+				return r, apierror.Errorf(apierror.BadRequest, "namespace %q is not a valid namespace name (letters, digits, '-', '_', '.', starting with a letter and ending with a letter or digit, at most 64 characters)", segs[2])
 			}
 			r.own, r.ns, r.rest = true, segs[2], segs[4:]
 			return r, nil
 		}
 	}
 	if i := bytes.Index(r.path, []byte("//")); i >= 0 {
-		return r, errorf(codeBadRequest, "the path %q has an empty segment at byte %d; the rules and Direktiv would read it differently", r.path, i+1)
+		return r, apierror.Errorf(apierror.BadRequest, "the path %q has an empty segment at byte %d; the rules and Direktiv would read it differently", r.path, i+1)
 	}
 	if err := encodedUnreserved(r.path); err != nil {
 		return r, err
@@ -96,7 +97,7 @@ func encodedUnreserved(path []byte) error {
 	for i := bytes.IndexByte(path, '%'); i >= 0 && i+2 < len(path); {
 		var c [1]byte
 		if _, err := hex.Decode(c[:], path[i+1:i+3]); err == nil && unreserved(c[0]) {
-			return errorf(codeBadRequest, "the path %q encodes %q as %s; send it as is", path, c[0], path[i:i+3])
+			return apierror.Errorf(apierror.BadRequest, "the path %q encodes %q as %s; send it as is", path, c[0], path[i:i+3])
 		}
 		j := bytes.IndexByte(path[i+1:], '%')
 		if j < 0 {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/relay"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 )
@@ -54,7 +55,7 @@ type credential struct {
 //
 // A credential may come in Direktiv-Token, Direktiv-Api-Key or
 // Authorization: Bearer; the same value in several of them (or repeated)
-// is one credential. result returns codeBadRequest, naming the headers,
+// is one credential. result returns apierror.BadRequest, naming the headers,
 // when they carry different values, when an Authorization header is
 // malformed, or when any other header carries a token minted here (it
 // would reach Direktiv as it is). An Authorization of another scheme
@@ -79,7 +80,7 @@ func (r *credentialReader) field(name, value []byte) bool {
 		}
 	default:
 		if holdsMinted(value) {
-			r.err = errorf(codeBadRequest, "the %s header carries a token minted by this sidecar; send it only in %s", name, credentialHeaderList)
+			r.err = apierror.Errorf(apierror.BadRequest, "the %s header carries a token minted by this sidecar; send it only in %s", name, credentialHeaderList)
 			return false
 		}
 		return true
@@ -87,12 +88,12 @@ func (r *credentialReader) field(name, value []byte) bool {
 	switch {
 	case len(v) == 0:
 	case !bytes.HasPrefix(v, mintedPrefix) && holdsMinted(v):
-		r.err = errorf(codeBadRequest, "the %s header carries a token minted by this sidecar with other text around it; send the token alone", name)
+		r.err = apierror.Errorf(apierror.BadRequest, "the %s header carries a token minted by this sidecar with other text around it; send the token alone", name)
 		return false
 	case r.c.header == nil:
 		r.c.value, r.c.header = v, name
 	case !bytes.Equal(r.c.value, v):
-		r.err = errorf(codeBadRequest, "the request carries different credentials in its %s and %s headers; send one credential, in one of %s", r.c.header, name, credentialHeaderList)
+		r.err = apierror.Errorf(apierror.BadRequest, "the request carries different credentials in its %s and %s headers; send one credential, in one of %s", r.c.header, name, credentialHeaderList)
 		return false
 	}
 	return true
@@ -145,7 +146,7 @@ var mintedPrefix = []byte(secret.Prefix)
 // bearer reads an Authorization value: the token of "Bearer <token>"
 // (scheme case-insensitive, RFC 9110 11.4), the whole value for another
 // scheme (a foreign credential), nothing for an empty value. It returns
-// codeBadRequest for a value that is not "<scheme> <token68>", or a
+// apierror.BadRequest for a value that is not "<scheme> <token68>", or a
 // Bearer scheme without a token.
 func bearer(value []byte) ([]byte, error) {
 	if len(value) == 0 {
@@ -154,16 +155,16 @@ func bearer(value []byte) ([]byte, error) {
 	scheme, rest, _ := bytes.Cut(value, []byte{' '})
 	rest = bytes.TrimLeft(rest, " ")
 	if !isToken(scheme) || len(rest) == 0 {
-		return nil, errorf(codeBadRequest, "the Authorization header is malformed: want \"Bearer <token>\"")
+		return nil, apierror.Errorf(apierror.BadRequest, "the Authorization header is malformed: want \"Bearer <token>\"")
 	}
 	if !bytes.EqualFold(scheme, []byte("Bearer")) {
 		if holdsMinted(rest) {
-			return nil, errorf(codeBadRequest, "the Authorization header carries a token minted by this sidecar under the %q scheme; send \"Bearer <token>\"", scheme)
+			return nil, apierror.Errorf(apierror.BadRequest, "the Authorization header carries a token minted by this sidecar under the %q scheme; send \"Bearer <token>\"", scheme)
 		}
 		return value, nil
 	}
 	if !isToken68(rest) {
-		return nil, errorf(codeBadRequest, "the Authorization header is malformed: want \"Bearer <token>\", one token with no spaces or commas")
+		return nil, apierror.Errorf(apierror.BadRequest, "the Authorization header is malformed: want \"Bearer <token>\", one token with no spaces or commas")
 	}
 	return rest, nil
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/internal/apierror"
 )
 
 // What the sidecar does beyond forwarding, where the rules mark a route
@@ -21,7 +22,7 @@ const maxLookupAnswer = 4 << 20
 
 // fetch sends GET path (already escaped) to the upstream with the upstream
 // API key and returns the status and the whole body. Errors are the
-// proxy's (codeBadGateway, codeGatewayTimeout, codeUnavailable).
+// proxy's (apierror.BadGateway, apierror.GatewayTimeout, apierror.Unavailable).
 func (p *proxy) fetch(path string) (int, []byte, error) {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
@@ -50,9 +51,9 @@ func readWhole(resp *fasthttp.Response) ([]byte, error) {
 	body, err := io.ReadAll(io.LimitReader(stream, maxLookupAnswer+1))
 	switch {
 	case err != nil:
-		return nil, &apiError{code: codeBadGateway, message: "the Direktiv API broke off its answer; try again later", err: err}
+		return nil, &apierror.Error{Code: apierror.BadGateway, Message: "the Direktiv API broke off its answer; try again later", Err: err}
 	case len(body) > maxLookupAnswer:
-		return nil, errorf(codeBadGateway, "the Direktiv API's answer exceeds %d bytes, more than the sidecar reads to check it", maxLookupAnswer)
+		return nil, apierror.Errorf(apierror.BadGateway, "the Direktiv API's answer exceeds %d bytes, more than the sidecar reads to check it", maxLookupAnswer)
 	}
 	return body, nil
 }
@@ -62,9 +63,9 @@ func readWhole(resp *fasthttp.Response) ([]byte, error) {
 // upstream API key. Direktiv v0.10 looks variables (and events and event
 // listeners) up by id alone: without this a token of ns1 reads ns2's
 // variable through /api/v2/namespaces/ns1/variables/{id}. It returns
-// codeNotFound for an object that is not the namespace's (or does not
+// apierror.NotFound for an object that is not the namespace's (or does not
 // exist: either way the token cannot see it), the proxy's errors when the
-// upstream cannot answer, and codeBadGateway for an answer it cannot read.
+// upstream cannot answer, and apierror.BadGateway for an answer it cannot read.
 func (a *app) checkLookups(d decision) error {
 	ns := d.route.Namespace
 	for _, l := range d.route.Lookups {
@@ -73,7 +74,7 @@ func (a *app) checkLookups(d decision) error {
 			return err
 		}
 		if !ok {
-			return errorf(codeNotFound, "%s %s is not found in namespace %s", l.Kind, l.ID, ns)
+			return apierror.Errorf(apierror.NotFound, "%s %s is not found in namespace %s", l.Kind, l.ID, ns)
 		}
 	}
 	return nil
@@ -113,7 +114,7 @@ func (a *app) belongs(ns string, l engine.Lookup) (bool, error) {
 			}
 			return false, nil
 		}
-		return false, errorf(codeBadGateway, "the Direktiv API answered a variable of type %q, which the sidecar does not know; it cannot check which namespace the variable belongs to", v.Type)
+		return false, apierror.Errorf(apierror.BadGateway, "the Direktiv API answered a variable of type %q, which the sidecar does not know; it cannot check which namespace the variable belongs to", v.Type)
 	case engine.LookupInstance:
 		// Direktiv looks instances up within the path's namespace.
 		var v struct {
@@ -134,7 +135,7 @@ func (a *app) belongs(ns string, l engine.Lookup) (bool, error) {
 		return v.Namespace == ns, nil
 	}
 	// A kind edited into the rules that the sidecar does not know.
-	return false, errorf(codeForbidden, "the route rules ask to check a %s, which the sidecar cannot; the request is refused", l.Kind)
+	return false, apierror.Errorf(apierror.Forbidden, "the route rules ask to check a %s, which the sidecar cannot; the request is refused", l.Kind)
 }
 
 // lookup GETs path from the upstream and decodes the data of its
@@ -147,16 +148,16 @@ func (a *app) lookup(path string, l engine.Lookup, v any) (found bool, err error
 	case status == fasthttp.StatusNotFound:
 		return false, nil
 	case status != fasthttp.StatusOK:
-		return false, errorf(codeBadGateway, "the Direktiv API answered %d when the sidecar checked the namespace of %s %s; nothing was done", status, l.Kind, l.ID)
+		return false, apierror.Errorf(apierror.BadGateway, "the Direktiv API answered %d when the sidecar checked the namespace of %s %s; nothing was done", status, l.Kind, l.ID)
 	}
 	var answer struct {
 		Data json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(body, &answer); err != nil || len(answer.Data) == 0 {
-		return false, errorf(codeBadGateway, "the Direktiv API's answer to the sidecar's check of %s %s is not {\"data\": ...}; nothing was done", l.Kind, l.ID)
+		return false, apierror.Errorf(apierror.BadGateway, "the Direktiv API's answer to the sidecar's check of %s %s is not {\"data\": ...}; nothing was done", l.Kind, l.ID)
 	}
 	if err := json.Unmarshal(answer.Data, v); err != nil {
-		return false, errorf(codeBadGateway, "the Direktiv API's answer to the sidecar's check of %s %s has an unexpected shape; nothing was done", l.Kind, l.ID)
+		return false, apierror.Errorf(apierror.BadGateway, "the Direktiv API's answer to the sidecar's check of %s %s has an unexpected shape; nothing was done", l.Kind, l.ID)
 	}
 	return true, nil
 }
@@ -221,7 +222,7 @@ func (a *app) forwardTransformed(ctx *fasthttp.RequestCtx, d decision) error {
 			})
 			if !ok {
 				// Never Direktiv's whole list to a namespace token.
-				return errorf(codeBadGateway, "the Direktiv API's namespace list could not be read to keep only this token's namespace; nothing is shown")
+				return apierror.Errorf(apierror.BadGateway, "the Direktiv API's namespace list could not be read to keep only this token's namespace; nothing is shown")
 			}
 			body = b
 		}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	gojson "github.com/goccy/go-json"
+
+	"github.com/direktiv/direktiv-authz/internal/apierror"
 )
 
 // The shapes the sidecar encodes per request, as a mint writes them.
@@ -17,7 +19,7 @@ var (
 	benchAuditEvent = auditEvent{Action: "mint", Namespace: "ns1", Caller: "admin", Decision: "allow", Status: 201,
 		Requested: []string{"workflowView", "instancesView"}, Granted: []string{"workflowView", "instancesView"},
 		Token: "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}
-	benchAPIError = &apiError{code: codeForbidden, message: `policy "permissionsManage" is not held by the caller; ask for policies you hold`}
+	benchAPIError = &apierror.Error{Code: apierror.Forbidden, Message: `policy "permissionsManage" is not held by the caller; ask for policies you hold`}
 )
 
 func newAuditLine(now time.Time, e auditEvent, client, revision string) auditLine {
@@ -25,12 +27,6 @@ func newAuditLine(now time.Time, e auditEvent, client, revision string) auditLin
 		Caller: e.Caller, Decision: e.Decision, Status: e.Status, Reason: e.Reason, Requested: nonNil(e.Requested),
 		Granted: nonNil(e.Granted), Dropped: nonNil(e.Dropped), Token: e.Token, Target: e.Target, Revoked: nonNil(e.Revoked),
 		Count: e.Count, Complete: e.Complete, Method: e.Method, Path: e.Path, Client: client, Revision: revision}
-}
-
-func newErrorBodyV2(ae *apiError) errorBodyV2 {
-	var e errorBodyV2
-	e.Error.Code, e.Error.Message = ae.direktivCode(), ae.message
-	return e
 }
 
 // The sidecar's encoder (goccy/go-json) against encoding/json, whose bytes
@@ -71,19 +67,6 @@ func BenchmarkEncodeAuditLine(b *testing.B) {
 	})
 }
 
-func BenchmarkEncodeErrorBody(b *testing.B) {
-	path := []byte("/api/v2/namespaces/ns1/variables")
-	want, _ := json.Marshal(newErrorBodyV2(benchAPIError))
-	want = append(want, '\n')
-	benchEncoders(b, want, map[string]func(w *bytes.Buffer){
-		"goccy": func(w *bytes.Buffer) { w.Write(errorJSON(make([]byte, 0, 160), path, benchAPIError)) },
-		"encoding_json": func(w *bytes.Buffer) {
-			out, _ := json.Marshal(newErrorBodyV2(benchAPIError))
-			w.Write(append(out, '\n'))
-		},
-	})
-}
-
 func benchEncoders(b *testing.B, want []byte, encoders map[string]func(w *bytes.Buffer)) {
 	for _, name := range []string{"goccy", "encoding_json"} {
 		enc := encoders[name]
@@ -99,4 +82,31 @@ func benchEncoders(b *testing.B, want []byte, encoders map[string]func(w *bytes.
 			}
 		})
 	}
+}
+
+// errorBodyV2 is Direktiv's v2 error shape, as encoding/json encodes it.
+type errorBodyV2 struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func newErrorBodyV2(ae *apierror.Error) errorBodyV2 {
+	var e errorBodyV2
+	e.Error.Code, e.Error.Message = ae.DirektivCode(), ae.Message
+	return e
+}
+
+func BenchmarkEncodeErrorBody(b *testing.B) {
+	path := []byte("/api/v2/namespaces/ns1/variables")
+	want, _ := json.Marshal(newErrorBodyV2(benchAPIError))
+	want = append(want, '\n')
+	benchEncoders(b, want, map[string]func(w *bytes.Buffer){
+		"goccy": func(w *bytes.Buffer) { w.Write(apierror.JSON(make([]byte, 0, 160), path, benchAPIError)) },
+		"encoding_json": func(w *bytes.Buffer) {
+			out, _ := json.Marshal(newErrorBodyV2(benchAPIError))
+			w.Write(append(out, '\n'))
+		},
+	})
 }

@@ -4,11 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/direktiv/direktiv-authz/internal/apierror"
 )
 
 // The hand-built audit line is byte for byte the line slog's JSON handler
@@ -66,87 +67,6 @@ func TestMintResponseJSONMatchesEncodingJSON(t *testing.T) {
 	}
 }
 
-// The error answers the server and the event loops send (errorJSON) are
-// byte for byte encoding/json's output of Direktiv's shapes: v1
-// {"code","message"} on /api/ paths outside /api/v2, v2
-// {"error":{"code","message"}} everywhere else.
-func TestErrorJSONMatchesEncodingJSON(t *testing.T) {
-	type v1 struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-	}
-	type v2 struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	for _, ae := range []*apiError{
-		{code: codeBadGateway, message: "the Direktiv API cannot be reached; try again later"},
-		{code: codeBadRequest, message: `the path segment "%2F" holds <an> encoded '/' & "quotes" ` + "\u2028\t"},
-		{code: codeUnauthenticated, v2code: "access_token_missing", message: "no credential"},
-		{},
-	} {
-		for _, tt := range []struct {
-			path string
-			want any
-		}{
-			{"/api/namespaces/ns1/auth/token", v1{Code: statusOf[ae.code], Message: ae.message}},
-			{"//api/namespaces/ns1/tree/x", v1{Code: statusOf[ae.code], Message: ae.message}},
-			{"/api/v2/namespaces/ns1/variables", func() v2 {
-				var e v2
-				e.Error.Code, e.Error.Message = ae.direktivCode(), ae.message
-				return e
-			}()},
-			{"/api/v2", nil},
-			{"/assets/x.js", nil},
-			{"/ns/ns1/x", nil},
-			{"/api/v2x", nil}, // not under /api/v2: v1
-		} {
-			want := tt.want
-			if want == nil {
-				var e v2
-				e.Error.Code, e.Error.Message = ae.direktivCode(), ae.message
-				want = e
-				if tt.path == "/api/v2x" {
-					want = v1{Code: statusOf[ae.code], Message: ae.message}
-				}
-			}
-			b, err := json.Marshal(want)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := errorJSON(nil, []byte(tt.path), ae); !bytes.Equal(got, append(b, '\n')) {
-				t.Errorf("%s: error answer\n got %s\nwant %s", tt.path, got, b)
-			}
-		}
-	}
-}
-
-// Every error code has a status and a Direktiv name, and the name leads
-// Direktiv's own table (access_* 403, request_* and resource_* 400,
-// *not_found 404) to the same status, or to none of its prefixes.
-func TestDirektivCodesMatchStatuses(t *testing.T) {
-	for code, status := range statusOf {
-		name := direktivCodeOf[code]
-		if name == "" {
-			t.Fatalf("code %d has no Direktiv name", code)
-		}
-		want := 0
-		switch {
-		case strings.Contains(name, "not_found"):
-			want = 404
-		case strings.Contains(name, "method_not_allowed"):
-			want = 405
-		case strings.HasPrefix(name, "access"), strings.HasPrefix(name, "request"), strings.HasPrefix(name, "resource"):
-			want = map[string]int{"access": 403, "request": 400, "resource": 400}[strings.SplitN(name, "_", 2)[0]]
-		}
-		if want != 0 && want != status && !(code == codeUnauthenticated && status == 401) {
-			t.Errorf("%s answers %d, Direktiv's table says %d", name, status, want)
-		}
-	}
-}
-
 // Any string is escaped as encoding/json escapes it, with its HTML escapes in
 // answers and without them in audit lines: goccy/go-json writes both.
 func FuzzEncodingMatchesEncodingJSON(f *testing.F) {
@@ -156,12 +76,15 @@ func FuzzEncodingMatchesEncodingJSON(f *testing.F) {
 	}
 	now := time.Date(2026, 11, 27, 9, 30, 1, 123456789, time.UTC)
 	f.Fuzz(func(t *testing.T, s string) {
-		ae := &apiError{code: codeBadRequest, message: s}
-		want, err := json.Marshal(errorBodyV1{Code: statusOf[ae.code], Message: s})
+		ae := &apierror.Error{Code: apierror.BadRequest, Message: s}
+		want, err := json.Marshal(struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		}{ae.Status(), s})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := errorJSON(nil, []byte("/api/namespaces"), ae); !bytes.Equal(got, append(want, '\n')) {
+		if got := apierror.JSON(nil, []byte("/api/namespaces"), ae); !bytes.Equal(got, append(want, '\n')) {
 			t.Fatalf("error answer for %q\n got %s\nwant %s", s, got, want)
 		}
 

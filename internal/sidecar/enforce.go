@@ -6,6 +6,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/relay"
 )
 
@@ -72,12 +73,12 @@ const (
 // route a minted token is removed and any other credential passes as sent,
 // for the gateway's own authentication.
 //
-// It returns codeBadRequest for conflicting or malformed credential
-// headers and for what the rules cannot read; codeUnauthenticated (401)
+// It returns apierror.BadRequest for conflicting or malformed credential
+// headers and for what the rules cannot read; apierror.Unauthenticated (401)
 // for a missing, foreign, malformed, unknown, expired or revoked credential
-// on a route that is not public; codeForbidden (403) with the rules'
-// reason, which names the permission the route needs; codeNotFound for an
-// object of another namespace; codeUnavailable (503) when the store, the
+// on a route that is not public; apierror.Forbidden (403) with the rules'
+// reason, which names the permission the route needs; apierror.NotFound for an
+// object of another namespace; apierror.Unavailable (503) when the store, the
 // engine or the upstream's lookup cannot answer (fail closed). Every
 // refusal is audited; nothing refused reaches the upstream.
 func (a *app) enforce(ctx *fasthttp.RequestCtx, r request) (decision, error) {
@@ -90,14 +91,14 @@ func (a *app) enforce(ctx *fasthttp.RequestCtx, r request) (decision, error) {
 
 // auditRefusal audits a forward refused with err, on either path.
 func (a *app) auditRefusal(ctx *fasthttp.RequestCtx, r request, d decision, err error) {
-	ae := asAPIError(err)
+	ae := apierror.As(err)
 	a.audit(ctx, auditEvent{
 		Action:    "forward",
 		Namespace: routeNamespace(r.path),
 		Caller:    d.who.id(),
 		Decision:  "deny",
-		Reason:    ae.message,
-		Status:    statusOf[ae.code],
+		Reason:    ae.Message,
+		Status:    ae.Status(),
 		Method:    r.method,
 		Path:      string(r.path),
 	})
@@ -146,7 +147,7 @@ func (a *app) authorize(cred credential, who caller, authErr error, r request, h
 	}
 	dec, err := a.engine.Route(context.Background(), in)
 	if err != nil {
-		return decision{req: r, who: who}, &apiError{code: codeUnavailable, message: "the policy engine could not decide on this request; nothing was done, try again later", err: err}
+		return decision{req: r, who: who}, &apierror.Error{Code: apierror.Unavailable, Message: "the policy engine could not decide on this request; nothing was done, try again later", Err: err}
 	}
 	d := decision{req: r, who: who, route: dec}
 	switch {
@@ -162,12 +163,12 @@ func (a *app) authorize(cred credential, who caller, authErr error, r request, h
 		// No caller the rules know: the rules' reason names the route, and
 		// a foreign credential is named too.
 		if cred.kind == credNone {
-			return d, &apiError{code: codeUnauthenticated, v2code: "access_token_missing", message: dec.Reason}
+			return d, &apierror.Error{Code: apierror.Unauthenticated, V2Code: "access_token_missing", Message: dec.Reason}
 		}
 		_, err := a.authenticateWith(cred, nil)
-		return d, errorf(codeUnauthenticated, "%s; %s", asAPIError(err).message, dec.Reason)
+		return d, apierror.Errorf(apierror.Unauthenticated, "%s; %s", apierror.As(err).Message, dec.Reason)
 	case !dec.Allow:
-		return d, errorf(decisionCode(dec.Code), "%s", dec.Reason)
+		return d, apierror.Errorf(apierror.FromDecision(dec.Code), "%s", dec.Reason)
 	case a.cfg.UpstreamKey != "":
 		d.creds = credsKey
 	case cred.kind == credMinted:

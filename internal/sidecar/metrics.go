@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
@@ -150,18 +151,20 @@ func newMetrics(a *app, eng *engine.Engine) *metrics {
 	m.reg.MustRegister(m.requests, mints, limited, decisions, m.storeOps, m.storeErrors, upstream, upErrs, revoked)
 
 	if c := a.cache; c != nil {
-		cache := func(result string, n *atomic.Uint64) prometheus.Collector {
+		cache := func(result string, n func() uint64) prometheus.Collector {
 			return prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Namespace: ns, Name: "token_cache_lookups_total",
 				Help:        "Token authentications answered from the in-process token cache (hit) or not (miss).",
 				ConstLabels: prometheus.Labels{"result": result},
-			}, func() float64 { return float64(n.Load()) })
+			}, func() float64 { return float64(n()) })
 		}
-		m.reg.MustRegister(cache("hit", &c.hits), cache("miss", &c.misses))
+		hits := func() uint64 { h, _ := c.Lookups(); return h }
+		misses := func() uint64 { _, m := c.Lookups(); return m }
+		m.reg.MustRegister(cache("hit", hits), cache("miss", misses))
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Name: "token_cache_entries",
 			Help: "Token records in the in-process cache.",
-		}, func() float64 { return float64(c.len()) }))
+		}, func() float64 { return float64(c.Len()) }))
 	}
 	if a.proxy != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -290,20 +293,20 @@ func (m *metrics) upstreamDone(start time.Duration, err error) {
 		m.upstream.Observe((mono() - start).Seconds())
 		return
 	}
-	var ae *apiError
+	var ae *apierror.Error
 	if !errors.As(err, &ae) {
 		m.upstreamErrors[upstreamBroken].Inc()
 		return
 	}
 	var de *dialError
 	switch {
-	case ae.code == codeBadRequest:
+	case ae.Code == apierror.BadRequest:
 		// Not sent: the request target is not a path.
-	case errors.Is(ae.err, fasthttp.ErrNoFreeConns):
+	case errors.Is(ae.Err, fasthttp.ErrNoFreeConns):
 		m.upstreamErrors[upstreamBusy].Inc()
-	case isTimeout(ae.err):
+	case isTimeout(ae.Err):
 		m.upstreamErrors[upstreamTimeout].Inc()
-	case errors.As(ae.err, &de):
+	case errors.As(ae.Err, &de):
 		m.upstreamErrors[upstreamUnreachable].Inc()
 	default:
 		m.upstreamErrors[upstreamBroken].Inc()

@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/isoduration"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
@@ -50,28 +51,28 @@ type mintResponse struct {
 }
 
 // parseMintRequest decodes and validates a mint body. Every error is
-// codeBadRequest naming the offending field.
+// apierror.BadRequest naming the offending field.
 func parseMintRequest(body []byte) (mintRequest, error) {
 	var req mintRequest
 	if len(bytes.TrimSpace(body)) == 0 {
-		return req, errorf(codeBadRequest, `the request body is empty; send JSON like {"description":"ci","policies":["workflowView"],"expires":"P30D"}`)
+		return req, apierror.Errorf(apierror.BadRequest, `the request body is empty; send JSON like {"description":"ci","policies":["workflowView"],"expires":"P30D"}`)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return req, errorf(codeBadRequest, "the request body is not a valid mint request: %s; accepted fields: description (string), policies (array of strings), expires (ISO 8601 duration string)", describeJSONError(err))
+		return req, apierror.Errorf(apierror.BadRequest, "the request body is not a valid mint request: %s; accepted fields: description (string), policies (array of strings), expires (ISO 8601 duration string)", describeJSONError(err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return req, errorf(codeBadRequest, "the request body has data after the JSON object; send exactly one object")
+		return req, apierror.Errorf(apierror.BadRequest, "the request body has data after the JSON object; send exactly one object")
 	}
 	if !utf8.ValidString(req.Description) || len(req.Description) > maxDescription {
-		return req, errorf(codeBadRequest, "description must be valid UTF-8 of at most %d bytes", maxDescription)
+		return req, apierror.Errorf(apierror.BadRequest, "description must be valid UTF-8 of at most %d bytes", maxDescription)
 	}
 	if req.Policies == nil || len(*req.Policies) == 0 {
-		return req, errorf(codeBadRequest, `policies is missing or empty; name at least one policy, e.g. "policies":["workflowView"]`)
+		return req, apierror.Errorf(apierror.BadRequest, `policies is missing or empty; name at least one policy, e.g. "policies":["workflowView"]`)
 	}
 	if len(*req.Policies) > maxPolicies {
-		return req, errorf(codeBadRequest, "policies has %d entries; at most %d are accepted", len(*req.Policies), maxPolicies)
+		return req, apierror.Errorf(apierror.BadRequest, "policies has %d entries; at most %d are accepted", len(*req.Policies), maxPolicies)
 	}
 	return req, nil
 }
@@ -115,13 +116,13 @@ func jsonTypeName(goType string) string {
 const drainLimit = 1 << 20
 
 // readBody reads at most limit bytes of the request body, streamed or not.
-// A larger body is codeTooLarge. One whose declared length is at most
+// A larger body is apierror.TooLarge. One whose declared length is at most
 // drainLimit is read to its end and dropped first, so the client, still
 // sending it, gets the 413 rather than a connection reset, and the
 // connection stays usable. A larger or undeclared one is not read further:
 // the connection is closed.
 func readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
-	tooLarge := errorf(codeTooLarge, "the request body exceeds %d bytes", limit)
+	tooLarge := apierror.Errorf(apierror.TooLarge, "the request body exceeds %d bytes", limit)
 	if cl := ctx.Request.Header.ContentLength(); cl > limit {
 		if cl > drainLimit || !ctx.Request.IsBodyStream() {
 			ctx.SetConnectionClose()
@@ -138,7 +139,7 @@ func readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(ctx.RequestBodyStream(), int64(limit)+1))
 	if err != nil {
 		ctx.SetConnectionClose()
-		return nil, errorf(codeBadRequest, "reading the request body failed: %v", err)
+		return nil, apierror.Errorf(apierror.BadRequest, "reading the request body failed: %v", err)
 	}
 	if len(b) > limit {
 		ctx.SetConnectionClose()
@@ -176,8 +177,8 @@ type mintPlan struct {
 // counts it.
 func (a *app) endMint(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *auditEvent, err error) {
 	if err != nil {
-		ae := asAPIError(err)
-		ev.Status, ev.Reason = statusOf[ae.code], ae.message
+		ae := apierror.As(err)
+		ev.Status, ev.Reason = ae.Status(), ae.Message
 		if ev.Status != fasthttp.StatusServiceUnavailable && ev.Status != fasthttp.StatusInternalServerError {
 			a.audit(ctx, *ev)
 		}
@@ -205,7 +206,7 @@ func (a *app) beginMint(ctx *fasthttp.RequestCtx, ns string, ev *auditEvent, fin
 	if v := ctx.QueryArgs().Peek("dry_run"); v != nil {
 		b, err := strconv.ParseBool(string(v))
 		if err != nil {
-			return plan, errorf(codeBadRequest, "dry_run %q: want true or false", v)
+			return plan, apierror.Errorf(apierror.BadRequest, "dry_run %q: want true or false", v)
 		}
 		plan.dryRun = b
 	}
@@ -234,8 +235,8 @@ func (a *app) beginMint(ctx *fasthttp.RequestCtx, ns string, ev *auditEvent, fin
 }
 
 // planMint decides and, unless a dry run, prepares the token to store. It
-// returns codeBadRequest for invalid fields and policy names,
-// codeForbidden when the rules refuse, and codeUnavailable when the engine
+// returns apierror.BadRequest for invalid fields and policy names,
+// apierror.Forbidden when the rules refuse, and apierror.Unavailable when the engine
 // cannot answer.
 func (a *app) planMint(ctx context.Context, who caller, ns string, req mintRequest, plan *mintPlan, ev *auditEvent) error {
 	in := engine.MintInput{Namespace: ns, Requested: *req.Policies, Caller: engine.Caller{Admin: who.admin}}
@@ -249,7 +250,7 @@ func (a *app) planMint(ctx context.Context, who caller, ns string, req mintReque
 	}
 	ev.Granted, ev.Dropped = dec.Granted, dec.Dropped
 	if !dec.Allow {
-		return errorf(decisionCode(dec.Code), "%s", dec.Reason)
+		return apierror.Errorf(apierror.FromDecision(dec.Code), "%s", dec.Reason)
 	}
 
 	// Times are shown, and expiry computed, in whole seconds. The record
@@ -299,15 +300,15 @@ func (a *app) planMint(ctx context.Context, who caller, ns string, req mintReque
 	return nil
 }
 
-// stored reads the store's answer to plan's create: codeUnauthenticated
-// when the minting token was revoked meanwhile, codeTooManyRequests when a
-// rate limit refuses, codeUnavailable when the store cannot answer; nil
+// stored reads the store's answer to plan's create: apierror.Unauthenticated
+// when the minting token was revoked meanwhile, apierror.TooManyRequests when a
+// rate limit refuses, apierror.Unavailable when the store cannot answer; nil
 // when the token was stored, and plan.resp then carries it.
 func (a *app) stored(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *auditEvent, err error) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// The parent vanished between authentication and creation.
-		return errorf(codeUnauthenticated, "the minting token was revoked or expired while minting; nothing was created")
+		return apierror.Errorf(apierror.Unauthenticated, "the minting token was revoked or expired while minting; nothing was created")
 	case errors.Is(err, store.ErrRateLimited):
 		return a.rateLimited(ctx, err)
 	case err != nil:
@@ -326,7 +327,7 @@ func (a *app) expiry(now time.Time, requested *string, who caller) (time.Time, [
 	if requested != nil {
 		var err error
 		if d, err = isoduration.Parse(*requested); err != nil {
-			return time.Time{}, nil, errorf(codeBadRequest, "expires %q: %v", *requested, err)
+			return time.Time{}, nil, apierror.Errorf(apierror.BadRequest, "expires %q: %v", *requested, err)
 		}
 	}
 	var warnings []string

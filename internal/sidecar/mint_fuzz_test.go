@@ -2,6 +2,8 @@ package sidecar
 
 import (
 	"testing"
+
+	"github.com/direktiv/direktiv-authz/internal/apierror"
 )
 
 func FuzzParseMintRequest(f *testing.F) {
@@ -18,7 +20,7 @@ func FuzzParseMintRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req, err := parseMintRequest(body)
 		if err != nil {
-			if asAPIError(err).code != codeBadRequest {
+			if apierror.As(err).Code != apierror.BadRequest {
 				t.Fatalf("error %v is not a bad request", err)
 			}
 			return

@@ -17,6 +17,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/config"
 	"github.com/direktiv/direktiv-authz/internal/framing"
 	"github.com/direktiv/direktiv-authz/internal/relay"
@@ -81,11 +82,11 @@ func newProxy(cfg config.Config, log *slog.Logger) *proxy {
 }
 
 // forward sends the request upstream and sets the upstream's answer as the
-// response, its body streamed. It returns codeBadGateway when the upstream
-// cannot be reached or breaks the exchange, codeGatewayTimeout when it does
+// response, its body streamed. It returns apierror.BadGateway when the upstream
+// cannot be reached or breaks the exchange, apierror.GatewayTimeout when it does
 // not connect within --upstream-dial-timeout or does not start answering
-// within --upstream-timeout, codeUnavailable when all --upstream-max-conns
-// connections stay busy for --upstream-dial-timeout, and codeBadRequest for
+// within --upstream-timeout, apierror.Unavailable when all --upstream-max-conns
+// connections stay busy for --upstream-dial-timeout, and apierror.BadRequest for
 // a request target that is not a path (such as OPTIONS *); the response is
 // then untouched.
 func (p *proxy) forward(ctx *fasthttp.RequestCtx, d decision) error {
@@ -490,14 +491,14 @@ func (p *proxy) upstreamError(err error) error {
 	var de *dialError
 	switch {
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
-		return &apiError{code: codeUnavailable, message: fmt.Sprintf("all %d connections to the Direktiv API are busy; try again later", p.client.MaxConns), err: err}
+		return &apierror.Error{Code: apierror.Unavailable, Message: fmt.Sprintf("all %d connections to the Direktiv API are busy; try again later", p.client.MaxConns), Err: err}
 	case errors.As(err, &de) && isTimeout(err):
-		return &apiError{code: codeGatewayTimeout, message: fmt.Sprintf("the Direktiv API could not be reached within %s; try again later", p.dialTimeout), err: err}
+		return &apierror.Error{Code: apierror.GatewayTimeout, Message: fmt.Sprintf("the Direktiv API could not be reached within %s; try again later", p.dialTimeout), Err: err}
 	case errors.As(err, &de):
-		return &apiError{code: codeBadGateway, message: "the Direktiv API cannot be reached; try again later", err: err}
+		return &apierror.Error{Code: apierror.BadGateway, Message: "the Direktiv API cannot be reached; try again later", Err: err}
 	case isTimeout(err):
-		return &apiError{code: codeGatewayTimeout, message: fmt.Sprintf("the Direktiv API did not answer within %s", p.timeout), err: err}
+		return &apierror.Error{Code: apierror.GatewayTimeout, Message: fmt.Sprintf("the Direktiv API did not answer within %s", p.timeout), Err: err}
 	default:
-		return &apiError{code: codeBadGateway, message: "the Direktiv API broke off the exchange; try again later", err: err}
+		return &apierror.Error{Code: apierror.BadGateway, Message: "the Direktiv API broke off the exchange; try again later", Err: err}
 	}
 }

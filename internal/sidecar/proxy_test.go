@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/config"
 	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
@@ -48,7 +49,7 @@ func pemOf(der []byte) []byte {
 // wantError checks an answer of the sidecar's own: the status, and the JSON
 // error shape of the request's path (errorShapeV1) with the message
 // mentioning mention: on /api/v2/... paths and outside /api/ Direktiv's v2
-// shape, {"error":{"code","message"}}, whose code is the one direktivCodeOf
+// shape, {"error":{"code","message"}}, whose code is the one apierror
 // names for the status; on the other /api/ paths the v1 shape,
 // {"code":<status>,"message"}. When r does not know its request's path, the
 // body's shape decides which of the two it is held to, as strictly.
@@ -59,7 +60,8 @@ func wantError(tb testing.TB, r response, status int, mention string) {
 
 // wantErrorCode is wantError with the v2 code named (for the 401s, which
 // have two: access_token_missing and access_token_invalid); "" is the one
-// direktivCodeOf names for status. The v1 shape has no such name.
+// apierror
+// names for status. The v1 shape has no such name.
 func wantErrorCode(tb testing.TB, r response, status int, code, mention string) {
 	tb.Helper()
 	if r.status != status {
@@ -121,18 +123,15 @@ func shapeName(v2 bool) string {
 	return "v1"
 }
 
-// direktivCodeOfStatus is the code direktivCodeOf names for the errorCode
-// of status; a 401 is access_token_invalid (access_token_missing is asked
-// for by name).
+// direktivCodeOfStatus is Direktiv's name for the apierror.Code of status;
+// a 401 is access_token_invalid (access_token_missing is asked for by name).
 func direktivCodeOfStatus(tb testing.TB, status int) string {
 	tb.Helper()
-	for c, st := range statusOf {
-		if st == status {
-			return direktivCodeOf[c]
-		}
+	c, ok := apierror.ForStatus(status)
+	if !ok {
+		tb.Fatalf("no error code has status %d", status)
 	}
-	tb.Fatalf("no error code has status %d", status)
-	return ""
+	return c.DirektivName()
 }
 
 // TestForward runs the forwarding tests that need no settings of their own

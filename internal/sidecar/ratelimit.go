@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
@@ -28,7 +29,7 @@ func (a *app) mintLimit(who caller) store.Limit {
 
 // rateLimited turns a store.RateLimitedError into the 429 answer: it sets
 // Retry-After (whole seconds, rounded up, at least 1) on ctx's response and
-// returns the codeTooManyRequests error naming the limit and its rate.
+// returns the apierror.TooManyRequests error naming the limit and its rate.
 func (a *app) rateLimited(ctx *fasthttp.RequestCtx, err error) error {
 	var rl *store.RateLimitedError
 	if !errors.As(err, &rl) {
@@ -41,9 +42,9 @@ func (a *app) rateLimited(ctx *fasthttp.RequestCtx, err error) error {
 	if rl.Scope == store.ScopeNamespace {
 		whose, setting = "the namespace's", "--mint-rate-per-namespace"
 	}
-	return &apiError{
-		code:    codeTooManyRequests,
-		message: fmt.Sprintf("%s mint rate limit of %s is exceeded (%s); nothing was minted, retry in %d s", whose, rl.Rate, setting, secs),
-		err:     err,
+	return &apierror.Error{
+		Code:    apierror.TooManyRequests,
+		Message: fmt.Sprintf("%s mint rate limit of %s is exceeded (%s); nothing was minted, retry in %d s", whose, rl.Rate, setting, secs),
+		Err:     err,
 	}
 }

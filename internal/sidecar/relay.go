@@ -14,6 +14,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/relay"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
@@ -113,7 +114,7 @@ func (a *app) loopRecord(r *relay.Request, sec secret.Secret, answers bool) (fou
 	if n, ok := r.Note.(lookupNote); ok {
 		return n, nil
 	}
-	rec, gen, cached := a.cache.get(sec.Namespace, sec.ID)
+	rec, gen, cached := a.cache.Get(sec.Namespace, sec.ID)
 	if cached {
 		return lookupNote{rec: rec}, nil
 	}
@@ -346,14 +347,14 @@ func (a *app) relayError(f relay.Failure, cause error) error {
 // writeError does.
 func (h relayHandler) Fail(method, target []byte, f relay.Failure, cause error) relay.Response {
 	a := h.a
-	ae := asAPIError(a.relayError(f, cause))
-	status := statusOf[ae.code]
+	ae := apierror.As(a.relayError(f, cause))
+	status := ae.Status()
 	path, _, _ := bytes.Cut(target, []byte{'?'})
 	a.log.Error("request failed", "method", string(method), "path", string(path), "status", status, "err", ae.Error())
 	return relay.Response{
 		Status: status,
 		Header: [][2]string{{"Content-Type", "application/json"}, {"Cache-Control", "no-store"}},
-		Body:   errorJSON(make([]byte, 0, 160), path, ae),
+		Body:   apierror.JSON(make([]byte, 0, 160), path, ae),
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/framing"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
@@ -53,14 +54,12 @@ func (a *app) framingOptions() framing.Options {
 }
 
 // framingError is a framing refusal as the sidecar answers it.
-func framingError(e *framing.Error) *apiError {
-	code := codeBadRequest
-	for c, status := range statusOf {
-		if status == e.Status {
-			code = c
-		}
+func framingError(e *framing.Error) *apierror.Error {
+	code, ok := apierror.ForStatus(e.Status)
+	if !ok {
+		code = apierror.BadRequest
 	}
-	return &apiError{code: code, message: "malformed request: " + e.Reason}
+	return &apierror.Error{Code: code, Message: "malformed request: " + e.Reason}
 }
 
 // framingAnswer is the whole response to a request refused before the
@@ -73,7 +72,7 @@ func (a *app) framingAnswer(e *framing.Error) []byte {
 	r.Header.SetContentType("application/json")
 	r.Header.Set("Cache-Control", "no-store")
 	r.SetConnectionClose()
-	r.SetBody(errorJSON(nil, nil, framingError(e)))
+	r.SetBody(apierror.JSON(nil, nil, framingError(e)))
 	var b bytes.Buffer
 	r.WriteTo(&b)
 	return b.Bytes()
@@ -88,11 +87,11 @@ func (a *app) readError(ctx *fasthttp.RequestCtx, err error) {
 	case fe != nil:
 		a.writeError(ctx, framingError(fe))
 	case errors.As(err, &small):
-		a.writeError(ctx, errorf(codeHeaderTooLarge, "malformed request: request header fields too large"))
+		a.writeError(ctx, apierror.Errorf(apierror.HeaderTooLarge, "malformed request: request header fields too large"))
 	case errors.As(err, &ne) && ne.Timeout():
-		a.writeError(ctx, errorf(codeRequestTimeout, "the request did not arrive in time"))
+		a.writeError(ctx, apierror.Errorf(apierror.RequestTimeout, "the request did not arrive in time"))
 	default:
-		a.writeError(ctx, errorf(codeBadRequest, "malformed request"))
+		a.writeError(ctx, apierror.Errorf(apierror.BadRequest, "malformed request"))
 	}
 }
 
@@ -143,13 +142,13 @@ func (a *app) handleAuth(ctx *fasthttp.RequestCtx, ns string, rest []string) {
 			a.methodNotAllowed(ctx, "GET, DELETE")
 		}
 	default:
-		a.writeError(ctx, errorf(codeNotFound, "no token endpoint /api/namespaces/%s/auth/%s; the sidecar serves auth/token (POST mint, GET whoami), auth/tokens (GET list) and auth/tokens/{id} (GET, DELETE)", ns, strings.Join(rest, "/")))
+		a.writeError(ctx, apierror.Errorf(apierror.NotFound, "no token endpoint /api/namespaces/%s/auth/%s; the sidecar serves auth/token (POST mint, GET whoami), auth/tokens (GET list) and auth/tokens/{id} (GET, DELETE)", ns, strings.Join(rest, "/")))
 	}
 }
 
 func (a *app) methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
 	ctx.Response.Header.Set("Allow", allow)
-	a.writeError(ctx, errorf(codeMethodNotAllowed, "method %s is not allowed here; allowed: %s", ctx.Method(), allow))
+	a.writeError(ctx, apierror.Errorf(apierror.MethodNotAllowed, "method %s is not allowed here; allowed: %s", ctx.Method(), allow))
 }
 
 // caller is who sent a request: the admin token or a live minted token.
@@ -168,8 +167,8 @@ func (c caller) id() string {
 }
 
 // authenticate resolves the credential of a request to a caller. It
-// returns codeUnauthenticated for a missing, foreign, unknown, malformed,
-// revoked or expired credential and codeUnavailable (fail closed) when the
+// returns apierror.Unauthenticated for a missing, foreign, unknown, malformed,
+// revoked or expired credential and apierror.Unavailable (fail closed) when the
 // store cannot answer.
 func (a *app) authenticate(ctx context.Context, cred credential) (caller, error) {
 	return a.authenticateWith(cred, func(sec secret.Secret) (store.Token, error) { return a.findToken(ctx, sec) })
@@ -178,7 +177,7 @@ func (a *app) authenticate(ctx context.Context, cred credential) (caller, error)
 // findToken returns sec's record from the token cache (at most
 // --token-cache-ttl old) or from the store.
 func (a *app) findToken(ctx context.Context, sec secret.Secret) (store.Token, error) {
-	rec, gen, cached := a.cache.get(sec.Namespace, sec.ID)
+	rec, gen, cached := a.cache.Get(sec.Namespace, sec.ID)
 	if cached {
 		return rec, nil
 	}
@@ -190,26 +189,26 @@ func (a *app) findToken(ctx context.Context, sec secret.Secret) (store.Token, er
 func (a *app) authenticateWith(cred credential, find func(secret.Secret) (store.Token, error)) (caller, error) {
 	switch cred.kind {
 	case credNone:
-		return caller{}, &apiError{code: codeUnauthenticated, v2code: "access_token_missing", message: "no credential: send the admin token or a namespace token in " + credentialHeaderList}
+		return caller{}, &apierror.Error{Code: apierror.Unauthenticated, V2Code: "access_token_missing", Message: "no credential: send the admin token or a namespace token in " + credentialHeaderList}
 	case credAdmin:
 		return caller{admin: true}, nil
 	case credForeign:
-		return caller{}, errorf(codeUnauthenticated, "the credential in the %s header is neither the admin token nor a token this sidecar minted", cred.header)
+		return caller{}, apierror.Errorf(apierror.Unauthenticated, "the credential in the %s header is neither the admin token nor a token this sidecar minted", cred.header)
 	}
 	sec, err := secret.Parse(string(cred.value))
 	if err != nil {
-		return caller{}, errorf(codeUnauthenticated, "the token in the %s header is malformed (bad checksum or encoding); check it was copied whole", cred.header)
+		return caller{}, apierror.Errorf(apierror.Unauthenticated, "the token in the %s header is malformed (bad checksum or encoding); check it was copied whole", cred.header)
 	}
 	// The hash is compared whether the record was cached or not.
 	rec, err := find(sec)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return caller{}, errorf(codeUnauthenticated, "the token in the %s header is unknown, expired or revoked", cred.header)
+		return caller{}, apierror.Errorf(apierror.Unauthenticated, "the token in the %s header is unknown, expired or revoked", cred.header)
 	case err != nil:
 		return caller{}, err
 	}
 	if !a.tokenLive(sec, rec) {
-		return caller{}, errorf(codeUnauthenticated, "the token in the %s header is unknown, expired or revoked", cred.header)
+		return caller{}, apierror.Errorf(apierror.Unauthenticated, "the token in the %s header is unknown, expired or revoked", cred.header)
 	}
 	return caller{secret: sec, token: rec}, nil
 }
@@ -224,7 +223,7 @@ func (a *app) requestCredential(ctx *fasthttp.RequestCtx) (credential, error) {
 func (a *app) lookupToken(ctx context.Context, sec secret.Secret, gen uint64) (store.Token, error) {
 	rec, err := a.store.Lookup(ctx, sec.Namespace, sec.ID)
 	if err == nil && a.tokenLive(sec, rec) {
-		a.cache.fill(rec, gen)
+		a.cache.Fill(rec, gen)
 	}
 	return rec, err
 }
@@ -237,66 +236,21 @@ func (a *app) tokenLive(sec secret.Secret, rec store.Token) bool {
 
 // splitPath splits a raw request path the way the route rules see it
 // (engine.SplitPath): empty segments dropped, each percent-decoded; a path
-// that cannot be read safely is codeBadRequest.
+// that cannot be read safely is apierror.BadRequest.
 func splitPath(raw []byte) ([]string, error) {
 	segs, err := engine.SplitPath(string(raw))
 	if err != nil {
-		return nil, errorf(codeBadRequest, "%v", err)
+		return nil, apierror.Errorf(apierror.BadRequest, "%v", err)
 	}
 	return segs, nil
-}
-
-// errorJSON is the JSON error answer for a request to path: Direktiv's v2
-// shape, {"error":{"code","message"}}, on Direktiv v2 paths and everywhere
-// outside /api/ (the web UI, the gateway); Direktiv's v1 shape,
-// {"code":<status>,"message"}, on the other /api/ paths (Direktiv <= 0.8
-// and the sidecar's own /api/namespaces/{ns}/auth/... endpoints). The bytes
-// are encoding/json's, written by goccy/go-json as every JSON answer is
-// (writeJSON).
-func errorJSON(b, path []byte, ae *apiError) []byte {
-	var body any
-	if v1Path(path) {
-		body = errorBodyV1{Code: statusOf[ae.code], Message: ae.message}
-	} else {
-		var v2 errorBodyV2
-		v2.Error.Code, v2.Error.Message = ae.direktivCode(), ae.message
-		body = v2
-	}
-	out, _ := gojson.Marshal(body) // strings and an int: cannot fail
-	b = append(b, out...)
-	return append(b, '\n')
-}
-
-// errorBodyV1 and errorBodyV2 are Direktiv's error answers (errorJSON).
-type errorBodyV1 struct {
-	Code    int    `json:"code"`
-	Message string `json:"message"`
-}
-
-type errorBodyV2 struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-// v1Path reports a path under /api/ that is not under /api/v2 (leading
-// slashes skipped, as the route rules skip empty segments).
-func v1Path(path []byte) bool {
-	path = bytes.TrimLeft(path, "/")
-	rest, ok := bytes.CutPrefix(path, []byte("api/"))
-	if !ok {
-		return false
-	}
-	return !(bytes.Equal(rest, []byte("v2")) || bytes.HasPrefix(rest, []byte("v2/")))
 }
 
 // writeError answers with the JSON error shape of the request's path.
 // Causes that are not the client's to see (store and engine failures) are
 // logged, never sent.
 func (a *app) writeError(ctx *fasthttp.RequestCtx, err error) {
-	ae := asAPIError(err)
-	status := statusOf[ae.code]
+	ae := apierror.As(err)
+	status := ae.Status()
 	path, _ := rawTarget(ctx)
 	if status >= 500 {
 		a.log.Error("request failed", "method", string(ctx.Method()), "path", string(path), "status", status, "err", ae.Error())
@@ -304,7 +258,7 @@ func (a *app) writeError(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Response.Header.SetContentType("application/json")
 	ctx.Response.Header.Set("Cache-Control", "no-store")
 	ctx.SetStatusCode(status)
-	ctx.SetBody(errorJSON(make([]byte, 0, 160), path, ae))
+	ctx.SetBody(apierror.JSON(make([]byte, 0, 160), path, ae))
 }
 
 // writeJSON answers with v as JSON, byte for byte as json.Marshal encodes
@@ -316,7 +270,7 @@ func (a *app) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	if err != nil {
 		status = fasthttp.StatusInternalServerError
 		path, _ := rawTarget(ctx)
-		b = errorJSON(nil, path, &apiError{code: codeInternal, message: "internal error"})
+		b = apierror.JSON(nil, path, &apierror.Error{Code: apierror.Internal, Message: "internal error"})
 		b = b[:len(b)-1] // the newline is added below
 		a.log.Error("encode response", "err", err)
 	}

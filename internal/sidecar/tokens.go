@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
 )
@@ -47,8 +48,8 @@ func viewOf(t store.Token, now time.Time) tokenView {
 
 // authorizeOwn authenticates the caller of one of the sidecar's own token
 // endpoints and asks the route rules whether it may call it. Errors:
-// codeUnauthenticated, codeForbidden (with the rule's reason), codeBadRequest
-// and codeUnavailable.
+// apierror.Unauthenticated, apierror.Forbidden (with the rule's reason), apierror.BadRequest
+// and apierror.Unavailable.
 func (a *app) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (caller, error) {
 	cred, err := a.requestCredential(ctx)
 	who := caller{}
@@ -56,7 +57,7 @@ func (a *app) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (caller,
 		who, err = a.authenticate(ctx, cred)
 	}
 	if err != nil {
-		a.audit(ctx, auditEvent{Action: action, Namespace: ns, Decision: "deny", Reason: asAPIError(err).message, Status: statusOf[asAPIError(err).code]})
+		a.audit(ctx, auditEvent{Action: action, Namespace: ns, Decision: "deny", Reason: apierror.As(err).Message, Status: apierror.As(err).Status()})
 		return who, err
 	}
 	if who.admin {
@@ -67,8 +68,8 @@ func (a *app) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (caller,
 		_, err = a.authorize(cred, who, nil, r, &ctx.Request.Header)
 	}
 	if err != nil {
-		if ae := asAPIError(err); ae.code != codeUnavailable {
-			a.audit(ctx, auditEvent{Action: action, Namespace: ns, Caller: who.id(), Decision: "deny", Reason: ae.message, Status: statusOf[ae.code]})
+		if ae := apierror.As(err); ae.Code != apierror.Unavailable {
+			a.audit(ctx, auditEvent{Action: action, Namespace: ns, Caller: who.id(), Decision: "deny", Reason: ae.Message, Status: ae.Status()})
 		}
 		return who, err
 	}
@@ -85,7 +86,7 @@ func (a *app) handleList(ctx *fasthttp.RequestCtx, ns string) {
 	if v := ctx.QueryArgs().Peek("limit"); len(v) > 0 {
 		n, err := strconv.Atoi(string(v))
 		if err != nil || n < 1 || n > maxListLimit {
-			a.writeError(ctx, errorf(codeBadRequest, "limit %q: want a whole number from 1 to %d", v, maxListLimit))
+			a.writeError(ctx, apierror.Errorf(apierror.BadRequest, "limit %q: want a whole number from 1 to %d", v, maxListLimit))
 			return
 		}
 		limit = n
@@ -93,7 +94,7 @@ func (a *app) handleList(ctx *fasthttp.RequestCtx, ns string) {
 	after := string(ctx.QueryArgs().Peek("after"))
 	toks, next, err := a.store.List(ctx, ns, after, limit)
 	if errors.Is(err, store.ErrInvalid) {
-		a.writeError(ctx, errorf(codeBadRequest, "after %q is not a cursor this endpoint returned; start without it", after))
+		a.writeError(ctx, apierror.Errorf(apierror.BadRequest, "after %q is not a cursor this endpoint returned; start without it", after))
 		return
 	}
 	if err != nil {
@@ -118,12 +119,12 @@ func (a *app) handleGet(ctx *fasthttp.RequestCtx, ns, id string) {
 		return
 	}
 	if !secret.ValidID(id) {
-		a.writeError(ctx, errorf(codeBadRequest, "%q is not a token id; ids look like 0b1c7a44-8a3e-4c55-9d2f-6f0e5c1b2a3d", id))
+		a.writeError(ctx, apierror.Errorf(apierror.BadRequest, "%q is not a token id; ids look like 0b1c7a44-8a3e-4c55-9d2f-6f0e5c1b2a3d", id))
 		return
 	}
 	t, err := a.store.Lookup(ctx, ns, id)
 	if errors.Is(err, store.ErrNotFound) {
-		a.writeError(ctx, errorf(codeNotFound, "no live token %s in namespace %s", id, ns))
+		a.writeError(ctx, apierror.Errorf(apierror.NotFound, "no live token %s in namespace %s", id, ns))
 		return
 	}
 	if err != nil {
@@ -164,19 +165,19 @@ func (a *app) handleRevoke(ctx *fasthttp.RequestCtx, ns, id string) {
 		return
 	}
 	if !secret.ValidID(id) {
-		a.writeError(ctx, errorf(codeBadRequest, "%q is not a token id; ids look like 0b1c7a44-8a3e-4c55-9d2f-6f0e5c1b2a3d", id))
+		a.writeError(ctx, apierror.Errorf(apierror.BadRequest, "%q is not a token id; ids look like 0b1c7a44-8a3e-4c55-9d2f-6f0e5c1b2a3d", id))
 		return
 	}
 	rv, err := a.store.Revoke(ctx, ns, id)
 	if errors.Is(err, store.ErrNotFound) {
-		a.writeError(ctx, errorf(codeNotFound, "no live token %s in namespace %s (never minted, expired or already revoked)", id, ns))
+		a.writeError(ctx, apierror.Errorf(apierror.NotFound, "no live token %s in namespace %s (never minted, expired or already revoked)", id, ns))
 		return
 	}
 	if err != nil {
 		a.writeError(ctx, err)
 		return
 	}
-	a.cache.invalidate(ns, id) // this replica at once (descendants too); the others through Subscribe
+	a.cache.Invalidate(ns, id) // this replica at once (descendants too); the others through Subscribe
 	if rv.Done {
 		a.metrics.revokedTokens(rv.Count)
 	}

@@ -1,4 +1,7 @@
-package sidecar
+// Package tokencache keeps the records of recently authenticated tokens in
+// process, bounded in size and age. It holds records, never secrets, and
+// imports only store.
+package tokencache
 
 import (
 	"slices"
@@ -9,14 +12,14 @@ import (
 	"github.com/direktiv/direktiv-authz/store"
 )
 
-// tokenCacheSize bounds the token cache: at about 300 bytes a record, 100k
+// Size bounds the token cache: at about 300 bytes a record, 100k
 // entries stay in the tens of megabytes however many tokens are in use.
-const tokenCacheSize = 100_000
+const Size = 100_000
 
-// tokenCache keeps the records of recently authenticated tokens in process,
+// Cache keeps the records of recently authenticated tokens in process,
 // so that a busy token costs one store lookup per ttl instead of one per
 // request. It caches what the store answered, never a secret: a hit still
-// has its hash compared with the presented token (see app.authenticate).
+// has its hash compared with the presented token by its caller.
 //
 // An entry lives at most ttl (the bound on how long a revoked or deleted
 // token is still honoured by this replica) and never past the record's own
@@ -25,9 +28,9 @@ const tokenCacheSize = 100_000
 // room: Go's randomised map iteration makes that a random eviction, O(1) and
 // with no bookkeeping.
 //
-// A nil *tokenCache is a disabled cache: get always misses, fill and
-// invalidate do nothing.
-type tokenCache struct {
+// A nil *Cache is a disabled cache: Get always misses, Fill and
+// Invalidate do nothing.
+type Cache struct {
 	ttl time.Duration
 	max int
 	now func() time.Time
@@ -43,7 +46,7 @@ type tokenCache struct {
 	// only when there are some.
 	under map[tokenKey]int
 
-	hits, misses atomic.Uint64 // get's answers, for the metrics
+	hits, misses atomic.Uint64 // Get's answers, for the metrics
 }
 
 type tokenKey struct{ namespace, id string }
@@ -53,18 +56,18 @@ type tokenEntry struct {
 	until time.Time
 }
 
-// newTokenCache returns a cache of at most max records kept at most ttl, or
+// New returns a cache of at most max records kept at most ttl, or
 // nil (no cache) when ttl is 0.
-func newTokenCache(ttl time.Duration, max int, now func() time.Time) *tokenCache {
+func New(ttl time.Duration, max int, now func() time.Time) *Cache {
 	if ttl <= 0 || max <= 0 {
 		return nil
 	}
-	return &tokenCache{ttl: ttl, max: max, now: now, entries: make(map[tokenKey]tokenEntry), under: make(map[tokenKey]int)}
+	return &Cache{ttl: ttl, max: max, now: now, entries: make(map[tokenKey]tokenEntry), under: make(map[tokenKey]int)}
 }
 
-// get returns the cached record of namespace/id if one is still fresh. On a
-// miss it returns the generation to pass to fill after the store lookup.
-func (c *tokenCache) get(namespace, id string) (rec store.Token, gen uint64, ok bool) {
+// Get returns the cached record of namespace/id if one is still fresh. On a
+// miss it returns the generation to pass to Fill after the store lookup.
+func (c *Cache) Get(namespace, id string) (rec store.Token, gen uint64, ok bool) {
 	if c == nil {
 		return store.Token{}, 0, false
 	}
@@ -80,9 +83,9 @@ func (c *tokenCache) get(namespace, id string) (rec store.Token, gen uint64, ok 
 	return e.rec, gen, true
 }
 
-// fill caches rec, a live record the store just returned, unless an
-// invalidation happened since get returned gen.
-func (c *tokenCache) fill(rec store.Token, gen uint64) {
+// Fill caches rec, a live record the store just returned, unless an
+// invalidation happened since Get returned gen.
+func (c *Cache) Fill(rec store.Token, gen uint64) {
 	if c == nil {
 		return
 	}
@@ -109,7 +112,7 @@ func (c *tokenCache) fill(rec store.Token, gen uint64) {
 }
 
 // dropLocked removes the entry e of k.
-func (c *tokenCache) dropLocked(k tokenKey, e tokenEntry) {
+func (c *Cache) dropLocked(k tokenKey, e tokenEntry) {
 	delete(c.entries, k)
 	for _, a := range e.rec.Ancestors {
 		ak := tokenKey{k.namespace, a}
@@ -122,7 +125,7 @@ func (c *tokenCache) dropLocked(k tokenKey, e tokenEntry) {
 // evictLocked makes room for one entry: it looks at a few entries from a
 // random starting point, drops those stale at now, and if none was, drops
 // the first it saw.
-func (c *tokenCache) evictLocked(now time.Time) {
+func (c *Cache) evictLocked(now time.Time) {
 	const probes = 8
 	var first tokenKey
 	seen, dropped := 0, false
@@ -143,12 +146,12 @@ func (c *tokenCache) evictLocked(now time.Time) {
 	}
 }
 
-// invalidate drops namespace/id and every entry minted from it,
+// Invalidate drops namespace/id and every entry minted from it,
 // transitively (those naming it among their ancestors), so that the next
 // request with any of them asks the store. The revocation subscription
 // calls it for every revoked token. Dropping descendants walks the cache,
 // only when it holds some.
-func (c *tokenCache) invalidate(namespace, id string) {
+func (c *Cache) Invalidate(namespace, id string) {
 	if c == nil {
 		return
 	}
@@ -169,8 +172,8 @@ func (c *tokenCache) invalidate(namespace, id string) {
 	}
 }
 
-// len is the number of entries, fresh or not.
-func (c *tokenCache) len() int {
+// Len is the number of entries, fresh or not.
+func (c *Cache) Len() int {
 	if c == nil {
 		return 0
 	}
@@ -178,3 +181,6 @@ func (c *tokenCache) len() int {
 	defer c.mu.RUnlock()
 	return len(c.entries)
 }
+
+// Lookups counts Get's answers: hits and misses.
+func (c *Cache) Lookups() (hits, misses uint64) { return c.hits.Load(), c.misses.Load() }

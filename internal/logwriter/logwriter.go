@@ -1,4 +1,7 @@
-package sidecar
+// Package logwriter gathers the lines many goroutines write (log and audit
+// lines) into few writes of the output, in order per writer. It imports
+// nothing of the project.
+package logwriter
 
 import (
 	"io"
@@ -6,7 +9,7 @@ import (
 	"time"
 )
 
-// logWriter is the sidecar's output for log and audit lines (stderr). A
+// Writer is the sidecar's output for log and audit lines (stderr). A
 // line is copied into a buffer and the caller goes on; one goroutine writes
 // whatever has gathered with one system call, so under load many lines
 // share a write instead of each mint paying for its own (measured in
@@ -25,7 +28,7 @@ import (
 //
 // Lines are never dropped and memory stays bounded: when maxLogBuffer bytes
 // are waiting (stderr blocked by a slow reader), Write waits.
-type logWriter struct {
+type Writer struct {
 	out io.Writer
 
 	mu       sync.Mutex
@@ -50,8 +53,9 @@ const (
 	gatherBytes = 64 << 10
 )
 
-func newLogWriter(out io.Writer) *logWriter {
-	w := &logWriter{out: out, wake: make(chan struct{}, 1), done: make(chan struct{})}
+// New returns a Writer of out and starts its goroutine; Close stops it.
+func New(out io.Writer) *Writer {
+	w := &Writer{out: out, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	w.room.L = &w.mu
 	go w.loop()
 	return w
@@ -59,7 +63,7 @@ func newLogWriter(out io.Writer) *logWriter {
 
 // Write queues p, which slog hands over as one whole line. After Close it
 // writes p directly.
-func (w *logWriter) Write(p []byte) (int, error) {
+func (w *Writer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	for len(w.buf) >= maxLogBuffer && !w.closed {
 		w.room.Wait()
@@ -78,7 +82,7 @@ func (w *logWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (w *logWriter) loop() {
+func (w *Writer) loop() {
 	defer close(w.done)
 	for {
 		<-w.wake
@@ -112,7 +116,7 @@ func (w *logWriter) loop() {
 }
 
 // Flush waits until every line queued before it has been written.
-func (w *logWriter) Flush() {
+func (w *Writer) Flush() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.flushing++
@@ -128,7 +132,7 @@ func (w *logWriter) Flush() {
 
 // Close writes every queued line and stops the goroutine; later lines are
 // written directly. It is safe to call more than once.
-func (w *logWriter) Close() error {
+func (w *Writer) Close() error {
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()

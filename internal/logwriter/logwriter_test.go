@@ -1,4 +1,4 @@
-package sidecar
+package logwriter
 
 import (
 	"bytes"
@@ -35,7 +35,7 @@ func (s *gatedWriter) String() string {
 
 func TestLogWriterKeepsEveryLineInOrderPerWriter(t *testing.T) {
 	out := &gatedWriter{}
-	w := newLogWriter(out)
+	w := New(out)
 	const writers, lines = 8, 500
 	var wg sync.WaitGroup
 	for g := range writers {
@@ -70,7 +70,7 @@ func TestLogWriterKeepsEveryLineInOrderPerWriter(t *testing.T) {
 
 func TestLogWriterFlushAndClose(t *testing.T) {
 	out := &gatedWriter{}
-	w := newLogWriter(out)
+	w := New(out)
 	fmt.Fprint(w, "one\n")
 	w.Flush()
 	if got := out.String(); got != "one\n" {
@@ -95,7 +95,7 @@ func TestLogWriterFlushAndClose(t *testing.T) {
 // written) and then makes writers wait; nothing is dropped.
 func TestLogWriterBoundedWhenOutputBlocks(t *testing.T) {
 	out := &gatedWriter{gate: make(chan struct{})}
-	w := newLogWriter(out)
+	w := New(out)
 	line := strings.Repeat("x", 1023) + "\n"
 	fmt.Fprint(w, line) // taken by the writer, which blocks in out.Write
 	var written sync.WaitGroup

@@ -1,0 +1,89 @@
+package apierror
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// The error answers the server and the event loops send (errorJSON) are
+// byte for byte encoding/json's output of Direktiv's shapes: v1
+// {"code","message"} on /api/ paths outside /api/v2, v2
+// {"error":{"code","message"}} everywhere else.
+func TestErrorJSONMatchesEncodingJSON(t *testing.T) {
+	type v1 struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}
+	type v2 struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	for _, ae := range []*Error{
+		{Code: BadGateway, Message: "the Direktiv API cannot be reached; try again later"},
+		{Code: BadRequest, Message: `the path segment "%2F" holds <an> encoded '/' & "quotes" ` + "\u2028\t"},
+		{Code: Unauthenticated, V2Code: "access_token_missing", Message: "no credential"},
+		{},
+	} {
+		for _, tt := range []struct {
+			path string
+			want any
+		}{
+			{"/api/namespaces/ns1/auth/token", v1{Code: ae.Status(), Message: ae.Message}},
+			{"//api/namespaces/ns1/tree/x", v1{Code: ae.Status(), Message: ae.Message}},
+			{"/api/v2/namespaces/ns1/variables", func() v2 {
+				var e v2
+				e.Error.Code, e.Error.Message = ae.DirektivCode(), ae.Message
+				return e
+			}()},
+			{"/api/v2", nil},
+			{"/assets/x.js", nil},
+			{"/ns/ns1/x", nil},
+			{"/api/v2x", nil}, // not under /api/v2: v1
+		} {
+			want := tt.want
+			if want == nil {
+				var e v2
+				e.Error.Code, e.Error.Message = ae.DirektivCode(), ae.Message
+				want = e
+				if tt.path == "/api/v2x" {
+					want = v1{Code: ae.Status(), Message: ae.Message}
+				}
+			}
+			b, err := json.Marshal(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := JSON(nil, []byte(tt.path), ae); !bytes.Equal(got, append(b, '\n')) {
+				t.Errorf("%s: error answer\n got %s\nwant %s", tt.path, got, b)
+			}
+		}
+	}
+}
+
+// Every error code has a status and a Direktiv name, and the name leads
+// Direktiv's own table (access_* 403, request_* and resource_* 400,
+// *not_found 404) to the same status, or to none of its prefixes.
+func TestDirektivCodesMatchStatuses(t *testing.T) {
+	for code, status := range statusOf {
+		name := direktivCodeOf[code]
+		if name == "" {
+			t.Fatalf("code %d has no Direktiv name", code)
+		}
+		want := 0
+		switch {
+		case strings.Contains(name, "not_found"):
+			want = 404
+		case strings.Contains(name, "method_not_allowed"):
+			want = 405
+		case strings.HasPrefix(name, "access"), strings.HasPrefix(name, "request"), strings.HasPrefix(name, "resource"):
+			want = map[string]int{"access": 403, "request": 400, "resource": 400}[strings.SplitN(name, "_", 2)[0]]
+		}
+		if want != 0 && want != status && !(code == Unauthenticated && status == 401) {
+			t.Errorf("%s answers %d, Direktiv's table says %d", name, status, want)
+		}
+	}
+}
