@@ -7,6 +7,7 @@ import (
 
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/apierror"
+	"github.com/direktiv/direktiv-authz/internal/classify"
 	"github.com/direktiv/direktiv-authz/internal/relay"
 )
 
@@ -16,7 +17,7 @@ import (
 // reads and rewrites it: see direktiv.go). The statuses of the sidecar's
 // own are those of enforce (400, 401, 403, 404, 503) and of proxy.forward
 // (502, 503, 504); every other status is the upstream's.
-func (a *app) forward(ctx *fasthttp.RequestCtx, r request) {
+func (a *app) forward(ctx *fasthttp.RequestCtx, r classify.Request) {
 	d, err := a.enforce(ctx, r)
 	if err != nil {
 		a.writeError(ctx, err)
@@ -37,7 +38,7 @@ func (a *app) forward(ctx *fasthttp.RequestCtx, r request) {
 // decision is what the sidecar does with a request it forwards: the
 // request as classify read it, and what the rules made of it.
 type decision struct {
-	req   request
+	req   classify.Request
 	who   caller               // the authenticated caller; zero when anonymous or public
 	route engine.RouteDecision // the rules' answer (Allow true)
 	creds credentialPlan       // what becomes of the credential headers
@@ -81,7 +82,7 @@ const (
 // object of another namespace; apierror.Unavailable (503) when the store, the
 // engine or the upstream's lookup cannot answer (fail closed). Every
 // refusal is audited; nothing refused reaches the upstream.
-func (a *app) enforce(ctx *fasthttp.RequestCtx, r request) (decision, error) {
+func (a *app) enforce(ctx *fasthttp.RequestCtx, r classify.Request) (decision, error) {
 	d, err := a.enforceRequest(ctx, r)
 	if err != nil {
 		a.auditRefusal(ctx, r, d, err)
@@ -90,22 +91,22 @@ func (a *app) enforce(ctx *fasthttp.RequestCtx, r request) (decision, error) {
 }
 
 // auditRefusal audits a forward refused with err, on either path.
-func (a *app) auditRefusal(ctx *fasthttp.RequestCtx, r request, d decision, err error) {
+func (a *app) auditRefusal(ctx *fasthttp.RequestCtx, r classify.Request, d decision, err error) {
 	ae := apierror.As(err)
 	a.audit(ctx, auditEvent{
 		Action:    "forward",
-		Namespace: routeNamespace(r.path),
+		Namespace: routeNamespace(r.Path),
 		Caller:    d.who.id(),
 		Decision:  "deny",
 		Reason:    ae.Message,
 		Status:    ae.Status(),
-		Method:    r.method,
-		Path:      string(r.path),
+		Method:    r.Method,
+		Path:      string(r.Path),
 	})
 }
 
 // enforceRequest is enforce without the audit.
-func (a *app) enforceRequest(ctx *fasthttp.RequestCtx, r request) (decision, error) {
+func (a *app) enforceRequest(ctx *fasthttp.RequestCtx, r classify.Request) (decision, error) {
 	cred, err := a.requestCredential(ctx)
 	if err != nil {
 		return decision{req: r}, err
@@ -133,11 +134,11 @@ func (a *app) enforceRequest(ctx *fasthttp.RequestCtx, r request) (decision, err
 // the event loops and the sidecar's own token endpoints (authorizeOwn)
 // execute. A minted token that does not authenticate still reaches a
 // public route (without it); anywhere else its failure is the answer.
-func (a *app) authorize(cred credential, who caller, authErr error, r request, header engine.Header) (decision, error) {
+func (a *app) authorize(cred credential, who caller, authErr error, r classify.Request, header engine.Header) (decision, error) {
 	if a.cfg.UnsafeForwardUnauthenticated && cred.kind != credMinted {
 		return decision{req: r, who: who, route: engine.RouteDecision{Allow: true}, creds: credsKeep}, nil
 	}
-	in := engine.RouteInput{Method: r.method, Path: string(r.path), Query: string(r.query), Header: header}
+	in := engine.RouteInput{Method: r.Method, Path: string(r.Path), Query: string(r.Query), Header: header}
 	switch {
 	case cred.kind == credAdmin:
 		who = caller{admin: true}

@@ -142,10 +142,10 @@ func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request, d decis
 	// The upstream URI: the base URL, then the path and query the rules
 	// decided on, as received.
 	buf = append(buf[:0], p.base...)
-	buf = append(buf, d.req.path...)
-	if len(d.req.query) > 0 {
+	buf = append(buf, d.req.Path...)
+	if len(d.req.Query) > 0 {
 		buf = append(buf, '?')
-		buf = append(buf, d.req.query...)
+		buf = append(buf, d.req.Query...)
 	}
 	req.SetRequestURIBytes(buf)
 	// Host is the upstream's, from the URI, unless the client's is kept.

@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/internal/apierror"
+	"github.com/direktiv/direktiv-authz/internal/classify"
 	"github.com/direktiv/direktiv-authz/internal/relay"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
@@ -52,11 +53,11 @@ type lookupNote struct {
 // with them.
 func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	a := h.a
-	req, err := classify(r.Method, r.Target)
+	req, err := classify.Read(r.Method, r.Target)
 	if err != nil {
 		return h.refuse(r, decision{req: req}, err, false)
 	}
-	if req.own {
+	if req.Own {
 		if a.loopMint(req) {
 			return h.mint(r, req)
 		}
@@ -99,7 +100,7 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	case len(d.route.Lookups) > 0 || d.route.Transform != "":
 		return relay.Verdict{Action: relay.Handoff}
 	}
-	v := relay.Verdict{Action: relay.Forward, Token: d.creds, Label: uint8(req.family)}
+	v := relay.Verdict{Action: relay.Forward, Token: d.creds, Label: uint8(req.Family)}
 	if d.creds == credsKey {
 		v.Value = a.upstreamKey
 	}
@@ -127,8 +128,8 @@ func (a *app) loopRecord(r *relay.Request, sec secret.Secret, answers bool) (fou
 // loopMint reports whether the loops serve an own request as a mint:
 // POST /api/namespaces/{ns}/auth/token, when the store is Redis (whose
 // creates do not block the loop: store.Redis.CreateAsync).
-func (a *app) loopMint(r request) bool {
-	return a.loopMints && r.method == "POST" && len(r.rest) == 1 && r.rest[0] == "token"
+func (a *app) loopMint(r classify.Request) bool {
+	return a.loopMints && r.Method == "POST" && len(r.Rest) == 1 && r.Rest[0] == "token"
 }
 
 // errWouldBlock is a store lookup the loop cannot make: the request is
@@ -137,7 +138,7 @@ var errWouldBlock = errors.New("a store lookup on the event loop")
 
 // mint is the Verdict for a mint request: a Wait for the minting token's
 // record when it is not cached, then an Answer on the loop (answerMint).
-func (h relayHandler) mint(r *relay.Request, req request) relay.Verdict {
+func (h relayHandler) mint(r *relay.Request, req classify.Request) relay.Verdict {
 	a := h.a
 	var sec secret.Secret
 	var found lookupNote
@@ -166,20 +167,20 @@ func (h relayHandler) mint(r *relay.Request, req request) relay.Verdict {
 // store's create made without blocking the loop (store.Redis.CreateAsync,
 // batched with the other creates) and the answer written when it is
 // stored. The response, audit line and metrics are handleMint's.
-func (a *app) answerMint(raw []byte, remote net.Addr, req request, find func(secret.Secret) (store.Token, error)) relay.Reply {
+func (a *app) answerMint(raw []byte, remote net.Addr, req classify.Request, find func(secret.Secret) (store.Token, error)) relay.Reply {
 	ctx, ok := a.readServeCtx(raw, remote)
 	if !ok {
 		return relay.Reply{}
 	}
-	ev := &auditEvent{Action: "mint", Namespace: req.ns, Decision: "deny"}
-	plan, err := a.beginMint(&ctx.RequestCtx, req.ns, ev, find)
+	ev := &auditEvent{Action: "mint", Namespace: req.NS, Decision: "deny"}
+	plan, err := a.beginMint(&ctx.RequestCtx, req.NS, ev, find)
 	if errors.Is(err, errWouldBlock) {
 		releaseServeCtx(ctx)
 		return relay.Reply{}
 	}
 	if err != nil || plan.dryRun {
 		a.endMint(&ctx.RequestCtx, plan, ev, err)
-		a.metrics.request(req.family, ctx.Response.StatusCode())
+		a.metrics.request(req.Family, ctx.Response.StatusCode())
 		return a.serveReply(ctx)
 	}
 	return relay.Reply{Later: func(answer func(relay.Reply)) {
@@ -187,7 +188,7 @@ func (a *app) answerMint(raw []byte, remote net.Addr, req request, find func(sec
 		a.redis.CreateAsync(plan.rec, plan.limit, func(err error) {
 			a.observeCreate(start, err)
 			a.endMint(&ctx.RequestCtx, plan, ev, a.stored(&ctx.RequestCtx, plan, ev, err))
-			a.metrics.request(req.family, ctx.Response.StatusCode())
+			a.metrics.request(req.Family, ctx.Response.StatusCode())
 			answer(a.serveReply(ctx))
 		})
 	}}
@@ -239,7 +240,7 @@ func (a *app) serveOne(raw []byte, remote net.Addr, d decision, refused refusal)
 			a.auditRefusal(&ctx.RequestCtx, d.req, d, refused.err)
 		}
 		a.writeError(&ctx.RequestCtx, refused.err)
-		a.metrics.request(d.req.family, ctx.Response.StatusCode())
+		a.metrics.request(d.req.Family, ctx.Response.StatusCode())
 	} else {
 		a.server.Handler(&ctx.RequestCtx) // counted by handle
 	}
@@ -315,16 +316,6 @@ func releaseServeCtx(c *serveCtx) {
 	serveCtxPool.Put(c)
 }
 
-// methodString is string(m) without an allocation for the common methods.
-func methodString(m []byte) string {
-	for _, s := range [...]string{"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"} {
-		if string(m) == s {
-			return s
-		}
-	}
-	return string(m)
-}
-
 // relayError is the relay's failure f as the error proxy.forward would
 // have returned for it, so that both paths answer, log and count a failed
 // exchange alike (proxy.upstreamError, metrics.upstreamDone).
@@ -365,7 +356,7 @@ func (h relayHandler) Done(e *relay.Exchange) {
 	if m == nil || e.Status == 0 {
 		return // no metrics, or the client left before an answer: nothing was answered
 	}
-	m.request(family(e.Label), e.Status)
+	m.request(classify.Family(e.Label), e.Status)
 	if e.Failure == relay.NoFailure {
 		m.upstream.Observe(e.Upstream.Seconds())
 		return

@@ -14,6 +14,7 @@ import (
 
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/apierror"
+	"github.com/direktiv/direktiv-authz/internal/classify"
 	"github.com/direktiv/direktiv-authz/internal/framing"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
@@ -87,9 +88,9 @@ func (a *app) readError(ctx *fasthttp.RequestCtx, err error) {
 	case fe != nil:
 		a.writeError(ctx, framingError(fe))
 	case errors.As(err, &small):
-		a.writeError(ctx, apierror.Errorf(apierror.HeaderTooLarge, "malformed request: request header fields too large"))
+		a.writeError(ctx, apierror.Errorf(apierror.HeaderTooLarge, "malformed request: classify.Request header fields too large"))
 	case errors.As(err, &ne) && ne.Timeout():
-		a.writeError(ctx, apierror.Errorf(apierror.RequestTimeout, "the request did not arrive in time"))
+		a.writeError(ctx, apierror.Errorf(apierror.RequestTimeout, "the classify.Request did not arrive in time"))
 	default:
 		a.writeError(ctx, apierror.Errorf(apierror.BadRequest, "malformed request"))
 	}
@@ -100,16 +101,16 @@ func (a *app) readError(ctx *fasthttp.RequestCtx, err error) {
 // authorized and forwarded. The answer is counted under the family
 // classify read.
 func (a *app) handle(ctx *fasthttp.RequestCtx) {
-	r, err := classify(ctx.Method(), ctx.Request.Header.RequestURI())
+	r, err := classify.Read(ctx.Method(), ctx.Request.Header.RequestURI())
 	switch {
 	case err != nil:
 		a.writeError(ctx, err)
-	case r.own:
-		a.handleAuth(ctx, r.ns, r.rest)
+	case r.Own:
+		a.handleAuth(ctx, r.NS, r.Rest)
 	default:
 		a.forward(ctx, r)
 	}
-	a.metrics.request(r.family, ctx.Response.StatusCode())
+	a.metrics.request(r.Family, ctx.Response.StatusCode())
 }
 
 // handleAuth serves /api/namespaces/{ns}/auth/{rest...}; classify checked
@@ -287,4 +288,12 @@ type fasthttpLogger struct {
 
 func (l fasthttpLogger) Printf(format string, args ...any) {
 	l.log.Warn(fmt.Sprintf(format, args...), "component", "fasthttp")
+}
+
+// rawTarget is the path and query of the request line, as received:
+// what classify reads (fasthttp's URI would read a target such as
+// //host/path?x=a://b as a host and a path).
+func rawTarget(ctx *fasthttp.RequestCtx) (path, query []byte) {
+	path, query, _ = bytes.Cut(ctx.Request.Header.RequestURI(), []byte{'?'})
+	return path, query
 }

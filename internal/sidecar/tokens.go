@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/internal/apierror"
+	"github.com/direktiv/direktiv-authz/internal/classify"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
 )
@@ -63,7 +64,7 @@ func (a *app) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (caller,
 	if who.admin {
 		return who, nil
 	}
-	r, err := classify(ctx.Method(), ctx.Request.Header.RequestURI())
+	r, err := classify.Read(ctx.Method(), ctx.Request.Header.RequestURI())
 	if err == nil {
 		_, err = a.authorize(cred, who, nil, r, &ctx.Request.Header)
 	}

@@ -1,36 +1,38 @@
-package sidecar
+// Package classify reads what the sidecar needs of a request before anything
+// is decided on it: its method and raw target, once, for the server and the
+// event loops alike, and the route family that labels it in the metrics. It
+// imports only apierror, the engine's path splitting and the token format.
+package classify
 
 import (
 	"bytes"
 	"encoding/hex"
-
-	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 )
 
-// request is what the sidecar reads of a request before anything is
+// Request is what the sidecar reads of a request before anything is
 // decided on it: its method and raw target, once, for the server and the
-// event loops alike (classify). The rules decide on exactly these bytes
+// event loops alike (Read). The rules decide on exactly these bytes
 // and the upstream receives exactly them: where Direktiv's router could
 // read them differently from the rules, classify refuses.
-type request struct {
-	method string // upper-case letters
-	path   []byte // as received, percent-encoding kept
-	query  []byte // as received, without the '?'
-	// own: the path is one of the sidecar's own endpoints,
+type Request struct {
+	Method string // upper-case letters
+	Path   []byte // as received, percent-encoding kept
+	Query  []byte // as received, without the '?'
+	// Own: the path is one of the sidecar's own endpoints,
 	// /api/namespaces/{ns}/auth/{rest...}; never forwarded.
-	own  bool
-	ns   string
-	rest []string
-	// family labels the request in direktiv_authz_requests_total: read
+	Own  bool
+	NS   string
+	Rest []string
+	// Family labels the request in direktiv_authz_requests_total: read
 	// here, refused or not, and counted by whichever path answers it.
-	family family
+	Family Family
 }
 
-// classify reads a request's method and raw target (the request line's,
+// Read reads a request's method and raw target (the request line's,
 // as received). It refuses with apierror.BadRequest:
 //
 //   - a method that is not upper-case letters (Direktiv's router matches
@@ -45,10 +47,10 @@ type request struct {
 //
 // The sidecar's own endpoints are never forwarded: a path such as
 // //api/namespaces/{ns}/auth/token reaches them as its segments read.
-func classify(method, target []byte) (request, error) {
-	var r request
+func Read(method, target []byte) (Request, error) {
+	var r Request
 	path, _, _ := bytes.Cut(target, []byte{'?'})
-	r.family = routeFamily(method, path)
+	r.Family = routeFamily(method, path)
 	for _, c := range method {
 		if c < 'A' || c > 'Z' {
 			return r, apierror.Errorf(apierror.BadRequest, "the method %q is not upper-case letters; Direktiv's methods are GET, POST, PUT, PATCH, DELETE, ...", method)
@@ -57,18 +59,18 @@ func classify(method, target []byte) (request, error) {
 	if len(method) == 0 {
 		return r, apierror.Errorf(apierror.BadRequest, "no method")
 	}
-	r.method = methodString(method)
+	r.Method = methodString(method)
 	if len(target) == 0 || target[0] != '/' {
 		return r, apierror.Errorf(apierror.BadRequest, "the request target %q is not a path; the sidecar forwards requests for /api/...", target)
 	}
 	if bytes.IndexByte(target, '#') >= 0 {
 		return r, apierror.Errorf(apierror.BadRequest, "the request target holds a '#'; a fragment is not sent to a server")
 	}
-	r.path, r.query, _ = bytes.Cut(target, []byte{'?'})
+	r.Path, r.Query, _ = bytes.Cut(target, []byte{'?'})
 	// Only a path that may name an own endpoint, or that has segments the
 	// rules decode, is split here; the rules split every path they decide.
-	if bytes.Contains(r.path, []byte("auth")) || bytes.IndexByte(r.path, '%') >= 0 || bytes.Contains(r.path, []byte("/.")) {
-		segs, err := engine.SplitPath(string(r.path))
+	if bytes.Contains(r.Path, []byte("auth")) || bytes.IndexByte(r.Path, '%') >= 0 || bytes.Contains(r.Path, []byte("/.")) {
+		segs, err := engine.SplitPath(string(r.Path))
 		if err != nil {
 			return r, apierror.Errorf(apierror.BadRequest, "%v", err)
 		}
@@ -76,14 +78,14 @@ func classify(method, target []byte) (request, error) {
 			if !secret.ValidNamespace(segs[2]) {
 				return r, apierror.Errorf(apierror.BadRequest, "namespace %q is not a valid namespace name (letters, digits, '-', '_', '.', starting with a letter and ending with a letter or digit, at most 64 characters)", segs[2])
 			}
-			r.own, r.ns, r.rest = true, segs[2], segs[4:]
+			r.Own, r.NS, r.Rest = true, segs[2], segs[4:]
 			return r, nil
 		}
 	}
-	if i := bytes.Index(r.path, []byte("//")); i >= 0 {
-		return r, apierror.Errorf(apierror.BadRequest, "the path %q has an empty segment at byte %d; the rules and Direktiv would read it differently", r.path, i+1)
+	if i := bytes.Index(r.Path, []byte("//")); i >= 0 {
+		return r, apierror.Errorf(apierror.BadRequest, "the path %q has an empty segment at byte %d; the rules and Direktiv would read it differently", r.Path, i+1)
 	}
-	if err := encodedUnreserved(r.path); err != nil {
+	if err := encodedUnreserved(r.Path); err != nil {
 		return r, err
 	}
 	return r, nil
@@ -112,10 +114,12 @@ func unreserved(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
 }
 
-// rawTarget is the path and query of the request line, as received:
-// what classify reads (fasthttp's URI would read a target such as
-// //host/path?x=a://b as a host and a path).
-func rawTarget(ctx *fasthttp.RequestCtx) (path, query []byte) {
-	path, query, _ = bytes.Cut(ctx.Request.Header.RequestURI(), []byte{'?'})
-	return path, query
+// methodString is string(m) without an allocation for the common methods.
+func methodString(m []byte) string {
+	for _, s := range [...]string{"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"} {
+		if string(m) == s {
+			return s
+		}
+	}
+	return string(m)
 }
