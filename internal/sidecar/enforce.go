@@ -8,6 +8,7 @@ import (
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/classify"
+	"github.com/direktiv/direktiv-authz/internal/credential"
 	"github.com/direktiv/direktiv-authz/internal/relay"
 )
 
@@ -113,7 +114,7 @@ func (a *app) enforceRequest(ctx *fasthttp.RequestCtx, r classify.Request) (deci
 	}
 	var who caller
 	var authErr error
-	if cred.kind == credMinted {
+	if cred.Kind == credential.Minted {
 		who, authErr = a.authenticate(ctx, cred)
 	}
 	d, err := a.authorize(cred, who, authErr, r, &ctx.Request.Header)
@@ -134,16 +135,16 @@ func (a *app) enforceRequest(ctx *fasthttp.RequestCtx, r classify.Request) (deci
 // the event loops and the sidecar's own token endpoints (authorizeOwn)
 // execute. A minted token that does not authenticate still reaches a
 // public route (without it); anywhere else its failure is the answer.
-func (a *app) authorize(cred credential, who caller, authErr error, r classify.Request, header engine.Header) (decision, error) {
-	if a.cfg.UnsafeForwardUnauthenticated && cred.kind != credMinted {
+func (a *app) authorize(cred credential.Credential, who caller, authErr error, r classify.Request, header engine.Header) (decision, error) {
+	if a.cfg.UnsafeForwardUnauthenticated && cred.Kind != credential.Minted {
 		return decision{req: r, who: who, route: engine.RouteDecision{Allow: true}, creds: credsKeep}, nil
 	}
 	in := engine.RouteInput{Method: r.Method, Path: string(r.Path), Query: string(r.Query), Header: header}
 	switch {
-	case cred.kind == credAdmin:
+	case cred.Kind == credential.Admin:
 		who = caller{admin: true}
 		in.Caller = engine.Caller{Admin: true}
-	case cred.kind == credMinted && authErr == nil:
+	case cred.Kind == credential.Minted && authErr == nil:
 		in.Caller = engine.Caller{Namespace: who.token.Namespace, Policies: who.token.Policies}
 	}
 	dec, err := a.engine.Route(context.Background(), in)
@@ -154,16 +155,16 @@ func (a *app) authorize(cred credential, who caller, authErr error, r classify.R
 	switch {
 	case dec.Allow && dec.Public:
 		d.who = caller{}
-		if cred.kind == credMinted {
+		if cred.Kind == credential.Minted {
 			d.creds = credsDrop
 		}
 		return d, nil
 	case authErr != nil:
 		return decision{req: r}, authErr
-	case !dec.Allow && dec.Code == engine.CodeUnauthenticated && (cred.kind == credNone || cred.kind == credForeign):
+	case !dec.Allow && dec.Code == engine.CodeUnauthenticated && (cred.Kind == credential.None || cred.Kind == credential.Foreign):
 		// No caller the rules know: the rules' reason names the route, and
 		// a foreign credential is named too.
-		if cred.kind == credNone {
+		if cred.Kind == credential.None {
 			return d, &apierror.Error{Code: apierror.Unauthenticated, V2Code: "access_token_missing", Message: dec.Reason}
 		}
 		_, err := a.authenticateWith(cred, nil)
@@ -172,7 +173,7 @@ func (a *app) authorize(cred credential, who caller, authErr error, r classify.R
 		return d, apierror.Errorf(apierror.FromDecision(dec.Code), "%s", dec.Reason)
 	case a.cfg.UpstreamKey != "":
 		d.creds = credsKey
-	case cred.kind == credMinted:
+	case cred.Kind == credential.Minted:
 		d.creds = credsDrop
 	}
 	return d, nil

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/direktiv/direktiv-authz/internal/credential"
 )
 
 const benchMintBody = `{"description":"bench","policies":["workflowView","instancesView"],"expires":"PT1H"}`
@@ -23,7 +25,7 @@ func BenchmarkMintRequest(b *testing.B) {
 		benchRequests(b, s, http.StatusCreated, func(req *fasthttp.Request) {
 			req.SetRequestURI("http://" + s.app.addr() + "/api/namespaces/ns1/auth/token")
 			req.Header.SetMethod("POST")
-			req.Header.Set(headerToken, token)
+			req.Header.Set(credential.HeaderToken, token)
 			req.SetBodyString(benchMintBody)
 		})
 	}

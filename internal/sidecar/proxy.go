@@ -19,6 +19,7 @@ import (
 
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/config"
+	"github.com/direktiv/direktiv-authz/internal/credential"
 	"github.com/direktiv/direktiv-authz/internal/framing"
 	"github.com/direktiv/direktiv-authz/internal/relay"
 )
@@ -127,7 +128,7 @@ func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request, d decis
 	}
 	// Host stays for UseHostHeader; X-Forwarded-* are set below.
 	deleteWhere(out, func(name []byte) bool {
-		return relay.DropsRequestHeader(name) && !equalFoldName(name, "host")
+		return relay.DropsRequestHeader(name) && !credential.EqualFoldName(name, "host")
 	})
 	if creds != credsKeep {
 		deleteCredentials(out, p.keyHeader)
@@ -220,12 +221,12 @@ func deleteWhere(h headers, drop func(name []byte) bool) {
 func deleteCredentials(h *fasthttp.RequestHeader, keyHeader string) {
 	var names [][]byte
 	for name := range h.All() {
-		if equalFoldName(name, strings.ToLower(keyHeader)) {
+		if credential.EqualFoldName(name, strings.ToLower(keyHeader)) {
 			names = append(names, append([]byte(nil), name...))
 			continue
 		}
-		for _, c := range credentialHeaders {
-			if equalFoldName(name, c) {
+		for _, c := range credential.Headers {
+			if credential.EqualFoldName(name, c) {
 				names = append(names, append([]byte(nil), name...))
 			}
 		}

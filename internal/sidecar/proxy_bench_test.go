@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/direktiv/direktiv-authz/internal/credential"
 )
 
 // BenchmarkForward measures one forwarded request through the real server:
@@ -27,7 +29,7 @@ func BenchmarkForward(b *testing.B) {
 		benchRequests(b, s, http.StatusOK, func(req *fasthttp.Request) {
 			req.SetRequestURI("http://" + s.app.addr() + "/api/namespaces/ns1/vars?limit=10")
 			if token != "" {
-				req.Header.Set(headerToken, token)
+				req.Header.Set(credential.HeaderToken, token)
 			}
 		})
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/classify"
+	"github.com/direktiv/direktiv-authz/internal/credential"
 	"github.com/direktiv/direktiv-authz/internal/relay"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
@@ -79,7 +80,7 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	}
 	var who caller
 	var authErr error
-	if cred.kind == credMinted {
+	if cred.Kind == credential.Minted {
 		var wait *relay.Verdict
 		who, authErr = a.authenticateWith(cred, func(sec secret.Secret) (store.Token, error) {
 			found, w := a.loopRecord(r, sec, false)
@@ -142,8 +143,8 @@ func (h relayHandler) mint(r *relay.Request, req classify.Request) relay.Verdict
 	a := h.a
 	var sec secret.Secret
 	var found lookupNote
-	if cred, err := a.loopCredential(r); err == nil && cred.kind == credMinted {
-		if s, err := secret.Parse(string(cred.value)); err == nil {
+	if cred, err := a.loopCredential(r); err == nil && cred.Kind == credential.Minted {
+		if s, err := secret.Parse(string(cred.Value)); err == nil {
 			var wait *relay.Verdict
 			if found, wait = a.loopRecord(r, s, true); wait != nil {
 				return *wait
@@ -433,7 +434,7 @@ func (a *app) newRelay() error {
 		Host:              u.Host,
 		PreserveHost:      a.cfg.PreserveHost,
 		TokenHeader:       a.cfg.UpstreamAPIKeyHeader,
-		CredentialHeaders: credentialHeaders,
+		CredentialHeaders: credential.Headers,
 		ServerName:        a.server.Name, // as the server sends it
 		Loops:             a.cfg.Loops,
 		MaxConns:          a.cfg.MaxUpstreamConns,

@@ -15,6 +15,7 @@ import (
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/classify"
+	"github.com/direktiv/direktiv-authz/internal/credential"
 	"github.com/direktiv/direktiv-authz/internal/framing"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
@@ -171,7 +172,7 @@ func (c caller) id() string {
 // returns apierror.Unauthenticated for a missing, foreign, unknown, malformed,
 // revoked or expired credential and apierror.Unavailable (fail closed) when the
 // store cannot answer.
-func (a *app) authenticate(ctx context.Context, cred credential) (caller, error) {
+func (a *app) authenticate(ctx context.Context, cred credential.Credential) (caller, error) {
 	return a.authenticateWith(cred, func(sec secret.Secret) (store.Token, error) { return a.findToken(ctx, sec) })
 }
 
@@ -187,35 +188,35 @@ func (a *app) findToken(ctx context.Context, sec secret.Secret) (store.Token, er
 
 // authenticateWith is authenticate with find for the record of a minted
 // token (findToken, or on the event loops the record found before).
-func (a *app) authenticateWith(cred credential, find func(secret.Secret) (store.Token, error)) (caller, error) {
-	switch cred.kind {
-	case credNone:
-		return caller{}, &apierror.Error{Code: apierror.Unauthenticated, V2Code: "access_token_missing", Message: "no credential: send the admin token or a namespace token in " + credentialHeaderList}
-	case credAdmin:
+func (a *app) authenticateWith(cred credential.Credential, find func(secret.Secret) (store.Token, error)) (caller, error) {
+	switch cred.Kind {
+	case credential.None:
+		return caller{}, &apierror.Error{Code: apierror.Unauthenticated, V2Code: "access_token_missing", Message: "no credential: send the admin token or a namespace token in " + credential.HeaderList}
+	case credential.Admin:
 		return caller{admin: true}, nil
-	case credForeign:
-		return caller{}, apierror.Errorf(apierror.Unauthenticated, "the credential in the %s header is neither the admin token nor a token this sidecar minted", cred.header)
+	case credential.Foreign:
+		return caller{}, apierror.Errorf(apierror.Unauthenticated, "the credential in the %s header is neither the admin token nor a token this sidecar minted", cred.Header)
 	}
-	sec, err := secret.Parse(string(cred.value))
+	sec, err := secret.Parse(string(cred.Value))
 	if err != nil {
-		return caller{}, apierror.Errorf(apierror.Unauthenticated, "the token in the %s header is malformed (bad checksum or encoding); check it was copied whole", cred.header)
+		return caller{}, apierror.Errorf(apierror.Unauthenticated, "the token in the %s header is malformed (bad checksum or encoding); check it was copied whole", cred.Header)
 	}
 	// The hash is compared whether the record was cached or not.
 	rec, err := find(sec)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return caller{}, apierror.Errorf(apierror.Unauthenticated, "the token in the %s header is unknown, expired or revoked", cred.header)
+		return caller{}, apierror.Errorf(apierror.Unauthenticated, "the token in the %s header is unknown, expired or revoked", cred.Header)
 	case err != nil:
 		return caller{}, err
 	}
 	if !a.tokenLive(sec, rec) {
-		return caller{}, apierror.Errorf(apierror.Unauthenticated, "the token in the %s header is unknown, expired or revoked", cred.header)
+		return caller{}, apierror.Errorf(apierror.Unauthenticated, "the token in the %s header is unknown, expired or revoked", cred.Header)
 	}
 	return caller{secret: sec, token: rec}, nil
 }
 
 // requestCredential reads the credential of a request the server parsed.
-func (a *app) requestCredential(ctx *fasthttp.RequestCtx) (credential, error) {
+func (a *app) requestCredential(ctx *fasthttp.RequestCtx) (credential.Credential, error) {
 	return a.serverCredential(&ctx.Request.Header)
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/direktiv/direktiv-authz/internal/config"
+	"github.com/direktiv/direktiv-authz/internal/credential"
 	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 )
@@ -118,7 +119,7 @@ func (p *sidecarProcess) log() string {
 // get sends a GET with the admin token.
 func getAdmin(url string) (int, string, error) {
 	req, _ := http.NewRequest("GET", url, nil)
-	req.Header.Set(headerToken, testAdminToken)
+	req.Header.Set(credential.HeaderToken, testAdminToken)
 	res, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
 	if err != nil {
 		return 0, "", err

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/direktiv/direktiv-authz/internal/credential"
 	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/internal/tlsreload"
 )
@@ -137,7 +138,7 @@ func TestTLSListener(t *testing.T) {
 	// HTTPS serves the sidecar's own endpoints and forwards, telling the
 	// upstream the client used https.
 	req, _ := http.NewRequest("GET", "https://"+addr+"/api/namespaces/ns1/auth/token", nil)
-	req.Header.Set(headerToken, testAdminToken)
+	req.Header.Set(credential.HeaderToken, testAdminToken)
 	res, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +148,7 @@ func TestTLSListener(t *testing.T) {
 		t.Fatalf("whoami over https: %d", res.StatusCode)
 	}
 	req, _ = http.NewRequest("GET", "https://"+addr+"/api/version", nil)
-	req.Header.Set(headerToken, testAdminToken)
+	req.Header.Set(credential.HeaderToken, testAdminToken)
 	res, err = client.Do(req)
 	if err != nil {
 		t.Fatal(err)
