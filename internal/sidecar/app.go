@@ -21,6 +21,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/internal/audit"
 	"github.com/direktiv/direktiv-authz/internal/config"
 	"github.com/direktiv/direktiv-authz/internal/framing"
 	"github.com/direktiv/direktiv-authz/internal/logwriter"
@@ -52,7 +53,7 @@ type decider interface {
 type app struct {
 	cfg    config.Config
 	log    *slog.Logger
-	audits *auditLog // audit trail: one line per decision, stable shape
+	audits *audit.Log // audit trail: one line per decision, stable shape
 	store  tokenStore
 	engine decider
 	watch  func(context.Context) error // hot reload of --policies, nil when embedded
@@ -92,7 +93,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error
 	// go-redis logs through a package-level logger; route it to slog so
 	// that every line on stderr is JSON. Only run sets it: it owns the process.
 	redis.SetLogger(redisLogger{log})
-	a, err := newApp(ctx, cfg, log, newAuditLog(lw), stdout)
+	a, err := newApp(ctx, cfg, log, audit.New(lw), stdout)
 	if err != nil {
 		return err
 	}
@@ -101,7 +102,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error
 
 // newApp opens the store, loads the policies and binds the listener. In dev
 // mode without an admin token it generates one and prints it once to stdout.
-func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, audits *auditLog, stdout io.Writer) (*app, error) {
+func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, audits *audit.Log, stdout io.Writer) (*app, error) {
 	a := &app{cfg: cfg, log: log, audits: audits, now: time.Now}
 	if cfg.Dev && cfg.AdminToken == "" {
 		b := make([]byte, 32)

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/direktiv/direktiv-authz/internal/audit"
 	"github.com/direktiv/direktiv-authz/internal/config"
 	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/store/redistest"
@@ -52,7 +53,7 @@ func startSidecar(tb testing.TB, args []string, environ ...string) *sidecar {
 	}
 	log := newTestLogger(logs)
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := newApp(ctx, cfg, log, newAuditLog(logs), io.Discard)
+	a, err := newApp(ctx, cfg, log, audit.New(logs), io.Discard)
 	if err != nil {
 		cancel()
 		tb.Fatalf("newApp: %v", err)

@@ -1,115 +1,17 @@
 package sidecar
 
 import (
-	"bytes"
-	"io"
-	"sync"
 	"time"
 
-	gojson "github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
+
+	"github.com/direktiv/direktiv-authz/internal/audit"
 )
 
-// auditEvent is one line of the audit trail: every mint, dry run and revoke,
-// and every refused mint, token call or forwarded request. It never holds a
-// secret: callers are named by token id, or "admin".
-type auditEvent struct {
-	Action    string   // mint, dry_run, revoke, revoke_complete, list, get, whoami, forward
-	Namespace string   // the namespace acted on; "" for non-namespaced routes
-	Caller    string   // "admin", a token id, or "" when unauthenticated
-	Decision  string   // allow or deny
-	Reason    string   // why it was denied, as told to the client
-	Status    int      // the HTTP status answered
-	Requested []string // mint: requested policies
-	Granted   []string // mint: granted policies
-	Dropped   []string // mint: requested but not held
-	Token     string   // mint: the new token's id
-	Target    string   // revoke: the id asked for
-	Revoked   []string // revoke: the ids removed by the call (the token first)
-	Count     int      // revoke: tokens revoked so far (revoke_complete: in all)
-	Complete  bool     // revoke: every descendant removed
-	Method    string   // forward
-	Path      string   // forward: the raw path, without the query
-}
-
-// auditLog writes audit lines as JSON, one object per line, with the keys
-// in a fixed order, so that the shape stays stable whatever the log level of
-// the operational log:
-//
-//	{"time":RFC 3339 with nanoseconds,"level":"INFO","msg":"audit","log":"audit",
-//	 "action","namespace","caller","decision","status","reason","requested",
-//	 "granted","dropped","token","target","revoked","count","complete",
-//	 "method","path","client","revision"}
-//
-// The line is the one log/slog's JSON handler wrote for these attributes
-// (the operational log's format), encoded from auditLine by goccy/go-json
-// byte for byte as encoding/json's Encoder with SetEscapeHTML(false) writes
-// it (slog's lists escape '<', '>' and '&'; slog's strings write \b and \f
-// as \u0008 and \u000c): the same JSON values. goccy rather than
-// encoding/json or a hand-written encoder: see bench/RESULTS.md, issue 17.
-type auditLog struct {
-	w    io.Writer // one Write per line, whole
-	bufs sync.Pool // *auditBuf
-}
-
-// auditLine is an audit line's keys, in order.
-type auditLine struct {
-	Time      time.Time `json:"time"`
-	Level     string    `json:"level"`
-	Msg       string    `json:"msg"`
-	Log       string    `json:"log"`
-	Action    string    `json:"action"`
-	Namespace string    `json:"namespace"`
-	Caller    string    `json:"caller"`
-	Decision  string    `json:"decision"`
-	Status    int       `json:"status"`
-	Reason    string    `json:"reason"`
-	Requested []string  `json:"requested"`
-	Granted   []string  `json:"granted"`
-	Dropped   []string  `json:"dropped"`
-	Token     string    `json:"token"`
-	Target    string    `json:"target"`
-	Revoked   []string  `json:"revoked"`
-	Count     int       `json:"count"`
-	Complete  bool      `json:"complete"`
-	Method    string    `json:"method"`
-	Path      string    `json:"path"`
-	Client    string    `json:"client"`
-	Revision  string    `json:"revision"`
-}
-
-// auditBuf is a line's buffer with its encoder, reused.
-type auditBuf struct {
-	b   bytes.Buffer
-	enc *gojson.Encoder
-}
-
-func newAuditLog(w io.Writer) *auditLog { return &auditLog{w: w} }
-
 // audit writes one audit line.
-func (a *app) audit(ctx *fasthttp.RequestCtx, e auditEvent) {
+func (a *app) audit(ctx *fasthttp.RequestCtx, e audit.Event) {
 	if a.audits == nil {
 		return
 	}
-	a.audits.write(time.Now(), e, ctx.RemoteAddr().String(), a.engine.Revision())
-}
-
-func (l *auditLog) write(now time.Time, e auditEvent, client, revision string) {
-	ab, _ := l.bufs.Get().(*auditBuf)
-	if ab == nil {
-		ab = new(auditBuf)
-		ab.enc = gojson.NewEncoder(&ab.b)
-		ab.enc.SetEscapeHTML(false) // not gojson.MarshalNoEscape: it escapes HTML all the same
-	}
-	ab.b.Reset()
-	// Strings, lists and a time of year 0..9999: cannot fail.
-	_ = ab.enc.Encode(auditLine{Time: now, Level: "INFO", Msg: "audit", Log: "audit",
-		Action: e.Action, Namespace: e.Namespace, Caller: e.Caller, Decision: e.Decision, Status: e.Status, Reason: e.Reason,
-		Requested: nonNil(e.Requested), Granted: nonNil(e.Granted), Dropped: nonNil(e.Dropped), Token: e.Token,
-		Target: e.Target, Revoked: nonNil(e.Revoked), Count: e.Count, Complete: e.Complete, Method: e.Method, Path: e.Path,
-		Client: client, Revision: revision})
-	_, _ = l.w.Write(ab.b.Bytes()) // as slog: a failed log write is not the request's error
-	if ab.b.Cap() <= 64<<10 {
-		l.bufs.Put(ab)
-	}
+	a.audits.Write(time.Now(), e, ctx.RemoteAddr().String(), a.engine.Revision())
 }

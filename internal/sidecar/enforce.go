@@ -7,6 +7,7 @@ import (
 
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/apierror"
+	"github.com/direktiv/direktiv-authz/internal/audit"
 	"github.com/direktiv/direktiv-authz/internal/classify"
 	"github.com/direktiv/direktiv-authz/internal/credential"
 	"github.com/direktiv/direktiv-authz/internal/relay"
@@ -94,7 +95,7 @@ func (a *app) enforce(ctx *fasthttp.RequestCtx, r classify.Request) (decision, e
 // auditRefusal audits a forward refused with err, on either path.
 func (a *app) auditRefusal(ctx *fasthttp.RequestCtx, r classify.Request, d decision, err error) {
 	ae := apierror.As(err)
-	a.audit(ctx, auditEvent{
+	a.audit(ctx, audit.Event{
 		Action:    "forward",
 		Namespace: routeNamespace(r.Path),
 		Caller:    d.who.id(),

@@ -13,6 +13,7 @@ import (
 
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/apierror"
+	"github.com/direktiv/direktiv-authz/internal/audit"
 	"github.com/direktiv/direktiv-authz/internal/classify"
 	"github.com/direktiv/direktiv-authz/store"
 )
@@ -243,7 +244,7 @@ func (m *metrics) request(f classify.Family, code int) {
 }
 
 // mintOutcome counts a finished mint request (not a dry run).
-func (m *metrics) mintOutcome(ev *auditEvent) {
+func (m *metrics) mintOutcome(ev *audit.Event) {
 	if m == nil || ev.Action != "mint" {
 		return
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/apierror"
+	"github.com/direktiv/direktiv-authz/internal/audit"
 	"github.com/direktiv/direktiv-authz/internal/isoduration"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
@@ -155,7 +156,7 @@ func readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 // loops serve it in the same three steps (beginMint, the store's create,
 // endMint), with the create made without blocking them (relay.go).
 func (a *app) handleMint(ctx *fasthttp.RequestCtx, ns string) {
-	ev := auditEvent{Action: "mint", Namespace: ns, Decision: "deny"}
+	ev := audit.Event{Action: "mint", Namespace: ns, Decision: "deny"}
 	plan, err := a.beginMint(ctx, ns, &ev, func(sec secret.Secret) (store.Token, error) { return a.findToken(ctx, sec) })
 	if err == nil && !plan.dryRun {
 		err = a.stored(ctx, plan, &ev, a.store.CreateLimited(ctx, plan.rec, plan.limit))
@@ -175,7 +176,7 @@ type mintPlan struct {
 
 // endMint answers a mint that ended with err (nil: plan.resp), audits and
 // counts it.
-func (a *app) endMint(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *auditEvent, err error) {
+func (a *app) endMint(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *audit.Event, err error) {
 	if err != nil {
 		ae := apierror.As(err)
 		ev.Status, ev.Reason = ae.Status(), ae.Message
@@ -201,7 +202,7 @@ func (a *app) endMint(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *auditEvent, 
 // by the engine, its expiry computed. A dry run's plan is its answer;
 // otherwise the plan's record is to be stored, and the outcome passed to
 // stored.
-func (a *app) beginMint(ctx *fasthttp.RequestCtx, ns string, ev *auditEvent, find func(secret.Secret) (store.Token, error)) (*mintPlan, error) {
+func (a *app) beginMint(ctx *fasthttp.RequestCtx, ns string, ev *audit.Event, find func(secret.Secret) (store.Token, error)) (*mintPlan, error) {
 	plan := &mintPlan{}
 	if v := ctx.QueryArgs().Peek("dry_run"); v != nil {
 		b, err := strconv.ParseBool(string(v))
@@ -238,7 +239,7 @@ func (a *app) beginMint(ctx *fasthttp.RequestCtx, ns string, ev *auditEvent, fin
 // returns apierror.BadRequest for invalid fields and policy names,
 // apierror.Forbidden when the rules refuse, and apierror.Unavailable when the engine
 // cannot answer.
-func (a *app) planMint(ctx context.Context, who caller, ns string, req mintRequest, plan *mintPlan, ev *auditEvent) error {
+func (a *app) planMint(ctx context.Context, who caller, ns string, req mintRequest, plan *mintPlan, ev *audit.Event) error {
 	in := engine.MintInput{Namespace: ns, Requested: *req.Policies, Caller: engine.Caller{Admin: who.admin}}
 	if !who.admin {
 		in.Caller.Namespace = who.token.Namespace
@@ -304,7 +305,7 @@ func (a *app) planMint(ctx context.Context, who caller, ns string, req mintReque
 // when the minting token was revoked meanwhile, apierror.TooManyRequests when a
 // rate limit refuses, apierror.Unavailable when the store cannot answer; nil
 // when the token was stored, and plan.resp then carries it.
-func (a *app) stored(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *auditEvent, err error) error {
+func (a *app) stored(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *audit.Event, err error) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// The parent vanished between authentication and creation.

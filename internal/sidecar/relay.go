@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/internal/apierror"
+	"github.com/direktiv/direktiv-authz/internal/audit"
 	"github.com/direktiv/direktiv-authz/internal/classify"
 	"github.com/direktiv/direktiv-authz/internal/credential"
 	"github.com/direktiv/direktiv-authz/internal/relay"
@@ -173,7 +174,7 @@ func (a *app) answerMint(raw []byte, remote net.Addr, req classify.Request, find
 	if !ok {
 		return relay.Reply{}
 	}
-	ev := &auditEvent{Action: "mint", Namespace: req.NS, Decision: "deny"}
+	ev := &audit.Event{Action: "mint", Namespace: req.NS, Decision: "deny"}
 	plan, err := a.beginMint(&ctx.RequestCtx, req.NS, ev, find)
 	if errors.Is(err, errWouldBlock) {
 		releaseServeCtx(ctx)

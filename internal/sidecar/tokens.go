@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/internal/apierror"
+	"github.com/direktiv/direktiv-authz/internal/audit"
 	"github.com/direktiv/direktiv-authz/internal/classify"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
@@ -58,7 +59,7 @@ func (a *app) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (caller,
 		who, err = a.authenticate(ctx, cred)
 	}
 	if err != nil {
-		a.audit(ctx, auditEvent{Action: action, Namespace: ns, Decision: "deny", Reason: apierror.As(err).Message, Status: apierror.As(err).Status()})
+		a.audit(ctx, audit.Event{Action: action, Namespace: ns, Decision: "deny", Reason: apierror.As(err).Message, Status: apierror.As(err).Status()})
 		return who, err
 	}
 	if who.admin {
@@ -70,7 +71,7 @@ func (a *app) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (caller,
 	}
 	if err != nil {
 		if ae := apierror.As(err); ae.Code != apierror.Unavailable {
-			a.audit(ctx, auditEvent{Action: action, Namespace: ns, Caller: who.id(), Decision: "deny", Reason: ae.Message, Status: ae.Status()})
+			a.audit(ctx, audit.Event{Action: action, Namespace: ns, Caller: who.id(), Decision: "deny", Reason: ae.Message, Status: ae.Status()})
 		}
 		return who, err
 	}
@@ -182,7 +183,7 @@ func (a *app) handleRevoke(ctx *fasthttp.RequestCtx, ns, id string) {
 	if rv.Done {
 		a.metrics.revokedTokens(rv.Count)
 	}
-	a.audit(ctx, auditEvent{Action: "revoke", Namespace: ns, Caller: who.id(), Decision: "allow", Target: id, Revoked: rv.IDs,
+	a.audit(ctx, audit.Event{Action: "revoke", Namespace: ns, Caller: who.id(), Decision: "allow", Target: id, Revoked: rv.IDs,
 		Count: rv.Count, Complete: rv.Done, Status: fasthttp.StatusOK})
 	a.writeJSON(ctx, fasthttp.StatusOK, revokeAnswer{Revoked: nonNil(rv.IDs), Count: rv.Count, Complete: rv.Done})
 }
@@ -200,7 +201,7 @@ type revokeAnswer struct {
 func (a *app) revocationDone(ns, id string, count int) {
 	a.metrics.revokedTokens(count)
 	if a.audits != nil {
-		a.audits.write(time.Now(), auditEvent{Action: "revoke_complete", Namespace: ns, Decision: "allow", Target: id,
+		a.audits.Write(time.Now(), audit.Event{Action: "revoke_complete", Namespace: ns, Decision: "allow", Target: id,
 			Count: count, Complete: true, Status: fasthttp.StatusOK}, "", a.engine.Revision())
 	}
 }

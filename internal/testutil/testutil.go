@@ -68,3 +68,22 @@ func WriteFile(tb testing.TB, dir, name, content string) string {
 	}
 	return p
 }
+
+// BenchEncoders benchmarks each encoder of encoders ("goccy" and
+// "encoding_json"), after checking that it writes want.
+func BenchEncoders(b *testing.B, want []byte, encoders map[string]func(w *bytes.Buffer)) {
+	for _, name := range []string{"goccy", "encoding_json"} {
+		enc := encoders[name]
+		b.Run(name, func(b *testing.B) {
+			var w bytes.Buffer
+			if enc(&w); !bytes.Equal(w.Bytes(), want) {
+				b.Fatalf("%s\n got %s\nwant %s", name, w.Bytes(), want)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				w.Reset()
+				enc(&w)
+			}
+		})
+	}
+}
