@@ -135,7 +135,7 @@ func (a *app) belongs(ns string, l engine.Lookup) (bool, error) {
 		return v.Namespace == ns, nil
 	}
 	// A kind edited into the rules that the sidecar does not know.
-	return false, apierror.Errorf(apierror.Forbidden, "the route rules ask to check a %s, which the sidecar cannot; the classify.Request is refused", l.Kind)
+	return false, apierror.Errorf(apierror.Forbidden, "the route rules ask to check a %s, which the sidecar cannot; the request is refused", l.Kind)
 }
 
 // lookup GETs path from the upstream and decodes the data of its

@@ -56,15 +56,15 @@ type mintResponse struct {
 func parseMintRequest(body []byte) (mintRequest, error) {
 	var req mintRequest
 	if len(bytes.TrimSpace(body)) == 0 {
-		return req, apierror.Errorf(apierror.BadRequest, `the classify.Request body is empty; send JSON like {"description":"ci","policies":["workflowView"],"expires":"P30D"}`)
+		return req, apierror.Errorf(apierror.BadRequest, `the request body is empty; send JSON like {"description":"ci","policies":["workflowView"],"expires":"P30D"}`)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
-		return req, apierror.Errorf(apierror.BadRequest, "the classify.Request body is not a valid mint request: %s; accepted fields: description (string), policies (array of strings), expires (ISO 8601 duration string)", describeJSONError(err))
+		return req, apierror.Errorf(apierror.BadRequest, "the request body is not a valid mint request: %s; accepted fields: description (string), policies (array of strings), expires (ISO 8601 duration string)", describeJSONError(err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return req, apierror.Errorf(apierror.BadRequest, "the classify.Request body has data after the JSON object; send exactly one object")
+		return req, apierror.Errorf(apierror.BadRequest, "the request body has data after the JSON object; send exactly one object")
 	}
 	if !utf8.ValidString(req.Description) || len(req.Description) > maxDescription {
 		return req, apierror.Errorf(apierror.BadRequest, "description must be valid UTF-8 of at most %d bytes", maxDescription)
@@ -123,7 +123,7 @@ const drainLimit = 1 << 20
 // connection stays usable. A larger or undeclared one is not read further:
 // the connection is closed.
 func readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
-	tooLarge := apierror.Errorf(apierror.TooLarge, "the classify.Request body exceeds %d bytes", limit)
+	tooLarge := apierror.Errorf(apierror.TooLarge, "the request body exceeds %d bytes", limit)
 	if cl := ctx.Request.Header.ContentLength(); cl > limit {
 		if cl > drainLimit || !ctx.Request.IsBodyStream() {
 			ctx.SetConnectionClose()
@@ -140,7 +140,7 @@ func readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(ctx.RequestBodyStream(), int64(limit)+1))
 	if err != nil {
 		ctx.SetConnectionClose()
-		return nil, apierror.Errorf(apierror.BadRequest, "reading the classify.Request body failed: %v", err)
+		return nil, apierror.Errorf(apierror.BadRequest, "reading the request body failed: %v", err)
 	}
 	if len(b) > limit {
 		ctx.SetConnectionClose()

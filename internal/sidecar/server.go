@@ -89,9 +89,9 @@ func (a *app) readError(ctx *fasthttp.RequestCtx, err error) {
 	case fe != nil:
 		a.writeError(ctx, framingError(fe))
 	case errors.As(err, &small):
-		a.writeError(ctx, apierror.Errorf(apierror.HeaderTooLarge, "malformed request: classify.Request header fields too large"))
+		a.writeError(ctx, apierror.Errorf(apierror.HeaderTooLarge, "malformed request: request header fields too large"))
 	case errors.As(err, &ne) && ne.Timeout():
-		a.writeError(ctx, apierror.Errorf(apierror.RequestTimeout, "the classify.Request did not arrive in time"))
+		a.writeError(ctx, apierror.Errorf(apierror.RequestTimeout, "the request did not arrive in time"))
 	default:
 		a.writeError(ctx, apierror.Errorf(apierror.BadRequest, "malformed request"))
 	}
