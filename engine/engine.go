@@ -124,6 +124,16 @@ type Options struct {
 	Debounce time.Duration
 }
 
+// Decider is what the sidecar asks of an Engine: its decisions and the
+// revision of the rules they come from.
+type Decider interface {
+	Mint(ctx context.Context, in MintInput) (MintDecision, error)
+	Route(ctx context.Context, in RouteInput) (RouteDecision, error)
+	Revision() string
+}
+
+var _ Decider = (*Engine)(nil)
+
 // Engine answers mint and route questions from the loaded Rego. It is safe
 // for concurrent use; a reload swaps the whole set of prepared queries at
 // once, so each decision sees one consistent set of rules.

@@ -4,6 +4,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"time"
 )
@@ -58,3 +59,20 @@ type Token struct {
 
 // Expired reports whether the token has expired at now.
 func (t Token) Expired(now time.Time) bool { return !now.Before(t.Expires) }
+
+// Store is what the sidecar needs of a token store; Memory and Redis are
+// the two.
+type Store interface {
+	CreateLimited(ctx context.Context, t Token, l Limit) error
+	Lookup(ctx context.Context, namespace, id string) (Token, error)
+	List(ctx context.Context, namespace, after string, limit int) ([]Token, string, error)
+	Revoke(ctx context.Context, namespace, id string) (Revocation, error)
+	Subscribe(ctx context.Context, fn func(namespace, id string)) error
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+var (
+	_ Store = (*Memory)(nil)
+	_ Store = (*Redis)(nil)
+)

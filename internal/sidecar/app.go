@@ -25,37 +25,20 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/config"
 	"github.com/direktiv/direktiv-authz/internal/framing"
 	"github.com/direktiv/direktiv-authz/internal/logwriter"
+	"github.com/direktiv/direktiv-authz/internal/metrics"
 	"github.com/direktiv/direktiv-authz/internal/relay"
 	"github.com/direktiv/direktiv-authz/internal/tlsreload"
 	"github.com/direktiv/direktiv-authz/internal/tokencache"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
-// tokenStore is what the sidecar needs from a token store.
-type tokenStore interface {
-	CreateLimited(ctx context.Context, t store.Token, l store.Limit) error
-	Lookup(ctx context.Context, namespace, id string) (store.Token, error)
-	List(ctx context.Context, namespace, after string, limit int) ([]store.Token, string, error)
-	Revoke(ctx context.Context, namespace, id string) (store.Revocation, error)
-	Subscribe(ctx context.Context, fn func(namespace, id string)) error
-	Ping(ctx context.Context) error
-	Close() error
-}
-
-// decider is what the sidecar needs from the policy engine.
-type decider interface {
-	Mint(ctx context.Context, in engine.MintInput) (engine.MintDecision, error)
-	Route(ctx context.Context, in engine.RouteInput) (engine.RouteDecision, error)
-	Revision() string
-}
-
 // app is the wired sidecar: configuration, store, engine and HTTP server.
 type app struct {
 	cfg    config.Config
 	log    *slog.Logger
 	audits *audit.Log // audit trail: one line per decision, stable shape
-	store  tokenStore
-	engine decider
+	store  store.Store
+	engine engine.Decider
 	watch  func(context.Context) error // hot reload of --policies, nil when embedded
 	ln     net.Listener
 	server *fasthttp.Server
@@ -74,7 +57,7 @@ type app struct {
 	loopMints bool
 
 	// Operations (see ops.go, metrics.go, tls.go).
-	metrics  *metrics            // nil without --ops-listen
+	metrics  *metrics.Metrics    // nil without --ops-listen
 	ops      *http.Server        // the operations listener; nil without --ops-listen
 	opsLn    net.Listener        // its listener
 	tlsCert  *tlsreload.Reloader // nil: the main listener is plain HTTP

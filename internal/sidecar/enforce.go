@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 
 	"github.com/valyala/fasthttp"
 
@@ -25,13 +26,15 @@ func (a *app) forward(ctx *fasthttp.RequestCtx, r classify.Request) {
 		a.writeError(ctx, err)
 		return
 	}
-	start := a.metrics.clock()
+	start := a.metrics.Clock()
 	if d.route.Transform != "" {
 		err = a.forwardTransformed(ctx, d)
 	} else {
 		err = a.proxy.forward(ctx, d)
 	}
-	a.metrics.upstreamDone(start, err)
+	if ae := (*apierror.Error)(nil); !errors.As(err, &ae) || ae.Code != apierror.BadRequest { // a 400: nothing was sent
+		a.metrics.UpstreamDone(start, upstreamFailure(err))
+	}
 	if err != nil {
 		a.writeError(ctx, err)
 	}

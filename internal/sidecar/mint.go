@@ -183,7 +183,7 @@ func (a *app) endMint(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *audit.Event,
 		if ev.Status != fasthttp.StatusServiceUnavailable && ev.Status != fasthttp.StatusInternalServerError {
 			a.audit(ctx, *ev)
 		}
-		a.metrics.mintOutcome(ev)
+		a.metrics.MintOutcome(ev)
 		a.writeError(ctx, err)
 		return
 	}
@@ -193,7 +193,7 @@ func (a *app) endMint(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *audit.Event,
 	}
 	ev.Decision, ev.Status = "allow", status
 	a.audit(ctx, *ev)
-	a.metrics.mintOutcome(ev)
+	a.metrics.MintOutcome(ev)
 	a.writeJSON(ctx, status, plan.resp)
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/internal/metrics"
 	"github.com/direktiv/direktiv-authz/internal/tlsreload"
 )
 
@@ -45,10 +46,25 @@ func (a *app) setupOps(eng *engine.Engine) error {
 	if a.cfg.OpsAddr == "" {
 		return nil
 	}
-	m := newMetrics(a, eng)
+	src := metrics.Sources{
+		Cache:    a.cache,
+		Streams:  a.streaming,
+		Revision: func() string { return a.engine.Revision() },
+		Handoffs: func() uint64 {
+			if a.relay == nil {
+				return 0
+			}
+			return a.relay.Handoffs()
+		},
+		TLS: a.tlsCert,
+	}
+	if eng != nil {
+		src.Reloads = eng.Reloads
+	}
+	m := metrics.New(src)
 	a.metrics = m
-	a.store = newTimedStore(a.store, m)
-	a.engine = timedDecider{decider: a.engine, mint: m.decideMint, route: m.decideRoute}
+	a.store = m.TimeStore(a.store)
+	a.engine = m.TimeDecider(a.engine)
 
 	ln, err := net.Listen("tcp", a.cfg.OpsAddr)
 	if err != nil {
@@ -58,7 +74,7 @@ func (a *app) setupOps(eng *engine.Engine) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { opsText(w, http.StatusOK, "ok") })
 	mux.HandleFunc("GET /readyz", a.readyz)
-	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(m.reg, promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
+	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(m.Registry(), promhttp.HandlerFor(m.Registry(), promhttp.HandlerOpts{
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 		EnableOpenMetrics: false,
 	})))

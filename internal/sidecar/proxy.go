@@ -486,20 +486,47 @@ func isTimeout(err error) bool {
 	return errors.As(err, &te) && te.Timeout()
 }
 
-// upstreamError classifies a failed exchange with the upstream; the cause
-// goes to the log (writeError logs every 5xx), not to the client.
-func (p *proxy) upstreamError(err error) error {
+// upstreamFailure is how an exchange with the upstream that ended with err
+// failed, in the relay's terms (relay.NoFailure for nil), so that the
+// server and the event loops answer and count failures alike.
+func upstreamFailure(err error) relay.Failure {
 	var de *dialError
 	switch {
+	case err == nil:
+		return relay.NoFailure
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
-		return &apierror.Error{Code: apierror.Unavailable, Message: fmt.Sprintf("all %d connections to the Direktiv API are busy; try again later", p.client.MaxConns), Err: err}
+		return relay.Busy
 	case errors.As(err, &de) && isTimeout(err):
-		return &apierror.Error{Code: apierror.GatewayTimeout, Message: fmt.Sprintf("the Direktiv API could not be reached within %s; try again later", p.dialTimeout), Err: err}
+		return relay.DialTimeout
 	case errors.As(err, &de):
-		return &apierror.Error{Code: apierror.BadGateway, Message: "the Direktiv API cannot be reached; try again later", Err: err}
+		return relay.Unreachable
 	case isTimeout(err):
-		return &apierror.Error{Code: apierror.GatewayTimeout, Message: fmt.Sprintf("the Direktiv API did not answer within %s", p.timeout), Err: err}
+		return relay.Timeout
 	default:
-		return &apierror.Error{Code: apierror.BadGateway, Message: "the Direktiv API broke off the exchange; try again later", Err: err}
+		return relay.Broken
+	}
+}
+
+// upstreamError is the answer to an exchange with the upstream that failed
+// with err.
+func (p *proxy) upstreamError(err error) error {
+	return p.failureError(upstreamFailure(err), err)
+}
+
+// failureError is the answer to an exchange with the upstream that failed
+// as f; the cause goes to the log (writeError logs every 5xx), not to the
+// client.
+func (p *proxy) failureError(f relay.Failure, cause error) *apierror.Error {
+	switch f {
+	case relay.Busy:
+		return &apierror.Error{Code: apierror.Unavailable, Message: fmt.Sprintf("all %d connections to the Direktiv API are busy; try again later", p.client.MaxConns), Err: cause}
+	case relay.DialTimeout:
+		return &apierror.Error{Code: apierror.GatewayTimeout, Message: fmt.Sprintf("the Direktiv API could not be reached within %s; try again later", p.dialTimeout), Err: cause}
+	case relay.Unreachable:
+		return &apierror.Error{Code: apierror.BadGateway, Message: "the Direktiv API cannot be reached; try again later", Err: cause}
+	case relay.Timeout:
+		return &apierror.Error{Code: apierror.GatewayTimeout, Message: fmt.Sprintf("the Direktiv API did not answer within %s", p.timeout), Err: cause}
+	default:
+		return &apierror.Error{Code: apierror.BadGateway, Message: "the Direktiv API broke off the exchange; try again later", Err: cause}
 	}
 }

@@ -37,7 +37,7 @@ func (a *app) rateLimited(ctx *fasthttp.RequestCtx, err error) error {
 	}
 	secs := rl.RetryAfterSeconds()
 	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.FormatInt(secs, 10))
-	a.metrics.mintRateLimited(rl.Scope)
+	a.metrics.MintRateLimited(rl.Scope)
 	whose, setting := "the minting token's", "--mint-rate-per-token"
 	if rl.Scope == store.ScopeNamespace {
 		whose, setting = "the namespace's", "--mint-rate-per-namespace"

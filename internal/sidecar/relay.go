@@ -10,7 +10,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/audit"
 	"github.com/direktiv/direktiv-authz/internal/classify"
 	"github.com/direktiv/direktiv-authz/internal/credential"
+	"github.com/direktiv/direktiv-authz/internal/metrics"
 	"github.com/direktiv/direktiv-authz/internal/relay"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
@@ -182,26 +182,18 @@ func (a *app) answerMint(raw []byte, remote net.Addr, req classify.Request, find
 	}
 	if err != nil || plan.dryRun {
 		a.endMint(&ctx.RequestCtx, plan, ev, err)
-		a.metrics.request(req.Family, ctx.Response.StatusCode())
+		a.metrics.Request(req.Family, ctx.Response.StatusCode())
 		return a.serveReply(ctx)
 	}
 	return relay.Reply{Later: func(answer func(relay.Reply)) {
-		start := mono()
+		start := metrics.Mono()
 		a.redis.CreateAsync(plan.rec, plan.limit, func(err error) {
-			a.observeCreate(start, err)
+			a.metrics.CreateDone(start, err)
 			a.endMint(&ctx.RequestCtx, plan, ev, a.stored(&ctx.RequestCtx, plan, ev, err))
-			a.metrics.request(req.Family, ctx.Response.StatusCode())
+			a.metrics.Request(req.Family, ctx.Response.StatusCode())
 			answer(a.serveReply(ctx))
 		})
 	}}
-}
-
-// observeCreate counts a create the loops made, as timedStore counts the
-// server's.
-func (a *app) observeCreate(start time.Duration, err error) {
-	if ts, ok := a.store.(timedStore); ok {
-		observeStore(start, err, ts.create, ts.createErr)
-	}
 }
 
 // serve is the Verdict serving an own endpoint's request with the
@@ -242,7 +234,7 @@ func (a *app) serveOne(raw []byte, remote net.Addr, d decision, refused refusal)
 			a.auditRefusal(&ctx.RequestCtx, d.req, d, refused.err)
 		}
 		a.writeError(&ctx.RequestCtx, refused.err)
-		a.metrics.request(d.req.Family, ctx.Response.StatusCode())
+		a.metrics.Request(d.req.Family, ctx.Response.StatusCode())
 	} else {
 		a.server.Handler(&ctx.RequestCtx) // counted by handle
 	}
@@ -318,29 +310,11 @@ func releaseServeCtx(c *serveCtx) {
 	serveCtxPool.Put(c)
 }
 
-// relayError is the relay's failure f as the error proxy.forward would
-// have returned for it, so that both paths answer, log and count a failed
-// exchange alike (proxy.upstreamError, metrics.upstreamDone).
-func (a *app) relayError(f relay.Failure, cause error) error {
-	var err error
-	switch f {
-	case relay.Busy:
-		err = fmt.Errorf("%w: %v", fasthttp.ErrNoFreeConns, cause)
-	case relay.Unreachable, relay.DialTimeout:
-		err = &dialError{cause}
-	case relay.Timeout:
-		err = errAwaitTimeout
-	default:
-		err = cause
-	}
-	return a.proxy.upstreamError(err)
-}
-
 // Fail answers a request the upstream failed, and logs the cause as
 // writeError does.
 func (h relayHandler) Fail(method, target []byte, f relay.Failure, cause error) relay.Response {
 	a := h.a
-	ae := apierror.As(a.relayError(f, cause))
+	ae := a.proxy.failureError(f, cause)
 	status := ae.Status()
 	path, _, _ := bytes.Cut(target, []byte{'?'})
 	a.log.Error("request failed", "method", string(method), "path", string(path), "status", status, "err", ae.Error())
@@ -352,18 +326,14 @@ func (h relayHandler) Fail(method, target []byte, f relay.Failure, cause error) 
 }
 
 // Done counts a forwarded request in the metrics under the family Decide
-// read (Verdict.Label), as handle and upstreamDone count the server's.
+// read (Verdict.Label), as handle and forward count the server's.
 func (h relayHandler) Done(e *relay.Exchange) {
 	m := h.a.metrics
 	if m == nil || e.Status == 0 {
 		return // no metrics, or the client left before an answer: nothing was answered
 	}
-	m.request(classify.Family(e.Label), e.Status)
-	if e.Failure == relay.NoFailure {
-		m.upstream.Observe(e.Upstream.Seconds())
-		return
-	}
-	m.upstreamDone(0, h.a.relayError(e.Failure, e.Err))
+	m.Request(classify.Family(e.Label), e.Status)
+	m.UpstreamTook(e.Upstream, e.Failure)
 }
 
 // relayListener is the server's listener when the relay accepts: it yields

@@ -111,7 +111,7 @@ func (a *app) handle(ctx *fasthttp.RequestCtx) {
 	default:
 		a.forward(ctx, r)
 	}
-	a.metrics.request(r.Family, ctx.Response.StatusCode())
+	a.metrics.Request(r.Family, ctx.Response.StatusCode())
 }
 
 // handleAuth serves /api/namespaces/{ns}/auth/{rest...}; classify checked

@@ -181,7 +181,7 @@ func (a *app) handleRevoke(ctx *fasthttp.RequestCtx, ns, id string) {
 	}
 	a.cache.Invalidate(ns, id) // this replica at once (descendants too); the others through Subscribe
 	if rv.Done {
-		a.metrics.revokedTokens(rv.Count)
+		a.metrics.RevokedTokens(rv.Count)
 	}
 	a.audit(ctx, audit.Event{Action: "revoke", Namespace: ns, Caller: who.id(), Decision: "allow", Target: id, Revoked: rv.IDs,
 		Count: rv.Count, Complete: rv.Done, Status: fasthttp.StatusOK})
@@ -199,7 +199,7 @@ type revokeAnswer struct {
 // every descendant of a revoked token: the audit line names the token and
 // the total.
 func (a *app) revocationDone(ns, id string, count int) {
-	a.metrics.revokedTokens(count)
+	a.metrics.RevokedTokens(count)
 	if a.audits != nil {
 		a.audits.Write(time.Now(), audit.Event{Action: "revoke_complete", Namespace: ns, Decision: "allow", Target: id,
 			Count: count, Complete: true, Status: fasthttp.StatusOK}, "", a.engine.Revision())

@@ -1,4 +1,9 @@
-package sidecar
+// Package metrics is the sidecar's Prometheus registry: requests by route
+// family and status, mints by outcome, decision, store and upstream times,
+// and gauges read at scrape time. Every label value comes from a small fixed
+// set. It imports the lower packages (classify, audit, the store, the
+// engine, relay's failure kinds), never the HTTP layer.
+package metrics
 
 import (
 	"context"
@@ -12,22 +17,24 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
-	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/audit"
 	"github.com/direktiv/direktiv-authz/internal/classify"
+	"github.com/direktiv/direktiv-authz/internal/relay"
+	"github.com/direktiv/direktiv-authz/internal/tlsreload"
+	"github.com/direktiv/direktiv-authz/internal/tokencache"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
-// metrics are the sidecar's Prometheus metrics, served on the operations
-// listener's /metrics. Each app has its own registry (several apps share a
+// Metrics are the sidecar's Prometheus metrics, served on the operations
+// listener's /metrics. Each sidecar has its own registry (several share a
 // test process). Every label value comes from a small fixed set: route
 // families, status codes, outcomes; never a namespace, a token id or a path.
 //
 // The hot path pays a few atomic adds and two clock reads per request: the
 // vectors are resolved to their children once (requests lazily, per route
-// family and status), so no label is hashed per request. A nil *metrics (no
+// family and status), so no label is hashed per request. A nil *Metrics (no
 // --ops-listen) records nothing.
-type metrics struct {
+type Metrics struct {
 	reg *prometheus.Registry
 
 	requests     *prometheus.CounterVec
@@ -40,6 +47,8 @@ type metrics struct {
 
 	storeOps    *prometheus.HistogramVec
 	storeErrors *prometheus.CounterVec
+	creates     prometheus.Observer // storeOps' and storeErrors' create children
+	createErrs  prometheus.Counter
 
 	upstream       prometheus.Observer
 	upstreamErrors [numUpstreamErrors]prometheus.Counter
@@ -84,11 +93,21 @@ var (
 	upstreamBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
 )
 
-// newMetrics registers every metric of a; eng (may be nil) adds the policy
-// reload counters.
-func newMetrics(a *app, eng *engine.Engine) *metrics {
+// Sources are what the gauges and counters read at scrape time; each may be
+// nil (zero), which leaves its metrics out.
+type Sources struct {
+	Cache    *tokencache.Cache          // token_cache_*
+	Streams  func() int                 // upstream_streams: responses of unknown length being forwarded
+	Handoffs func() uint64              // relay_handoffs_total; nil: 0 (the event loops are off)
+	Revision func() string              // policy_info
+	Reloads  func() (ok, failed uint64) // policy_reloads_total; nil: the policies are embedded
+	TLS      *tlsreload.Reloader        // tls_cert_*
+}
+
+// New registers every metric.
+func New(src Sources) *Metrics {
 	const ns = "direktiv_authz"
-	m := &metrics{reg: prometheus.NewRegistry()}
+	m := &Metrics{reg: prometheus.NewRegistry()}
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -131,6 +150,7 @@ func newMetrics(a *app, eng *engine.Engine) *metrics {
 		m.storeOps.WithLabelValues(op)
 		m.storeErrors.WithLabelValues(op)
 	}
+	m.creates, m.createErrs = m.storeOps.WithLabelValues("create"), m.storeErrors.WithLabelValues("create")
 	upstream := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Namespace: ns, Name: "upstream_duration_seconds",
 		Help:    "Time from forwarding a request to the upstream's response headers (bodies stream afterwards).",
@@ -151,7 +171,7 @@ func newMetrics(a *app, eng *engine.Engine) *metrics {
 	m.revoked = revoked
 	m.reg.MustRegister(m.requests, mints, limited, decisions, m.storeOps, m.storeErrors, upstream, upErrs, revoked)
 
-	if c := a.cache; c != nil {
+	if c := src.Cache; c != nil {
 		cache := func(result string, n func() uint64) prometheus.Collector {
 			return prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Namespace: ns, Name: "token_cache_lookups_total",
@@ -167,23 +187,23 @@ func newMetrics(a *app, eng *engine.Engine) *metrics {
 			Help: "Token records in the in-process cache.",
 		}, func() float64 { return float64(c.Len()) }))
 	}
-	if a.proxy != nil {
+	if streams := src.Streams; streams != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Name: "upstream_streams",
 			Help: "Responses of unknown length (event streams) being forwarded.",
-		}, func() float64 { return float64(a.streaming()) }))
+		}, func() float64 { return float64(streams()) }))
 	}
 	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Namespace: ns, Name: "relay_handoffs_total",
 		Help: "Connections the event loops handed to the server (see README, Forwarding); 0 with --event-loops off.",
 	}, func() float64 {
-		if a.relay == nil {
+		if src.Handoffs == nil {
 			return 0
 		}
-		return float64(a.relay.Handoffs())
+		return float64(src.Handoffs())
 	}))
-	m.reg.MustRegister(policyCollector{a: a, eng: eng})
-	if r := a.tlsCert; r != nil {
+	m.reg.MustRegister(policyCollector{revision: src.Revision, reloads: src.Reloads})
+	if r := src.TLS; r != nil {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: ns, Name: "tls_cert_not_after_seconds",
 			Help: "When the certificate served on the main listener expires, in unix seconds.",
@@ -199,8 +219,8 @@ func newMetrics(a *app, eng *engine.Engine) *metrics {
 // policyCollector reports the policy revision and reload counts as they are
 // at scrape time.
 type policyCollector struct {
-	a   *app
-	eng *engine.Engine
+	revision func() string
+	reloads  func() (ok, failed uint64)
 }
 
 var (
@@ -216,17 +236,22 @@ func (c policyCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c policyCollector) Collect(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(policyInfoDesc, prometheus.GaugeValue, 1, c.a.engine.Revision())
-	if c.eng != nil {
-		ok, failed := c.eng.Reloads()
+	if c.revision != nil {
+		ch <- prometheus.MustNewConstMetric(policyInfoDesc, prometheus.GaugeValue, 1, c.revision())
+	}
+	if c.reloads != nil {
+		ok, failed := c.reloads()
 		ch <- prometheus.MustNewConstMetric(policyReloadsDesc, prometheus.CounterValue, float64(ok), "ok")
 		ch <- prometheus.MustNewConstMetric(policyReloadsDesc, prometheus.CounterValue, float64(failed), "failed")
 	}
 }
 
-// request counts an answer by the route family classify read and its
+// Registry is where the metrics are registered, for /metrics.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Request counts an answer by the route family classify read and its
 // status.
-func (m *metrics) request(f classify.Family, code int) {
+func (m *Metrics) Request(f classify.Family, code int) {
 	if m == nil {
 		return
 	}
@@ -243,8 +268,8 @@ func (m *metrics) request(f classify.Family, code int) {
 	ref.c.Inc()
 }
 
-// mintOutcome counts a finished mint request (not a dry run).
-func (m *metrics) mintOutcome(ev *audit.Event) {
+// MintOutcome counts a finished mint request (not a dry run).
+func (m *Metrics) MintOutcome(ev *audit.Event) {
 	if m == nil || ev.Action != "mint" {
 		return
 	}
@@ -260,7 +285,9 @@ func (m *metrics) mintOutcome(ev *audit.Event) {
 	}
 }
 
-func (m *metrics) mintRateLimited(scope string) {
+// MintRateLimited counts a mint refused by the limit of scope
+// (store.ScopeToken or store.ScopeNamespace).
+func (m *Metrics) MintRateLimited(scope string) {
 	if m == nil {
 		return
 	}
@@ -273,126 +300,140 @@ func (m *metrics) mintRateLimited(scope string) {
 // only the monotonic clock, at about half the cost of time.Now.
 var clockOrigin = time.Now()
 
-// mono is a monotonic clock reading, for durations.
-func mono() time.Duration { return time.Since(clockOrigin) }
+// Mono is a monotonic clock reading, for durations.
+func Mono() time.Duration { return time.Since(clockOrigin) }
 
-// clock is mono, or 0 without metrics (no clock read at all).
-func (m *metrics) clock() time.Duration {
+// Clock is Mono, or 0 without metrics (no clock read at all).
+func (m *Metrics) Clock() time.Duration {
 	if m == nil {
 		return 0
 	}
-	return mono()
+	return Mono()
 }
 
-// upstreamDone records one exchange with the upstream that started at start
-// (a clock reading) and ended with err (nil: response headers received).
-func (m *metrics) upstreamDone(start time.Duration, err error) {
+// UpstreamDone records one exchange with the upstream that started at start
+// (a Clock reading) and ended with f: relay.NoFailure when its response
+// head arrived, else how it failed. The event loops and the server classify
+// failures alike, as relay.Failure.
+func (m *Metrics) UpstreamDone(start time.Duration, f relay.Failure) {
+	if m != nil {
+		m.UpstreamTook(Mono()-start, f)
+	}
+}
+
+// UpstreamTook is UpstreamDone for an exchange that took d.
+func (m *Metrics) UpstreamTook(d time.Duration, f relay.Failure) {
 	if m == nil {
 		return
 	}
-	if err == nil {
-		m.upstream.Observe((mono() - start).Seconds())
-		return
-	}
-	var ae *apierror.Error
-	if !errors.As(err, &ae) {
-		m.upstreamErrors[upstreamBroken].Inc()
-		return
-	}
-	var de *dialError
-	switch {
-	case ae.Code == apierror.BadRequest:
-		// Not sent: the request target is not a path.
-	case errors.Is(ae.Err, fasthttp.ErrNoFreeConns):
-		m.upstreamErrors[upstreamBusy].Inc()
-	case isTimeout(ae.Err):
-		m.upstreamErrors[upstreamTimeout].Inc()
-	case errors.As(ae.Err, &de):
+	switch f {
+	case relay.NoFailure:
+		m.upstream.Observe(d.Seconds())
+	case relay.Unreachable:
 		m.upstreamErrors[upstreamUnreachable].Inc()
+	case relay.DialTimeout, relay.Timeout:
+		m.upstreamErrors[upstreamTimeout].Inc()
+	case relay.Busy:
+		m.upstreamErrors[upstreamBusy].Inc()
 	default:
 		m.upstreamErrors[upstreamBroken].Inc()
 	}
 }
 
+// TimeDecider is d with its decisions timed.
+func (m *Metrics) TimeDecider(d engine.Decider) engine.Decider {
+	return timedDecider{Decider: d, mint: m.decideMint, route: m.decideRoute}
+}
+
 // timedDecider times the engine's decisions.
 type timedDecider struct {
-	decider
+	engine.Decider
 	mint, route prometheus.Observer
 }
 
 func (d timedDecider) Mint(ctx context.Context, in engine.MintInput) (engine.MintDecision, error) {
-	start := mono()
-	dec, err := d.decider.Mint(ctx, in)
-	d.mint.Observe((mono() - start).Seconds())
+	start := Mono()
+	dec, err := d.Decider.Mint(ctx, in)
+	d.mint.Observe((Mono() - start).Seconds())
 	return dec, err
 }
 
 func (d timedDecider) Route(ctx context.Context, in engine.RouteInput) (engine.RouteDecision, error) {
-	start := mono()
-	dec, err := d.decider.Route(ctx, in)
-	d.route.Observe((mono() - start).Seconds())
+	start := Mono()
+	dec, err := d.Decider.Route(ctx, in)
+	d.route.Observe((Mono() - start).Seconds())
 	return dec, err
 }
 
 // timedStore times the token store's calls and counts its failures.
 type timedStore struct {
-	tokenStore
+	store.Store
 	lookup, create, list, revoke             prometheus.Observer
 	lookupErr, createErr, listErr, revokeErr prometheus.Counter
 }
 
-func newTimedStore(s tokenStore, m *metrics) timedStore {
+// TimeStore is s with its calls timed and its failures counted.
+func (m *Metrics) TimeStore(s store.Store) store.Store {
 	return timedStore{
-		tokenStore: s,
-		lookup:     m.storeOps.WithLabelValues("lookup"),
-		create:     m.storeOps.WithLabelValues("create"),
-		list:       m.storeOps.WithLabelValues("list"),
-		revoke:     m.storeOps.WithLabelValues("revoke"),
-		lookupErr:  m.storeErrors.WithLabelValues("lookup"),
-		createErr:  m.storeErrors.WithLabelValues("create"),
-		listErr:    m.storeErrors.WithLabelValues("list"),
-		revokeErr:  m.storeErrors.WithLabelValues("revoke"),
+		Store:     s,
+		lookup:    m.storeOps.WithLabelValues("lookup"),
+		create:    m.storeOps.WithLabelValues("create"),
+		list:      m.storeOps.WithLabelValues("list"),
+		revoke:    m.storeOps.WithLabelValues("revoke"),
+		lookupErr: m.storeErrors.WithLabelValues("lookup"),
+		createErr: m.storeErrors.WithLabelValues("create"),
+		listErr:   m.storeErrors.WithLabelValues("list"),
+		revokeErr: m.storeErrors.WithLabelValues("revoke"),
 	}
 }
 
 func observeStore(start time.Duration, err error, h prometheus.Observer, errs prometheus.Counter) {
-	h.Observe((mono() - start).Seconds())
+	h.Observe((Mono() - start).Seconds())
 	if err != nil && errors.Is(err, store.ErrUnavailable) {
 		errs.Inc()
 	}
 }
 
 func (s timedStore) CreateLimited(ctx context.Context, t store.Token, l store.Limit) error {
-	start := mono()
-	err := s.tokenStore.CreateLimited(ctx, t, l)
+	start := Mono()
+	err := s.Store.CreateLimited(ctx, t, l)
 	observeStore(start, err, s.create, s.createErr)
 	return err
 }
 
 func (s timedStore) Lookup(ctx context.Context, namespace, id string) (store.Token, error) {
-	start := mono()
-	t, err := s.tokenStore.Lookup(ctx, namespace, id)
+	start := Mono()
+	t, err := s.Store.Lookup(ctx, namespace, id)
 	observeStore(start, err, s.lookup, s.lookupErr)
 	return t, err
 }
 
 func (s timedStore) List(ctx context.Context, namespace, after string, limit int) ([]store.Token, string, error) {
-	start := mono()
-	toks, next, err := s.tokenStore.List(ctx, namespace, after, limit)
+	start := Mono()
+	toks, next, err := s.Store.List(ctx, namespace, after, limit)
 	observeStore(start, err, s.list, s.listErr)
 	return toks, next, err
 }
 
 func (s timedStore) Revoke(ctx context.Context, namespace, id string) (store.Revocation, error) {
-	start := mono()
-	rv, err := s.tokenStore.Revoke(ctx, namespace, id)
+	start := Mono()
+	rv, err := s.Store.Revoke(ctx, namespace, id)
 	observeStore(start, err, s.revoke, s.revokeErr)
 	return rv, err
 }
 
-// revokedTokens counts n revoked tokens.
-func (m *metrics) revokedTokens(n int) {
+// RevokedTokens counts n revoked tokens.
+func (m *Metrics) RevokedTokens(n int) {
 	if m != nil {
 		m.revoked.Add(float64(n))
 	}
+}
+
+// CreateDone records a create made outside TimeStore's wrapper (the event
+// loops' store.Redis.CreateAsync) that started at start (a Mono reading).
+func (m *Metrics) CreateDone(start time.Duration, err error) {
+	if m == nil {
+		return
+	}
+	observeStore(start, err, m.creates, m.createErrs)
 }

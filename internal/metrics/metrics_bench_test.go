@@ -1,9 +1,10 @@
-package sidecar
+package metrics
 
 import (
 	"testing"
 
 	"github.com/direktiv/direktiv-authz/internal/classify"
+	"github.com/direktiv/direktiv-authz/internal/relay"
 )
 
 // BenchmarkMetricsPerRequest is what the metrics add to one forwarded
@@ -11,7 +12,7 @@ import (
 // classify read, and the decision and upstream timings (four clock reads,
 // three atomic adds).
 func BenchmarkMetricsPerRequest(b *testing.B) {
-	m := newMetrics(&app{engine: nil}, nil)
+	m := New(Sources{})
 	r, err := classify.Read([]byte("GET"), []byte("/api/v2/namespaces/ns1/files/workflows/a.yaml"))
 	if err != nil {
 		b.Fatal(err)
@@ -19,10 +20,10 @@ func BenchmarkMetricsPerRequest(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			start := mono()
-			m.decideRoute.Observe((mono() - start).Seconds())
-			m.upstreamDone(m.clock(), nil)
-			m.request(r.Family, 200)
+			start := Mono()
+			m.decideRoute.Observe((Mono() - start).Seconds())
+			m.UpstreamDone(m.Clock(), relay.NoFailure)
+			m.Request(r.Family, 200)
 		}
 	})
 }
