@@ -22,6 +22,7 @@ import (
 
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/audit"
+	"github.com/direktiv/direktiv-authz/internal/authn"
 	"github.com/direktiv/direktiv-authz/internal/config"
 	"github.com/direktiv/direktiv-authz/internal/framing"
 	"github.com/direktiv/direktiv-authz/internal/logwriter"
@@ -45,6 +46,7 @@ type app struct {
 	now    func() time.Time
 	proxy  *proxy            // forwards what the sidecar does not own
 	cache  *tokencache.Cache // recently authenticated token records; nil: none
+	authn  *authn.Authenticator
 
 	// The fast path (relay.go): nil when off.
 	relay       *relay.Relay
@@ -130,6 +132,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, audits *au
 		a.store.Close()
 		return nil, err
 	}
+	a.authn = &authn.Authenticator{Store: a.store, Cache: a.cache, Now: a.now}
 	if err := a.newRelay(); err != nil {
 		a.ln.Close()
 		a.store.Close()

@@ -201,8 +201,8 @@ func (a *app) forwardTransformed(ctx *fasthttp.RequestCtx, d decision) error {
 			}); ok {
 				body = b
 			}
-		case d.route.Transform == engine.TransformNamespaceList && !d.who.admin && d.who.token.Namespace != "":
-			ns := d.who.token.Namespace
+		case d.route.Transform == engine.TransformNamespaceList && !d.who.Admin && d.who.Token.Namespace != "":
+			ns := d.who.Token.Namespace
 			b, ok := rewriteData(body, func(data json.RawMessage) (json.RawMessage, bool) {
 				var list []json.RawMessage
 				if json.Unmarshal(data, &list) != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/audit"
+	"github.com/direktiv/direktiv-authz/internal/authn"
 	"github.com/direktiv/direktiv-authz/internal/classify"
 	"github.com/direktiv/direktiv-authz/internal/credential"
 	"github.com/direktiv/direktiv-authz/internal/relay"
@@ -44,7 +45,7 @@ func (a *app) forward(ctx *fasthttp.RequestCtx, r classify.Request) {
 // request as classify read it, and what the rules made of it.
 type decision struct {
 	req   classify.Request
-	who   caller               // the authenticated caller; zero when anonymous or public
+	who   authn.Caller         // the authenticated caller; zero when anonymous or public
 	route engine.RouteDecision // the rules' answer (Allow true)
 	creds credentialPlan       // what becomes of the credential headers
 }
@@ -101,7 +102,7 @@ func (a *app) auditRefusal(ctx *fasthttp.RequestCtx, r classify.Request, d decis
 	a.audit(ctx, audit.Event{
 		Action:    "forward",
 		Namespace: routeNamespace(r.Path),
-		Caller:    d.who.id(),
+		Caller:    d.who.ID(),
 		Decision:  "deny",
 		Reason:    ae.Message,
 		Status:    ae.Status(),
@@ -116,10 +117,10 @@ func (a *app) enforceRequest(ctx *fasthttp.RequestCtx, r classify.Request) (deci
 	if err != nil {
 		return decision{req: r}, err
 	}
-	var who caller
+	var who authn.Caller
 	var authErr error
 	if cred.Kind == credential.Minted {
-		who, authErr = a.authenticate(ctx, cred)
+		who, authErr = a.authn.Authenticate(ctx, cred)
 	}
 	d, err := a.authorize(cred, who, authErr, r, &ctx.Request.Header)
 	if err != nil {
@@ -139,17 +140,17 @@ func (a *app) enforceRequest(ctx *fasthttp.RequestCtx, r classify.Request) (deci
 // the event loops and the sidecar's own token endpoints (authorizeOwn)
 // execute. A minted token that does not authenticate still reaches a
 // public route (without it); anywhere else its failure is the answer.
-func (a *app) authorize(cred credential.Credential, who caller, authErr error, r classify.Request, header engine.Header) (decision, error) {
+func (a *app) authorize(cred credential.Credential, who authn.Caller, authErr error, r classify.Request, header engine.Header) (decision, error) {
 	if a.cfg.UnsafeForwardUnauthenticated && cred.Kind != credential.Minted {
 		return decision{req: r, who: who, route: engine.RouteDecision{Allow: true}, creds: credsKeep}, nil
 	}
 	in := engine.RouteInput{Method: r.Method, Path: string(r.Path), Query: string(r.Query), Header: header}
 	switch {
 	case cred.Kind == credential.Admin:
-		who = caller{admin: true}
+		who = authn.Caller{Admin: true}
 		in.Caller = engine.Caller{Admin: true}
 	case cred.Kind == credential.Minted && authErr == nil:
-		in.Caller = engine.Caller{Namespace: who.token.Namespace, Policies: who.token.Policies}
+		in.Caller = engine.Caller{Namespace: who.Token.Namespace, Policies: who.Token.Policies}
 	}
 	dec, err := a.engine.Route(context.Background(), in)
 	if err != nil {
@@ -158,7 +159,7 @@ func (a *app) authorize(cred credential.Credential, who caller, authErr error, r
 	d := decision{req: r, who: who, route: dec}
 	switch {
 	case dec.Allow && dec.Public:
-		d.who = caller{}
+		d.who = authn.Caller{}
 		if cred.Kind == credential.Minted {
 			d.creds = credsDrop
 		}
@@ -171,7 +172,7 @@ func (a *app) authorize(cred credential.Credential, who caller, authErr error, r
 		if cred.Kind == credential.None {
 			return d, &apierror.Error{Code: apierror.Unauthenticated, V2Code: "access_token_missing", Message: dec.Reason}
 		}
-		_, err := a.authenticateWith(cred, nil)
+		_, err := a.authn.AuthenticateWith(cred, nil)
 		return d, apierror.Errorf(apierror.Unauthenticated, "%s; %s", apierror.As(err).Message, dec.Reason)
 	case !dec.Allow:
 		return d, apierror.Errorf(apierror.FromDecision(dec.Code), "%s", dec.Reason)

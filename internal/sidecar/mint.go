@@ -18,6 +18,7 @@ import (
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/audit"
+	"github.com/direktiv/direktiv-authz/internal/authn"
 	"github.com/direktiv/direktiv-authz/internal/isoduration"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
@@ -157,7 +158,7 @@ func readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 // endMint), with the create made without blocking them (relay.go).
 func (a *app) handleMint(ctx *fasthttp.RequestCtx, ns string) {
 	ev := audit.Event{Action: "mint", Namespace: ns, Decision: "deny"}
-	plan, err := a.beginMint(ctx, ns, &ev, func(sec secret.Secret) (store.Token, error) { return a.findToken(ctx, sec) })
+	plan, err := a.beginMint(ctx, ns, &ev, func(sec secret.Secret) (store.Token, error) { return a.authn.FindToken(ctx, sec) })
 	if err == nil && !plan.dryRun {
 		err = a.stored(ctx, plan, &ev, a.store.CreateLimited(ctx, plan.rec, plan.limit))
 	}
@@ -218,11 +219,11 @@ func (a *app) beginMint(ctx *fasthttp.RequestCtx, ns string, ev *audit.Event, fi
 	if err != nil {
 		return plan, err
 	}
-	who, err := a.authenticateWith(cred, find)
+	who, err := a.authn.AuthenticateWith(cred, find)
 	if err != nil {
 		return plan, err
 	}
-	ev.Caller = who.id()
+	ev.Caller = who.ID()
 	body, err := readBody(ctx, mintBodyLimit)
 	if err != nil {
 		return plan, err
@@ -239,11 +240,11 @@ func (a *app) beginMint(ctx *fasthttp.RequestCtx, ns string, ev *audit.Event, fi
 // returns apierror.BadRequest for invalid fields and policy names,
 // apierror.Forbidden when the rules refuse, and apierror.Unavailable when the engine
 // cannot answer.
-func (a *app) planMint(ctx context.Context, who caller, ns string, req mintRequest, plan *mintPlan, ev *audit.Event) error {
-	in := engine.MintInput{Namespace: ns, Requested: *req.Policies, Caller: engine.Caller{Admin: who.admin}}
-	if !who.admin {
-		in.Caller.Namespace = who.token.Namespace
-		in.Caller.Policies = who.token.Policies
+func (a *app) planMint(ctx context.Context, who authn.Caller, ns string, req mintRequest, plan *mintPlan, ev *audit.Event) error {
+	in := engine.MintInput{Namespace: ns, Requested: *req.Policies, Caller: engine.Caller{Admin: who.Admin}}
+	if !who.Admin {
+		in.Caller.Namespace = who.Token.Namespace
+		in.Caller.Policies = who.Token.Policies
 	}
 	dec, err := a.engine.Mint(ctx, in)
 	if err != nil {
@@ -293,8 +294,8 @@ func (a *app) planMint(ctx context.Context, who caller, ns string, req mintReque
 		Revision:    a.engine.Revision(),
 		Hash:        sec.Hash(),
 	}
-	if !who.admin {
-		plan.rec.Parent = who.token.ID
+	if !who.Admin {
+		plan.rec.Parent = who.Token.ID
 	}
 	plan.limit = a.mintLimit(who)
 	plan.secret = sec.Token
@@ -323,7 +324,7 @@ func (a *app) stored(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *audit.Event, 
 // expiry computes when a new token expires: now plus the requested (or the
 // default) duration, clamped to --max-ttl and to the minting token's own
 // expiry, with a warning for each clamp.
-func (a *app) expiry(now time.Time, requested *string, who caller) (time.Time, []string, error) {
+func (a *app) expiry(now time.Time, requested *string, who authn.Caller) (time.Time, []string, error) {
 	d := a.cfg.DefaultExpiry
 	if requested != nil {
 		var err error
@@ -338,8 +339,8 @@ func (a *app) expiry(now time.Time, requested *string, who caller) (time.Time, [
 		at = maxAt
 		warnings = append(warnings, fmt.Sprintf("expires %s is longer than the maximum %s; the token expires at %s", d, a.cfg.MaxExpiry, maxAt.Format(time.RFC3339)))
 	}
-	if !who.admin && at.After(who.token.Expires) {
-		at = who.token.Expires.UTC()
+	if !who.Admin && at.After(who.Token.Expires) {
+		at = who.Token.Expires.UTC()
 		warnings = append(warnings, fmt.Sprintf("a token cannot outlive the token that minted it; the token expires with it at %s", at.Format(time.RFC3339)))
 	}
 	return at, warnings, nil

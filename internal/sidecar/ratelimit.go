@@ -8,6 +8,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/internal/apierror"
+	"github.com/direktiv/direktiv-authz/internal/authn"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
@@ -19,10 +20,10 @@ import (
 // namespace only.
 
 // mintLimit is the store.Limit a mint by who in ns counts against.
-func (a *app) mintLimit(who caller) store.Limit {
+func (a *app) mintLimit(who authn.Caller) store.Limit {
 	l := store.Limit{Namespace: a.cfg.NamespaceRate}
-	if !who.admin {
-		l.Caller, l.CallerID = a.cfg.TokenRate, who.token.ID
+	if !who.Admin {
+		l.Caller, l.CallerID = a.cfg.TokenRate, who.Token.ID
 	}
 	return l
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/audit"
+	"github.com/direktiv/direktiv-authz/internal/authn"
 	"github.com/direktiv/direktiv-authz/internal/classify"
 	"github.com/direktiv/direktiv-authz/internal/credential"
 	"github.com/direktiv/direktiv-authz/internal/metrics"
@@ -79,11 +80,11 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	if err != nil {
 		return h.refuse(r, decision{req: req}, err, true)
 	}
-	var who caller
+	var who authn.Caller
 	var authErr error
 	if cred.Kind == credential.Minted {
 		var wait *relay.Verdict
-		who, authErr = a.authenticateWith(cred, func(sec secret.Secret) (store.Token, error) {
+		who, authErr = a.authn.AuthenticateWith(cred, func(sec secret.Secret) (store.Token, error) {
 			found, w := a.loopRecord(r, sec, false)
 			if w != nil {
 				wait = w
@@ -122,7 +123,7 @@ func (a *app) loopRecord(r *relay.Request, sec secret.Secret, answers bool) (fou
 		return lookupNote{rec: rec}, nil
 	}
 	return lookupNote{}, &relay.Verdict{Action: relay.Wait, Answers: answers, Wait: func() any {
-		rec, err := a.lookupToken(context.Background(), sec, gen)
+		rec, err := a.authn.LookupToken(context.Background(), sec, gen)
 		return lookupNote{rec: rec, err: err}
 	}}
 }

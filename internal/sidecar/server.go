@@ -2,7 +2,6 @@ package sidecar
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -17,8 +16,6 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/classify"
 	"github.com/direktiv/direktiv-authz/internal/credential"
 	"github.com/direktiv/direktiv-authz/internal/framing"
-	"github.com/direktiv/direktiv-authz/internal/secret"
-	"github.com/direktiv/direktiv-authz/store"
 )
 
 // mintBodyLimit bounds the body of the sidecar's own endpoints.
@@ -153,87 +150,9 @@ func (a *app) methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
 	a.writeError(ctx, apierror.Errorf(apierror.MethodNotAllowed, "method %s is not allowed here; allowed: %s", ctx.Method(), allow))
 }
 
-// caller is who sent a request: the admin token or a live minted token.
-type caller struct {
-	admin  bool
-	secret secret.Secret // minted callers only
-	token  store.Token   // minted callers only
-}
-
-// id names the caller in logs and records: "admin" or the token id.
-func (c caller) id() string {
-	if c.admin {
-		return "admin"
-	}
-	return c.token.ID
-}
-
-// authenticate resolves the credential of a request to a caller. It
-// returns apierror.Unauthenticated for a missing, foreign, unknown, malformed,
-// revoked or expired credential and apierror.Unavailable (fail closed) when the
-// store cannot answer.
-func (a *app) authenticate(ctx context.Context, cred credential.Credential) (caller, error) {
-	return a.authenticateWith(cred, func(sec secret.Secret) (store.Token, error) { return a.findToken(ctx, sec) })
-}
-
-// findToken returns sec's record from the token cache (at most
-// --token-cache-ttl old) or from the store.
-func (a *app) findToken(ctx context.Context, sec secret.Secret) (store.Token, error) {
-	rec, gen, cached := a.cache.Get(sec.Namespace, sec.ID)
-	if cached {
-		return rec, nil
-	}
-	return a.lookupToken(ctx, sec, gen)
-}
-
-// authenticateWith is authenticate with find for the record of a minted
-// token (findToken, or on the event loops the record found before).
-func (a *app) authenticateWith(cred credential.Credential, find func(secret.Secret) (store.Token, error)) (caller, error) {
-	switch cred.Kind {
-	case credential.None:
-		return caller{}, &apierror.Error{Code: apierror.Unauthenticated, V2Code: "access_token_missing", Message: "no credential: send the admin token or a namespace token in " + credential.HeaderList}
-	case credential.Admin:
-		return caller{admin: true}, nil
-	case credential.Foreign:
-		return caller{}, apierror.Errorf(apierror.Unauthenticated, "the credential in the %s header is neither the admin token nor a token this sidecar minted", cred.Header)
-	}
-	sec, err := secret.Parse(string(cred.Value))
-	if err != nil {
-		return caller{}, apierror.Errorf(apierror.Unauthenticated, "the token in the %s header is malformed (bad checksum or encoding); check it was copied whole", cred.Header)
-	}
-	// The hash is compared whether the record was cached or not.
-	rec, err := find(sec)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return caller{}, apierror.Errorf(apierror.Unauthenticated, "the token in the %s header is unknown, expired or revoked", cred.Header)
-	case err != nil:
-		return caller{}, err
-	}
-	if !a.tokenLive(sec, rec) {
-		return caller{}, apierror.Errorf(apierror.Unauthenticated, "the token in the %s header is unknown, expired or revoked", cred.Header)
-	}
-	return caller{secret: sec, token: rec}, nil
-}
-
 // requestCredential reads the credential of a request the server parsed.
 func (a *app) requestCredential(ctx *fasthttp.RequestCtx) (credential.Credential, error) {
 	return a.serverCredential(&ctx.Request.Header)
-}
-
-// lookupToken asks the store for sec's record and caches it when it is
-// sec's and live; gen is what the cache miss (cache.get) returned.
-func (a *app) lookupToken(ctx context.Context, sec secret.Secret, gen uint64) (store.Token, error) {
-	rec, err := a.store.Lookup(ctx, sec.Namespace, sec.ID)
-	if err == nil && a.tokenLive(sec, rec) {
-		a.cache.Fill(rec, gen)
-	}
-	return rec, err
-}
-
-// tokenLive reports whether rec is the record of sec (its hash, compared in
-// constant time) and has not expired.
-func (a *app) tokenLive(sec secret.Secret, rec store.Token) bool {
-	return sec.HashMatches(rec.Hash) && !rec.Expired(a.now())
 }
 
 // splitPath splits a raw request path the way the route rules see it

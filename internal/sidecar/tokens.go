@@ -9,6 +9,7 @@ import (
 
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/audit"
+	"github.com/direktiv/direktiv-authz/internal/authn"
 	"github.com/direktiv/direktiv-authz/internal/classify"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
@@ -52,17 +53,17 @@ func viewOf(t store.Token, now time.Time) tokenView {
 // endpoints and asks the route rules whether it may call it. Errors:
 // apierror.Unauthenticated, apierror.Forbidden (with the rule's reason), apierror.BadRequest
 // and apierror.Unavailable.
-func (a *app) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (caller, error) {
+func (a *app) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (authn.Caller, error) {
 	cred, err := a.requestCredential(ctx)
-	who := caller{}
+	who := authn.Caller{}
 	if err == nil {
-		who, err = a.authenticate(ctx, cred)
+		who, err = a.authn.Authenticate(ctx, cred)
 	}
 	if err != nil {
 		a.audit(ctx, audit.Event{Action: action, Namespace: ns, Decision: "deny", Reason: apierror.As(err).Message, Status: apierror.As(err).Status()})
 		return who, err
 	}
-	if who.admin {
+	if who.Admin {
 		return who, nil
 	}
 	r, err := classify.Read(ctx.Method(), ctx.Request.Header.RequestURI())
@@ -71,7 +72,7 @@ func (a *app) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (caller,
 	}
 	if err != nil {
 		if ae := apierror.As(err); ae.Code != apierror.Unavailable {
-			a.audit(ctx, audit.Event{Action: action, Namespace: ns, Caller: who.id(), Decision: "deny", Reason: ae.Message, Status: ae.Status()})
+			a.audit(ctx, audit.Event{Action: action, Namespace: ns, Caller: who.ID(), Decision: "deny", Reason: ae.Message, Status: ae.Status()})
 		}
 		return who, err
 	}
@@ -144,11 +145,11 @@ func (a *app) handleWhoami(ctx *fasthttp.RequestCtx, ns string) {
 		a.writeError(ctx, err)
 		return
 	}
-	if who.admin {
+	if who.Admin {
 		a.writeJSON(ctx, fasthttp.StatusOK, map[string]any{"id": "admin", "admin": true, "description": "the admin token: every namespace, every policy"})
 		return
 	}
-	a.writeJSON(ctx, fasthttp.StatusOK, viewOf(who.token, a.now()))
+	a.writeJSON(ctx, fasthttp.StatusOK, viewOf(who.Token, a.now()))
 }
 
 // handleRevoke serves DELETE /api/namespaces/{ns}/auth/tokens/{id}: the
@@ -183,7 +184,7 @@ func (a *app) handleRevoke(ctx *fasthttp.RequestCtx, ns, id string) {
 	if rv.Done {
 		a.metrics.RevokedTokens(rv.Count)
 	}
-	a.audit(ctx, audit.Event{Action: "revoke", Namespace: ns, Caller: who.id(), Decision: "allow", Target: id, Revoked: rv.IDs,
+	a.audit(ctx, audit.Event{Action: "revoke", Namespace: ns, Caller: who.ID(), Decision: "allow", Target: id, Revoked: rv.IDs,
 		Count: rv.Count, Complete: rv.Done, Status: fasthttp.StatusOK})
 	a.writeJSON(ctx, fasthttp.StatusOK, revokeAnswer{Revoked: nonNil(rv.IDs), Count: rv.Count, Complete: rv.Done})
 }
