@@ -21,6 +21,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/internal/answer"
 	"github.com/direktiv/direktiv-authz/internal/audit"
 	"github.com/direktiv/direktiv-authz/internal/authn"
 	"github.com/direktiv/direktiv-authz/internal/config"
@@ -35,18 +36,19 @@ import (
 
 // app is the wired sidecar: configuration, store, engine and HTTP server.
 type app struct {
-	cfg    config.Config
-	log    *slog.Logger
-	audits *audit.Log // audit trail: one line per decision, stable shape
-	store  store.Store
-	engine engine.Decider
-	watch  func(context.Context) error // hot reload of --policies, nil when embedded
-	ln     net.Listener
-	server *fasthttp.Server
-	now    func() time.Time
-	proxy  *proxy            // forwards what the sidecar does not own
-	cache  *tokencache.Cache // recently authenticated token records; nil: none
-	authn  *authn.Authenticator
+	cfg     config.Config
+	log     *slog.Logger
+	answers answer.Writer // JSON answers and errors, the causes of 5xx logged
+	audits  *audit.Log    // audit trail: one line per decision, stable shape
+	store   store.Store
+	engine  engine.Decider
+	watch   func(context.Context) error // hot reload of --policies, nil when embedded
+	ln      net.Listener
+	server  *fasthttp.Server
+	now     func() time.Time
+	proxy   *proxy            // forwards what the sidecar does not own
+	cache   *tokencache.Cache // recently authenticated token records; nil: none
+	authn   *authn.Authenticator
 
 	// The fast path (relay.go): nil when off.
 	relay       *relay.Relay
@@ -88,7 +90,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error
 // newApp opens the store, loads the policies and binds the listener. In dev
 // mode without an admin token it generates one and prints it once to stdout.
 func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, audits *audit.Log, stdout io.Writer) (*app, error) {
-	a := &app{cfg: cfg, log: log, audits: audits, now: time.Now}
+	a := &app{cfg: cfg, log: log, answers: answer.Writer{Log: log}, audits: audits, now: time.Now}
 	if cfg.Dev && cfg.AdminToken == "" {
 		b := make([]byte, 32)
 		if _, err := rand.Read(b); err != nil {

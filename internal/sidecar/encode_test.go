@@ -7,6 +7,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/direktiv/direktiv-authz/internal/answer"
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 )
 
@@ -29,7 +30,7 @@ func TestMintResponseJSONMatchesEncodingJSON(t *testing.T) {
 		{bare, `{"namespace":"ns","description":"","policies":null,"dropped":null,"created":"","expires":"","warnings":null}`},
 	} {
 		var ctx fasthttp.RequestCtx
-		(&app{}).writeJSON(&ctx, fasthttp.StatusCreated, tt.r)
+		(answer.Writer{}).JSON(&ctx, fasthttp.StatusCreated, tt.r)
 		if got := string(ctx.Response.Body()); got != tt.want+"\n" {
 			t.Errorf("mint response\n got %s\nwant %s", got, tt.want)
 		}

@@ -24,7 +24,7 @@ import (
 func (a *app) forward(ctx *fasthttp.RequestCtx, r classify.Request) {
 	d, err := a.enforce(ctx, r)
 	if err != nil {
-		a.writeError(ctx, err)
+		a.answers.Error(ctx, err)
 		return
 	}
 	start := a.metrics.Clock()
@@ -37,7 +37,7 @@ func (a *app) forward(ctx *fasthttp.RequestCtx, r classify.Request) {
 		a.metrics.UpstreamDone(start, upstreamFailure(err))
 	}
 	if err != nil {
-		a.writeError(ctx, err)
+		a.answers.Error(ctx, err)
 	}
 }
 

@@ -185,7 +185,7 @@ func (a *app) endMint(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *audit.Event,
 			a.audit(ctx, *ev)
 		}
 		a.metrics.MintOutcome(ev)
-		a.writeError(ctx, err)
+		a.answers.Error(ctx, err)
 		return
 	}
 	status := fasthttp.StatusCreated
@@ -195,7 +195,7 @@ func (a *app) endMint(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *audit.Event,
 	ev.Decision, ev.Status = "allow", status
 	a.audit(ctx, *ev)
 	a.metrics.MintOutcome(ev)
-	a.writeJSON(ctx, status, plan.resp)
+	a.answers.JSON(ctx, status, plan.resp)
 }
 
 // beginMint reads and decides a mint request: authenticated (a minted

@@ -13,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/direktiv/direktiv-authz/internal/answer"
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/audit"
 	"github.com/direktiv/direktiv-authz/internal/authn"
@@ -234,7 +235,7 @@ func (a *app) serveOne(raw []byte, remote net.Addr, d decision, refused refusal)
 		if refused.audit {
 			a.auditRefusal(&ctx.RequestCtx, d.req, d, refused.err)
 		}
-		a.writeError(&ctx.RequestCtx, refused.err)
+		a.answers.Error(&ctx.RequestCtx, refused.err)
 		a.metrics.Request(d.req.Family, ctx.Response.StatusCode())
 	} else {
 		a.server.Handler(&ctx.RequestCtx) // counted by handle
@@ -264,10 +265,10 @@ func (a *app) serveReply(ctx *serveCtx) relay.Reply {
 	if resp.IsBodyStream() {
 		// Not a response of the sidecar's own: nothing here forwards.
 		resp.CloseBodyStream()
-		path, _ := rawTarget(&ctx.RequestCtx)
+		path, _ := answer.Target(&ctx.RequestCtx)
 		a.log.Error("request failed", "method", string(ctx.Method()), "path", string(path), "err", "a streamed response where the sidecar answers itself")
 		resp.Reset()
-		a.writeError(&ctx.RequestCtx, errors.New("internal error"))
+		a.answers.Error(&ctx.RequestCtx, errors.New("internal error"))
 	}
 	resp.Header.SetNoDefaultContentType(true)
 	if len(resp.Header.Server()) == 0 {

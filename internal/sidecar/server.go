@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	gojson "github.com/goccy/go-json"
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
@@ -84,13 +83,13 @@ func (a *app) readError(ctx *fasthttp.RequestCtx, err error) {
 	var ne net.Error
 	switch fe := framing.Failed(ctx.Conn()); {
 	case fe != nil:
-		a.writeError(ctx, framingError(fe))
+		a.answers.Error(ctx, framingError(fe))
 	case errors.As(err, &small):
-		a.writeError(ctx, apierror.Errorf(apierror.HeaderTooLarge, "malformed request: request header fields too large"))
+		a.answers.Error(ctx, apierror.Errorf(apierror.HeaderTooLarge, "malformed request: request header fields too large"))
 	case errors.As(err, &ne) && ne.Timeout():
-		a.writeError(ctx, apierror.Errorf(apierror.RequestTimeout, "the request did not arrive in time"))
+		a.answers.Error(ctx, apierror.Errorf(apierror.RequestTimeout, "the request did not arrive in time"))
 	default:
-		a.writeError(ctx, apierror.Errorf(apierror.BadRequest, "malformed request"))
+		a.answers.Error(ctx, apierror.Errorf(apierror.BadRequest, "malformed request"))
 	}
 }
 
@@ -102,7 +101,7 @@ func (a *app) handle(ctx *fasthttp.RequestCtx) {
 	r, err := classify.Read(ctx.Method(), ctx.Request.Header.RequestURI())
 	switch {
 	case err != nil:
-		a.writeError(ctx, err)
+		a.answers.Error(ctx, err)
 	case r.Own:
 		a.handleAuth(ctx, r.NS, r.Rest)
 	default:
@@ -141,13 +140,13 @@ func (a *app) handleAuth(ctx *fasthttp.RequestCtx, ns string, rest []string) {
 			a.methodNotAllowed(ctx, "GET, DELETE")
 		}
 	default:
-		a.writeError(ctx, apierror.Errorf(apierror.NotFound, "no token endpoint /api/namespaces/%s/auth/%s; the sidecar serves auth/token (POST mint, GET whoami), auth/tokens (GET list) and auth/tokens/{id} (GET, DELETE)", ns, strings.Join(rest, "/")))
+		a.answers.Error(ctx, apierror.Errorf(apierror.NotFound, "no token endpoint /api/namespaces/%s/auth/%s; the sidecar serves auth/token (POST mint, GET whoami), auth/tokens (GET list) and auth/tokens/{id} (GET, DELETE)", ns, strings.Join(rest, "/")))
 	}
 }
 
 func (a *app) methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
 	ctx.Response.Header.Set("Allow", allow)
-	a.writeError(ctx, apierror.Errorf(apierror.MethodNotAllowed, "method %s is not allowed here; allowed: %s", ctx.Method(), allow))
+	a.answers.Error(ctx, apierror.Errorf(apierror.MethodNotAllowed, "method %s is not allowed here; allowed: %s", ctx.Method(), allow))
 }
 
 // requestCredential reads the credential of a request the server parsed.
@@ -166,41 +165,6 @@ func splitPath(raw []byte) ([]string, error) {
 	return segs, nil
 }
 
-// writeError answers with the JSON error shape of the request's path.
-// Causes that are not the client's to see (store and engine failures) are
-// logged, never sent.
-func (a *app) writeError(ctx *fasthttp.RequestCtx, err error) {
-	ae := apierror.As(err)
-	status := ae.Status()
-	path, _ := rawTarget(ctx)
-	if status >= 500 {
-		a.log.Error("request failed", "method", string(ctx.Method()), "path", string(path), "status", status, "err", ae.Error())
-	}
-	ctx.Response.Header.SetContentType("application/json")
-	ctx.Response.Header.Set("Cache-Control", "no-store")
-	ctx.SetStatusCode(status)
-	ctx.SetBody(apierror.JSON(make([]byte, 0, 160), path, ae))
-}
-
-// writeJSON answers with v as JSON, byte for byte as json.Marshal encodes
-// it. goccy/go-json writes it: within noise of the hand-written encoders it
-// replaced on the mint benchmark, with no encoder of our own to keep
-// (bench/RESULTS.md, issue 17).
-func (a *app) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
-	b, err := gojson.Marshal(v)
-	if err != nil {
-		status = fasthttp.StatusInternalServerError
-		path, _ := rawTarget(ctx)
-		b = apierror.JSON(nil, path, &apierror.Error{Code: apierror.Internal, Message: "internal error"})
-		b = b[:len(b)-1] // the newline is added below
-		a.log.Error("encode response", "err", err)
-	}
-	ctx.Response.Header.SetContentType("application/json")
-	ctx.Response.Header.Set("Cache-Control", "no-store")
-	ctx.SetStatusCode(status)
-	ctx.SetBody(append(b, '\n'))
-}
-
 // fasthttpLogger sends fasthttp's own messages to slog.
 type fasthttpLogger struct {
 	log interface{ Warn(string, ...any) }
@@ -208,12 +172,4 @@ type fasthttpLogger struct {
 
 func (l fasthttpLogger) Printf(format string, args ...any) {
 	l.log.Warn(fmt.Sprintf(format, args...), "component", "fasthttp")
-}
-
-// rawTarget is the path and query of the request line, as received:
-// what classify reads (fasthttp's URI would read a target such as
-// //host/path?x=a://b as a host and a path).
-func rawTarget(ctx *fasthttp.RequestCtx) (path, query []byte) {
-	path, query, _ = bytes.Cut(ctx.Request.Header.RequestURI(), []byte{'?'})
-	return path, query
 }

@@ -82,14 +82,14 @@ func (a *app) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (authn.C
 // handleList serves GET /api/namespaces/{ns}/auth/tokens?limit=&after=.
 func (a *app) handleList(ctx *fasthttp.RequestCtx, ns string) {
 	if _, err := a.authorizeOwn(ctx, ns, "list"); err != nil {
-		a.writeError(ctx, err)
+		a.answers.Error(ctx, err)
 		return
 	}
 	limit := defaultListLimit
 	if v := ctx.QueryArgs().Peek("limit"); len(v) > 0 {
 		n, err := strconv.Atoi(string(v))
 		if err != nil || n < 1 || n > maxListLimit {
-			a.writeError(ctx, apierror.Errorf(apierror.BadRequest, "limit %q: want a whole number from 1 to %d", v, maxListLimit))
+			a.answers.Error(ctx, apierror.Errorf(apierror.BadRequest, "limit %q: want a whole number from 1 to %d", v, maxListLimit))
 			return
 		}
 		limit = n
@@ -97,11 +97,11 @@ func (a *app) handleList(ctx *fasthttp.RequestCtx, ns string) {
 	after := string(ctx.QueryArgs().Peek("after"))
 	toks, next, err := a.store.List(ctx, ns, after, limit)
 	if errors.Is(err, store.ErrInvalid) {
-		a.writeError(ctx, apierror.Errorf(apierror.BadRequest, "after %q is not a cursor this endpoint returned; start without it", after))
+		a.answers.Error(ctx, apierror.Errorf(apierror.BadRequest, "after %q is not a cursor this endpoint returned; start without it", after))
 		return
 	}
 	if err != nil {
-		a.writeError(ctx, err)
+		a.answers.Error(ctx, err)
 		return
 	}
 	now := a.now()
@@ -112,29 +112,29 @@ func (a *app) handleList(ctx *fasthttp.RequestCtx, ns string) {
 	for _, t := range toks {
 		out.Tokens = append(out.Tokens, viewOf(t, now))
 	}
-	a.writeJSON(ctx, fasthttp.StatusOK, out)
+	a.answers.JSON(ctx, fasthttp.StatusOK, out)
 }
 
 // handleGet serves GET /api/namespaces/{ns}/auth/tokens/{id}.
 func (a *app) handleGet(ctx *fasthttp.RequestCtx, ns, id string) {
 	if _, err := a.authorizeOwn(ctx, ns, "get"); err != nil {
-		a.writeError(ctx, err)
+		a.answers.Error(ctx, err)
 		return
 	}
 	if !secret.ValidID(id) {
-		a.writeError(ctx, apierror.Errorf(apierror.BadRequest, "%q is not a token id; ids look like 0b1c7a44-8a3e-4c55-9d2f-6f0e5c1b2a3d", id))
+		a.answers.Error(ctx, apierror.Errorf(apierror.BadRequest, "%q is not a token id; ids look like 0b1c7a44-8a3e-4c55-9d2f-6f0e5c1b2a3d", id))
 		return
 	}
 	t, err := a.store.Lookup(ctx, ns, id)
 	if errors.Is(err, store.ErrNotFound) {
-		a.writeError(ctx, apierror.Errorf(apierror.NotFound, "no live token %s in namespace %s", id, ns))
+		a.answers.Error(ctx, apierror.Errorf(apierror.NotFound, "no live token %s in namespace %s", id, ns))
 		return
 	}
 	if err != nil {
-		a.writeError(ctx, err)
+		a.answers.Error(ctx, err)
 		return
 	}
-	a.writeJSON(ctx, fasthttp.StatusOK, viewOf(t, a.now()))
+	a.answers.JSON(ctx, fasthttp.StatusOK, viewOf(t, a.now()))
 }
 
 // handleWhoami serves GET /api/namespaces/{ns}/auth/token: the caller's own
@@ -142,14 +142,14 @@ func (a *app) handleGet(ctx *fasthttp.RequestCtx, ns, id string) {
 func (a *app) handleWhoami(ctx *fasthttp.RequestCtx, ns string) {
 	who, err := a.authorizeOwn(ctx, ns, "whoami")
 	if err != nil {
-		a.writeError(ctx, err)
+		a.answers.Error(ctx, err)
 		return
 	}
 	if who.Admin {
-		a.writeJSON(ctx, fasthttp.StatusOK, map[string]any{"id": "admin", "admin": true, "description": "the admin token: every namespace, every policy"})
+		a.answers.JSON(ctx, fasthttp.StatusOK, map[string]any{"id": "admin", "admin": true, "description": "the admin token: every namespace, every policy"})
 		return
 	}
-	a.writeJSON(ctx, fasthttp.StatusOK, viewOf(who.Token, a.now()))
+	a.answers.JSON(ctx, fasthttp.StatusOK, viewOf(who.Token, a.now()))
 }
 
 // handleRevoke serves DELETE /api/namespaces/{ns}/auth/tokens/{id}: the
@@ -164,20 +164,20 @@ func (a *app) handleWhoami(ctx *fasthttp.RequestCtx, ns string) {
 func (a *app) handleRevoke(ctx *fasthttp.RequestCtx, ns, id string) {
 	who, err := a.authorizeOwn(ctx, ns, "revoke")
 	if err != nil {
-		a.writeError(ctx, err)
+		a.answers.Error(ctx, err)
 		return
 	}
 	if !secret.ValidID(id) {
-		a.writeError(ctx, apierror.Errorf(apierror.BadRequest, "%q is not a token id; ids look like 0b1c7a44-8a3e-4c55-9d2f-6f0e5c1b2a3d", id))
+		a.answers.Error(ctx, apierror.Errorf(apierror.BadRequest, "%q is not a token id; ids look like 0b1c7a44-8a3e-4c55-9d2f-6f0e5c1b2a3d", id))
 		return
 	}
 	rv, err := a.store.Revoke(ctx, ns, id)
 	if errors.Is(err, store.ErrNotFound) {
-		a.writeError(ctx, apierror.Errorf(apierror.NotFound, "no live token %s in namespace %s (never minted, expired or already revoked)", id, ns))
+		a.answers.Error(ctx, apierror.Errorf(apierror.NotFound, "no live token %s in namespace %s (never minted, expired or already revoked)", id, ns))
 		return
 	}
 	if err != nil {
-		a.writeError(ctx, err)
+		a.answers.Error(ctx, err)
 		return
 	}
 	a.cache.Invalidate(ns, id) // this replica at once (descendants too); the others through Subscribe
@@ -186,7 +186,7 @@ func (a *app) handleRevoke(ctx *fasthttp.RequestCtx, ns, id string) {
 	}
 	a.audit(ctx, audit.Event{Action: "revoke", Namespace: ns, Caller: who.ID(), Decision: "allow", Target: id, Revoked: rv.IDs,
 		Count: rv.Count, Complete: rv.Done, Status: fasthttp.StatusOK})
-	a.writeJSON(ctx, fasthttp.StatusOK, revokeAnswer{Revoked: nonNil(rv.IDs), Count: rv.Count, Complete: rv.Done})
+	a.answers.JSON(ctx, fasthttp.StatusOK, revokeAnswer{Revoked: nonNil(rv.IDs), Count: rv.Count, Complete: rv.Done})
 }
 
 // revokeAnswer is the answer to a revoke.
