@@ -24,6 +24,7 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/answer"
 	"github.com/direktiv/direktiv-authz/internal/audit"
 	"github.com/direktiv/direktiv-authz/internal/authn"
+	"github.com/direktiv/direktiv-authz/internal/authz"
 	"github.com/direktiv/direktiv-authz/internal/config"
 	"github.com/direktiv/direktiv-authz/internal/framing"
 	"github.com/direktiv/direktiv-authz/internal/logwriter"
@@ -49,6 +50,7 @@ type app struct {
 	proxy   *proxy            // forwards what the sidecar does not own
 	cache   *tokencache.Cache // recently authenticated token records; nil: none
 	authn   *authn.Authenticator
+	authz   *authz.Authorizer
 
 	// The fast path (relay.go): nil when off.
 	relay       *relay.Relay
@@ -135,6 +137,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, audits *au
 		return nil, err
 	}
 	a.authn = &authn.Authenticator{Store: a.store, Cache: a.cache, Now: a.now}
+	a.authz = &authz.Authorizer{Engine: a.engine, Authn: a.authn, Unsafe: cfg.UnsafeForwardUnauthenticated, UpstreamKey: a.cfg.UpstreamKey != ""}
 	if err := a.newRelay(); err != nil {
 		a.ln.Close()
 		a.store.Close()

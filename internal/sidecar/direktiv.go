@@ -9,6 +9,7 @@ import (
 
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/apierror"
+	"github.com/direktiv/direktiv-authz/internal/authz"
 )
 
 // What the sidecar does beyond forwarding, where the rules mark a route
@@ -58,7 +59,7 @@ func readWhole(resp *fasthttp.Response) ([]byte, error) {
 	return body, nil
 }
 
-// checkLookups checks that every object the rules named (d.route.Lookups)
+// checkLookups checks that every object the rules named (d.Route.Lookups)
 // belongs to the namespace of the route, asking the upstream with the
 // upstream API key. Direktiv v0.10 looks variables (and events and event
 // listeners) up by id alone: without this a token of ns1 reads ns2's
@@ -66,9 +67,9 @@ func readWhole(resp *fasthttp.Response) ([]byte, error) {
 // apierror.NotFound for an object that is not the namespace's (or does not
 // exist: either way the token cannot see it), the proxy's errors when the
 // upstream cannot answer, and apierror.BadGateway for an answer it cannot read.
-func (a *app) checkLookups(d decision) error {
-	ns := d.route.Namespace
-	for _, l := range d.route.Lookups {
+func (a *app) checkLookups(d authz.Decision) error {
+	ns := d.Route.Namespace
+	for _, l := range d.Route.Lookups {
 		ok, err := a.belongs(ns, l)
 		if err != nil {
 			return err
@@ -163,7 +164,7 @@ func (a *app) lookup(path string, l engine.Lookup, v any) (found bool, err error
 }
 
 // forwardTransformed forwards a request whose answer the sidecar reads and
-// rewrites (d.route.Transform):
+// rewrites (d.Route.Transform):
 //
 //   - TransformStatus (GET /api/v2/status): requiresAuth is true, so that
 //     Direktiv's web UI asks for a key;
@@ -172,7 +173,7 @@ func (a *app) lookup(path string, l engine.Lookup, v any) (found bool, err error
 //     Direktiv's list as it is).
 //
 // An answer that is not a 200 of the expected shape is passed on as it is.
-func (a *app) forwardTransformed(ctx *fasthttp.RequestCtx, d decision) error {
+func (a *app) forwardTransformed(ctx *fasthttp.RequestCtx, d authz.Decision) error {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -189,7 +190,7 @@ func (a *app) forwardTransformed(ctx *fasthttp.RequestCtx, d decision) error {
 	}
 	if resp.StatusCode() == fasthttp.StatusOK {
 		switch {
-		case d.route.Transform == engine.TransformStatus:
+		case d.Route.Transform == engine.TransformStatus:
 			if b, ok := rewriteData(body, func(data json.RawMessage) (json.RawMessage, bool) {
 				var status map[string]json.RawMessage
 				if json.Unmarshal(data, &status) != nil || status == nil {
@@ -201,8 +202,8 @@ func (a *app) forwardTransformed(ctx *fasthttp.RequestCtx, d decision) error {
 			}); ok {
 				body = b
 			}
-		case d.route.Transform == engine.TransformNamespaceList && !d.who.Admin && d.who.Token.Namespace != "":
-			ns := d.who.Token.Namespace
+		case d.Route.Transform == engine.TransformNamespaceList && !d.Who.Admin && d.Who.Token.Namespace != "":
+			ns := d.Who.Token.Namespace
 			b, ok := rewriteData(body, func(data json.RawMessage) (json.RawMessage, bool) {
 				var list []json.RawMessage
 				if json.Unmarshal(data, &list) != nil {

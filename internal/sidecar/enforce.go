@@ -1,18 +1,16 @@
 package sidecar
 
 import (
-	"context"
 	"errors"
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/audit"
 	"github.com/direktiv/direktiv-authz/internal/authn"
+	"github.com/direktiv/direktiv-authz/internal/authz"
 	"github.com/direktiv/direktiv-authz/internal/classify"
 	"github.com/direktiv/direktiv-authz/internal/credential"
-	"github.com/direktiv/direktiv-authz/internal/relay"
 )
 
 // forward serves every request the sidecar does not own: enforce decides
@@ -28,7 +26,7 @@ func (a *app) forward(ctx *fasthttp.RequestCtx, r classify.Request) {
 		return
 	}
 	start := a.metrics.Clock()
-	if d.route.Transform != "" {
+	if d.Route.Transform != "" {
 		err = a.forwardTransformed(ctx, d)
 	} else {
 		err = a.proxy.forward(ctx, d)
@@ -40,26 +38,6 @@ func (a *app) forward(ctx *fasthttp.RequestCtx, r classify.Request) {
 		a.answers.Error(ctx, err)
 	}
 }
-
-// decision is what the sidecar does with a request it forwards: the
-// request as classify read it, and what the rules made of it.
-type decision struct {
-	req   classify.Request
-	who   authn.Caller         // the authenticated caller; zero when anonymous or public
-	route engine.RouteDecision // the rules' answer (Allow true)
-	creds credentialPlan       // what becomes of the credential headers
-}
-
-// credentialPlan is what becomes of a forwarded request's credential
-// headers (Direktiv-Token, Direktiv-Api-Key, Authorization), for the server
-// (proxy.prepare) and the event loops (relay.Verdict) alike.
-type credentialPlan = relay.TokenMode
-
-const (
-	credsKeep = relay.TokenKeep // forwarded as the client sent them
-	credsKey  = relay.TokenSet  // every one removed, the upstream API key added in --upstream-api-key-header
-	credsDrop = relay.TokenDrop // every one removed
-)
 
 // enforce decides whether a request may be forwarded, and how:
 //
@@ -88,7 +66,7 @@ const (
 // object of another namespace; apierror.Unavailable (503) when the store, the
 // engine or the upstream's lookup cannot answer (fail closed). Every
 // refusal is audited; nothing refused reaches the upstream.
-func (a *app) enforce(ctx *fasthttp.RequestCtx, r classify.Request) (decision, error) {
+func (a *app) enforce(ctx *fasthttp.RequestCtx, r classify.Request) (authz.Decision, error) {
 	d, err := a.enforceRequest(ctx, r)
 	if err != nil {
 		a.auditRefusal(ctx, r, d, err)
@@ -97,12 +75,12 @@ func (a *app) enforce(ctx *fasthttp.RequestCtx, r classify.Request) (decision, e
 }
 
 // auditRefusal audits a forward refused with err, on either path.
-func (a *app) auditRefusal(ctx *fasthttp.RequestCtx, r classify.Request, d decision, err error) {
+func (a *app) auditRefusal(ctx *fasthttp.RequestCtx, r classify.Request, d authz.Decision, err error) {
 	ae := apierror.As(err)
 	a.audit(ctx, audit.Event{
 		Action:    "forward",
 		Namespace: routeNamespace(r.Path),
-		Caller:    d.who.ID(),
+		Caller:    d.Who.ID(),
 		Decision:  "deny",
 		Reason:    ae.Message,
 		Status:    ae.Status(),
@@ -112,74 +90,24 @@ func (a *app) auditRefusal(ctx *fasthttp.RequestCtx, r classify.Request, d decis
 }
 
 // enforceRequest is enforce without the audit.
-func (a *app) enforceRequest(ctx *fasthttp.RequestCtx, r classify.Request) (decision, error) {
+func (a *app) enforceRequest(ctx *fasthttp.RequestCtx, r classify.Request) (authz.Decision, error) {
 	cred, err := a.requestCredential(ctx)
 	if err != nil {
-		return decision{req: r}, err
+		return authz.Decision{Req: r}, err
 	}
 	var who authn.Caller
 	var authErr error
 	if cred.Kind == credential.Minted {
 		who, authErr = a.authn.Authenticate(ctx, cred)
 	}
-	d, err := a.authorize(cred, who, authErr, r, &ctx.Request.Header)
+	d, err := a.authz.Decide(cred, who, authErr, r, &ctx.Request.Header)
 	if err != nil {
 		return d, err
 	}
-	if len(d.route.Lookups) > 0 {
+	if len(d.Route.Lookups) > 0 {
 		if err := a.checkLookups(d); err != nil {
 			return d, err
 		}
-	}
-	return d, nil
-}
-
-// authorize decides a request once its credential is read and, for a
-// minted one, authenticated (who, or the failure authErr); header gives
-// the request's headers the rules read. It is the one decision the server,
-// the event loops and the sidecar's own token endpoints (authorizeOwn)
-// execute. A minted token that does not authenticate still reaches a
-// public route (without it); anywhere else its failure is the answer.
-func (a *app) authorize(cred credential.Credential, who authn.Caller, authErr error, r classify.Request, header engine.Header) (decision, error) {
-	if a.cfg.UnsafeForwardUnauthenticated && cred.Kind != credential.Minted {
-		return decision{req: r, who: who, route: engine.RouteDecision{Allow: true}, creds: credsKeep}, nil
-	}
-	in := engine.RouteInput{Method: r.Method, Path: string(r.Path), Query: string(r.Query), Header: header}
-	switch {
-	case cred.Kind == credential.Admin:
-		who = authn.Caller{Admin: true}
-		in.Caller = engine.Caller{Admin: true}
-	case cred.Kind == credential.Minted && authErr == nil:
-		in.Caller = engine.Caller{Namespace: who.Token.Namespace, Policies: who.Token.Policies}
-	}
-	dec, err := a.engine.Route(context.Background(), in)
-	if err != nil {
-		return decision{req: r, who: who}, &apierror.Error{Code: apierror.Unavailable, Message: "the policy engine could not decide on this request; nothing was done, try again later", Err: err}
-	}
-	d := decision{req: r, who: who, route: dec}
-	switch {
-	case dec.Allow && dec.Public:
-		d.who = authn.Caller{}
-		if cred.Kind == credential.Minted {
-			d.creds = credsDrop
-		}
-		return d, nil
-	case authErr != nil:
-		return decision{req: r}, authErr
-	case !dec.Allow && dec.Code == engine.CodeUnauthenticated && (cred.Kind == credential.None || cred.Kind == credential.Foreign):
-		// No caller the rules know: the rules' reason names the route, and
-		// a foreign credential is named too.
-		if cred.Kind == credential.None {
-			return d, &apierror.Error{Code: apierror.Unauthenticated, V2Code: "access_token_missing", Message: dec.Reason}
-		}
-		_, err := a.authn.AuthenticateWith(cred, nil)
-		return d, apierror.Errorf(apierror.Unauthenticated, "%s; %s", apierror.As(err).Message, dec.Reason)
-	case !dec.Allow:
-		return d, apierror.Errorf(apierror.FromDecision(dec.Code), "%s", dec.Reason)
-	case a.cfg.UpstreamKey != "":
-		d.creds = credsKey
-	case cred.Kind == credential.Minted:
-		d.creds = credsDrop
 	}
 	return d, nil
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/internal/apierror"
+	"github.com/direktiv/direktiv-authz/internal/authz"
 	"github.com/direktiv/direktiv-authz/internal/config"
 	"github.com/direktiv/direktiv-authz/internal/credential"
 	"github.com/direktiv/direktiv-authz/internal/framing"
@@ -90,7 +91,7 @@ func newProxy(cfg config.Config, log *slog.Logger) *proxy {
 // connections stay busy for --upstream-dial-timeout, and apierror.BadRequest for
 // a request target that is not a path (such as OPTIONS *); the response is
 // then untouched.
-func (p *proxy) forward(ctx *fasthttp.RequestCtx, d decision) error {
+func (p *proxy) forward(ctx *fasthttp.RequestCtx, d authz.Decision) error {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	p.prepare(ctx, req, d)
@@ -115,8 +116,8 @@ func (p *proxy) forward(ctx *fasthttp.RequestCtx, d decision) error {
 // it: hop-by-hop headers (and those the client names in Connection)
 // removed, then the credential headers as creds says, so that nothing a
 // client lists in Connection removes the key the sidecar adds.
-func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request, d decision) {
-	creds := d.creds
+func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request, d authz.Decision) {
+	creds := d.Creds
 	in := &ctx.Request.Header
 	in.CopyTo(&req.Header)
 	out := &req.Header
@@ -130,10 +131,10 @@ func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request, d decis
 	deleteWhere(out, func(name []byte) bool {
 		return relay.DropsRequestHeader(name) && !credential.EqualFoldName(name, "host")
 	})
-	if creds != credsKeep {
+	if creds != authz.CredsKeep {
 		deleteCredentials(out, p.keyHeader)
 	}
-	if creds == credsKey {
+	if creds == authz.CredsKey {
 		out.Set(p.keyHeader, p.key)
 	}
 
@@ -143,10 +144,10 @@ func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request, d decis
 	// The upstream URI: the base URL, then the path and query the rules
 	// decided on, as received.
 	buf = append(buf[:0], p.base...)
-	buf = append(buf, d.req.Path...)
-	if len(d.req.Query) > 0 {
+	buf = append(buf, d.Req.Path...)
+	if len(d.Req.Query) > 0 {
 		buf = append(buf, '?')
-		buf = append(buf, d.req.Query...)
+		buf = append(buf, d.Req.Query...)
 	}
 	req.SetRequestURIBytes(buf)
 	// Host is the upstream's, from the URI, unless the client's is kept.

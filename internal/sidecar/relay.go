@@ -17,6 +17,7 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/audit"
 	"github.com/direktiv/direktiv-authz/internal/authn"
+	"github.com/direktiv/direktiv-authz/internal/authz"
 	"github.com/direktiv/direktiv-authz/internal/classify"
 	"github.com/direktiv/direktiv-authz/internal/credential"
 	"github.com/direktiv/direktiv-authz/internal/metrics"
@@ -59,7 +60,7 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	a := h.a
 	req, err := classify.Read(r.Method, r.Target)
 	if err != nil {
-		return h.refuse(r, decision{req: req}, err, false)
+		return h.refuse(r, authz.Decision{Req: req}, err, false)
 	}
 	if req.Own {
 		if a.loopMint(req) {
@@ -79,7 +80,7 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 	}
 	cred, err := a.loopCredential(r)
 	if err != nil {
-		return h.refuse(r, decision{req: req}, err, true)
+		return h.refuse(r, authz.Decision{Req: req}, err, true)
 	}
 	var who authn.Caller
 	var authErr error
@@ -97,15 +98,15 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 			return *wait
 		}
 	}
-	d, err := a.authorize(cred, who, authErr, req, r)
+	d, err := a.authz.Decide(cred, who, authErr, req, r)
 	switch {
 	case err != nil:
 		return h.refuse(r, d, err, true)
-	case len(d.route.Lookups) > 0 || d.route.Transform != "":
+	case len(d.Route.Lookups) > 0 || d.Route.Transform != "":
 		return relay.Verdict{Action: relay.Handoff}
 	}
-	v := relay.Verdict{Action: relay.Forward, Token: d.creds, Label: uint8(req.Family)}
-	if d.creds == credsKey {
+	v := relay.Verdict{Action: relay.Forward, Token: d.Creds, Label: uint8(req.Family)}
+	if d.Creds == authz.CredsKey {
 		v.Value = a.upstreamKey
 	}
 	return v
@@ -203,14 +204,14 @@ func (a *app) answerMint(raw []byte, remote net.Addr, req classify.Request, find
 func (h relayHandler) serve(r *relay.Request) relay.Verdict {
 	remote := net.TCPAddrFromAddrPort(r.Remote)
 	return relay.Verdict{Action: relay.Serve, Serve: func(raw []byte) ([]byte, bool) {
-		return h.a.serveOne(raw, remote, decision{}, refusal{})
+		return h.a.serveOne(raw, remote, authz.Decision{}, refusal{})
 	}}
 }
 
 // refuse is the Verdict answering a request refused with err, as decided
 // above: answered off the loop (serveOne), never decided again, and
 // audited when enforce would audit it (audit).
-func (h relayHandler) refuse(r *relay.Request, d decision, err error, audit bool) relay.Verdict {
+func (h relayHandler) refuse(r *relay.Request, d authz.Decision, err error, audit bool) relay.Verdict {
 	remote := net.TCPAddrFromAddrPort(r.Remote)
 	return relay.Verdict{Action: relay.Serve, Serve: func(raw []byte) ([]byte, bool) {
 		return h.a.serveOne(raw, remote, d, refusal{err, audit})
@@ -226,17 +227,17 @@ type refusal struct {
 // serveOne answers one request the relay read whole, with the server's own
 // handler or, for a refusal (refused), with its answer, and returns the
 // response as bytes and whether the connection is to close after it.
-func (a *app) serveOne(raw []byte, remote net.Addr, d decision, refused refusal) ([]byte, bool) {
+func (a *app) serveOne(raw []byte, remote net.Addr, d authz.Decision, refused refusal) ([]byte, bool) {
 	ctx, ok := a.readServeCtx(raw, remote)
 	if !ok {
 		return nil, false // the relay's parser took it; fasthttp's did not: let the server answer
 	}
 	if refused.err != nil {
 		if refused.audit {
-			a.auditRefusal(&ctx.RequestCtx, d.req, d, refused.err)
+			a.auditRefusal(&ctx.RequestCtx, d.Req, d, refused.err)
 		}
 		a.answers.Error(&ctx.RequestCtx, refused.err)
-		a.metrics.Request(d.req.Family, ctx.Response.StatusCode())
+		a.metrics.Request(d.Req.Family, ctx.Response.StatusCode())
 	} else {
 		a.server.Handler(&ctx.RequestCtx) // counted by handle
 	}

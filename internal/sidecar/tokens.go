@@ -68,7 +68,7 @@ func (a *app) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (authn.C
 	}
 	r, err := classify.Read(ctx.Method(), ctx.Request.Header.RequestURI())
 	if err == nil {
-		_, err = a.authorize(cred, who, nil, r, &ctx.Request.Header)
+		_, err = a.authz.Decide(cred, who, nil, r, &ctx.Request.Header)
 	}
 	if err != nil {
 		if ae := apierror.As(err); ae.Code != apierror.Unavailable {
