@@ -10,6 +10,7 @@ import (
 	"time"
 
 	gojson "github.com/goccy/go-json"
+	"github.com/valyala/fasthttp"
 )
 
 // Event is one line of the audit trail: every mint, dry run and revoke,
@@ -50,8 +51,9 @@ type Event struct {
 // as \u0008 and \u000c): the same JSON values. goccy rather than
 // encoding/json or a hand-written encoder: see bench/RESULTS.md, issue 17.
 type Log struct {
-	w    io.Writer // one Write per line, whole
-	bufs sync.Pool // *lineBuf
+	w        io.Writer // one Write per line, whole
+	bufs     sync.Pool // *lineBuf
+	revision func() string
 }
 
 // line is an audit line's keys, in order.
@@ -88,6 +90,27 @@ type lineBuf struct {
 
 // New returns a Log writing each line to w in one Write.
 func New(w io.Writer) *Log { return &Log{w: w} }
+
+// SetRevision names the policy revision Request writes in each line; it
+// is set once, before the first request.
+func (l *Log) SetRevision(revision func() string) {
+	if l != nil {
+		l.revision = revision
+	}
+}
+
+// Request writes e for the request of ctx, now, under the current policy
+// revision. A nil *Log writes nothing.
+func (l *Log) Request(ctx *fasthttp.RequestCtx, e Event) {
+	if l == nil {
+		return
+	}
+	revision := ""
+	if l.revision != nil {
+		revision = l.revision()
+	}
+	l.Write(time.Now(), e, ctx.RemoteAddr().String(), revision)
+}
 
 // Write writes e as one line at now, for the client at address client,
 // decided under the policy revision.

@@ -217,3 +217,16 @@ func EqualFoldName(name []byte, lower string) bool {
 	}
 	return true
 }
+
+// Read reads the credential of a request from its header fields, in order:
+// fasthttp's RequestHeader.All on the server, relay.Request.Fields on the
+// event loops. admin is the admin token ("" for none).
+func Read(fields func(yield func(name, value []byte) bool), admin string) (Credential, error) {
+	r := Reader{Admin: admin}
+	for name, value := range fields {
+		if !r.Field(name, value) {
+			break
+		}
+	}
+	return r.Result()
+}

@@ -107,6 +107,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, audits *au
 		return nil, fmt.Errorf("policies: %w", err)
 	}
 	a.engine = eng
+	a.audits.SetRevision(eng.Revision)
 	if cfg.Policies != "" {
 		a.watch = eng.Watch
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/audit"
 	"github.com/direktiv/direktiv-authz/internal/authn"
+	"github.com/direktiv/direktiv-authz/internal/credential"
 	"github.com/direktiv/direktiv-authz/internal/isoduration"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
@@ -182,7 +183,7 @@ func (a *app) endMint(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *audit.Event,
 		ae := apierror.As(err)
 		ev.Status, ev.Reason = ae.Status(), ae.Message
 		if ev.Status != fasthttp.StatusServiceUnavailable && ev.Status != fasthttp.StatusInternalServerError {
-			a.audit(ctx, *ev)
+			a.audits.Request(ctx, *ev)
 		}
 		a.metrics.MintOutcome(ev)
 		a.answers.Error(ctx, err)
@@ -193,7 +194,7 @@ func (a *app) endMint(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *audit.Event,
 		status = fasthttp.StatusOK
 	}
 	ev.Decision, ev.Status = "allow", status
-	a.audit(ctx, *ev)
+	a.audits.Request(ctx, *ev)
 	a.metrics.MintOutcome(ev)
 	a.answers.JSON(ctx, status, plan.resp)
 }
@@ -215,7 +216,7 @@ func (a *app) beginMint(ctx *fasthttp.RequestCtx, ns string, ev *audit.Event, fi
 	if plan.dryRun {
 		ev.Action = "dry_run"
 	}
-	cred, err := a.requestCredential(ctx)
+	cred, err := credential.Read(ctx.Request.Header.All(), a.cfg.AdminToken)
 	if err != nil {
 		return plan, err
 	}

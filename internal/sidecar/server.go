@@ -13,7 +13,6 @@ import (
 	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/classify"
-	"github.com/direktiv/direktiv-authz/internal/credential"
 	"github.com/direktiv/direktiv-authz/internal/framing"
 )
 
@@ -147,11 +146,6 @@ func (a *app) handleAuth(ctx *fasthttp.RequestCtx, ns string, rest []string) {
 func (a *app) methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
 	ctx.Response.Header.Set("Allow", allow)
 	a.answers.Error(ctx, apierror.Errorf(apierror.MethodNotAllowed, "method %s is not allowed here; allowed: %s", ctx.Method(), allow))
-}
-
-// requestCredential reads the credential of a request the server parsed.
-func (a *app) requestCredential(ctx *fasthttp.RequestCtx) (credential.Credential, error) {
-	return a.serverCredential(&ctx.Request.Header)
 }
 
 // splitPath splits a raw request path the way the route rules see it

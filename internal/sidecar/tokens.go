@@ -11,6 +11,7 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/audit"
 	"github.com/direktiv/direktiv-authz/internal/authn"
 	"github.com/direktiv/direktiv-authz/internal/classify"
+	"github.com/direktiv/direktiv-authz/internal/credential"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
 )
@@ -54,13 +55,13 @@ func viewOf(t store.Token, now time.Time) tokenView {
 // apierror.Unauthenticated, apierror.Forbidden (with the rule's reason), apierror.BadRequest
 // and apierror.Unavailable.
 func (a *app) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (authn.Caller, error) {
-	cred, err := a.requestCredential(ctx)
+	cred, err := credential.Read(ctx.Request.Header.All(), a.cfg.AdminToken)
 	who := authn.Caller{}
 	if err == nil {
 		who, err = a.authn.Authenticate(ctx, cred)
 	}
 	if err != nil {
-		a.audit(ctx, audit.Event{Action: action, Namespace: ns, Decision: "deny", Reason: apierror.As(err).Message, Status: apierror.As(err).Status()})
+		a.audits.Request(ctx, audit.Event{Action: action, Namespace: ns, Decision: "deny", Reason: apierror.As(err).Message, Status: apierror.As(err).Status()})
 		return who, err
 	}
 	if who.Admin {
@@ -72,7 +73,7 @@ func (a *app) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (authn.C
 	}
 	if err != nil {
 		if ae := apierror.As(err); ae.Code != apierror.Unavailable {
-			a.audit(ctx, audit.Event{Action: action, Namespace: ns, Caller: who.ID(), Decision: "deny", Reason: ae.Message, Status: ae.Status()})
+			a.audits.Request(ctx, audit.Event{Action: action, Namespace: ns, Caller: who.ID(), Decision: "deny", Reason: ae.Message, Status: ae.Status()})
 		}
 		return who, err
 	}
@@ -184,7 +185,7 @@ func (a *app) handleRevoke(ctx *fasthttp.RequestCtx, ns, id string) {
 	if rv.Done {
 		a.metrics.RevokedTokens(rv.Count)
 	}
-	a.audit(ctx, audit.Event{Action: "revoke", Namespace: ns, Caller: who.ID(), Decision: "allow", Target: id, Revoked: rv.IDs,
+	a.audits.Request(ctx, audit.Event{Action: "revoke", Namespace: ns, Caller: who.ID(), Decision: "allow", Target: id, Revoked: rv.IDs,
 		Count: rv.Count, Complete: rv.Done, Status: fasthttp.StatusOK})
 	a.answers.JSON(ctx, fasthttp.StatusOK, revokeAnswer{Revoked: nonNil(rv.IDs), Count: rv.Count, Complete: rv.Done})
 }
