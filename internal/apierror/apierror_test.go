@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
 // The error answers the server and the event loops send (errorJSON) are
@@ -86,4 +88,34 @@ func TestDirektivCodesMatchStatuses(t *testing.T) {
 			t.Errorf("%s answers %d, Direktiv's table says %d", name, status, want)
 		}
 	}
+}
+
+// An error answer as a refused mint writes it.
+var benchAPIError = &Error{Code: Forbidden, Message: `policy "permissionsManage" is not held by the caller; ask for policies you hold`}
+
+// wantBodyV2 is Direktiv's v2 error shape, as encoding/json encodes it.
+type wantBodyV2 struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func newWantBodyV2(ae *Error) wantBodyV2 {
+	var e wantBodyV2
+	e.Error.Code, e.Error.Message = ae.DirektivCode(), ae.Message
+	return e
+}
+
+func BenchmarkEncodeErrorBody(b *testing.B) {
+	path := []byte("/api/v2/namespaces/ns1/variables")
+	want, _ := json.Marshal(newWantBodyV2(benchAPIError))
+	want = append(want, '\n')
+	testutil.BenchEncoders(b, want, map[string]func(w *bytes.Buffer){
+		"goccy": func(w *bytes.Buffer) { w.Write(JSON(make([]byte, 0, 160), path, benchAPIError)) },
+		"encoding_json": func(w *bytes.Buffer) {
+			out, _ := json.Marshal(newWantBodyV2(benchAPIError))
+			w.Write(append(out, '\n'))
+		},
+	})
 }

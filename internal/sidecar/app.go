@@ -32,6 +32,7 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/relay"
 	"github.com/direktiv/direktiv-authz/internal/tlsreload"
 	"github.com/direktiv/direktiv-authz/internal/tokencache"
+	"github.com/direktiv/direktiv-authz/internal/tokens"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
@@ -51,6 +52,7 @@ type app struct {
 	cache   *tokencache.Cache // recently authenticated token records; nil: none
 	authn   *authn.Authenticator
 	authz   *authz.Authorizer
+	tokens  *tokens.Endpoints // the sidecar's own endpoints
 
 	// The fast path (relay.go): nil when off.
 	relay       *relay.Relay
@@ -139,6 +141,8 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, audits *au
 	}
 	a.authn = &authn.Authenticator{Store: a.store, Cache: a.cache, Now: a.now}
 	a.authz = &authz.Authorizer{Engine: a.engine, Authn: a.authn, Unsafe: cfg.UnsafeForwardUnauthenticated, UpstreamKey: a.cfg.UpstreamKey != ""}
+	a.tokens = &tokens.Endpoints{Config: a.cfg, Store: a.store, Engine: a.engine, Authn: a.authn, Authz: a.authz,
+		Cache: a.cache, Metrics: a.metrics, Audits: a.audits, Answers: a.answers, Now: a.now}
 	if err := a.newRelay(); err != nil {
 		a.ln.Close()
 		a.store.Close()
@@ -188,7 +192,7 @@ func (a *app) serve(ctx context.Context) error {
 	}
 	go a.followRevocations(ctx)
 	if a.redis != nil {
-		go a.redis.Sweep(ctx, a.revocationDone) // removal of revoked subtrees (tokens.go)
+		go a.redis.Sweep(ctx, a.tokens.RevocationDone) // removal of revoked subtrees (tokens.go)
 	}
 	a.startOps()
 	errc := make(chan error, 2)

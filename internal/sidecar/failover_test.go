@@ -16,6 +16,7 @@ import (
 
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/internal/testutil"
+	"github.com/direktiv/direktiv-authz/internal/tokens"
 	"github.com/direktiv/direktiv-authz/store"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 )
@@ -148,7 +149,7 @@ func (c *loadClient) whoami(ns string, tok mintedToken) outcome {
 	}
 	body := o.problem
 	o.problem = ""
-	var v tokenView
+	var v tokens.View
 	if err := json.Unmarshal([]byte(body), &v); err != nil || v.ID != tok.id || v.Namespace != ns || v.Parent != tok.parent || v.Expired {
 		o.problem = fmt.Sprintf("whoami of %s: wrong 200 body: %s", tok.id, body)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/direktiv/direktiv-authz/internal/secret"
+	"github.com/direktiv/direktiv-authz/internal/tokens"
 	"github.com/direktiv/direktiv-authz/store"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 )
@@ -313,7 +314,7 @@ func TestStartsWhileRedisIsDown(t *testing.T) {
 }
 
 // A mint body over the limit gets its 413 while the client is still
-// sending: up to drainLimit the body is read and dropped and the
+// sending: up to tokens.DrainLimit the body is read and dropped and the
 // connection serves the next request; beyond it the connection is closed.
 func TestMintTooLargeAnswered(t *testing.T) {
 	s, _ := startRedisSidecar(t)
@@ -333,7 +334,7 @@ func TestMintTooLargeAnswered(t *testing.T) {
 			t.Fatal(err)
 		}
 		res.Body.Close()
-		if size <= drainLimit {
+		if size <= tokens.DrainLimit {
 			if err := <-werr; err != nil {
 				t.Fatalf("sending a %d byte body: %v (the sidecar stopped reading it)", len(body), err)
 			}

@@ -23,6 +23,7 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/metrics"
 	"github.com/direktiv/direktiv-authz/internal/relay"
 	"github.com/direktiv/direktiv-authz/internal/secret"
+	"github.com/direktiv/direktiv-authz/internal/tokens"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
@@ -178,21 +179,21 @@ func (a *app) answerMint(raw []byte, remote net.Addr, req classify.Request, find
 		return relay.Reply{}
 	}
 	ev := &audit.Event{Action: "mint", Namespace: req.NS, Decision: "deny"}
-	plan, err := a.beginMint(&ctx.RequestCtx, req.NS, ev, find)
+	plan, err := a.tokens.BeginMint(&ctx.RequestCtx, req.NS, ev, find)
 	if errors.Is(err, errWouldBlock) {
 		releaseServeCtx(ctx)
 		return relay.Reply{}
 	}
-	if err != nil || plan.dryRun {
-		a.endMint(&ctx.RequestCtx, plan, ev, err)
+	if err != nil || plan.DryRun {
+		a.tokens.EndMint(&ctx.RequestCtx, plan, ev, err)
 		a.metrics.Request(req.Family, ctx.Response.StatusCode())
 		return a.serveReply(ctx)
 	}
 	return relay.Reply{Later: func(answer func(relay.Reply)) {
 		start := metrics.Mono()
-		a.redis.CreateAsync(plan.rec, plan.limit, func(err error) {
+		a.redis.CreateAsync(plan.Rec, plan.Limit, func(err error) {
 			a.metrics.CreateDone(start, err)
-			a.endMint(&ctx.RequestCtx, plan, ev, a.stored(&ctx.RequestCtx, plan, ev, err))
+			a.tokens.EndMint(&ctx.RequestCtx, plan, ev, a.tokens.Stored(&ctx.RequestCtx, plan, ev, err))
 			a.metrics.Request(req.Family, ctx.Response.StatusCode())
 			answer(a.serveReply(ctx))
 		})
@@ -412,7 +413,7 @@ func (a *app) newRelay() error {
 		ServerName:        a.server.Name, // as the server sends it
 		Loops:             a.cfg.Loops,
 		MaxConns:          a.cfg.MaxUpstreamConns,
-		MaxBody:           mintBodyLimit,
+		MaxBody:           tokens.BodyLimit,
 		DialTimeout:       a.cfg.DialTimeout,
 		Timeout:           a.cfg.ResponseTimeout,
 		IdleTimeout:       a.server.IdleTimeout,

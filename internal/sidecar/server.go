@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -14,10 +13,8 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/classify"
 	"github.com/direktiv/direktiv-authz/internal/framing"
+	"github.com/direktiv/direktiv-authz/internal/tokens"
 )
-
-// mintBodyLimit bounds the body of the sidecar's own endpoints.
-const mintBodyLimit = 64 << 10
 
 func (a *app) newServer() *fasthttp.Server {
 	return &fasthttp.Server{
@@ -31,7 +28,7 @@ func (a *app) newServer() *fasthttp.Server {
 		// normalizes and reads //x/... as a host, is never read.
 		// Bodies above the mint limit are streamed, never buffered whole.
 		StreamRequestBody:            true,
-		MaxRequestBodySize:           mintBodyLimit,
+		MaxRequestBodySize:           tokens.BodyLimit,
 		DisablePreParseMultipartForm: true,
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
@@ -102,50 +99,11 @@ func (a *app) handle(ctx *fasthttp.RequestCtx) {
 	case err != nil:
 		a.answers.Error(ctx, err)
 	case r.Own:
-		a.handleAuth(ctx, r.NS, r.Rest)
+		a.tokens.Serve(ctx, r.NS, r.Rest)
 	default:
 		a.forward(ctx, r)
 	}
 	a.metrics.Request(r.Family, ctx.Response.StatusCode())
-}
-
-// handleAuth serves /api/namespaces/{ns}/auth/{rest...}; classify checked
-// the namespace's name.
-func (a *app) handleAuth(ctx *fasthttp.RequestCtx, ns string, rest []string) {
-	switch {
-	case len(rest) == 1 && rest[0] == "token":
-		switch string(ctx.Method()) {
-		case fasthttp.MethodPost:
-			a.handleMint(ctx, ns)
-		case fasthttp.MethodGet:
-			a.handleWhoami(ctx, ns)
-		default:
-			a.methodNotAllowed(ctx, "GET, POST")
-		}
-	case len(rest) == 1 && rest[0] == "tokens":
-		switch string(ctx.Method()) {
-		case fasthttp.MethodGet:
-			a.handleList(ctx, ns)
-		default:
-			a.methodNotAllowed(ctx, "GET")
-		}
-	case len(rest) == 2 && rest[0] == "tokens":
-		switch string(ctx.Method()) {
-		case fasthttp.MethodGet:
-			a.handleGet(ctx, ns, rest[1])
-		case fasthttp.MethodDelete:
-			a.handleRevoke(ctx, ns, rest[1])
-		default:
-			a.methodNotAllowed(ctx, "GET, DELETE")
-		}
-	default:
-		a.answers.Error(ctx, apierror.Errorf(apierror.NotFound, "no token endpoint /api/namespaces/%s/auth/%s; the sidecar serves auth/token (POST mint, GET whoami), auth/tokens (GET list) and auth/tokens/{id} (GET, DELETE)", ns, strings.Join(rest, "/")))
-	}
-}
-
-func (a *app) methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
-	ctx.Response.Header.Set("Allow", allow)
-	a.answers.Error(ctx, apierror.Errorf(apierror.MethodNotAllowed, "method %s is not allowed here; allowed: %s", ctx.Method(), allow))
 }
 
 // splitPath splits a raw request path the way the route rules see it

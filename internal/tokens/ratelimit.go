@@ -1,4 +1,4 @@
-package sidecar
+package tokens
 
 import (
 	"errors"
@@ -20,10 +20,10 @@ import (
 // namespace only.
 
 // mintLimit is the store.Limit a mint by who in ns counts against.
-func (a *app) mintLimit(who authn.Caller) store.Limit {
-	l := store.Limit{Namespace: a.cfg.NamespaceRate}
+func (e *Endpoints) mintLimit(who authn.Caller) store.Limit {
+	l := store.Limit{Namespace: e.Config.NamespaceRate}
 	if !who.Admin {
-		l.Caller, l.CallerID = a.cfg.TokenRate, who.Token.ID
+		l.Caller, l.CallerID = e.Config.TokenRate, who.Token.ID
 	}
 	return l
 }
@@ -31,14 +31,14 @@ func (a *app) mintLimit(who authn.Caller) store.Limit {
 // rateLimited turns a store.RateLimitedError into the 429 answer: it sets
 // Retry-After (whole seconds, rounded up, at least 1) on ctx's response and
 // returns the apierror.TooManyRequests error naming the limit and its rate.
-func (a *app) rateLimited(ctx *fasthttp.RequestCtx, err error) error {
+func (e *Endpoints) rateLimited(ctx *fasthttp.RequestCtx, err error) error {
 	var rl *store.RateLimitedError
 	if !errors.As(err, &rl) {
 		return err
 	}
 	secs := rl.RetryAfterSeconds()
 	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.FormatInt(secs, 10))
-	a.metrics.MintRateLimited(rl.Scope)
+	e.Metrics.MintRateLimited(rl.Scope)
 	whose, setting := "the minting token's", "--mint-rate-per-token"
 	if rl.Scope == store.ScopeNamespace {
 		whose, setting = "the namespace's", "--mint-rate-per-namespace"

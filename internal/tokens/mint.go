@@ -1,4 +1,4 @@
-package sidecar
+package tokens
 
 import (
 	"bytes"
@@ -113,21 +113,21 @@ func jsonTypeName(goType string) string {
 	}
 }
 
-// drainLimit is the largest declared body readBody reads and drops to
+// DrainLimit is the largest declared body readBody reads and drops to
 // answer 413 cleanly; beyond it, dropping would cost more than the client
 // is owed.
-const drainLimit = 1 << 20
+const DrainLimit = 1 << 20
 
 // readBody reads at most limit bytes of the request body, streamed or not.
 // A larger body is apierror.TooLarge. One whose declared length is at most
-// drainLimit is read to its end and dropped first, so the client, still
+// DrainLimit is read to its end and dropped first, so the client, still
 // sending it, gets the 413 rather than a connection reset, and the
 // connection stays usable. A larger or undeclared one is not read further:
 // the connection is closed.
 func readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 	tooLarge := apierror.Errorf(apierror.TooLarge, "the request body exceeds %d bytes", limit)
 	if cl := ctx.Request.Header.ContentLength(); cl > limit {
-		if cl > drainLimit || !ctx.Request.IsBodyStream() {
+		if cl > DrainLimit || !ctx.Request.IsBodyStream() {
 			ctx.SetConnectionClose()
 			return nil, tooLarge
 		}
@@ -155,77 +155,77 @@ func readBody(ctx *fasthttp.RequestCtx, limit int) ([]byte, error) {
 // parse, ask the engine, compute the expiry, store, answer 201 with the
 // secret shown this once. With ?dry_run=true it answers 200 with the same
 // decision and stores nothing. Every outcome is one audit line. The event
-// loops serve it in the same three steps (beginMint, the store's create,
-// endMint), with the create made without blocking them (relay.go).
-func (a *app) handleMint(ctx *fasthttp.RequestCtx, ns string) {
+// loops serve it in the same three steps (BeginMint, the store's create,
+// EndMint), with the create made without blocking them.
+func (e *Endpoints) handleMint(ctx *fasthttp.RequestCtx, ns string) {
 	ev := audit.Event{Action: "mint", Namespace: ns, Decision: "deny"}
-	plan, err := a.beginMint(ctx, ns, &ev, func(sec secret.Secret) (store.Token, error) { return a.authn.FindToken(ctx, sec) })
-	if err == nil && !plan.dryRun {
-		err = a.stored(ctx, plan, &ev, a.store.CreateLimited(ctx, plan.rec, plan.limit))
+	plan, err := e.BeginMint(ctx, ns, &ev, func(sec secret.Secret) (store.Token, error) { return e.Authn.FindToken(ctx, sec) })
+	if err == nil && !plan.DryRun {
+		err = e.Stored(ctx, plan, &ev, e.Store.CreateLimited(ctx, plan.Rec, plan.Limit))
 	}
-	a.endMint(ctx, plan, &ev, err)
+	e.EndMint(ctx, plan, &ev, err)
 }
 
-// mintPlan is a mint decided: its answer and, unless a dry run, the token
-// to store.
-type mintPlan struct {
-	dryRun bool
+// MintPlan is a mint decided: its answer and, unless a dry run, the token
+// to store, with the rate limits its create counts against.
+type MintPlan struct {
+	DryRun bool
+	Rec    store.Token
+	Limit  store.Limit
 	resp   mintResponse
-	rec    store.Token
-	limit  store.Limit
 	secret string
 }
 
-// endMint answers a mint that ended with err (nil: plan.resp), audits and
+// EndMint answers a mint that ended with err (nil: plan.resp), audits and
 // counts it.
-func (a *app) endMint(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *audit.Event, err error) {
+func (e *Endpoints) EndMint(ctx *fasthttp.RequestCtx, plan *MintPlan, ev *audit.Event, err error) {
 	if err != nil {
 		ae := apierror.As(err)
 		ev.Status, ev.Reason = ae.Status(), ae.Message
 		if ev.Status != fasthttp.StatusServiceUnavailable && ev.Status != fasthttp.StatusInternalServerError {
-			a.audits.Request(ctx, *ev)
+			e.Audits.Request(ctx, *ev)
 		}
-		a.metrics.MintOutcome(ev)
-		a.answers.Error(ctx, err)
+		e.Metrics.MintOutcome(ev)
+		e.Answers.Error(ctx, err)
 		return
 	}
 	status := fasthttp.StatusCreated
-	if plan.dryRun {
+	if plan.DryRun {
 		status = fasthttp.StatusOK
 	}
 	ev.Decision, ev.Status = "allow", status
-	a.audits.Request(ctx, *ev)
-	a.metrics.MintOutcome(ev)
-	a.answers.JSON(ctx, status, plan.resp)
+	e.Audits.Request(ctx, *ev)
+	e.Metrics.MintOutcome(ev)
+	e.Answers.JSON(ctx, status, plan.resp)
 }
 
-// beginMint reads and decides a mint request: authenticated (a minted
+// BeginMint reads and decides a mint request: authenticated (a minted
 // token's record found by find), parsed, decided
 // by the engine, its expiry computed. A dry run's plan is its answer;
 // otherwise the plan's record is to be stored, and the outcome passed to
-// stored.
-func (a *app) beginMint(ctx *fasthttp.RequestCtx, ns string, ev *audit.Event, find func(secret.Secret) (store.Token, error)) (*mintPlan, error) {
-	plan := &mintPlan{}
+// Stored.
+func (e *Endpoints) BeginMint(ctx *fasthttp.RequestCtx, ns string, ev *audit.Event, find func(secret.Secret) (store.Token, error)) (*MintPlan, error) {
+	plan := &MintPlan{}
 	if v := ctx.QueryArgs().Peek("dry_run"); v != nil {
 		b, err := strconv.ParseBool(string(v))
 		if err != nil {
 			return plan, apierror.Errorf(apierror.BadRequest, "dry_run %q: want true or false", v)
 		}
-		plan.dryRun = b
+		plan.DryRun = b
 	}
-	if plan.dryRun {
+	if plan.DryRun {
 		ev.Action = "dry_run"
 	}
-	cred, err := credential.Read(ctx.Request.Header.All(), a.cfg.AdminToken)
+	cred, err := credential.Read(ctx.Request.Header.All(), e.Config.AdminToken)
 	if err != nil {
 		return plan, err
 	}
-	who, err := a.authn.AuthenticateWith(cred, find)
+	who, err := e.Authn.AuthenticateWith(cred, find)
 	if err != nil {
 		return plan, err
 	}
 	ev.Caller = who.ID()
-	body, err := readBody(ctx, mintBodyLimit)
+	body, err := readBody(ctx, BodyLimit)
 	if err != nil {
 		return plan, err
 	}
@@ -234,20 +234,20 @@ func (a *app) beginMint(ctx *fasthttp.RequestCtx, ns string, ev *audit.Event, fi
 		return plan, err
 	}
 	ev.Requested = *req.Policies
-	return plan, a.planMint(ctx, who, ns, req, plan, ev)
+	return plan, e.planMint(ctx, who, ns, req, plan, ev)
 }
 
 // planMint decides and, unless a dry run, prepares the token to store. It
 // returns apierror.BadRequest for invalid fields and policy names,
 // apierror.Forbidden when the rules refuse, and apierror.Unavailable when the engine
 // cannot answer.
-func (a *app) planMint(ctx context.Context, who authn.Caller, ns string, req mintRequest, plan *mintPlan, ev *audit.Event) error {
+func (e *Endpoints) planMint(ctx context.Context, who authn.Caller, ns string, req mintRequest, plan *MintPlan, ev *audit.Event) error {
 	in := engine.MintInput{Namespace: ns, Requested: *req.Policies, Caller: engine.Caller{Admin: who.Admin}}
 	if !who.Admin {
 		in.Caller.Namespace = who.Token.Namespace
 		in.Caller.Policies = who.Token.Policies
 	}
-	dec, err := a.engine.Mint(ctx, in)
+	dec, err := e.Engine.Mint(ctx, in)
 	if err != nil {
 		return err
 	}
@@ -261,9 +261,9 @@ func (a *app) planMint(ctx context.Context, who authn.Caller, ns string, req min
 	// tokens minted in the same second then join the Redis index at its end
 	// instead of among each other by id (measurably cheaper, see
 	// bench/RESULTS.md); shown in seconds it is the same created.
-	exact := a.now().UTC().Truncate(time.Microsecond)
+	exact := e.Now().UTC().Truncate(time.Microsecond)
 	now := exact.Truncate(time.Second)
-	expires, warnings, err := a.expiry(now, req.Expires, who)
+	expires, warnings, err := e.expiry(now, req.Expires, who)
 	if err != nil {
 		return err
 	}
@@ -276,7 +276,7 @@ func (a *app) planMint(ctx context.Context, who authn.Caller, ns string, req min
 		Expires:     expires.Format(time.RFC3339),
 		Warnings:    nonNil(warnings),
 	}
-	if plan.dryRun {
+	if plan.DryRun {
 		plan.resp.DryRun = true
 		return nil
 	}
@@ -285,48 +285,48 @@ func (a *app) planMint(ctx context.Context, who authn.Caller, ns string, req min
 	if err != nil {
 		return err
 	}
-	plan.rec = store.Token{
+	plan.Rec = store.Token{
 		ID:          sec.ID,
 		Namespace:   ns,
 		Description: req.Description,
 		Policies:    plan.resp.Policies,
 		Created:     exact,
 		Expires:     expires,
-		Revision:    a.engine.Revision(),
+		Revision:    e.Engine.Revision(),
 		Hash:        sec.Hash(),
 	}
 	if !who.Admin {
-		plan.rec.Parent = who.Token.ID
+		plan.Rec.Parent = who.Token.ID
 	}
-	plan.limit = a.mintLimit(who)
+	plan.Limit = e.mintLimit(who)
 	plan.secret = sec.Token
 	return nil
 }
 
-// stored reads the store's answer to plan's create: apierror.Unauthenticated
+// Stored reads the store's answer to plan's create: apierror.Unauthenticated
 // when the minting token was revoked meanwhile, apierror.TooManyRequests when a
 // rate limit refuses, apierror.Unavailable when the store cannot answer; nil
 // when the token was stored, and plan.resp then carries it.
-func (a *app) stored(ctx *fasthttp.RequestCtx, plan *mintPlan, ev *audit.Event, err error) error {
+func (e *Endpoints) Stored(ctx *fasthttp.RequestCtx, plan *MintPlan, ev *audit.Event, err error) error {
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		// The parent vanished between authentication and creation.
 		return apierror.Errorf(apierror.Unauthenticated, "the minting token was revoked or expired while minting; nothing was created")
 	case errors.Is(err, store.ErrRateLimited):
-		return a.rateLimited(ctx, err)
+		return e.rateLimited(ctx, err)
 	case err != nil:
 		return err
 	}
-	plan.resp.ID, plan.resp.Token = plan.rec.ID, plan.secret
-	ev.Token = plan.rec.ID
+	plan.resp.ID, plan.resp.Token = plan.Rec.ID, plan.secret
+	ev.Token = plan.Rec.ID
 	return nil
 }
 
 // expiry computes when a new token expires: now plus the requested (or the
 // default) duration, clamped to --max-ttl and to the minting token's own
 // expiry, with a warning for each clamp.
-func (a *app) expiry(now time.Time, requested *string, who authn.Caller) (time.Time, []string, error) {
-	d := a.cfg.DefaultExpiry
+func (e *Endpoints) expiry(now time.Time, requested *string, who authn.Caller) (time.Time, []string, error) {
+	d := e.Config.DefaultExpiry
 	if requested != nil {
 		var err error
 		if d, err = isoduration.Parse(*requested); err != nil {
@@ -334,11 +334,11 @@ func (a *app) expiry(now time.Time, requested *string, who authn.Caller) (time.T
 		}
 	}
 	var warnings []string
-	maxAt, _ := a.cfg.MaxExpiry.AddTo(now)
+	maxAt, _ := e.Config.MaxExpiry.AddTo(now)
 	at, ok := d.AddTo(now)
 	if !ok || at.After(maxAt) {
 		at = maxAt
-		warnings = append(warnings, fmt.Sprintf("expires %s is longer than the maximum %s; the token expires at %s", d, a.cfg.MaxExpiry, maxAt.Format(time.RFC3339)))
+		warnings = append(warnings, fmt.Sprintf("expires %s is longer than the maximum %s; the token expires at %s", d, e.Config.MaxExpiry, maxAt.Format(time.RFC3339)))
 	}
 	if !who.Admin && at.After(who.Token.Expires) {
 		at = who.Token.Expires.UTC()

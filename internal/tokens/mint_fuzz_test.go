@@ -1,4 +1,4 @@
-package sidecar
+package tokens
 
 import (
 	"testing"
@@ -8,7 +8,7 @@ import (
 
 func FuzzParseMintRequest(f *testing.F) {
 	for _, s := range []string{
-		docBody,
+		`{"description":"created by api","policies":["deleteNamespace","eventsManage"],"expires":"P1Y"}`, // the mint of Direktiv's documentation
 		`{"policies":["workflowView"]}`,
 		`{"description":"x","policies":["a","b"],"expires":"PT1H"}`,
 		`{"policies":null}`, `{"policies":[]}`, `[]`, `null`, `{}`, ``, `{"policies":["x"]} x`,
