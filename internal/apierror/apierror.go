@@ -1,7 +1,7 @@
 // Package apierror holds the errors the sidecar answers with: a code for
 // each kind, its HTTP status, Direktiv's name for it, and Direktiv's two
 // JSON error shapes. It imports the store and the engine only for their
-// unavailability errors, never the HTTP layer.
+// unavailability errors, and framing for its refusals; never the HTTP layer.
 package apierror
 
 import (
@@ -13,6 +13,7 @@ import (
 	gojson "github.com/goccy/go-json"
 
 	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/internal/framing"
 	"github.com/direktiv/direktiv-authz/store"
 )
 
@@ -226,4 +227,14 @@ func V1Path(path []byte) bool {
 		return false
 	}
 	return !(bytes.Equal(rest, []byte("v2")) || bytes.HasPrefix(rest, []byte("v2/")))
+}
+
+// FromFraming is a framing refusal (internal/framing) as the sidecar
+// answers it.
+func FromFraming(e *framing.Error) *Error {
+	code, ok := ForStatus(e.Status)
+	if !ok {
+		code = BadRequest
+	}
+	return &Error{Code: code, Message: "malformed request: " + e.Reason}
 }

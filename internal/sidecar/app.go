@@ -26,6 +26,7 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/authn"
 	"github.com/direktiv/direktiv-authz/internal/authz"
 	"github.com/direktiv/direktiv-authz/internal/config"
+	"github.com/direktiv/direktiv-authz/internal/forward"
 	"github.com/direktiv/direktiv-authz/internal/framing"
 	"github.com/direktiv/direktiv-authz/internal/logwriter"
 	"github.com/direktiv/direktiv-authz/internal/metrics"
@@ -48,8 +49,9 @@ type app struct {
 	ln      net.Listener
 	server  *fasthttp.Server
 	now     func() time.Time
-	proxy   *proxy            // forwards what the sidecar does not own
-	cache   *tokencache.Cache // recently authenticated token records; nil: none
+	proxy   *forward.Proxy     // the server's connections to the upstream
+	forward *forward.Forwarder // enforces and forwards what the sidecar does not own
+	cache   *tokencache.Cache  // recently authenticated token records; nil: none
 	authn   *authn.Authenticator
 	authz   *authz.Authorizer
 	tokens  *tokens.Endpoints // the sidecar's own endpoints
@@ -131,7 +133,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, audits *au
 		a.store.Close()
 		return nil, fmt.Errorf("--listen %s: %w", cfg.Listen, err)
 	}
-	a.proxy = newProxy(a.cfg, log)
+	a.proxy = forward.NewProxy(a.cfg, log)
 	a.cache = tokencache.New(cfg.CacheTTL, tokencache.Size, a.now)
 	a.server = a.newServer()
 	if err := a.setupOps(eng); err != nil {
@@ -141,6 +143,8 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, audits *au
 	}
 	a.authn = &authn.Authenticator{Store: a.store, Cache: a.cache, Now: a.now}
 	a.authz = &authz.Authorizer{Engine: a.engine, Authn: a.authn, Unsafe: cfg.UnsafeForwardUnauthenticated, UpstreamKey: a.cfg.UpstreamKey != ""}
+	a.forward = &forward.Forwarder{Proxy: a.proxy, Authn: a.authn, Authz: a.authz, Metrics: a.metrics, Audits: a.audits,
+		Answers: a.answers, AdminToken: a.cfg.AdminToken}
 	a.tokens = &tokens.Endpoints{Config: a.cfg, Store: a.store, Engine: a.engine, Authn: a.authn, Authz: a.authz,
 		Cache: a.cache, Metrics: a.metrics, Audits: a.audits, Answers: a.answers, Now: a.now}
 	if err := a.newRelay(); err != nil {
@@ -157,7 +161,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, audits *au
 // streaming is the number of responses of unknown length (event streams)
 // being forwarded, by the server and by the relay.
 func (a *app) streaming() int {
-	n := a.proxy.streaming()
+	n := a.proxy.Streaming()
 	if a.relay != nil {
 		n += a.relay.Streams()
 	}
@@ -222,7 +226,7 @@ func (a *app) serve(ctx context.Context) error {
 	a.log.Info("shutting down", "grace", a.cfg.Grace.String())
 	shutdown, cancelShutdown := context.WithTimeout(context.Background(), a.cfg.Grace)
 	defer cancelShutdown()
-	a.proxy.interrupt() // event streams never end by themselves
+	a.proxy.Interrupt() // event streams never end by themselves
 	var err error
 	if a.relay != nil {
 		// The relay first: until it has stopped it may still hand
@@ -237,7 +241,7 @@ func (a *app) serve(ctx context.Context) error {
 		a.log.Warn("shutdown grace period over; requests still in flight are cut off", "grace", a.cfg.Grace.String())
 		err = nil
 	}
-	a.proxy.close()
+	a.proxy.Close()
 	if cerr := a.store.Close(); err == nil {
 		err = cerr
 	}

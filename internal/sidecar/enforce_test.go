@@ -532,21 +532,6 @@ decision := decision_rules if input.method != "PROPFIND"
 	}
 }
 
-func TestRouteNamespace(t *testing.T) {
-	for path, want := range map[string]string{
-		"/api/namespaces/ns1/tree/a.yaml": "ns1",
-		"//api/namespaces/ns1":            "ns1",
-		"/api/v2/namespaces/ns2/files/x":  "ns2",
-		"/api/v2/namespaces":              "",
-		"/api/version":                    "",
-		"/api/namespaces/%zz/vars":        "",
-	} {
-		if got := routeNamespace([]byte(path)); got != want {
-			t.Errorf("routeNamespace(%q) = %q, want %q", path, got, want)
-		}
-	}
-}
-
 // A refused request is decided once, on either path: one route decision
 // and one audit line, and nothing reaches the upstream. (The loops once
 // decided a refusal again off the loop, to answer it.)

@@ -235,7 +235,7 @@ func (a *app) serveOne(raw []byte, remote net.Addr, d authz.Decision, refused re
 	}
 	if refused.err != nil {
 		if refused.audit {
-			a.auditRefusal(&ctx.RequestCtx, d.Req, d, refused.err)
+			a.forward.AuditRefusal(&ctx.RequestCtx, d.Req, d, refused.err)
 		}
 		a.answers.Error(&ctx.RequestCtx, refused.err)
 		a.metrics.Request(d.Req.Family, ctx.Response.StatusCode())
@@ -318,7 +318,7 @@ func releaseServeCtx(c *serveCtx) {
 // writeError does.
 func (h relayHandler) Fail(method, target []byte, f relay.Failure, cause error) relay.Response {
 	a := h.a
-	ae := a.proxy.failureError(f, cause)
+	ae := a.proxy.FailureError(f, cause)
 	status := ae.Status()
 	path, _, _ := bytes.Cut(target, []byte{'?'})
 	a.log.Error("request failed", "method", string(method), "path", string(path), "status", status, "err", ae.Error())

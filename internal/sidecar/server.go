@@ -9,7 +9,6 @@ import (
 
 	"github.com/valyala/fasthttp"
 
-	"github.com/direktiv/direktiv-authz/engine"
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/classify"
 	"github.com/direktiv/direktiv-authz/internal/framing"
@@ -47,15 +46,6 @@ func (a *app) framingOptions() framing.Options {
 	return framing.Options{Answer: a.framingAnswer}
 }
 
-// framingError is a framing refusal as the sidecar answers it.
-func framingError(e *framing.Error) *apierror.Error {
-	code, ok := apierror.ForStatus(e.Status)
-	if !ok {
-		code = apierror.BadRequest
-	}
-	return &apierror.Error{Code: code, Message: "malformed request: " + e.Reason}
-}
-
 // framingAnswer is the whole response to a request refused before the
 // server read it. Its path is not known to be well formed: the answer has
 // the v2 shape.
@@ -66,7 +56,7 @@ func (a *app) framingAnswer(e *framing.Error) []byte {
 	r.Header.SetContentType("application/json")
 	r.Header.Set("Cache-Control", "no-store")
 	r.SetConnectionClose()
-	r.SetBody(apierror.JSON(nil, nil, framingError(e)))
+	r.SetBody(apierror.JSON(nil, nil, apierror.FromFraming(e)))
 	var b bytes.Buffer
 	r.WriteTo(&b)
 	return b.Bytes()
@@ -79,7 +69,7 @@ func (a *app) readError(ctx *fasthttp.RequestCtx, err error) {
 	var ne net.Error
 	switch fe := framing.Failed(ctx.Conn()); {
 	case fe != nil:
-		a.answers.Error(ctx, framingError(fe))
+		a.answers.Error(ctx, apierror.FromFraming(fe))
 	case errors.As(err, &small):
 		a.answers.Error(ctx, apierror.Errorf(apierror.HeaderTooLarge, "malformed request: request header fields too large"))
 	case errors.As(err, &ne) && ne.Timeout():
@@ -101,20 +91,9 @@ func (a *app) handle(ctx *fasthttp.RequestCtx) {
 	case r.Own:
 		a.tokens.Serve(ctx, r.NS, r.Rest)
 	default:
-		a.forward(ctx, r)
+		a.forward.Forward(ctx, r)
 	}
 	a.metrics.Request(r.Family, ctx.Response.StatusCode())
-}
-
-// splitPath splits a raw request path the way the route rules see it
-// (engine.SplitPath): empty segments dropped, each percent-decoded; a path
-// that cannot be read safely is apierror.BadRequest.
-func splitPath(raw []byte) ([]string, error) {
-	segs, err := engine.SplitPath(string(raw))
-	if err != nil {
-		return nil, apierror.Errorf(apierror.BadRequest, "%v", err)
-	}
-	return segs, nil
 }
 
 // fasthttpLogger sends fasthttp's own messages to slog.

@@ -1,4 +1,4 @@
-package sidecar
+package forward
 
 import (
 	"encoding/json"
@@ -24,7 +24,7 @@ const maxLookupAnswer = 4 << 20
 // fetch sends GET path (already escaped) to the upstream with the upstream
 // API key and returns the status and the whole body. Errors are the
 // proxy's (apierror.BadGateway, apierror.GatewayTimeout, apierror.Unavailable).
-func (p *proxy) fetch(path string) (int, []byte, error) {
+func (p *Proxy) fetch(path string) (int, []byte, error) {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	req.Header.SetMethod(fasthttp.MethodGet)
@@ -67,10 +67,10 @@ func readWhole(resp *fasthttp.Response) ([]byte, error) {
 // apierror.NotFound for an object that is not the namespace's (or does not
 // exist: either way the token cannot see it), the proxy's errors when the
 // upstream cannot answer, and apierror.BadGateway for an answer it cannot read.
-func (a *app) checkLookups(d authz.Decision) error {
+func (f *Forwarder) checkLookups(d authz.Decision) error {
 	ns := d.Route.Namespace
 	for _, l := range d.Route.Lookups {
-		ok, err := a.belongs(ns, l)
+		ok, err := f.belongs(ns, l)
 		if err != nil {
 			return err
 		}
@@ -82,7 +82,7 @@ func (a *app) checkLookups(d authz.Decision) error {
 }
 
 // belongs reports whether the object l is of namespace ns.
-func (a *app) belongs(ns string, l engine.Lookup) (bool, error) {
+func (f *Forwarder) belongs(ns string, l engine.Lookup) (bool, error) {
 	base := "/api/v2/namespaces/" + url.PathEscape(ns)
 	id := url.PathEscape(l.ID)
 	switch l.Kind {
@@ -92,20 +92,20 @@ func (a *app) belongs(ns string, l engine.Lookup) (bool, error) {
 			Type      string `json:"type"`
 			Reference string `json:"reference"`
 		}
-		if found, err := a.lookup(base+"/variables/"+id, l, &v); !found || err != nil {
+		if found, err := f.lookup(base+"/variables/"+id, l, &v); !found || err != nil {
 			return false, err
 		}
 		switch v.Type {
 		case "namespace-variable":
 			return v.Reference == ns, nil
 		case "instance-variable":
-			return a.belongs(ns, engine.Lookup{Kind: engine.LookupInstance, ID: v.Reference})
+			return f.belongs(ns, engine.Lookup{Kind: engine.LookupInstance, ID: v.Reference})
 		case "workflow-variable":
 			// The workflow's variables as Direktiv lists them within ns.
 			var list []struct {
 				ID string `json:"id"`
 			}
-			if found, err := a.lookup(base+"/variables?workflowPath="+url.QueryEscape(v.Reference), l, &list); !found || err != nil {
+			if found, err := f.lookup(base+"/variables?workflowPath="+url.QueryEscape(v.Reference), l, &list); !found || err != nil {
 				return false, err
 			}
 			for _, e := range list {
@@ -121,7 +121,7 @@ func (a *app) belongs(ns string, l engine.Lookup) (bool, error) {
 		var v struct {
 			ID string `json:"id"`
 		}
-		return a.lookup(base+"/instances/"+id, l, &v)
+		return f.lookup(base+"/instances/"+id, l, &v)
 	case engine.LookupEvent, engine.LookupListener:
 		path := base + "/events/history/" + id
 		if l.Kind == engine.LookupListener {
@@ -130,7 +130,7 @@ func (a *app) belongs(ns string, l engine.Lookup) (bool, error) {
 		var v struct {
 			Namespace string `json:"namespace"`
 		}
-		if found, err := a.lookup(path, l, &v); !found || err != nil {
+		if found, err := f.lookup(path, l, &v); !found || err != nil {
 			return false, err
 		}
 		return v.Namespace == ns, nil
@@ -141,8 +141,8 @@ func (a *app) belongs(ns string, l engine.Lookup) (bool, error) {
 
 // lookup GETs path from the upstream and decodes the data of its
 // {"data": ...} answer into v. found is false when Direktiv answers 404.
-func (a *app) lookup(path string, l engine.Lookup, v any) (found bool, err error) {
-	status, body, err := a.proxy.fetch(path)
+func (f *Forwarder) lookup(path string, l engine.Lookup, v any) (found bool, err error) {
+	status, body, err := f.Proxy.fetch(path)
 	switch {
 	case err != nil:
 		return false, err
@@ -173,16 +173,16 @@ func (a *app) lookup(path string, l engine.Lookup, v any) (found bool, err error
 //     Direktiv's list as it is).
 //
 // An answer that is not a 200 of the expected shape is passed on as it is.
-func (a *app) forwardTransformed(ctx *fasthttp.RequestCtx, d authz.Decision) error {
+func (f *Forwarder) forwardTransformed(ctx *fasthttp.RequestCtx, d authz.Decision) error {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	a.proxy.prepare(ctx, req, d)
+	f.Proxy.prepare(ctx, req, d)
 	// An answer the sidecar reads and rewrites must not come compressed.
 	req.Header.Del(fasthttp.HeaderAcceptEncoding)
-	if err := a.proxy.client.Do(req, resp); err != nil {
-		return a.proxy.upstreamError(err)
+	if err := f.Proxy.client.Do(req, resp); err != nil {
+		return f.Proxy.upstreamError(err)
 	}
 	body, err := readWhole(resp)
 	if err != nil {
@@ -228,7 +228,7 @@ func (a *app) forwardTransformed(ctx *fasthttp.RequestCtx, d authz.Decision) err
 			body = b
 		}
 	}
-	a.proxy.copyResponseHeader(ctx, resp)
+	f.Proxy.copyResponseHeader(ctx, resp)
 	ctx.Response.Header.Del(fasthttp.HeaderContentLength)
 	ctx.SetBody(body)
 	return nil

@@ -1,41 +1,61 @@
-package sidecar
+// Package forward serves every request the sidecar does not own: it
+// enforces the one decision (authz) on it, checks the objects the rules
+// name, and forwards it to Direktiv over a pool of connections (Proxy),
+// Streaming bodies both ways. The event loops forward the plain requests
+// themselves, from the same decision; this package is the server's path.
+// It imports nothing of the token endpoints or the event loops' glue.
+package forward
 
 import (
 	"errors"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/direktiv/direktiv-authz/engine"
+	"github.com/direktiv/direktiv-authz/internal/answer"
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/audit"
 	"github.com/direktiv/direktiv-authz/internal/authn"
 	"github.com/direktiv/direktiv-authz/internal/authz"
 	"github.com/direktiv/direktiv-authz/internal/classify"
 	"github.com/direktiv/direktiv-authz/internal/credential"
+	"github.com/direktiv/direktiv-authz/internal/metrics"
 )
 
-// forward serves every request the sidecar does not own: enforce decides
+// Forwarder enforces and forwards the requests the server serves.
+type Forwarder struct {
+	Proxy      *Proxy
+	Authn      *authn.Authenticator
+	Authz      *authz.Authorizer
+	Metrics    *metrics.Metrics // nil: none
+	Audits     *audit.Log       // nil: none
+	Answers    answer.Writer
+	AdminToken string
+}
+
+// Forward serves every request the sidecar does not own: enforce decides
 // whether it may pass and what the upstream gets, then the proxy sends it
 // upstream and streams the answer back (or, for the routes the rules mark,
 // reads and rewrites it: see direktiv.go). The statuses of the sidecar's
 // own are those of enforce (400, 401, 403, 404, 503) and of proxy.forward
 // (502, 503, 504); every other status is the upstream's.
-func (a *app) forward(ctx *fasthttp.RequestCtx, r classify.Request) {
-	d, err := a.enforce(ctx, r)
+func (f *Forwarder) Forward(ctx *fasthttp.RequestCtx, r classify.Request) {
+	d, err := f.enforce(ctx, r)
 	if err != nil {
-		a.answers.Error(ctx, err)
+		f.Answers.Error(ctx, err)
 		return
 	}
-	start := a.metrics.Clock()
+	start := f.Metrics.Clock()
 	if d.Route.Transform != "" {
-		err = a.forwardTransformed(ctx, d)
+		err = f.forwardTransformed(ctx, d)
 	} else {
-		err = a.proxy.forward(ctx, d)
+		err = f.Proxy.forward(ctx, d)
 	}
 	if ae := (*apierror.Error)(nil); !errors.As(err, &ae) || ae.Code != apierror.BadRequest { // a 400: nothing was sent
-		a.metrics.UpstreamDone(start, upstreamFailure(err))
+		f.Metrics.UpstreamDone(start, upstreamFailure(err))
 	}
 	if err != nil {
-		a.answers.Error(ctx, err)
+		f.Answers.Error(ctx, err)
 	}
 }
 
@@ -66,18 +86,18 @@ func (a *app) forward(ctx *fasthttp.RequestCtx, r classify.Request) {
 // object of another namespace; apierror.Unavailable (503) when the store, the
 // engine or the upstream's lookup cannot answer (fail closed). Every
 // refusal is audited; nothing refused reaches the upstream.
-func (a *app) enforce(ctx *fasthttp.RequestCtx, r classify.Request) (authz.Decision, error) {
-	d, err := a.enforceRequest(ctx, r)
+func (f *Forwarder) enforce(ctx *fasthttp.RequestCtx, r classify.Request) (authz.Decision, error) {
+	d, err := f.enforceRequest(ctx, r)
 	if err != nil {
-		a.auditRefusal(ctx, r, d, err)
+		f.AuditRefusal(ctx, r, d, err)
 	}
 	return d, err
 }
 
-// auditRefusal audits a forward refused with err, on either path.
-func (a *app) auditRefusal(ctx *fasthttp.RequestCtx, r classify.Request, d authz.Decision, err error) {
+// AuditRefusal audits a forward refused with err, on either path.
+func (f *Forwarder) AuditRefusal(ctx *fasthttp.RequestCtx, r classify.Request, d authz.Decision, err error) {
 	ae := apierror.As(err)
-	a.audits.Request(ctx, audit.Event{
+	f.Audits.Request(ctx, audit.Event{
 		Action:    "forward",
 		Namespace: routeNamespace(r.Path),
 		Caller:    d.Who.ID(),
@@ -90,22 +110,22 @@ func (a *app) auditRefusal(ctx *fasthttp.RequestCtx, r classify.Request, d authz
 }
 
 // enforceRequest is enforce without the audit.
-func (a *app) enforceRequest(ctx *fasthttp.RequestCtx, r classify.Request) (authz.Decision, error) {
-	cred, err := credential.Read(ctx.Request.Header.All(), a.cfg.AdminToken)
+func (f *Forwarder) enforceRequest(ctx *fasthttp.RequestCtx, r classify.Request) (authz.Decision, error) {
+	cred, err := credential.Read(ctx.Request.Header.All(), f.AdminToken)
 	if err != nil {
 		return authz.Decision{Req: r}, err
 	}
 	var who authn.Caller
 	var authErr error
 	if cred.Kind == credential.Minted {
-		who, authErr = a.authn.Authenticate(ctx, cred)
+		who, authErr = f.Authn.Authenticate(ctx, cred)
 	}
-	d, err := a.authz.Decide(cred, who, authErr, r, &ctx.Request.Header)
+	d, err := f.Authz.Decide(cred, who, authErr, r, &ctx.Request.Header)
 	if err != nil {
 		return d, err
 	}
 	if len(d.Route.Lookups) > 0 {
-		if err := a.checkLookups(d); err != nil {
+		if err := f.checkLookups(d); err != nil {
 			return d, err
 		}
 	}
@@ -127,4 +147,15 @@ func routeNamespace(path []byte) string {
 		return segs[3]
 	}
 	return ""
+}
+
+// splitPath splits a raw request path the way the route rules see it
+// (engine.SplitPath): empty segments dropped, each percent-decoded; a path
+// that cannot be read safely is apierror.BadRequest.
+func splitPath(raw []byte) ([]string, error) {
+	segs, err := engine.SplitPath(string(raw))
+	if err != nil {
+		return nil, apierror.Errorf(apierror.BadRequest, "%v", err)
+	}
+	return segs, nil
 }

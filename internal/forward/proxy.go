@@ -1,4 +1,4 @@
-package sidecar
+package forward
 
 import (
 	"bytes"
@@ -29,11 +29,11 @@ import (
 // responses; it also bounds the size of a response's headers.
 const upstreamReadBuffer = 16 << 10
 
-// proxy forwards requests to the upstream Direktiv API over a pool of
+// Proxy forwards requests to the upstream Direktiv API over a pool of
 // keep-alive connections. Method, path and query go out byte for byte as
 // received; bodies are streamed both ways, never buffered whole; hop-by-hop
 // headers are dropped and X-Forwarded-For/-Proto/-Host are set.
-type proxy struct {
+type Proxy struct {
 	client       *fasthttp.HostClient
 	base         string // scheme://host plus the base URL's path, no trailing '/'
 	key          string // the upstream API key, "" for none; never logged
@@ -50,10 +50,10 @@ type proxy struct {
 	streams map[*upstreamBody]struct{} // responses of unknown length being streamed
 }
 
-// newProxy builds the proxy for cfg.UpstreamBase; it opens no connection.
-func newProxy(cfg config.Config, log *slog.Logger) *proxy {
+// NewProxy builds the proxy for cfg.UpstreamBase; it opens no connection.
+func NewProxy(cfg config.Config, log *slog.Logger) *Proxy {
 	u := cfg.UpstreamBase
-	p := &proxy{
+	p := &Proxy{
 		base:         u.Scheme + "://" + u.Host + strings.TrimSuffix(u.EscapedPath(), "/"),
 		preserveHost: cfg.PreserveHost,
 		key:          cfg.UpstreamKey,
@@ -91,7 +91,7 @@ func newProxy(cfg config.Config, log *slog.Logger) *proxy {
 // connections stay busy for --upstream-dial-timeout, and apierror.BadRequest for
 // a request target that is not a path (such as OPTIONS *); the response is
 // then untouched.
-func (p *proxy) forward(ctx *fasthttp.RequestCtx, d authz.Decision) error {
+func (p *Proxy) forward(ctx *fasthttp.RequestCtx, d authz.Decision) error {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	p.prepare(ctx, req, d)
@@ -104,7 +104,7 @@ func (p *proxy) forward(ctx *fasthttp.RequestCtx, d authz.Decision) error {
 			ctx.SetConnectionClose()
 		}
 		if fe := framing.Failed(ctx.Conn()); fe != nil {
-			return framingError(fe) // the client's body broke off the exchange
+			return apierror.FromFraming(fe) // the client's body broke off the exchange
 		}
 		return p.upstreamError(err)
 	}
@@ -116,7 +116,7 @@ func (p *proxy) forward(ctx *fasthttp.RequestCtx, d authz.Decision) error {
 // it: hop-by-hop headers (and those the client names in Connection)
 // removed, then the credential headers as creds says, so that nothing a
 // client lists in Connection removes the key the sidecar adds.
-func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request, d authz.Decision) {
+func (p *Proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request, d authz.Decision) {
 	creds := d.Creds
 	in := &ctx.Request.Header
 	in.CopyTo(&req.Header)
@@ -190,7 +190,7 @@ func (p *proxy) prepare(ctx *fasthttp.RequestCtx, req *fasthttp.Request, d authz
 	}
 }
 
-func (p *proxy) getScratch() *[]byte {
+func (p *Proxy) getScratch() *[]byte {
 	if bp, ok := p.scratch.Get().(*[]byte); ok {
 		return bp
 	}
@@ -252,7 +252,7 @@ func deleteNamed(h *fasthttp.RequestHeader, list []byte) {
 // respond sets the upstream's answer as ctx's response. The body is the
 // upstream's stream: it is released, with req, when the server has written
 // it or failed to.
-func (p *proxy) respond(ctx *fasthttp.RequestCtx, req *fasthttp.Request, resp *fasthttp.Response) {
+func (p *Proxy) respond(ctx *fasthttp.RequestCtx, req *fasthttp.Request, resp *fasthttp.Response) {
 	p.copyResponseHeader(ctx, resp)
 	body, ok := resp.BodyStream().(fasthttp.ReadCloserWithError)
 	if !ok {
@@ -276,7 +276,7 @@ func (p *proxy) respond(ctx *fasthttp.RequestCtx, req *fasthttp.Request, resp *f
 
 // copyResponseHeader sets the upstream's response headers on ctx's
 // response, without hop-by-hop headers and those its Connection names.
-func (p *proxy) copyResponseHeader(ctx *fasthttp.RequestCtx, resp *fasthttp.Response) {
+func (p *Proxy) copyResponseHeader(ctx *fasthttp.RequestCtx, resp *fasthttp.Response) {
 	out := &ctx.Response.Header
 	resp.Header.CopyTo(out)
 	for _, v := range resp.Header.PeekAll(fasthttp.HeaderConnection) {
@@ -304,7 +304,7 @@ func (p *proxy) copyResponseHeader(ctx *fasthttp.RequestCtx, resp *fasthttp.Resp
 // unknown length, and, when the upstream breaks off, aborts the client's
 // connection instead of ending the response as if it were complete.
 type upstreamBody struct {
-	p    *proxy
+	p    *Proxy
 	req  *fasthttp.Request
 	resp *fasthttp.Response
 	body fasthttp.ReadCloserWithError
@@ -322,7 +322,7 @@ func (b *upstreamBody) CloseWithError(err error) error {
 	return nil
 }
 
-func (p *proxy) track(b *upstreamBody) {
+func (p *Proxy) track(b *upstreamBody) {
 	p.mu.Lock()
 	closed := p.closed
 	if !closed {
@@ -334,7 +334,7 @@ func (p *proxy) track(b *upstreamBody) {
 	}
 }
 
-func (p *proxy) untrack(b *upstreamBody) {
+func (p *Proxy) untrack(b *upstreamBody) {
 	p.mu.Lock()
 	delete(p.streams, b)
 	p.mu.Unlock()
@@ -342,12 +342,12 @@ func (p *proxy) untrack(b *upstreamBody) {
 
 var errStopping = errors.New("the sidecar is stopping")
 
-// interrupt ends every response of unknown length being streamed, and any
+// Interrupt ends every response of unknown length being streamed, and any
 // that starts later: event streams never end on their own, and would hold a
 // graceful shutdown for its whole grace period. Their clients see the
 // connection close and reconnect (to another replica). Responses of known
 // length are left to finish.
-func (p *proxy) interrupt() {
+func (p *Proxy) Interrupt() {
 	p.mu.Lock()
 	p.closed = true
 	streams := make([]*upstreamBody, 0, len(p.streams))
@@ -365,12 +365,12 @@ func (p *proxy) interrupt() {
 	}
 }
 
-// close closes the idle upstream connections; call it once the server has
+// Close closes the idle upstream connections; call it once the server has
 // stopped.
-func (p *proxy) close() { p.client.CloseIdleConnections() }
+func (p *Proxy) Close() { p.client.CloseIdleConnections() }
 
-// streaming is the number of responses of unknown length being streamed.
-func (p *proxy) streaming() int {
+// Streaming is the number of responses of unknown length being streamed.
+func (p *Proxy) Streaming() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.streams)
@@ -385,7 +385,7 @@ func (e *dialError) Unwrap() error { return e.err }
 
 // dial connects to the upstream within --upstream-dial-timeout, TLS
 // handshake included, and arms --upstream-timeout on the connection.
-func (p *proxy) dial(addr string) (net.Conn, error) {
+func (p *Proxy) dial(addr string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.dialTimeout)
 	defer cancel()
 	d := net.Dialer{KeepAlive: 30 * time.Second}
@@ -510,14 +510,14 @@ func upstreamFailure(err error) relay.Failure {
 
 // upstreamError is the answer to an exchange with the upstream that failed
 // with err.
-func (p *proxy) upstreamError(err error) error {
-	return p.failureError(upstreamFailure(err), err)
+func (p *Proxy) upstreamError(err error) error {
+	return p.FailureError(upstreamFailure(err), err)
 }
 
-// failureError is the answer to an exchange with the upstream that failed
+// FailureError is the answer to an exchange with the upstream that failed
 // as f; the cause goes to the log (writeError logs every 5xx), not to the
 // client.
-func (p *proxy) failureError(f relay.Failure, cause error) *apierror.Error {
+func (p *Proxy) FailureError(f relay.Failure, cause error) *apierror.Error {
 	switch f {
 	case relay.Busy:
 		return &apierror.Error{Code: apierror.Unavailable, Message: fmt.Sprintf("all %d connections to the Direktiv API are busy; try again later", p.client.MaxConns), Err: cause}
