@@ -1,11 +1,9 @@
-package sidecar
+package apierror
 
 import (
 	"bytes"
 	"encoding/json"
 	"testing"
-
-	"github.com/direktiv/direktiv-authz/internal/apierror"
 )
 
 // Any string in an error answer is escaped as encoding/json escapes it, HTML
@@ -17,7 +15,7 @@ func FuzzErrorAnswerMatchesEncodingJSON(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		ae := &apierror.Error{Code: apierror.BadRequest, Message: s}
+		ae := &Error{Code: BadRequest, Message: s}
 		want, err := json.Marshal(struct {
 			Code    int    `json:"code"`
 			Message string `json:"message"`
@@ -25,7 +23,7 @@ func FuzzErrorAnswerMatchesEncodingJSON(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := apierror.JSON(nil, []byte("/api/namespaces"), ae); !bytes.Equal(got, append(want, '\n')) {
+		if got := JSON(nil, []byte("/api/namespaces"), ae); !bytes.Equal(got, append(want, '\n')) {
 			t.Fatalf("error answer for %q\n got %s\nwant %s", s, got, want)
 		}
 
