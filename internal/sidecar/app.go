@@ -196,7 +196,7 @@ func (a *app) serve(ctx context.Context) error {
 	}
 	go a.followRevocations(ctx)
 	if a.redis != nil {
-		go a.redis.Sweep(ctx, a.tokens.RevocationDone) // removal of revoked subtrees (tokens.go)
+		go a.redis.Sweep(ctx, a.tokens.RevocationDone) // removal of revoked subtrees
 	}
 	a.startOps()
 	errc := make(chan error, 2)
