@@ -1,7 +1,8 @@
-// Package sidecar is the sidecar's HTTP layer and its wiring: the server and
-// the event loops' glue, the token endpoints, authentication, enforcement and
-// forwarding, metrics and probes. It is started by main with the settings of
-// internal/config; nothing in it imports main.
+// Package sidecar wires the parts of the sidecar together and serves: the
+// fasthttp server and its dispatch (own endpoint or forward), the event
+// loops' glue, the operations listener, startup and shutdown. The decisions
+// are made in the packages it wires (classify, credential, authn, authz,
+// tokens, forward); only main imports it.
 package sidecar
 
 import (
