@@ -203,3 +203,29 @@ decision := {"allow": false, "reason": "no code"} if input.namespace == "nocode"
 		})
 	}
 }
+
+// The Rego tests of a revision run once per process while they pass; a
+// revision whose tests fail is refused on every load, its tests run again.
+func TestRegoTestsRunOncePerPassingRevision(t *testing.T) {
+	files := minimal()
+	files["mint_test.rego"] = `package direktiv.mint_test
+
+import data.direktiv.mint
+
+test_admin_mints if mint.decision.allow with input as {"caller": {"admin": true}, "requested": ["a"]}
+`
+	e := MustNew(t, Options{Dir: MustPolicyDir(t, files)})
+	n, ok := passedRevisions.Load(e.Revision())
+	if !ok || n.(int) != 1 {
+		t.Fatalf("passed revisions hold %v for %s, want 1 test", n, e.Revision())
+	}
+	MustNew(t, Options{Dir: MustPolicyDir(t, files)}) // the same revision, from the memo
+
+	files["mint_test.rego"] += "\ntest_fails if false\n"
+	dir := MustPolicyDir(t, files)
+	for i := range 2 { // a failing revision kept as passed would load the second time
+		if _, err := New(context.Background(), Options{Dir: dir}); err == nil || !strings.Contains(err.Error(), "test_fails") {
+			t.Fatalf("load %d with a failing Rego test: %v", i+1, err)
+		}
+	}
+}

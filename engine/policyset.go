@@ -129,7 +129,7 @@ func compile(ctx context.Context, src source, files []file, logger *slog.Logger)
 		}
 	}
 
-	tests, problems := runTests(ctx, all)
+	tests, problems := testOnce(ctx, files, all)
 	if len(problems) > 0 {
 		return nil, refuse(problems...)
 	}
@@ -225,6 +225,27 @@ func newCompiler(forTests bool) *ast.Compiler {
 		WithDefaultRegoVersion(ast.RegoV1).
 		WithStrict(true).
 		WithEnablePrintStatements(forTests)
+}
+
+// passedRevisions holds the revisions (revisionOf) whose Rego tests passed
+// in this process, with how many ran. The tests read nothing but the files,
+// so a revision that passed once passes again: reloading it, or starting
+// another engine on it (the sidecar's own tests start hundreds), does not
+// run them again. A failure is not kept: it is run again, and reported.
+var passedRevisions sync.Map // string -> int
+
+// testOnce is runTests for files, parsed as modules, unless their revision
+// passed before.
+func testOnce(ctx context.Context, files []file, modules map[string]*ast.Module) (int, []Problem) {
+	rev := revisionOf(files)
+	if n, ok := passedRevisions.Load(rev); ok {
+		return n.(int), nil
+	}
+	n, problems := runTests(ctx, modules)
+	if len(problems) == 0 {
+		passedRevisions.Store(rev, n)
+	}
+	return n, problems
 }
 
 // runTests runs every test_ rule in modules with OPA's tester and returns
