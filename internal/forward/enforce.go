@@ -62,7 +62,7 @@ func (f *Forwarder) Forward(ctx *fasthttp.RequestCtx, r classify.Request) {
 // enforce decides whether a request may be forwarded, and how:
 //
 //   - Its credential is read from any of the credential headers
-//     (credentialReader); a minted token is authenticated.
+//     (credential.Read); a minted token is authenticated.
 //   - The route rules are asked, for every caller: the admin token, a
 //     minted token, or none (no credential, or one that is neither). Without
 //     a valid credential only a route the rules name public passes (the

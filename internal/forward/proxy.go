@@ -515,7 +515,7 @@ func (p *Proxy) upstreamError(err error) error {
 }
 
 // FailureError is the answer to an exchange with the upstream that failed
-// as f; the cause goes to the log (writeError logs every 5xx), not to the
+// as f; the cause goes to the log (answer.Writer.Error logs every 5xx), not to the
 // client.
 func (p *Proxy) FailureError(f relay.Failure, cause error) *apierror.Error {
 	switch f {

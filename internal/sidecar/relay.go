@@ -38,7 +38,7 @@ import (
 // the request the loops could not take on, to the fasthttp server: one that
 // starts with the sidecar's other endpoints, malformed or unusual requests,
 // large or chunked bodies. relayHandler decides which is which with the
-// same rules as enforce; a denial is never forwarded.
+// same decision as the server's (authz); a denial is never forwarded.
 
 // relayHandler is the sidecar's relay.Handler.
 type relayHandler struct{ a *app }
@@ -49,9 +49,9 @@ type lookupNote struct {
 	err error
 }
 
-// Decide forwards a request the relay may send as it is: one that
-// authorize allows at once, with the credential of the request read by
-// credentialReader and, for a minted token, its record cached (or just looked
+// Decide forwards a request the relay may send as it is: one that the
+// authz decision allows at once, with the credential of the request read by
+// credential.Read and, for a minted token, its record cached (or just looked
 // up: a cache miss is a Wait for the lookup). Refusals are served by the
 // server's handlers off the loop (serveOne); requests whose answer the
 // sidecar checks or rewrites (lookups, transforms) are handed to the
@@ -159,7 +159,7 @@ func (h relayHandler) mint(r *relay.Request, req classify.Request) relay.Verdict
 	}
 	find := func(s secret.Secret) (store.Token, error) {
 		if s.ID != sec.ID || s.Namespace != sec.Namespace {
-			return store.Token{}, errWouldBlock // not the token found above: cannot happen, as both read the same headers with credentialReader
+			return store.Token{}, errWouldBlock // not the token found above: cannot happen, as both read the same headers with credential.Read
 		}
 		return found.rec, found.err
 	}
@@ -169,10 +169,11 @@ func (h relayHandler) mint(r *relay.Request, req classify.Request) relay.Verdict
 	}}
 }
 
-// answerMint serves a mint on the loop: handleMint's steps, with the
-// store's create made without blocking the loop (store.Redis.CreateAsync,
-// batched with the other creates) and the answer written when it is
-// stored. The response, audit line and metrics are handleMint's.
+// answerMint serves a mint on the loop: the token endpoints' steps
+// (tokens.Endpoints.BeginMint, the create, EndMint), with the create made
+// without blocking the loop (store.Redis.CreateAsync, batched with the
+// other creates) and the answer written when it is stored. The response,
+// audit line and metrics are the server's.
 func (a *app) answerMint(raw []byte, remote net.Addr, req classify.Request, find func(secret.Secret) (store.Token, error)) relay.Reply {
 	ctx, ok := a.readServeCtx(raw, remote)
 	if !ok {
@@ -211,7 +212,7 @@ func (h relayHandler) serve(r *relay.Request) relay.Verdict {
 
 // refuse is the Verdict answering a request refused with err, as decided
 // above: answered off the loop (serveOne), never decided again, and
-// audited when enforce would audit it (audit).
+// audited when the server would audit it (audit).
 func (h relayHandler) refuse(r *relay.Request, d authz.Decision, err error, audit bool) relay.Verdict {
 	remote := net.TCPAddrFromAddrPort(r.Remote)
 	return relay.Verdict{Action: relay.Serve, Serve: func(raw []byte) ([]byte, bool) {
@@ -315,7 +316,7 @@ func releaseServeCtx(c *serveCtx) {
 }
 
 // Fail answers a request the upstream failed, and logs the cause as
-// writeError does.
+// answer.Writer.Error does.
 func (h relayHandler) Fail(method, target []byte, f relay.Failure, cause error) relay.Response {
 	a := h.a
 	ae := a.proxy.FailureError(f, cause)
