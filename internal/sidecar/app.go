@@ -14,8 +14,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -31,6 +29,7 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/framing"
 	"github.com/direktiv/direktiv-authz/internal/logwriter"
 	"github.com/direktiv/direktiv-authz/internal/metrics"
+	"github.com/direktiv/direktiv-authz/internal/ops"
 	"github.com/direktiv/direktiv-authz/internal/relay"
 	"github.com/direktiv/direktiv-authz/internal/tlsreload"
 	"github.com/direktiv/direktiv-authz/internal/tokencache"
@@ -67,12 +66,10 @@ type app struct {
 	redis     *store.Redis
 	loopMints bool
 
-	// Operations (see ops.go, metrics.go, tls.go).
-	metrics  *metrics.Metrics    // nil without --ops-listen
-	ops      *http.Server        // the operations listener; nil without --ops-listen
-	opsLn    net.Listener        // its listener
-	tlsCert  *tlsreload.Reloader // nil: the main listener is plain HTTP
-	stopping atomic.Bool         // shutdown has begun: /readyz answers 503
+	// Operations (ops.go).
+	metrics *metrics.Metrics    // nil without --ops-listen
+	ops     *ops.Listener       // nil without --ops-listen
+	tlsCert *tlsreload.Reloader // nil: the main listener is plain HTTP
 }
 
 // Run starts the sidecar with cfg and serves until ctx is done: the
@@ -151,9 +148,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, audits *au
 	if err := a.newRelay(); err != nil {
 		a.ln.Close()
 		a.store.Close()
-		if a.opsLn != nil {
-			a.opsLn.Close()
-		}
+		a.ops.Close()
 		return nil, err
 	}
 	return a, nil
@@ -199,7 +194,7 @@ func (a *app) serve(ctx context.Context) error {
 	if a.redis != nil {
 		go a.redis.Sweep(ctx, a.tokens.RevocationDone) // removal of revoked subtrees
 	}
-	a.startOps()
+	a.ops.Start()
 	errc := make(chan error, 2)
 	if a.relay != nil {
 		go func() { errc <- a.server.Serve(framing.Listener(a.relayLn, a.framingOptions())) }()
@@ -213,9 +208,9 @@ func (a *app) serve(ctx context.Context) error {
 	}
 	select {
 	case err := <-errc:
-		a.stopping.Store(true)
+		a.ops.Stopping()
 		a.store.Close()
-		a.stopOps()
+		a.ops.Close()
 		return err
 	case <-ctx.Done():
 	}
@@ -223,7 +218,7 @@ func (a *app) serve(ctx context.Context) error {
 	// /readyz says so), then stop accepting, end event streams, let the
 	// requests in flight finish within --shutdown-grace, close the store,
 	// and the operations listener last.
-	a.stopping.Store(true)
+	a.ops.Stopping()
 	a.log.Info("shutting down", "grace", a.cfg.Grace.String())
 	shutdown, cancelShutdown := context.WithTimeout(context.Background(), a.cfg.Grace)
 	defer cancelShutdown()
@@ -246,7 +241,7 @@ func (a *app) serve(ctx context.Context) error {
 	if cerr := a.store.Close(); err == nil {
 		err = cerr
 	}
-	a.stopOps()
+	a.ops.Close()
 	a.log.Info("stopped")
 	return err
 }

@@ -290,7 +290,7 @@ func TestStartsWhileRedisIsDown(t *testing.T) {
 	srv.Stop(t)
 	s := startSidecar(t, []string{"--redis-url", srv.URL()})
 	readyz := func() int {
-		res, err := http.Get("http://" + s.app.opsAddr() + "/readyz")
+		res, err := http.Get("http://" + s.app.ops.Addr() + "/readyz")
 		if err != nil {
 			t.Fatal(err)
 		}

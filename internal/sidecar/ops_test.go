@@ -14,10 +14,10 @@ import (
 // opsGet fetches path from the sidecar's operations listener.
 func (s *sidecar) opsGet(tb testing.TB, path string) response {
 	tb.Helper()
-	if s.app.opsAddr() == "" {
+	if s.app.ops.Addr() == "" {
 		tb.Fatal("the sidecar has no operations listener")
 	}
-	res, err := http.Get("http://" + s.app.opsAddr() + path)
+	res, err := http.Get("http://" + s.app.ops.Addr() + path)
 	if err != nil {
 		tb.Fatalf("GET %s: %v", path, err)
 	}
@@ -101,7 +101,7 @@ func TestOpsHealthAndReadiness(t *testing.T) {
 	})
 
 	// Shutdown begins: not ready, whatever Redis says.
-	s.app.stopping.Store(true)
+	s.app.ops.Stopping()
 	if r := s.opsGet(t, "/readyz"); r.status != http.StatusServiceUnavailable || string(r.body) != "not ready: shutting down\n" {
 		t.Errorf("/readyz while stopping: %d %q", r.status, r.body)
 	}
@@ -110,8 +110,8 @@ func TestOpsHealthAndReadiness(t *testing.T) {
 func TestOpsOff(t *testing.T) {
 	for _, v := range []string{"off", ""} {
 		s := startSidecar(t, []string{"--dev", "--ops-listen", v})
-		if s.app.opsAddr() != "" || s.app.metrics != nil {
-			t.Errorf("--ops-listen %q: operations listener %q, metrics %v", v, s.app.opsAddr(), s.app.metrics != nil)
+		if s.app.ops.Addr() != "" || s.app.metrics != nil {
+			t.Errorf("--ops-listen %q: operations listener %q, metrics %v", v, s.app.ops.Addr(), s.app.metrics != nil)
 		}
 		s.mintOK(t, "ns1", testAdminToken, `{"policies":["workflowView"]}`)
 	}
