@@ -39,7 +39,7 @@ type Decision struct {
 
 // CredentialPlan is what becomes of a forwarded request's credential
 // headers (Direktiv-Token, Direktiv-Api-Key, Authorization), for the server
-// (proxy.prepare) and the event loops (relay.Verdict) alike.
+// (forward.Proxy) and the event loops (relay.Verdict) alike.
 type CredentialPlan = relay.TokenMode
 
 const (
@@ -51,8 +51,9 @@ const (
 // Decide decides a request once its credential is read and, for a
 // minted one, authenticated (who, or the failure authErr); header gives
 // the request's headers the rules read. It is the one decision the server,
-// the event loops and the sidecar's own token endpoints execute. A minted token that does not authenticate still reaches a
-// public route (without it); anywhere else its failure is the answer.
+// the event loops and the sidecar's own token endpoints execute. A minted
+// token that does not authenticate still reaches a public route (without
+// it); anywhere else its failure is the answer.
 func (z *Authorizer) Decide(cred credential.Credential, who authn.Caller, authErr error, r classify.Request, header engine.Header) (Decision, error) {
 	if z.Unsafe && cred.Kind != credential.Minted {
 		return Decision{Req: r, Who: who, Route: engine.RouteDecision{Allow: true}, Creds: CredsKeep}, nil

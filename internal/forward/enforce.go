@@ -1,7 +1,7 @@
 // Package forward serves every request the sidecar does not own: it
 // enforces the one decision (authz) on it, checks the objects the rules
 // name, and forwards it to Direktiv over a pool of connections (Proxy),
-// Streaming bodies both ways. The event loops forward the plain requests
+// streaming bodies both ways. The event loops forward the plain requests
 // themselves, from the same decision; this package is the server's path.
 // It imports nothing of the token endpoints or the event loops' glue.
 package forward
@@ -37,7 +37,7 @@ type Forwarder struct {
 // whether it may pass and what the upstream gets, then the proxy sends it
 // upstream and streams the answer back (or, for the routes the rules mark,
 // reads and rewrites it: see direktiv.go). The statuses of the sidecar's
-// own are those of enforce (400, 401, 403, 404, 503) and of proxy.forward
+// own are those of enforce (400, 401, 403, 404, 503) and of Proxy.forward
 // (502, 503, 504); every other status is the upstream's.
 func (f *Forwarder) Forward(ctx *fasthttp.RequestCtx, r classify.Request) {
 	d, err := f.enforce(ctx, r)
