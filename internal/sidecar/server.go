@@ -89,7 +89,7 @@ func (a *app) handle(ctx *fasthttp.RequestCtx) {
 	case err != nil:
 		a.answers.Error(ctx, err)
 	case r.Own:
-		a.tokens.Serve(ctx, r.NS, r.Rest)
+		a.tokens.Serve(ctx, r)
 	default:
 		a.forward.Forward(ctx, r)
 	}

@@ -82,7 +82,8 @@ func viewOf(t store.Token, now time.Time) View {
 // endpoints and asks the route rules whether it may call it. Errors:
 // apierror.Unauthenticated, apierror.Forbidden (with the rule's reason), apierror.BadRequest
 // and apierror.Unavailable.
-func (e *Endpoints) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (authn.Caller, error) {
+func (e *Endpoints) authorizeOwn(ctx *fasthttp.RequestCtx, r classify.Request, action string) (authn.Caller, error) {
+	ns := r.NS
 	cred, err := credential.Read(ctx.Request.Header.All(), e.Config.AdminToken)
 	who := authn.Caller{}
 	if err == nil {
@@ -95,11 +96,7 @@ func (e *Endpoints) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (a
 	if who.Admin {
 		return who, nil
 	}
-	r, err := classify.Read(ctx.Method(), ctx.Request.Header.RequestURI())
-	if err == nil {
-		_, err = e.Authz.Decide(cred, who, nil, r, &ctx.Request.Header)
-	}
-	if err != nil {
+	if _, err := e.Authz.Decide(cred, who, nil, r, &ctx.Request.Header); err != nil {
 		if ae := apierror.As(err); ae.Code != apierror.Unavailable {
 			e.Audits.Request(ctx, audit.Event{Action: action, Namespace: ns, Caller: who.ID(), Decision: "deny", Reason: ae.Message, Status: ae.Status()})
 		}
@@ -109,8 +106,9 @@ func (e *Endpoints) authorizeOwn(ctx *fasthttp.RequestCtx, ns, action string) (a
 }
 
 // handleList serves GET /api/namespaces/{ns}/auth/tokens?limit=&after=.
-func (e *Endpoints) handleList(ctx *fasthttp.RequestCtx, ns string) {
-	if _, err := e.authorizeOwn(ctx, ns, "list"); err != nil {
+func (e *Endpoints) handleList(ctx *fasthttp.RequestCtx, r classify.Request) {
+	ns := r.NS
+	if _, err := e.authorizeOwn(ctx, r, "list"); err != nil {
 		e.Answers.Error(ctx, err)
 		return
 	}
@@ -145,8 +143,9 @@ func (e *Endpoints) handleList(ctx *fasthttp.RequestCtx, ns string) {
 }
 
 // handleGet serves GET /api/namespaces/{ns}/auth/tokens/{id}.
-func (e *Endpoints) handleGet(ctx *fasthttp.RequestCtx, ns, id string) {
-	if _, err := e.authorizeOwn(ctx, ns, "get"); err != nil {
+func (e *Endpoints) handleGet(ctx *fasthttp.RequestCtx, r classify.Request, id string) {
+	ns := r.NS
+	if _, err := e.authorizeOwn(ctx, r, "get"); err != nil {
 		e.Answers.Error(ctx, err)
 		return
 	}
@@ -168,8 +167,8 @@ func (e *Endpoints) handleGet(ctx *fasthttp.RequestCtx, ns, id string) {
 
 // handleWhoami serves GET /api/namespaces/{ns}/auth/token: the caller's own
 // record. The admin token has no record; it is described as such.
-func (e *Endpoints) handleWhoami(ctx *fasthttp.RequestCtx, ns string) {
-	who, err := e.authorizeOwn(ctx, ns, "whoami")
+func (e *Endpoints) handleWhoami(ctx *fasthttp.RequestCtx, r classify.Request) {
+	who, err := e.authorizeOwn(ctx, r, "whoami")
 	if err != nil {
 		e.Answers.Error(ctx, err)
 		return
@@ -190,8 +189,9 @@ func (e *Endpoints) handleWhoami(ctx *fasthttp.RequestCtx, ns string) {
 // writes an audit line revoke_complete with the total. Revoking an id that
 // is not live (never minted, expired, or already revoked) answers 404: the
 // outcome, no such live token, is the same.
-func (e *Endpoints) handleRevoke(ctx *fasthttp.RequestCtx, ns, id string) {
-	who, err := e.authorizeOwn(ctx, ns, "revoke")
+func (e *Endpoints) handleRevoke(ctx *fasthttp.RequestCtx, r classify.Request, id string) {
+	ns := r.NS
+	who, err := e.authorizeOwn(ctx, r, "revoke")
 	if err != nil {
 		e.Answers.Error(ctx, err)
 		return
@@ -239,32 +239,33 @@ func (e *Endpoints) RevocationDone(ns, id string, count int) {
 // BodyLimit bounds the body of the sidecar's own endpoints.
 const BodyLimit = 64 << 10
 
-// Serve serves /api/namespaces/{ns}/auth/{rest...}; classify checked the
-// namespace's name.
-func (e *Endpoints) Serve(ctx *fasthttp.RequestCtx, ns string, rest []string) {
+// Serve serves /api/namespaces/{ns}/auth/{rest...}, r as classify read it
+// (Own: true, the namespace's name checked).
+func (e *Endpoints) Serve(ctx *fasthttp.RequestCtx, r classify.Request) {
+	ns, rest := r.NS, r.Rest
 	switch {
 	case len(rest) == 1 && rest[0] == "token":
 		switch string(ctx.Method()) {
 		case fasthttp.MethodPost:
 			e.handleMint(ctx, ns)
 		case fasthttp.MethodGet:
-			e.handleWhoami(ctx, ns)
+			e.handleWhoami(ctx, r)
 		default:
 			e.methodNotAllowed(ctx, "GET, POST")
 		}
 	case len(rest) == 1 && rest[0] == "tokens":
 		switch string(ctx.Method()) {
 		case fasthttp.MethodGet:
-			e.handleList(ctx, ns)
+			e.handleList(ctx, r)
 		default:
 			e.methodNotAllowed(ctx, "GET")
 		}
 	case len(rest) == 2 && rest[0] == "tokens":
 		switch string(ctx.Method()) {
 		case fasthttp.MethodGet:
-			e.handleGet(ctx, ns, rest[1])
+			e.handleGet(ctx, r, rest[1])
 		case fasthttp.MethodDelete:
-			e.handleRevoke(ctx, ns, rest[1])
+			e.handleRevoke(ctx, r, rest[1])
 		default:
 			e.methodNotAllowed(ctx, "GET, DELETE")
 		}
