@@ -150,7 +150,7 @@ func TestShutdownOnSIGTERM(t *testing.T) {
 		code, body, err := getAdmin("http://" + p.addr + "/test/sleep?d=2s")
 		inflight <- result{code, body, err}
 	}()
-	testutil.Eventually(t, "the slow request reaches the upstream", func() bool { return len(up.requests()) == 1 })
+	testutil.Eventually(t, "the slow request reaches the upstream", func() bool { return len(up.Requests()) == 1 })
 
 	start := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -204,7 +204,7 @@ func TestShutdownGraceOver(t *testing.T) {
 		_, _, err := getAdmin("http://" + p.addr + "/test/sleep?d=30s")
 		inflight <- err
 	}()
-	testutil.Eventually(t, "the slow request reaches the upstream", func() bool { return len(up.requests()) == 1 })
+	testutil.Eventually(t, "the slow request reaches the upstream", func() bool { return len(up.Requests()) == 1 })
 	start := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

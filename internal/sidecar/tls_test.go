@@ -154,7 +154,7 @@ func TestTLSListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	res.Body.Close()
-	if got := up.only(t).Header.Get("X-Forwarded-Proto"); res.StatusCode != 200 || got != "https" {
+	if got := up.Only(t).Header.Get("X-Forwarded-Proto"); res.StatusCode != 200 || got != "https" {
 		t.Errorf("forwarded over https: %d, X-Forwarded-Proto %q", res.StatusCode, got)
 	}
 	// Plain HTTP on the TLS port is refused.
