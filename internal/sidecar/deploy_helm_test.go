@@ -24,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/direktiv/direktiv-authz/internal/config"
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
 const (
@@ -629,7 +630,7 @@ func checkChartConfig(t *testing.T, r rendered, tc chartCase) {
 	t.Helper()
 	ctr, _ := r.container(t)
 	root := t.TempDir()
-	certPEM, keyPEM := newTestCA(t).issue(t, "direktiv-authz")
+	certPEM, keyPEM := testutil.NewCA(t).Issue(t, "direktiv-authz")
 	for f, content := range map[string][]byte{
 		"secrets/admin-token":      []byte("made-up-admin-token"),
 		"secrets/upstream-api-key": []byte("made-up-upstream-api-key"),
