@@ -8,9 +8,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -90,7 +92,7 @@ func wantErrorCode(tb testing.TB, r response, status int, code, mention string) 
 		msg, _ = e["message"].(string)
 	} else {
 		if len(m) != 2 {
-			tb.Errorf("answer %s has fields %v, want code and message", r.body, sortedNames(m))
+			tb.Errorf("answer %s has fields %v, want code and message", r.body, slices.Sorted(maps.Keys(m)))
 		}
 		if c, _ := m["code"].(float64); int(c) != status {
 			tb.Errorf("body code %v, want %d: %s", m["code"], status, r.body)
