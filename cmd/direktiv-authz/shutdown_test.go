@@ -1,4 +1,4 @@
-package sidecar
+package main
 
 import (
 	"bufio"
@@ -19,6 +19,9 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 )
+
+// testAdminToken is the admin token the binary runs with.
+const testAdminToken = "test-admin-token-0123456789"
 
 // buildBinary builds the sidecar into a temporary directory of tb.
 func buildBinary(tb testing.TB) string {
@@ -116,7 +119,7 @@ func (p *sidecarProcess) log() string {
 	return p.stderr.String()
 }
 
-// get sends a GET with the admin token.
+// getAdmin sends a GET with the admin token.
 func getAdmin(url string) (int, string, error) {
 	req, _ := http.NewRequest("GET", url, nil)
 	req.Header.Set(credential.HeaderToken, testAdminToken)
@@ -134,7 +137,7 @@ func getAdmin(url string) (int, string, error) {
 // Redis and exits 0.
 func TestShutdownOnSIGTERM(t *testing.T) {
 	srv := redistest.Start(t)
-	up := startUpstream(t)
+	up := testutil.StartUpstream(t)
 	p := startBinary(t, "--redis-url", srv.URL(), "--upstream", up.URL(), "--shutdown-grace", "20s")
 	if code, body, err := getAdmin("http://" + p.opsAddr + "/readyz"); err != nil || code != 200 {
 		t.Fatalf("/readyz before: %d %q %v", code, body, err)
@@ -197,7 +200,7 @@ func TestShutdownOnSIGTERM(t *testing.T) {
 // is cut off, and the process still exits 0.
 func TestShutdownGraceOver(t *testing.T) {
 	srv := redistest.Start(t)
-	up := startUpstream(t)
+	up := testutil.StartUpstream(t)
 	p := startBinary(t, "--redis-url", srv.URL(), "--upstream", up.URL(), "--shutdown-grace", "300ms")
 	inflight := make(chan error, 1)
 	go func() {
