@@ -7,7 +7,7 @@
 #   deploy/kubernetes/gen-configmap.sh /path/to/my/policies | kubectl apply -n direktiv -f -
 #
 # With no argument it reads the repository's policies/. Plain POSIX sh, sed
-# and tail; no kubectl. go test ./cmd/direktiv-authz checks that
+# and tail; no kubectl. go test ./deploy/ checks that
 # configmap-policies.yaml is what this script writes from policies/.
 set -eu
 

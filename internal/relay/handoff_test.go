@@ -114,7 +114,7 @@ func TestHandoff(t *testing.T) {
 			if reqs[1].Method != "GET" || reqs[1].URI != "/later" {
 				t.Fatalf("second request %s %s", reqs[1].Method, reqs[1].URI)
 			}
-			if n := len(e.up.requests()); n != 0 {
+			if n := len(e.up.Requests()); n != 0 {
 				t.Fatalf("the upstream got %d requests", n)
 			}
 			if n := e.ho.handed.Load(); n != 1 {
@@ -143,7 +143,7 @@ func TestHandoffAfterForwarded(t *testing.T) {
 	if len(reqs) != 2 || reqs[0].URI != "/upload" || reqs[0].Body != "abc" || reqs[1].URI != "/later" {
 		t.Fatalf("the handoff server got %+v", reqs)
 	}
-	if up := e.up.requests(); len(up) != 1 || up[0].URI != "/fwd" {
+	if up := e.up.Requests(); len(up) != 1 || up[0].URI != "/fwd" {
 		t.Fatalf("the upstream got %+v", up)
 	}
 }
@@ -179,7 +179,7 @@ func TestAmbiguousRequestsHandedOff(t *testing.T) {
 			if n := len(e.h.decideCalls()); n != 0 {
 				t.Fatalf("Decide was asked")
 			}
-			if n := len(e.up.requests()); n != 0 {
+			if n := len(e.up.Requests()); n != 0 {
 				t.Fatalf("the upstream got %d requests", n)
 			}
 		})
@@ -204,7 +204,7 @@ func TestBodyIsNotARequest(t *testing.T) {
 	expectStatus(t, resp, body, 200, okBody("POST", "/outer"))
 	resp, body = c.response("GET")
 	expectStatus(t, resp, body, 200, okBody("GET", "/next"))
-	reqs := e.up.requests()
+	reqs := e.up.Requests()
 	if len(reqs) != 2 || reqs[0].URI != "/outer" || reqs[0].Body != inner || reqs[1].URI != "/next" || reqs[1].Body != "" {
 		t.Fatalf("upstream got %+v", reqs)
 	}

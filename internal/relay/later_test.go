@@ -144,7 +144,7 @@ func TestLaterAnswers(t *testing.T) {
 	if d := e.h.doneCalls(); len(d) != 0 {
 		t.Fatalf("Handler.Done calls %+v", d)
 	}
-	if n := len(e.up.requests()); n != 0 {
+	if n := len(e.up.Requests()); n != 0 {
 		t.Fatalf("the upstream got %d requests", n)
 	}
 	if n := openClients(e.r); n != 1 {

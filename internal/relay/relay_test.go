@@ -33,19 +33,6 @@ import (
 // machine; a test that passes never waits for it.
 const ioTimeout = 10 * time.Second
 
-// recorded is a request as a test server received it.
-type recorded struct {
-	Method, URI, Host string
-	Header            http.Header
-	TransferEncoding  []string
-	Body              string
-}
-
-func record(r *http.Request) recorded {
-	body, _ := io.ReadAll(r.Body)
-	return recorded{Method: r.Method, URI: r.RequestURI, Host: r.Host, Header: r.Header.Clone(), TransferEncoding: r.TransferEncoding, Body: string(body)}
-}
-
 // bigBody is the 5 MiB body of the upstream's /big.
 var bigBody = sync.OnceValue(func() []byte {
 	b := make([]byte, 5<<20)
@@ -53,17 +40,12 @@ var bigBody = sync.OnceValue(func() []byte {
 	return b
 })
 
-// upstreamServer is the relay's upstream: it records every request and
-// answers by path (see serveHTTP).
-type upstreamServer struct {
-	addr  string
-	srv   *http.Server
-	mu    sync.Mutex
-	reqs  []recorded
-	conns atomic.Int64 // connections accepted
-	open  atomic.Int64 // connections neither closed nor hijacked
-	flaky atomic.Int64 // calls of /flaky
-
+// answers are the upstream's answers in the relay's tests, given to
+// testutil.Upstream (see answer): the plain "ok METHOD URI" and the
+// framings a relay must carry, some of them raw and step by step. They
+// stay here rather than in testutil as they are about the relay alone.
+type answers struct {
+	flaky    atomic.Int64  // calls of /flaky
 	sseGone  chan struct{} // an /sse whose client went away
 	slowGone chan struct{} // a /slow or /hold whose client went away
 	release  chan struct{} // lets /hold finish
@@ -71,57 +53,33 @@ type upstreamServer struct {
 	stepDone chan struct{} // /close-held has written and closed
 }
 
-func newUpstream(tb testing.TB, idle time.Duration) *upstreamServer {
+// startUpstream starts the relay's upstream: a testutil.Upstream giving
+// every answer with a.
+func startUpstream(tb testing.TB, idle time.Duration) (*testutil.Upstream, *answers) {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	u := &upstreamServer{
-		addr:     ln.Addr().String(),
+	a := &answers{
 		sseGone:  make(chan struct{}, 16),
 		slowGone: make(chan struct{}, 16),
 		release:  make(chan struct{}),
 		step:     make(chan struct{}),
 		stepDone: make(chan struct{}, 1),
 	}
-	u.srv = &http.Server{
-		Handler:     http.HandlerFunc(u.serveHTTP),
-		IdleTimeout: idle,
-		ConnState: func(_ net.Conn, s http.ConnState) {
-			switch s {
-			case http.StateNew:
-				u.conns.Add(1)
-				u.open.Add(1)
-			case http.StateClosed, http.StateHijacked:
-				u.open.Add(-1)
-			}
-		},
-	}
-	go u.srv.Serve(ln)
-	tb.Cleanup(func() { u.srv.Close() })
-	return u
-}
-
-func (u *upstreamServer) requests() []recorded {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return slices.Clone(u.reqs)
+	return testutil.StartUpstream(tb, testutil.UpstreamIdleTimeout(idle), testutil.UpstreamAnswer(a.answer)), a
 }
 
 // waitStep waits for the test's next step; see next.
-func (u *upstreamServer) waitStep() {
+func (a *answers) waitStep() {
 	select {
-	case <-u.step:
+	case <-a.step:
 	case <-time.After(ioTimeout):
 	}
 }
 
 // next lets the upstream's raw route go on.
-func (u *upstreamServer) next(tb testing.TB) {
+func (a *answers) next(tb testing.TB) {
 	tb.Helper()
 	select {
-	case u.step <- struct{}{}:
+	case a.step <- struct{}{}:
 	case <-time.After(ioTimeout):
 		tb.Fatal("the upstream did not wait for a step")
 	}
@@ -141,11 +99,8 @@ func hijack(w http.ResponseWriter) net.Conn {
 
 const closeHead = "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nX-Mode: close\r\n\r\n"
 
-func (u *upstreamServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	rec := record(r)
-	u.mu.Lock()
-	u.reqs = append(u.reqs, rec)
-	u.mu.Unlock()
+// answer answers every request, by path.
+func (a *answers) answer(w http.ResponseWriter, r *http.Request) bool {
 	fl := http.NewResponseController(w)
 	switch r.URL.Path {
 	case "/chunked":
@@ -159,26 +114,26 @@ func (u *upstreamServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/close": // the whole response, then the close
 		c := hijack(w)
 		io.WriteString(c, closeHead+"close-delimited body")
-		u.waitStep()
+		a.waitStep()
 		c.Close()
 	case "/close-split": // the head, the body, then the close
 		c := hijack(w)
 		io.WriteString(c, closeHead)
-		u.waitStep()
+		a.waitStep()
 		io.WriteString(c, "close-delimited body")
-		u.waitStep()
+		a.waitStep()
 		c.Close()
 	case "/close-empty": // the head, then the close
 		c := hijack(w)
 		io.WriteString(c, closeHead)
-		u.waitStep()
+		a.waitStep()
 		c.Close()
 	case "/close-held": // on the first step, the whole response and the close
 		c := hijack(w)
-		u.waitStep()
+		a.waitStep()
 		io.WriteString(c, closeHead+"close-delimited body")
 		c.Close()
-		u.stepDone <- struct{}{}
+		a.stepDone <- struct{}{}
 	case "/malformed":
 		c := hijack(w)
 		io.WriteString(c, "HTTP/1.1 2OO OK\r\nContent-Length: 0\r\n\r\n")
@@ -188,9 +143,9 @@ func (u *upstreamServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloX\r\n")
 		c.Close()
 	case "/flaky": // the first call closes the connection unanswered
-		if u.flaky.Add(1) == 1 {
+		if a.flaky.Add(1) == 1 {
 			hijack(w).Close()
-			return
+			return true
 		}
 		io.WriteString(w, "flaky ok")
 	case "/head":
@@ -216,17 +171,17 @@ func (u *upstreamServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-time.After(time.Duration(ms) * time.Millisecond):
 			io.WriteString(w, "slow done")
 		case <-r.Context().Done():
-			u.slowGone <- struct{}{}
+			a.slowGone <- struct{}{}
 		}
 	case "/hold": // half the body, then the rest on release
 		w.Header().Set("Content-Length", "10")
 		io.WriteString(w, "01234")
 		fl.Flush()
 		select {
-		case <-u.release:
+		case <-a.release:
 			io.WriteString(w, "56789")
 		case <-r.Context().Done():
-			u.slowGone <- struct{}{}
+			a.slowGone <- struct{}{}
 		}
 	case "/sse":
 		w.Header().Set("Content-Type", "text/event-stream")
@@ -237,10 +192,10 @@ func (u *upstreamServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 				fmt.Fprintf(w, "data: %d\n\n", i)
 				fl.Flush()
 			}
-			return
+			return true
 		}
 		<-r.Context().Done()
-		u.sseGone <- struct{}{}
+		a.sseGone <- struct{}{}
 	case "/big":
 		w.Header().Set("Content-Length", strconv.Itoa(len(bigBody())))
 		w.Write(bigBody())
@@ -249,36 +204,32 @@ func (u *upstreamServer) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 		io.WriteString(w, body)
 	}
+	return true
 }
 
 // okBody is what the upstream's default route answers.
 func okBody(method, uri string) string { return "ok " + method + " " + uri }
 
-// handoffServer is Options.Handoff: a net/http server on a listener fed
-// with the connections the relay gives up. It answers 299 "handed off".
+// handoffServer is Options.Handoff: a testutil.Upstream on a listener
+// (the handoffServer) fed with the connections the relay gives up. It
+// answers 299 "handed off".
 type handoffServer struct {
+	up     *testutil.Upstream
 	conns  chan net.Conn
 	done   chan struct{}
 	once   sync.Once
-	srv    *http.Server
 	handed atomic.Int64
-	mu     sync.Mutex
-	reqs   []recorded
 }
 
 func newHandoffServer(tb testing.TB) *handoffServer {
+	tb.Helper()
 	h := &handoffServer{conns: make(chan net.Conn, 64), done: make(chan struct{})}
-	h.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rec := record(r)
-		h.mu.Lock()
-		h.reqs = append(h.reqs, rec)
-		h.mu.Unlock()
+	h.up = testutil.StartUpstream(tb, testutil.UpstreamListener(h), testutil.UpstreamAnswer(func(w http.ResponseWriter, _ *http.Request) bool {
 		w.Header().Set("Content-Length", "10")
 		w.WriteHeader(299)
 		io.WriteString(w, "handed off")
-	})}
-	go h.srv.Serve(h)
-	tb.Cleanup(func() { h.srv.Close() })
+		return true
+	}))
 	return h
 }
 
@@ -307,11 +258,7 @@ func (h *handoffServer) handoff(c net.Conn) {
 	}
 }
 
-func (h *handoffServer) requests() []recorded {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return slices.Clone(h.reqs)
-}
+func (h *handoffServer) requests() []testutil.Request { return h.up.Requests() }
 
 // testHandler is the relay's Handler: Decide forwards with TokenKeep
 // unless decide says otherwise; Fail answers with a status per Failure;
@@ -410,7 +357,8 @@ func goid() uint64 {
 type env struct {
 	r      *Relay
 	addr   string
-	up     *upstreamServer
+	up     *testutil.Upstream
+	ans    *answers // the upstream's
 	h      *testHandler
 	ho     *handoffServer
 	served chan error
@@ -425,13 +373,14 @@ type setup struct {
 
 func start(tb testing.TB, s setup) *env {
 	tb.Helper()
-	e := &env{up: newUpstream(tb, s.upIdle), h: &testHandler{decide: s.decide}, ho: newHandoffServer(tb), served: make(chan error, 1)}
+	e := &env{h: &testHandler{decide: s.decide}, ho: newHandoffServer(tb), served: make(chan error, 1)}
+	e.up, e.ans = startUpstream(tb, s.upIdle)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	opt := Options{
-		Upstream:    e.up.addr,
+		Upstream:    e.up.Addr(),
 		Host:        "upstream.internal",
 		TokenHeader: "Direktiv-Token",
 		Loops:       2,
@@ -616,7 +565,7 @@ func TestForward(t *testing.T) {
 			if resp.ContentLength != int64(len(body)) || resp.Close {
 				t.Errorf("Content-Length %d, Close %v", resp.ContentLength, resp.Close)
 			}
-			reqs := e.up.requests()
+			reqs := e.up.Requests()
 			if len(reqs) != 1 || reqs[0].Method != tt.method || reqs[0].URI != tt.uri || reqs[0].Body != tt.body {
 				t.Fatalf("upstream got %+v, want %s %s with body of %d bytes", reqs, tt.method, tt.uri, len(tt.body))
 			}
@@ -667,7 +616,7 @@ func TestForwardHeaders(t *testing.T) {
 			c.send(request)
 			resp, body := c.response("GET")
 			expectStatus(t, resp, body, 200, okBody("GET", tt.uri))
-			reqs := e.up.requests()
+			reqs := e.up.Requests()
 			if len(reqs) != 1 {
 				t.Fatalf("upstream got %d requests", len(reqs))
 			}
@@ -715,7 +664,7 @@ func TestTokenHeadersReplacedWhole(t *testing.T) {
 			c.send("GET /t HTTP/1.1\r\nHost: h\r\ndirektiv-token: dkt_a\r\nDIREKTIV-TOKEN:dkt_b\r\nDiReKtIv-ToKeN: \tdkt_c \r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\n\r\n")
 			resp, body := c.response("GET")
 			expectStatus(t, resp, body, 200, okBody("GET", "/t"))
-			got := e.up.requests()[0]
+			got := e.up.Requests()[0]
 			want := []string(nil)
 			if mode == TokenSet {
 				want = []string{"api-key"}
@@ -738,7 +687,7 @@ func TestForwardedForWithoutClientValue(t *testing.T) {
 	c := e.dial(t)
 	resp, body := c.get("/x")
 	expectStatus(t, resp, body, 200, okBody("GET", "/x"))
-	if got := e.up.requests()[0].Header.Values("X-Forwarded-For"); !slices.Equal(got, []string{"127.0.0.1"}) {
+	if got := e.up.Requests()[0].Header.Values("X-Forwarded-For"); !slices.Equal(got, []string{"127.0.0.1"}) {
 		t.Fatalf("X-Forwarded-For = %q", got)
 	}
 }
@@ -753,7 +702,7 @@ func TestKeepAlive(t *testing.T) {
 			resp, body := c.get(target)
 			expectStatus(t, resp, body, 200, okBody("GET", target))
 		}
-		if got := e.up.conns.Load(); got != 1 {
+		if got := e.up.Conns(); got != 1 {
 			t.Fatalf("upstream connections: %d, want 1", got)
 		}
 		dones := e.h.waitDone(t, n)
@@ -771,7 +720,7 @@ func TestKeepAlive(t *testing.T) {
 			expectStatus(t, resp, body, 200, okBody("GET", "/client/"+strconv.Itoa(i)))
 			c.Close()
 		}
-		if got := e.up.conns.Load(); got != 1 {
+		if got := e.up.Conns(); got != 1 {
 			t.Fatalf("upstream connections: %d, want 1", got)
 		}
 	})
@@ -805,7 +754,7 @@ func TestPipelined(t *testing.T) {
 		expectStatus(t, resp, body, 200, want.body)
 	}
 	var got []string
-	for _, r := range e.up.requests() {
+	for _, r := range e.up.Requests() {
 		got = append(got, r.Method+" "+r.URI+" "+r.Body)
 	}
 	if want := []string{"GET /p1 ", "POST /p2 body", "HEAD /head ", "GET /p3 "}; !slices.Equal(got, want) {
@@ -837,7 +786,7 @@ func TestPipelinedThenHalfClose(t *testing.T) {
 	for _, target := range []string{"/a", "/b"} {
 		resp, err := http.ReadResponse(c.br, nil)
 		if err != nil {
-			t.Fatalf("no response to %s: %v (upstream got %d requests)", target, err, len(e.up.requests()))
+			t.Fatalf("no response to %s: %v (upstream got %d requests)", target, err, len(e.up.Requests()))
 		}
 		body, _ := io.ReadAll(resp.Body)
 		expectStatus(t, resp, string(body), 200, okBody("GET", target))
@@ -886,7 +835,7 @@ func TestResponseFramings(t *testing.T) {
 		})
 	}
 	c.tb = t
-	if got := e.up.conns.Load(); got != 1 {
+	if got := e.up.Conns(); got != 1 {
 		t.Errorf("upstream connections: %d, want 1", got)
 	}
 	dones := e.h.waitDone(t, len(tests))
@@ -973,7 +922,7 @@ func TestCloseDelimited(t *testing.T) {
 			t.Fatalf("head %q, want %q", head, closeHeadRelayed)
 		}
 		expectChunk(t, c.br, "close-delimited body")
-		e.up.next(t) // the upstream closes
+		e.ans.next(t) // the upstream closes
 		expectLastChunk(t, c.br)
 	}
 	resp, body := c.get("/after")
@@ -981,7 +930,7 @@ func TestCloseDelimited(t *testing.T) {
 	if c.br.Buffered() != 0 {
 		t.Fatalf("%d bytes more", c.br.Buffered())
 	}
-	if n := e.up.conns.Load(); n != 3 {
+	if n := e.up.Conns(); n != 3 {
 		t.Fatalf("upstream connections %d, want 3", n)
 	}
 	dones := e.h.waitDone(t, 3)
@@ -1002,9 +951,9 @@ func TestCloseDelimitedHeadAlone(t *testing.T) {
 	if head := readHeadDated(t, c.br); head != closeHeadRelayed {
 		t.Fatalf("head %q", head)
 	}
-	e.up.next(t) // the body
+	e.ans.next(t) // the body
 	expectChunk(t, c.br, "close-delimited body")
-	e.up.next(t) // the close
+	e.ans.next(t) // the close
 	expectLastChunk(t, c.br)
 }
 
@@ -1015,7 +964,7 @@ func TestCloseDelimitedEmptyBody(t *testing.T) {
 	if head := readHeadDated(t, c.br); head != closeHeadRelayed {
 		t.Fatalf("head %q", head)
 	}
-	e.up.next(t) // the close
+	e.ans.next(t) // the close
 	expectLastChunk(t, c.br)
 	resp, body := c.get("/after")
 	expectStatus(t, resp, body, 200, okBody("GET", "/after"))
@@ -1024,7 +973,7 @@ func TestCloseDelimitedEmptyBody(t *testing.T) {
 // The upstream's last bytes and its FIN reported by one epoll event: the
 // relay must still see the end of a close-delimited response.
 func TestCloseDelimitedEOFWithLastData(t *testing.T) {
-	var up atomic.Pointer[upstreamServer]
+	var ans atomic.Pointer[answers]
 	e := start(t, setup{
 		opt: func(o *Options) { o.Loops = 1 },
 		decide: func(r *Request) Verdict {
@@ -1032,18 +981,18 @@ func TestCloseDelimitedEOFWithLastData(t *testing.T) {
 				// Hold the loop (a test's trick: Decide must not block)
 				// while the upstream sends the response and closes, so
 				// that one event reports both.
-				up.Load().next(t)
-				<-up.Load().stepDone
+				ans.Load().next(t)
+				<-ans.Load().stepDone
 				time.Sleep(20 * time.Millisecond)
 				return Verdict{Action: Handoff}
 			}
 			return Verdict{Action: Forward}
 		},
 	})
-	up.Store(e.up)
+	ans.Store(e.ans)
 	c := e.dial(t)
 	c.send("GET /close-held HTTP/1.1\r\nHost: h\r\n\r\n")
-	testutil.Eventually(t, "the request upstream", func() bool { return len(e.up.requests()) == 1 })
+	testutil.Eventually(t, "the request upstream", func() bool { return len(e.up.Requests()) == 1 })
 	blocker := e.dial(t)
 	blocker.send("GET /block HTTP/1.1\r\nHost: h\r\n\r\n")
 	c.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -1092,7 +1041,7 @@ func TestLargeResponseBackPressure(t *testing.T) {
 	}
 	resp2, body := c.get("/after")
 	expectStatus(t, resp2, body, 200, okBody("GET", "/after"))
-	if got := e.up.conns.Load(); got != 1 {
+	if got := e.up.Conns(); got != 1 {
 		t.Fatalf("upstream connections: %d, want 1", got)
 	}
 }
@@ -1137,10 +1086,10 @@ func TestConcurrentClients(t *testing.T) {
 				})
 			}
 			wg.Wait()
-			if n := len(e.up.requests()); n != clients*each {
+			if n := len(e.up.Requests()); n != clients*each {
 				t.Fatalf("upstream got %d requests, want %d", n, clients*each)
 			}
-			if n := e.up.conns.Load(); n > int64(min(tt.maxConns, clients)) {
+			if n := e.up.Conns(); n > int64(min(tt.maxConns, clients)) {
 				t.Fatalf("upstream connections: %d, more than %d", n, min(tt.maxConns, clients))
 			}
 			dones := e.h.waitDone(t, clients*each)
@@ -1170,7 +1119,7 @@ func TestWait(t *testing.T) {
 			c.send("GET /wait HTTP/1.1\r\nHost: h\r\nDirektiv-Token: client\r\n\r\n")
 			resp, body := c.response("GET")
 			expectStatus(t, resp, body, 200, okBody("GET", "/wait"))
-			if got := e.up.requests()[i].Header.Values("Direktiv-Token"); !slices.Equal(got, []string{"from-looked-up"}) {
+			if got := e.up.Requests()[i].Header.Values("Direktiv-Token"); !slices.Equal(got, []string{"from-looked-up"}) {
 				t.Fatalf("Direktiv-Token %q", got)
 			}
 		}
@@ -1234,7 +1183,7 @@ func TestWait(t *testing.T) {
 		c2.send("GET /next HTTP/1.1\r\nHost: h\r\n\r\n")
 		resp, body := c2.response("GET")
 		expectStatus(t, resp, body, 200, okBody("GET", "/next"))
-		if reqs := e.up.requests(); len(reqs) != 1 || reqs[0].URI != "/next" {
+		if reqs := e.up.Requests(); len(reqs) != 1 || reqs[0].URI != "/next" {
 			t.Fatalf("the upstream got %+v", reqs)
 		}
 	})
@@ -1271,8 +1220,8 @@ func TestWaitForwardsTheDecidedBytes(t *testing.T) {
 	expectStatus(t, resp, b, 200, okBody("PUT", "/waited"))
 	resp, b = c.response("GET")
 	expectStatus(t, resp, b, 200, okBody("GET", "/next"))
-	var got *recorded
-	for _, r := range e.up.requests() {
+	var got *testutil.Request
+	for _, r := range e.up.Requests() {
 		if r.URI == "/waited" {
 			got = &r
 		}
@@ -1407,21 +1356,9 @@ func openClients(r *Relay) int {
 	return n
 }
 
-// closedAddr is an address nothing listens on.
-func closedAddr(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func TestFailures(t *testing.T) {
 	t.Run("unreachable", func(t *testing.T) {
-		addr := closedAddr(t)
+		addr := testutil.ClosedAddr(t)
 		e := start(t, setup{opt: func(o *Options) { o.Upstream = addr }})
 		c := e.dial(t)
 		for i := range 2 { // the connection stays usable
@@ -1467,7 +1404,7 @@ func TestFailures(t *testing.T) {
 			t.Fatalf("answered after %v, want about 300ms", took)
 		}
 		select {
-		case <-e.up.slowGone: // the upstream connection was closed
+		case <-e.ans.slowGone: // the upstream connection was closed
 		case <-time.After(ioTimeout):
 			t.Fatal("the upstream request was not cancelled")
 		}
@@ -1533,7 +1470,7 @@ func TestFailures(t *testing.T) {
 		if d := dones[1]; d.Failure != Busy || d.Status != 503 || d.Target != "/queued" || d.Err == nil {
 			t.Fatalf("Done %+v", d)
 		}
-		if n := e.up.conns.Load(); n != 1 {
+		if n := e.up.Conns(); n != 1 {
 			t.Fatalf("upstream connections %d", n)
 		}
 	})
@@ -1549,13 +1486,13 @@ func TestQueuedForConnection(t *testing.T) {
 	}})
 	a, b := e.dial(t), e.dial(t)
 	a.send("GET /slow?ms=300 HTTP/1.1\r\nHost: h\r\n\r\n")
-	testutil.Eventually(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 1 })
+	testutil.Eventually(t, "the slow request upstream", func() bool { return len(e.up.Requests()) == 1 })
 	b.send("GET /second HTTP/1.1\r\nHost: h\r\n\r\n")
 	resp, body := a.response("GET")
 	expectStatus(t, resp, body, 200, "slow done")
 	resp, body = b.response("GET")
 	expectStatus(t, resp, body, 200, okBody("GET", "/second"))
-	if n := e.up.conns.Load(); n != 1 {
+	if n := e.up.Conns(); n != 1 {
 		t.Fatalf("upstream connections %d", n)
 	}
 }
@@ -1592,7 +1529,7 @@ func TestQueuedAcrossLoops(t *testing.T) {
 	}
 	// a's loop holds the connection; b queues on the other loop.
 	a.send("GET /slow?ms=300 HTTP/1.1\r\nHost: h\r\n\r\n")
-	testutil.Eventually(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 3 })
+	testutil.Eventually(t, "the slow request upstream", func() bool { return len(e.up.Requests()) == 3 })
 	begin := time.Now()
 	b.send("GET /second HTTP/1.1\r\nHost: h\r\n\r\n")
 	resp, body = a.response("GET")
@@ -1690,10 +1627,10 @@ func TestRetry(t *testing.T) {
 		c := e.dial(t)
 		resp, body := c.get("/first")
 		expectStatus(t, resp, body, 200, okBody("GET", "/first"))
-		testutil.Eventually(t, "the upstream to close the idle connection", func() bool { return e.up.open.Load() == 0 })
+		testutil.Eventually(t, "the upstream to close the idle connection", func() bool { return e.up.Open() == 0 })
 		resp, body = c.get("/second")
 		expectStatus(t, resp, body, 200, okBody("GET", "/second"))
-		if n := e.up.conns.Load(); n != 2 {
+		if n := e.up.Conns(); n != 2 {
 			t.Fatalf("upstream connections %d, want 2", n)
 		}
 		if d := e.h.waitDone(t, 2); d[1].Status != 200 || d[1].Failure != NoFailure {
@@ -1725,7 +1662,7 @@ func TestRetry(t *testing.T) {
 			c.send(tt.request)
 			resp, body := c.response(method)
 			expectStatus(t, resp, body, tt.status, tt.body)
-			if n := e.up.flaky.Load(); n != tt.calls {
+			if n := e.ans.flaky.Load(); n != tt.calls {
 				t.Fatalf("/flaky called %d times, want %d", n, tt.calls)
 			}
 			dones := e.h.doneCalls()
@@ -1784,12 +1721,12 @@ func TestStreams(t *testing.T) {
 		}
 		c.Close()
 		select {
-		case <-e.up.sseGone:
+		case <-e.ans.sseGone:
 		case <-time.After(ioTimeout):
 			t.Fatal("the upstream request was not cancelled")
 		}
 		testutil.Eventually(t, "Streams() back to 0", func() bool { return e.r.Streams() == 0 })
-		testutil.Eventually(t, "no upstream connection open", func() bool { return e.up.open.Load() == 0 })
+		testutil.Eventually(t, "no upstream connection open", func() bool { return e.up.Open() == 0 })
 	})
 	t.Run("stream ends", func(t *testing.T) {
 		e := start(t, setup{})
@@ -1799,7 +1736,7 @@ func TestStreams(t *testing.T) {
 		testutil.Eventually(t, "Streams() back to 0", func() bool { return e.r.Streams() == 0 })
 		resp, body = c.get("/after")
 		expectStatus(t, resp, body, 200, okBody("GET", "/after"))
-		if n := e.up.conns.Load(); n != 1 {
+		if n := e.up.Conns(); n != 1 {
 			t.Fatalf("upstream connections %d", n)
 		}
 	})
@@ -1839,7 +1776,7 @@ func TestClientTimeouts(t *testing.T) {
 		if took := time.Since(begin); took < 200*time.Millisecond {
 			t.Fatalf("closed after %v, want 300ms", took)
 		}
-		if n := len(e.h.decideCalls()) + len(e.up.requests()); n != 0 {
+		if n := len(e.h.decideCalls()) + len(e.up.Requests()); n != 0 {
 			t.Fatalf("%d calls", n)
 		}
 	})
@@ -1874,9 +1811,9 @@ func TestDoneForAbandonedExchange(t *testing.T) {
 	e := start(t, setup{})
 	c := e.dial(t)
 	c.send("GET /slow?ms=10000 HTTP/1.1\r\nHost: h\r\n\r\n")
-	testutil.Eventually(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 1 })
+	testutil.Eventually(t, "the slow request upstream", func() bool { return len(e.up.Requests()) == 1 })
 	c.Close()
-	<-e.up.slowGone
+	<-e.ans.slowGone
 	deadline := time.Now().Add(2 * time.Second)
 	for len(e.h.doneCalls()) == 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
@@ -1900,7 +1837,7 @@ func TestTokenDropAnyHeaderName(t *testing.T) {
 			c.send("GET /t HTTP/1.1\r\nHost: h\r\n" + name + ": secret\r\n\r\n")
 			resp, body := c.response("GET")
 			expectStatus(t, resp, body, 200, okBody("GET", "/t"))
-			if v := e.up.requests()[0].Header.Values(name); len(v) != 0 {
+			if v := e.up.Requests()[0].Header.Values(name); len(v) != 0 {
 				t.Fatalf("the upstream got %s: %q", name, v)
 			}
 			if dc := e.h.decideCalls(); !slices.Equal(dc[0].Tokens, []string{"secret"}) {

@@ -36,7 +36,7 @@ func TestShutdown(t *testing.T) {
 		if _, err := net.Dial("tcp", e.addr); err == nil {
 			t.Fatal("a connection after Shutdown was accepted")
 		}
-		testutil.Eventually(t, "the upstream connections closed", func() bool { return e.up.open.Load() == 0 })
+		testutil.Eventually(t, "the upstream connections closed", func() bool { return e.up.Open() == 0 })
 	})
 	t.Run("in-flight request finishes with Connection: close", func(t *testing.T) {
 		e := start(t, setup{})
@@ -44,7 +44,7 @@ func TestShutdown(t *testing.T) {
 		resp, body := idle.get("/x")
 		expectStatus(t, resp, body, 200, okBody("GET", "/x"))
 		slow.send("GET /slow?ms=1500 HTTP/1.1\r\nHost: h\r\n\r\n")
-		testutil.Eventually(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 2 })
+		testutil.Eventually(t, "the slow request upstream", func() bool { return len(e.up.Requests()) == 2 })
 		shut := make(chan error, 1)
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
@@ -85,7 +85,7 @@ func TestShutdown(t *testing.T) {
 		}
 		c.expectClosed()
 		select {
-		case <-e.up.sseGone:
+		case <-e.ans.sseGone:
 		case <-time.After(ioTimeout):
 			t.Fatal("the upstream request was not cancelled")
 		}
@@ -98,7 +98,7 @@ func TestShutdown(t *testing.T) {
 		e := start(t, setup{})
 		c := e.dial(t)
 		c.send("GET /slow?ms=10000 HTTP/1.1\r\nHost: h\r\n\r\n")
-		testutil.Eventually(t, "the slow request upstream", func() bool { return len(e.up.requests()) == 1 })
+		testutil.Eventually(t, "the slow request upstream", func() bool { return len(e.up.Requests()) == 1 })
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		if err := e.shutdown(ctx); !errors.Is(err, context.Canceled) {
@@ -107,7 +107,7 @@ func TestShutdown(t *testing.T) {
 		e.waitServe(t)
 		c.expectClosed()
 		select {
-		case <-e.up.slowGone:
+		case <-e.ans.slowGone:
 		case <-time.After(ioTimeout):
 			t.Fatal("the upstream request was not cancelled")
 		}
@@ -132,7 +132,7 @@ func TestShutdownClosesConnectionAfterRelayedResponse(t *testing.T) {
 		shut <- e.shutdown(ctx)
 	}()
 	dialRefused(t, e.addr) // Shutdown has begun
-	close(e.up.release)
+	close(e.ans.release)
 	body, err := io.ReadAll(resp.Body)
 	if err != nil || string(body) != "0123456789" {
 		t.Fatalf("body %q, %v", body, err)

@@ -72,7 +72,7 @@ func TestCacheDisabledAndInvalidated(t *testing.T) {
 	up := startUpstream(t)
 
 	t.Run("ttl 0", func(t *testing.T) {
-		s, srv := startEnforcer(t, up, []string{"--token-cache-ttl", "0"})
+		s, srv := startEnforcer(t, up.URL(), []string{"--token-cache-ttl", "0"})
 		m := s.mintOK(t, "ns1", testAdminToken, `{"policies":["variablesView"]}`)
 		if r := s.do(t, "GET", "/api/namespaces/ns1/vars", m["token"].(string), ""); r.status != http.StatusOK {
 			t.Fatalf("status %d", r.status)
@@ -82,7 +82,7 @@ func TestCacheDisabledAndInvalidated(t *testing.T) {
 		wantError(t, r, http.StatusUnauthorized, "unknown, expired or revoked")
 	})
 	t.Run("invalidate", func(t *testing.T) {
-		s, srv := startEnforcer(t, up, []string{"--token-cache-ttl", "1m"})
+		s, srv := startEnforcer(t, up.URL(), []string{"--token-cache-ttl", "1m"})
 		m := s.mintOK(t, "ns1", testAdminToken, `{"policies":["variablesView"]}`)
 		if r := s.do(t, "GET", "/api/namespaces/ns1/vars", m["token"].(string), ""); r.status != http.StatusOK {
 			t.Fatalf("status %d", r.status)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/direktiv/direktiv-authz/internal/config"
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
 // TestCredentials runs against one sidecar per data path, in front of the
@@ -15,7 +16,7 @@ import (
 func TestCredentials(t *testing.T) {
 	onBothPaths(t, func(t *testing.T, loops string) {
 		up := startUpstream(t)
-		s, _ := startEnforcer(t, up, []string{"--event-loops", loops}, config.EnvUpstreamAPIKey+"="+testUpstreamKey)
+		s, _ := startEnforcer(t, up.URL(), []string{"--event-loops", loops}, config.EnvUpstreamAPIKey+"="+testUpstreamKey)
 		viewer := s.mintToken(t, "ns1", "variablesView")
 		t.Run("every credential header", func(t *testing.T) { testCredentialHeaders(t, s, up, viewer) })
 		t.Run("refused requests", func(t *testing.T) { testCredentialRefusals(t, s, up, viewer) })
@@ -41,9 +42,9 @@ func (s *sidecar) send(tb testing.TB, method, target string, headers ...string) 
 
 // wantForwardedWithKey checks that the upstream received exactly one
 // request, with the upstream key as its only credential.
-func wantForwardedWithKey(tb testing.TB, up *upstream, uri string) {
+func wantForwardedWithKey(tb testing.TB, up *testutil.Upstream, uri string) {
 	tb.Helper()
-	got := up.only(tb)
+	got := up.Only(tb)
 	if got.URI != uri {
 		tb.Fatalf("the upstream received %s, want %s", got.URI, uri)
 	}
@@ -58,7 +59,7 @@ func wantForwardedWithKey(tb testing.TB, up *upstream, uri string) {
 	}
 }
 
-func testCredentialHeaders(t *testing.T, s *sidecar, up *upstream, viewer string) {
+func testCredentialHeaders(t *testing.T, s *sidecar, up *testutil.Upstream, viewer string) {
 	const path = "/api/v2/namespaces/ns1/variables"
 	for _, h := range [][]string{
 		{"Direktiv-Api-Key", viewer},
@@ -71,7 +72,7 @@ func testCredentialHeaders(t *testing.T, s *sidecar, up *upstream, viewer string
 		{"Direktiv-Api-Key", viewer, "Direktiv-Token", ""}, // an empty one is none
 	} {
 		t.Run(strings.Join(h[0:1], ""), func(t *testing.T) {
-			up.reset()
+			up.Reset()
 			if r := s.send(t, "GET", path, h...); r.status != http.StatusOK {
 				t.Fatalf("%q: status %d, want 200: %s", h, r.status, r.body)
 			}
@@ -79,7 +80,7 @@ func testCredentialHeaders(t *testing.T, s *sidecar, up *upstream, viewer string
 		})
 	}
 	t.Run("admin token", func(t *testing.T) {
-		up.reset()
+		up.Reset()
 		if r := s.send(t, "DELETE", "/api/v2/namespaces/ns2", "Authorization", "Bearer "+testAdminToken); r.status != http.StatusOK {
 			t.Fatalf("status %d, want 200: %s", r.status, r.body)
 		}
@@ -87,7 +88,7 @@ func testCredentialHeaders(t *testing.T, s *sidecar, up *upstream, viewer string
 	})
 }
 
-func testCredentialRefusals(t *testing.T, s *sidecar, up *upstream, viewer string) {
+func testCredentialRefusals(t *testing.T, s *sidecar, up *testutil.Upstream, viewer string) {
 	const path = "/api/v2/namespaces/ns1/variables"
 	for _, tt := range []struct {
 		name    string
@@ -112,10 +113,10 @@ func testCredentialRefusals(t *testing.T, s *sidecar, up *upstream, viewer strin
 		{"missing permission", "POST", []string{"Direktiv-Api-Key", viewer}, 403, "access_denied", "variablesManage"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			up.reset()
+			up.Reset()
 			r := s.send(t, tt.method, path, tt.headers...)
 			wantErrorCode(t, r, tt.status, tt.code, tt.mention)
-			up.none(t)
+			up.None(t)
 		})
 	}
 }
@@ -124,8 +125,8 @@ func testCredentialRefusals(t *testing.T, s *sidecar, up *upstream, viewer strin
 // spelling, repetition and position it can take, to routes that are
 // allowed, refused and public, and checks every request the upstream
 // received.
-func testSecretNeverForwarded(t *testing.T, s *sidecar, up *upstream, viewer string) {
-	up.reset()
+func testSecretNeverForwarded(t *testing.T, s *sidecar, up *testutil.Upstream, viewer string) {
+	up.Reset()
 	names := []string{"Direktiv-Api-Key", "direktiv-api-key", "DIREKTIV-API-KEY", "Direktiv-Token", "direktiv-token", "dIrEkTiV-tOkEn", "Direktiv_Token", "X-Direktiv-Token", "Cookie"}
 	values := []string{viewer, viewer + " ", "x," + viewer}
 	targets := []struct{ method, target string }{
@@ -157,7 +158,7 @@ func testSecretNeverForwarded(t *testing.T, s *sidecar, up *upstream, viewer str
 			sent++
 		}
 	}
-	reqs := up.requests()
+	reqs := up.Requests()
 	if len(reqs) == 0 || len(reqs) >= sent {
 		t.Fatalf("the upstream received %d of %d requests; some must pass and some be refused", len(reqs), sent)
 	}
@@ -167,9 +168,9 @@ func testSecretNeverForwarded(t *testing.T, s *sidecar, up *upstream, viewer str
 // testConnectionKeepsKey: a client listing the key's header (or any
 // credential header) in Connection does not remove the key the sidecar
 // adds.
-func testConnectionKeepsKey(t *testing.T, s *sidecar, up *upstream, viewer string) {
+func testConnectionKeepsKey(t *testing.T, s *sidecar, up *testutil.Upstream, viewer string) {
 	for _, conn := range []string{"Direktiv-Api-Key", "direktiv-api-key, Direktiv-Token", "Authorization"} {
-		up.reset()
+		up.Reset()
 		r := s.send(t, "GET", "/api/v2/namespaces/ns1/variables", "Direktiv-Api-Key", viewer, "Connection", conn)
 		if r.status != http.StatusOK {
 			t.Fatalf("Connection: %s: status %d, want 200: %s", conn, r.status, r.body)

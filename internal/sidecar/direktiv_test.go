@@ -17,7 +17,7 @@ import (
 func TestDirektiv(t *testing.T) {
 	onBothPaths(t, func(t *testing.T, loops string) {
 		up := startUpstream(t)
-		s, _ := startEnforcer(t, up, []string{"--event-loops", loops}, config.EnvUpstreamAPIKey+"="+testUpstreamKey)
+		s, _ := startEnforcer(t, up.URL(), []string{"--event-loops", loops}, config.EnvUpstreamAPIKey+"="+testUpstreamKey)
 		t.Run("safe by default", func(t *testing.T) { testSafeByDefault(t, s, up) })
 		t.Run("web UI with a namespace token", func(t *testing.T) { testWebUI(t, s, up) })
 		t.Run("variables of another namespace", func(t *testing.T) { testVariableNamespace(t, s, up) })
@@ -25,7 +25,7 @@ func TestDirektiv(t *testing.T) {
 	})
 }
 
-func testSafeByDefault(t *testing.T, s *sidecar, up *upstream) {
+func testSafeByDefault(t *testing.T, s *sidecar, up *testutil.Upstream) {
 	for _, tt := range []struct{ method, target string }{
 		{"DELETE", "/api/v2/namespaces/ns1"},
 		{"POST", "/api/v2/namespaces/ns1/variables"},
@@ -35,7 +35,7 @@ func testSafeByDefault(t *testing.T, s *sidecar, up *upstream) {
 		{"GET", "/ns/ns1/some/path/consumers"},
 		{"GET", "/api/namespaces/ns1/tree/wf?op=execute"},
 	} {
-		up.reset()
+		up.Reset()
 		r := s.send(t, tt.method, tt.target)
 		if strings.HasPrefix(tt.target, "/api/namespaces/") {
 			if r.status != http.StatusUnauthorized || r.json(t)["code"] != float64(401) {
@@ -44,7 +44,7 @@ func testSafeByDefault(t *testing.T, s *sidecar, up *upstream) {
 		} else {
 			wantErrorCode(t, r, http.StatusUnauthorized, "access_token_missing", "needs a credential")
 		}
-		up.none(t)
+		up.None(t)
 	}
 	// Public by default: the UI's files, the status, the public gateway.
 	for _, tt := range []struct{ method, target string }{
@@ -55,12 +55,12 @@ func testSafeByDefault(t *testing.T, s *sidecar, up *upstream) {
 		{"POST", "/ns/ns1/my-endpoint"},
 		{"GET", "/ns/ns1/a/b?x=1"},
 	} {
-		up.reset()
+		up.Reset()
 		r := s.send(t, tt.method, tt.target, "Authorization", "Basic dXNlcjpwYXNz")
 		if r.status != http.StatusOK {
 			t.Fatalf("%s %s: %d %s, want 200 (public)", tt.method, tt.target, r.status, r.body)
 		}
-		got := up.only(t)
+		got := up.Only(t)
 		if got.URI != tt.target || got.Header.Get("Authorization") != "Basic dXNlcjpwYXNz" || got.Header.Get("Direktiv-Api-Key") != "" {
 			t.Fatalf("%s %s: upstream got %s with Authorization %q and Direktiv-Api-Key %q; want the client's own credential, no key",
 				tt.method, tt.target, got.URI, got.Header.Get("Authorization"), got.Header.Get("Direktiv-Api-Key"))
@@ -68,7 +68,7 @@ func testSafeByDefault(t *testing.T, s *sidecar, up *upstream) {
 	}
 	// The consumers of the gateway need secretsView or the admin token.
 	secrets := s.mintToken(t, "ns1", "secretsView")
-	up.reset()
+	up.Reset()
 	if r := s.send(t, "GET", "/ns/ns1/consumers", "Direktiv-Api-Key", secrets); r.status != http.StatusOK {
 		t.Fatalf("consumers with secretsView: %d %s", r.status, r.body)
 	}
@@ -80,10 +80,10 @@ func testSafeByDefault(t *testing.T, s *sidecar, up *upstream) {
 }
 
 // testWebUI walks what Direktiv's web UI does with a namespace token.
-func testWebUI(t *testing.T, s *sidecar, up *upstream) {
+func testWebUI(t *testing.T, s *sidecar, up *testutil.Upstream) {
 	viewer := s.mintToken(t, "ns1", "variablesView")
 	// The UI asks for a key when the status says so.
-	up.reset()
+	up.Reset()
 	r := s.send(t, "GET", "/api/v2/status", "Accept-Encoding", "gzip, br")
 	var status struct {
 		Data map[string]any `json:"data"`
@@ -92,11 +92,11 @@ func testWebUI(t *testing.T, s *sidecar, up *upstream) {
 		t.Fatalf("status: %d %s, want Direktiv's with requiresAuth true", r.status, r.body)
 	}
 	// The answer is read and rewritten, so it is asked for uncompressed.
-	if got := up.only(t); got.URI != "/api/v2/status" || got.Header.Get("Accept-Encoding") != "" {
+	if got := up.Only(t); got.URI != "/api/v2/status" || got.Header.Get("Accept-Encoding") != "" {
 		t.Fatalf("the upstream got %s with Accept-Encoding %q, want none", got.URI, got.Header.Get("Accept-Encoding"))
 	}
 	// It tests a key with the namespace list: a namespace token sees its own.
-	up.reset()
+	up.Reset()
 	r = s.send(t, "GET", "/api/v2/namespaces", "direktiv-api-key", viewer)
 	var list struct {
 		Data []map[string]any `json:"data"`
@@ -125,7 +125,7 @@ func testWebUI(t *testing.T, s *sidecar, up *upstream) {
 		{"/api/v2/namespaces/ns1/files/", 403},
 		{"/api/v2/namespaces/ns2/variables", 403}, // the last namespace, remembered
 	} {
-		up.reset()
+		up.Reset()
 		r := s.send(t, "GET", tt.target, "direktiv-api-key", viewer)
 		if r.status != tt.status {
 			t.Fatalf("GET %s: %d %s, want %d", tt.target, r.status, r.body, tt.status)
@@ -134,14 +134,14 @@ func testWebUI(t *testing.T, s *sidecar, up *upstream) {
 			wantForwardedWithKey(t, up, tt.target)
 		} else {
 			wantErrorCode(t, r, tt.status, "access_denied", "")
-			up.none(t)
+			up.None(t)
 		}
 	}
 }
 
 // testVariableNamespace: Direktiv looks variables up by id alone; the
 // sidecar checks the namespace first.
-func testVariableNamespace(t *testing.T, s *sidecar, up *upstream) {
+func testVariableNamespace(t *testing.T, s *sidecar, up *testutil.Upstream) {
 	view := s.mintToken(t, "ns1", "variablesView")
 	manage := s.mintToken(t, "ns1", "variablesManage")
 	for _, tt := range []struct {
@@ -163,14 +163,14 @@ func testVariableNamespace(t *testing.T, s *sidecar, up *upstream) {
 		{"its instance's variables", "GET", "/api/v2/namespaces/ns1/variables?instanceId=" + instNS1, view, 200},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			up.reset()
+			up.Reset()
 			r := s.send(t, tt.method, tt.target, "Direktiv-Api-Key", tt.token)
 			if r.status != tt.status {
 				t.Fatalf("%d %s, want %d", r.status, r.body, tt.status)
 			}
 			// The sidecar's own lookups carry no X-Forwarded-For; the
 			// forwarded request does.
-			reqs := up.requests()
+			reqs := up.Requests()
 			forwarded := 0
 			for _, req := range reqs {
 				if req.Header.Get("X-Forwarded-For") != "" {
@@ -194,7 +194,7 @@ func testVariableNamespace(t *testing.T, s *sidecar, up *upstream) {
 		})
 	}
 	// The admin is not checked: one request, as sent.
-	up.reset()
+	up.Reset()
 	if r := s.send(t, "GET", "/api/v2/namespaces/ns1/variables/"+varNS2, "Direktiv-Api-Key", testAdminToken); r.status != 200 {
 		t.Fatalf("admin: %d %s", r.status, r.body)
 	}
@@ -203,7 +203,7 @@ func testVariableNamespace(t *testing.T, s *sidecar, up *upstream) {
 
 // testLogParams: the log query parameters Direktiv pastes into its log
 // backend's query unescaped are taken only in their documented shapes.
-func testLogParams(t *testing.T, s *sidecar, up *upstream) {
+func testLogParams(t *testing.T, s *sidecar, up *testutil.Upstream) {
 	logs := s.mintToken(t, "ns1", "instancesView")
 	for _, q := range []string{
 		"limit=100",
@@ -211,7 +211,7 @@ func testLogParams(t *testing.T, s *sidecar, up *upstream) {
 		"after=2026-12-06T01:16:52.633823Z&direction=desc",
 		"before=2026-12-06T01:16:52.633823000Z&first=10",
 	} {
-		up.reset()
+		up.Reset()
 		if r := s.send(t, "GET", "/api/v2/namespaces/ns1/logs?"+q, "Direktiv-Api-Key", logs); r.status != 200 {
 			t.Fatalf("logs?%s: %d %s, want 200", q, r.status, r.body)
 		}
@@ -225,10 +225,10 @@ func testLogParams(t *testing.T, s *sidecar, up *upstream) {
 		{"last=1&last=x", "last"},
 	} {
 		for _, token := range []string{logs, testAdminToken} {
-			up.reset()
+			up.Reset()
 			r := s.send(t, "GET", "/api/v2/namespaces/ns1/logs/subscribe?"+tt.query, "Direktiv-Api-Key", token)
 			wantErrorCode(t, r, http.StatusBadRequest, "request_data_invalid", tt.param)
-			up.none(t)
+			up.None(t)
 		}
 	}
 }
@@ -238,30 +238,30 @@ func testLogParams(t *testing.T, s *sidecar, up *upstream) {
 func TestDirektivSettings(t *testing.T) {
 	up := startUpstream(t)
 	t.Run("key header for Direktiv 0.8", func(t *testing.T) {
-		s, _ := startEnforcer(t, up, []string{"--upstream-api-key-header", "Direktiv-Token"}, config.EnvUpstreamAPIKey+"="+testUpstreamKey)
+		s, _ := startEnforcer(t, up.URL(), []string{"--upstream-api-key-header", "Direktiv-Token"}, config.EnvUpstreamAPIKey+"="+testUpstreamKey)
 		viewer := s.mintToken(t, "ns1", "variablesView")
-		up.reset()
+		up.Reset()
 		if r := s.send(t, "GET", "/api/namespaces/ns1/vars", "Direktiv-Api-Key", viewer); r.status != 200 {
 			t.Fatalf("%d %s", r.status, r.body)
 		}
-		got := up.only(t)
+		got := up.Only(t)
 		if v := got.Header.Values("Direktiv-Token"); len(v) != 1 || v[0] != testUpstreamKey || got.Header.Get("Direktiv-Api-Key") != "" {
 			t.Fatalf("upstream headers %v, want the key in Direktiv-Token only", got.Header)
 		}
 	})
 	t.Run("unsafe pass-through", func(t *testing.T) {
-		s, _ := startEnforcer(t, up, []string{"--unsafe-forward-unauthenticated"}, config.EnvUpstreamAPIKey+"="+testUpstreamKey)
+		s, _ := startEnforcer(t, up.URL(), []string{"--unsafe-forward-unauthenticated"}, config.EnvUpstreamAPIKey+"="+testUpstreamKey)
 		viewer := s.mintToken(t, "ns1", "variablesView")
-		up.reset()
+		up.Reset()
 		if r := s.send(t, "DELETE", "/api/v2/namespaces/ns1", "Direktiv-Api-Key", "direktivs-own-key"); r.status != 200 {
 			t.Fatalf("foreign key: %d %s, want 200 (passed through)", r.status, r.body)
 		}
-		if got := up.only(t); got.Header.Get("Direktiv-Api-Key") != "direktivs-own-key" {
+		if got := up.Only(t); got.Header.Get("Direktiv-Api-Key") != "direktivs-own-key" {
 			t.Fatalf("upstream got %q, want the client's key unchanged", got.Header.Get("Direktiv-Api-Key"))
 		}
 		// Minted tokens are still enforced.
 		wantErrorCode(t, s.send(t, "POST", "/api/v2/namespaces/ns1/variables", "Direktiv-Api-Key", viewer), 403, "access_denied", "variablesManage")
-		up.none(t)
+		up.None(t)
 	})
 	t.Run("contradictions stop start-up", func(t *testing.T) {
 		for _, args := range [][]string{
@@ -288,16 +288,16 @@ func TestDirektivSettings(t *testing.T) {
 func TestDirektivLastEventID(t *testing.T) {
 	onBothPaths(t, func(t *testing.T, loops string) {
 		up := startUpstream(t)
-		s, _ := startEnforcer(t, up, []string{"--event-loops", loops}, config.EnvUpstreamAPIKey+"="+testUpstreamKey)
+		s, _ := startEnforcer(t, up.URL(), []string{"--event-loops", loops}, config.EnvUpstreamAPIKey+"="+testUpstreamKey)
 		logs := s.mintToken(t, "ns1", "instancesView")
 		const path = "/api/v2/namespaces/ns1/logs/subscribe"
 		wantErrorCode(t, s.send(t, "GET", path, "Direktiv-Api-Key", logs, "Last-Event-ID", "2026-01-01T00:00:00Z | delete"), http.StatusBadRequest, "request_data_invalid", "lastEventId")
 		wantErrorCode(t, s.send(t, "GET", path, "Direktiv-Api-Key", testAdminToken, "last-event-id", "x"), http.StatusBadRequest, "request_data_invalid", "lastEventId")
-		up.none(t)
+		up.None(t)
 		if r := s.send(t, "GET", path, "Direktiv-Api-Key", logs, "Last-Event-ID", "2026-12-06T01:16:52.633823000Z"); r.status != http.StatusOK {
 			t.Fatalf("a timestamp: %d %s", r.status, r.body)
 		}
-		if got := up.only(t); got.Header.Get("Last-Event-ID") != "2026-12-06T01:16:52.633823000Z" {
+		if got := up.Only(t); got.Header.Get("Last-Event-ID") != "2026-12-06T01:16:52.633823000Z" {
 			t.Fatalf("upstream got Last-Event-ID %q", got.Header.Get("Last-Event-ID"))
 		}
 	})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/direktiv/direktiv-authz/internal/secret"
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/policies"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 )
@@ -18,11 +19,12 @@ import (
 const testUpstreamKey = "direktiv-api-key-abcdef"
 
 // startEnforcer starts a redis-server and a sidecar storing tokens in it and
-// forwarding to up, with environ added to its environment.
-func startEnforcer(tb testing.TB, up *upstream, args []string, environ ...string) (*sidecar, *redistest.Server) {
+// forwarding to the upstream at upstreamURL, with environ added to its
+// environment.
+func startEnforcer(tb testing.TB, upstreamURL string, args []string, environ ...string) (*sidecar, *redistest.Server) {
 	tb.Helper()
 	srv := redistest.Start(tb)
-	args = append([]string{"--redis-url", srv.URL(), "--upstream", up.URL()}, args...)
+	args = append([]string{"--redis-url", srv.URL(), "--upstream", upstreamURL}, args...)
 	return startSidecar(tb, args, environ...), srv
 }
 
@@ -35,10 +37,10 @@ func (s *sidecar) mintToken(tb testing.TB, ns string, policies ...string) string
 
 // noSecret fails the test if the secret appears in any header the upstream
 // received or in the sidecar's log.
-func noSecret(tb testing.TB, s *sidecar, reqs []recorded, tok string) {
+func noSecret(tb testing.TB, s *sidecar, reqs []testutil.Request, tok string) {
 	tb.Helper()
 	for _, r := range reqs {
-		if strings.Contains(r.URI, tok) || strings.Contains(string(r.Body), tok) {
+		if strings.Contains(r.URI, tok) || strings.Contains(r.Body, tok) {
 			tb.Errorf("the upstream received the minted secret in %s %s", r.Method, r.URI)
 		}
 		for name, vs := range r.Header {
@@ -58,7 +60,7 @@ func noSecret(tb testing.TB, s *sidecar, reqs []recorded, tok string) {
 // recording upstream.
 type enforcer struct {
 	s     *sidecar
-	up    *upstream
+	up    *testutil.Upstream
 	redis *redistest.Server
 }
 
@@ -72,7 +74,7 @@ func TestEnforce(t *testing.T) {
 
 func testEnforceOn(t *testing.T, loops string) {
 	up := startUpstream(t)
-	s, srv := startEnforcer(t, up, []string{"--event-loops", loops}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
+	s, srv := startEnforcer(t, up.URL(), []string{"--event-loops", loops}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
 	e := enforcer{s: s, up: up, redis: srv}
 	for _, tc := range []struct {
 		name string
@@ -83,7 +85,7 @@ func testEnforceOn(t *testing.T, loops string) {
 		{"credentials other than a minted token", testEnforceOtherCredentials},
 		{"deleted token refused within the cache ttl", testCacheDeletedTokenRefusedWithinTTL},
 	} {
-		up.reset()
+		up.Reset()
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, e) })
 	}
 }
@@ -97,7 +99,7 @@ func testEnforceTokenSwap(t *testing.T, e enforcer) {
 	if r.status != http.StatusOK {
 		t.Fatalf("status %d: %s", r.status, r.body)
 	}
-	got := up.only(t)
+	got := up.Only(t)
 	if got.URI != "/api/namespaces/ns1/vars?limit=5" || got.Header.Get("X-Other") != "1" {
 		t.Errorf("upstream got %s %v", got.URI, got.Header)
 	}
@@ -107,15 +109,15 @@ func testEnforceTokenSwap(t *testing.T, e enforcer) {
 	forged := tok[:len(tok)-8] + "AAAAAAAA"
 	s.do(t, "DELETE", "/api/namespaces/ns1/vars/x", tok, "")
 	s.do(t, "GET", "/api/namespaces/ns1/vars", forged, "")
-	noSecret(t, s, append(up.requests(), got), tok)
+	noSecret(t, s, append(up.Requests(), got), tok)
 	noSecret(t, s, nil, forged)
-	up.none(t)
+	up.None(t)
 }
 
 // wantOnlyKey fails the test unless the upstream request got carries the
 // upstream API key in Direktiv-Api-Key (--upstream-api-key-header's
 // default) and no other credential header.
-func wantOnlyKey(tb testing.TB, got recorded) {
+func wantOnlyKey(tb testing.TB, got testutil.Request) {
 	tb.Helper()
 	if v := got.Header.Values("Direktiv-Api-Key"); len(v) != 1 || v[0] != testUpstreamKey {
 		tb.Errorf("upstream got Direktiv-Api-Key %q for %s %s, want exactly the API key", v, got.Method, got.URI)
@@ -129,7 +131,7 @@ func wantOnlyKey(tb testing.TB, got recorded) {
 
 // wantNoCredential fails the test if the upstream request got carries any
 // credential header.
-func wantNoCredential(tb testing.TB, got recorded) {
+func wantNoCredential(tb testing.TB, got testutil.Request) {
 	tb.Helper()
 	for _, name := range []string{"Direktiv-Api-Key", "Direktiv-Token", "Authorization"} {
 		if v, ok := got.Header[name]; ok {
@@ -142,19 +144,19 @@ func wantNoCredential(tb testing.TB, got recorded) {
 // removed and nothing is put in its place; the admin token passes as sent.
 func TestEnforceNoUpstreamKey(t *testing.T) {
 	up := startUpstream(t)
-	s, _ := startEnforcer(t, up, nil)
+	s, _ := startEnforcer(t, up.URL(), nil)
 	tok := s.mintToken(t, "ns1", "variablesView")
 	if r := s.do(t, "GET", "/api/namespaces/ns1/vars", tok, ""); r.status != http.StatusOK {
 		t.Fatalf("status %d: %s", r.status, r.body)
 	}
-	got := up.only(t)
+	got := up.Only(t)
 	wantNoCredential(t, got)
-	noSecret(t, s, []recorded{got}, tok)
+	noSecret(t, s, []testutil.Request{got}, tok)
 
 	if r := s.do(t, "GET", "/api/namespaces/ns1/vars", testAdminToken, ""); r.status != http.StatusOK {
 		t.Fatalf("admin token: status %d: %s", r.status, r.body)
 	}
-	got = up.only(t)
+	got = up.Only(t)
 	if v := got.Header.Values("Direktiv-Token"); len(v) != 1 || v[0] != testAdminToken {
 		t.Errorf("admin token: upstream got Direktiv-Token %q, want it as sent", v)
 	}
@@ -225,17 +227,17 @@ func testEnforceRoutes(t *testing.T, e enforcer) {
 	}
 	for _, c := range cases {
 		t.Run(c.method+" "+c.target, func(t *testing.T) {
-			up.reset()
+			up.Reset()
 			r := rawRequest(t, s.app.addr(), c.method+" "+c.target+" HTTP/1.1\r\nHost: x\r\nDirektiv-Token: "+tok+"\r\nContent-Length: 0\r\n\r\n")
 			if c.status != ok && c.status != public {
 				wantError(t, r, c.status, c.mention)
-				up.none(t)
+				up.None(t)
 				return
 			}
 			if r.status != ok {
 				t.Fatalf("status %d, want 200: %s", r.status, r.body)
 			}
-			got := up.only(t)
+			got := up.Only(t)
 			if got.Method != c.method || got.URI != c.target {
 				t.Errorf("upstream got %s %s", got.Method, got.URI)
 			}
@@ -301,7 +303,7 @@ func testEnforceOtherCredentials(t *testing.T, e enforcer) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			up.reset()
+			up.Reset()
 			// An admin-only route.
 			r := s.do(t, "POST", "/api/v2/namespaces", c.token, `{"name":"x"}`)
 			if c.status != http.StatusOK {
@@ -309,24 +311,24 @@ func testEnforceOtherCredentials(t *testing.T, e enforcer) {
 				if strings.Contains(string(r.body), "strict") {
 					t.Errorf("the refusal speaks of a strict mode: %s", r.body)
 				}
-				up.none(t)
+				up.None(t)
 			} else {
 				if r.status != http.StatusOK {
 					t.Fatalf("status %d: %s", r.status, r.body)
 				}
-				got := up.only(t)
+				got := up.Only(t)
 				wantOnlyKey(t, got)
-				if string(got.Body) != `{"name":"x"}` {
+				if got.Body != `{"name":"x"}` {
 					t.Errorf("upstream got body %q", got.Body)
 				}
 			}
 
 			// A public route passes, whatever the credential.
-			up.reset()
+			up.Reset()
 			if r := s.do(t, "GET", "/api/v2/status", c.token, ""); r.status != http.StatusOK {
 				t.Fatalf("public route: status %d: %s", r.status, r.body)
 			}
-			got := up.only(t)
+			got := up.Only(t)
 			if strings.HasPrefix(c.token, secret.Prefix) {
 				wantNoCredential(t, got) // a minted token, valid or not, is removed
 				return
@@ -341,11 +343,11 @@ func testEnforceOtherCredentials(t *testing.T, e enforcer) {
 	}
 
 	t.Run("two tokens, one minted", func(t *testing.T) {
-		up.reset()
+		up.Reset()
 		tok := s.mintToken(t, "ns1", "variablesView")
 		r := rawRequest(t, s.app.addr(), "GET /api/namespaces/ns1/vars HTTP/1.1\r\nHost: x\r\nDirektiv-Token: "+testAdminToken+"\r\nDirektiv-Token: "+tok+"\r\n\r\n")
 		wantError(t, r, http.StatusBadRequest, "the request carries different credentials in its Direktiv-Token and Direktiv-Token headers")
-		up.none(t)
+		up.None(t)
 	})
 }
 
@@ -358,7 +360,7 @@ func TestEnforceStrictFlag(t *testing.T) {
 
 func testEnforceStrictFlagOn(t *testing.T, loops string) {
 	up := startUpstream(t)
-	s, _ := startEnforcer(t, up, []string{"--strict", "--event-loops", loops}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey, "DIREKTIV_AUTHZ_STRICT=true")
+	s, _ := startEnforcer(t, up.URL(), []string{"--strict", "--event-loops", loops}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey, "DIREKTIV_AUTHZ_STRICT=true")
 	tok := s.mintToken(t, "ns1", "variablesView")
 	cases := []struct {
 		name, token string
@@ -375,20 +377,20 @@ func testEnforceStrictFlagOn(t *testing.T, loops string) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			up.reset()
+			up.Reset()
 			r := s.do(t, "GET", "/api/namespaces/ns1/vars", c.token, "")
 			if c.status != http.StatusOK {
 				wantError(t, r, c.status, c.mention) // a v1 path: the v1 shape
 				if strings.Contains(string(r.body), "strict") {
 					t.Errorf("the refusal speaks of a strict mode: %s", r.body)
 				}
-				up.none(t)
+				up.None(t)
 				return
 			}
 			if r.status != http.StatusOK {
 				t.Fatalf("status %d: %s", r.status, r.body)
 			}
-			wantOnlyKey(t, up.only(t))
+			wantOnlyKey(t, up.Only(t))
 		})
 	}
 }
@@ -399,7 +401,7 @@ func testEnforceStrictFlagOn(t *testing.T, loops string) {
 func TestEnforceUnsafeForwardUnauthenticated(t *testing.T) {
 	onBothPaths(t, func(t *testing.T, loops string) {
 		up := startUpstream(t)
-		s, _ := startEnforcer(t, up, []string{"--unsafe-forward-unauthenticated", "--event-loops", loops}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
+		s, _ := startEnforcer(t, up.URL(), []string{"--unsafe-forward-unauthenticated", "--event-loops", loops}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
 		if s.app.cfg.Strict || !s.app.cfg.UnsafeForwardUnauthenticated {
 			t.Fatalf("Strict %v, UnsafeForwardUnauthenticated %v", s.app.cfg.Strict, s.app.cfg.UnsafeForwardUnauthenticated)
 		}
@@ -423,57 +425,57 @@ func TestEnforceUnsafeForwardUnauthenticated(t *testing.T) {
 		}
 		for _, c := range cases {
 			t.Run(c.name, func(t *testing.T) {
-				up.reset()
+				up.Reset()
 				// An admin-only route: what passes unchanged is Direktiv's to judge.
 				r := s.do(t, "POST", "/api/v2/namespaces", c.token, `{"name":"x"}`)
 				if c.status != http.StatusOK {
 					wantError(t, r, c.status, c.mention)
-					up.none(t)
+					up.None(t)
 					return
 				}
 				if r.status != http.StatusOK {
 					t.Fatalf("status %d: %s", r.status, r.body)
 				}
-				got := up.only(t)
+				got := up.Only(t)
 				if v := got.Header.Values("Direktiv-Token"); (c.token == "" && len(v) != 0) || (c.token != "" && (len(v) != 1 || v[0] != c.token)) {
 					t.Errorf("upstream got Direktiv-Token %q, want %q unchanged", v, c.token)
 				}
 				if v, ok := got.Header["Direktiv-Api-Key"]; ok {
 					t.Errorf("upstream got Direktiv-Api-Key %q, want nothing added", v)
 				}
-				if string(got.Body) != `{"name":"x"}` {
+				if got.Body != `{"name":"x"}` {
 					t.Errorf("upstream got body %q", got.Body)
 				}
 			})
 		}
 		t.Run("minted token on an allowed route", func(t *testing.T) {
-			up.reset()
+			up.Reset()
 			if r := s.do(t, "GET", "/api/namespaces/ns1/vars", tok, ""); r.status != http.StatusOK {
 				t.Fatalf("status %d: %s", r.status, r.body)
 			}
-			got := up.only(t)
+			got := up.Only(t)
 			wantOnlyKey(t, got)
-			noSecret(t, s, []recorded{got}, tok)
+			noSecret(t, s, []testutil.Request{got}, tok)
 		})
 		t.Run("two tokens, one minted", func(t *testing.T) {
-			up.reset()
+			up.Reset()
 			r := rawRequest(t, s.app.addr(), "GET /api/namespaces/ns1/vars HTTP/1.1\r\nHost: x\r\nDirektiv-Token: "+testAdminToken+"\r\nDirektiv-Token: "+tok+"\r\n\r\n")
 			wantError(t, r, http.StatusBadRequest, "different credentials in its Direktiv-Token and Direktiv-Token headers")
-			up.none(t)
+			up.None(t)
 		})
 	})
 }
 
 func TestEnforceFailClosed(t *testing.T) {
 	up := startUpstream(t)
-	s, srv := startEnforcer(t, up, nil)
+	s, srv := startEnforcer(t, up.URL(), nil)
 	used := s.mintToken(t, "ns1", "variablesView")
 	fresh := s.mintToken(t, "ns1", "variablesView")
 	if r := s.do(t, "GET", "/api/namespaces/ns1/vars", used, ""); r.status != http.StatusOK {
 		t.Fatalf("status %d: %s", r.status, r.body)
 	}
 	cachedAt := time.Now()
-	up.only(t)
+	up.Only(t)
 
 	srv.Stop(t)
 	r := s.do(t, "GET", "/api/namespaces/ns1/vars", fresh, "")
@@ -482,7 +484,7 @@ func TestEnforceFailClosed(t *testing.T) {
 	time.Sleep(time.Second - time.Since(cachedAt) + 50*time.Millisecond)
 	r = s.do(t, "GET", "/api/namespaces/ns1/vars", used, "")
 	wantError(t, r, http.StatusServiceUnavailable, "token store is unavailable")
-	up.none(t)
+	up.None(t)
 
 	// Tokens the store never sees still pass.
 	if r := s.do(t, "GET", "/api/namespaces/ns1/vars", testAdminToken, ""); r.status != http.StatusOK {
@@ -522,11 +524,11 @@ decision := decision_rules if input.method != "PROPFIND"
 		}
 	}
 	up := startUpstream(t)
-	s, _ := startEnforcer(t, up, []string{"--policies", dir})
+	s, _ := startEnforcer(t, up.URL(), []string{"--policies", dir})
 	tok := s.mintToken(t, "ns1", "variablesView")
 	r := s.do(t, "PROPFIND", "/api/namespaces/ns1/vars", tok, "")
 	wantError(t, r, http.StatusServiceUnavailable, "policy engine")
-	up.none(t)
+	up.None(t)
 	if r := s.do(t, "GET", "/api/namespaces/ns1/vars", tok, ""); r.status != http.StatusOK {
 		t.Errorf("GET: status %d: %s", r.status, r.body)
 	}
@@ -538,14 +540,14 @@ decision := decision_rules if input.method != "PROPFIND"
 func TestRefusalDecidedOnce(t *testing.T) {
 	onBothPaths(t, func(t *testing.T, loops string) {
 		up := startUpstream(t)
-		s, _ := startEnforcer(t, up, []string{"--event-loops", loops})
+		s, _ := startEnforcer(t, up.URL(), []string{"--event-loops", loops})
 		tok := s.mintToken(t, "ns1", "variablesView")
 		// Warm the token cache, so that the refusal below is decided at
 		// once (a lookup first would be a Wait, not a decision).
 		if r := s.do(t, "GET", "/api/v2/namespaces/ns1/variables", tok, ""); r.status != http.StatusOK {
 			t.Fatalf("allowed request: %d %s", r.status, r.body)
 		}
-		up.reset()
+		up.Reset()
 		before := s.scrape(t)
 		denies := strings.Count(s.logs.String(), `"decision":"deny"`)
 		r := s.do(t, "DELETE", "/api/v2/namespaces/ns1/files/wf.yaml", tok, "")
@@ -558,6 +560,6 @@ func TestRefusalDecidedOnce(t *testing.T) {
 		if n := strings.Count(s.logs.String(), `"decision":"deny"`) - denies; n != 1 {
 			t.Errorf("%d audit lines denying it, want 1", n)
 		}
-		up.none(t)
+		up.None(t)
 	})
 }

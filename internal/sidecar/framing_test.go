@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
 // The framing corpus: odd requests built after the mutation classes of
@@ -191,36 +191,18 @@ type goRead struct {
 	Body           string
 }
 
-// goRecorder is a Go net/http server that records every request it reads
-// whole (a request whose body fails to read is not goRead), and answers
-// 200. It is both the reference (a client writes to it directly) and the
-// upstream behind the sidecar.
-type goRecorder struct {
-	srv *httptest.Server
-	mu  sync.Mutex
-	got map[string][]goRead // by case prefix
-}
-
-func newGoRecorder(tb testing.TB) *goRecorder {
-	r := &goRecorder{got: map[string][]goRead{}}
-	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, err := io.ReadAll(req.Body)
-		if err == nil {
-			prefix, _, _ := strings.Cut(strings.TrimPrefix(req.RequestURI, "/"), "/")
-			r.mu.Lock()
-			r.got[prefix] = append(r.got[prefix], goRead{req.Method, req.RequestURI, req.Header.Values("X-Probe"), string(body)})
-			r.mu.Unlock()
+// readByGo returns what up read of the requests whose target starts with
+// prefix, leaving out a request whose body Go failed to read: Go did not
+// read it whole.
+func readByGo(up *testutil.Upstream, prefix string) []goRead {
+	var got []goRead
+	for _, r := range up.Requests() {
+		p, _, _ := strings.Cut(strings.TrimPrefix(r.URI, "/"), "/")
+		if r.BodyErr == nil && p == strings.TrimPrefix(prefix, "/") {
+			got = append(got, goRead{r.Method, r.URI, r.Header.Values("X-Probe"), r.Body})
 		}
-		w.Write([]byte("ok"))
-	}))
-	tb.Cleanup(r.srv.Close)
-	return r
-}
-
-func (r *goRecorder) requests(prefix string) []goRead {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.got[strings.TrimPrefix(prefix, "/")])
+	}
+	return got
 }
 
 // writeRaw writes raw on a new connection to addr and reads what comes
@@ -248,31 +230,31 @@ func writeRaw(tb testing.TB, addr, raw string) string {
 }
 
 // TestDifferentialFraming feeds the corpus to a Go net/http server and to
-// the sidecar on both data paths, in front of a Go net/http upstream.
-// Wherever Go reads requests whole, the upstream receives exactly those
+// the sidecar on both data paths, in front of a Go net/http upstream
+// (testutil.Upstream). Wherever Go reads requests whole, the upstream receives exactly those
 // requests (method, target, X-Probe values, body); wherever Go refuses,
 // nothing of the refused request or what follows reaches the upstream. A
 // case marked stricter is one the sidecar refuses on purpose: it forwards
 // what came before the refused request, and nothing after.
 func TestDifferentialFraming(t *testing.T) {
 	corpus := framingCorpus()
-	reference := newGoRecorder(t)
-	refAddr := strings.TrimPrefix(reference.srv.URL, "http://")
+	reference := testutil.StartUpstream(t)
+	refAddr := reference.Addr()
 	var wg sync.WaitGroup
 	for i := range corpus {
 		wg.Go(func() { writeRaw(t, refAddr, strings.ReplaceAll(corpus[i].raw, "{p}", fmt.Sprintf("/c%d", i))) })
 	}
 	wg.Wait()
 	onBothPaths(t, func(t *testing.T, loops string) {
-		up := newGoRecorder(t)
-		s := startSidecar(t, []string{"--dev", "--upstream", up.srv.URL, "--event-loops", loops})
+		up := testutil.StartUpstream(t)
+		s := startSidecar(t, []string{"--dev", "--upstream", up.URL(), "--event-loops", loops})
 		addr := strings.TrimPrefix(s.url, "http://")
 		for i, c := range corpus {
 			t.Run(c.name, func(t *testing.T) {
 				t.Parallel()
 				p := fmt.Sprintf("/c%d", i)
 				answer := writeRaw(t, addr, strings.ReplaceAll(c.raw, "{p}", p))
-				want, got := reference.requests(p), up.requests(p)
+				want, got := readByGo(reference, p), readByGo(up, p)
 				if c.stricter == "" {
 					if !slices.EqualFunc(got, want, equalRecorded) {
 						t.Errorf("upstream received %+v\nGo read %+v\nanswer: %q", got, want, answer)

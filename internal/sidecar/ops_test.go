@@ -128,7 +128,7 @@ func TestMetrics(t *testing.T) {
 
 func testMetrics(t *testing.T, loops string) {
 	up := startUpstream(t)
-	s, _ := startEnforcer(t, up, []string{"--token-cache-ttl", "1m", "--event-loops", loops})
+	s, _ := startEnforcer(t, up.URL(), []string{"--token-cache-ttl", "1m", "--event-loops", loops})
 
 	mgr := s.mintOK(t, "ns1", testAdminToken, `{"policies":["permissionsManage"]}`)["token"].(string)
 	viewer := s.mintOK(t, "ns1", testAdminToken, `{"policies":["workflowView"]}`)["token"].(string)
@@ -208,7 +208,7 @@ func testMetrics(t *testing.T, loops string) {
 }
 
 func TestMetricsUpstreamErrors(t *testing.T) {
-	s := startSidecar(t, []string{"--dev", "--upstream", "http://" + closedAddr(t)})
+	s := startSidecar(t, []string{"--dev", "--upstream", "http://" + testutil.ClosedAddr(t)})
 	if r := s.do(t, "GET", "/api/version", testAdminToken, ""); r.status != http.StatusBadGateway {
 		t.Fatalf("status %d, want 502: %s", r.status, r.body)
 	}

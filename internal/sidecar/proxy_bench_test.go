@@ -23,7 +23,6 @@ func BenchmarkForward(b *testing.B) {
 		w.Write(body)
 	}))
 	b.Cleanup(up.Close)
-	rec := &upstream{srv: up}
 
 	run := func(b *testing.B, s *sidecar, token string) {
 		benchRequests(b, s, http.StatusOK, func(req *fasthttp.Request) {
@@ -35,19 +34,19 @@ func BenchmarkForward(b *testing.B) {
 	}
 
 	b.Run("admin token", func(b *testing.B) {
-		s, _ := startEnforcer(b, rec, []string{"--log-level", "error"})
+		s, _ := startEnforcer(b, up.URL, []string{"--log-level", "error"})
 		run(b, s, testAdminToken)
 	})
 	b.Run("admin token, server", func(b *testing.B) {
-		s, _ := startEnforcer(b, rec, []string{"--log-level", "error", "--event-loops", "off"})
+		s, _ := startEnforcer(b, up.URL, []string{"--log-level", "error", "--event-loops", "off"})
 		run(b, s, testAdminToken)
 	})
 	b.Run("minted", func(b *testing.B) {
-		s, _ := startEnforcer(b, rec, []string{"--log-level", "error"}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
+		s, _ := startEnforcer(b, up.URL, []string{"--log-level", "error"}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
 		run(b, s, s.mintToken(b, "ns1", "variablesView"))
 	})
 	b.Run("minted, no cache", func(b *testing.B) {
-		s, _ := startEnforcer(b, rec, []string{"--log-level", "error", "--token-cache-ttl", "0"}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
+		s, _ := startEnforcer(b, up.URL, []string{"--log-level", "error", "--token-cache-ttl", "0"}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
 		run(b, s, s.mintToken(b, "ns1", "variablesView"))
 	})
 }

@@ -6,12 +6,13 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -27,7 +28,7 @@ import (
 // forward with the admin token, which the store never sees, or to public
 // routes such as /test/...) in front of up, with no upstream API key: the
 // admin token passes as sent.
-func startForwarder(tb testing.TB, up *upstream, args ...string) *sidecar {
+func startForwarder(tb testing.TB, up *testutil.Upstream, args ...string) *sidecar {
 	tb.Helper()
 	return startSidecar(tb, append([]string{"--dev", "--upstream", up.URL()}, args...))
 }
@@ -40,10 +41,6 @@ func hostOf(tb testing.TB, raw string) string {
 		tb.Fatal(err)
 	}
 	return u.Host
-}
-
-func pemOf(der []byte) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
 
 // wantError checks an answer of the sidecar's own: the status, and the JSON
@@ -95,7 +92,7 @@ func wantErrorCode(tb testing.TB, r response, status int, code, mention string) 
 		msg, _ = e["message"].(string)
 	} else {
 		if len(m) != 2 {
-			tb.Errorf("answer %s has fields %v, want code and message", r.body, sortedNames(m))
+			tb.Errorf("answer %s has fields %v, want code and message", r.body, slices.Sorted(maps.Keys(m)))
 		}
 		if c, _ := m["code"].(float64); int(c) != status {
 			tb.Errorf("body code %v, want %d: %s", m["code"], status, r.body)
@@ -160,7 +157,7 @@ func testForwardOn(t *testing.T, loops string) {
 	s := startForwarder(t, up, "--upstream-timeout", "300ms", "--event-loops", loops)
 	for _, tc := range []struct {
 		name string
-		fn   func(*testing.T, *sidecar, *upstream)
+		fn   func(*testing.T, *sidecar, *testutil.Upstream)
 	}{
 		{"byte for byte", testForwardByteForByte},
 		{"HEAD", testForwardHead},
@@ -175,12 +172,12 @@ func testForwardOn(t *testing.T, loops string) {
 		{"slow upstream", testForwardUpstreamSlow},
 		{"keep-alive", testForwardKeepAlive},
 	} {
-		up.reset()
+		up.Reset()
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, s, up) })
 	}
 }
 
-func testForwardByteForByte(t *testing.T, s *sidecar, up *upstream) {
+func testForwardByteForByte(t *testing.T, s *sidecar, up *testutil.Upstream) {
 	cases := []struct {
 		method, target, body string
 	}{
@@ -202,7 +199,7 @@ func testForwardByteForByte(t *testing.T, s *sidecar, up *upstream) {
 		}
 		for _, c := range cases {
 			t.Run(c.method+" "+base+c.target, func(t *testing.T) {
-				up.reset()
+				up.Reset()
 				req := c.method + " " + c.target + " HTTP/1.1\r\n" +
 					"Host: sidecar.example:8090\r\n" +
 					"User-Agent: direktiv-cli/1.0\r\n" +
@@ -222,11 +219,11 @@ func testForwardByteForByte(t *testing.T, s *sidecar, up *upstream) {
 				if cl := r.header.Get("Content-Length"); cl != strconv.Itoa(len(r.body)) {
 					t.Errorf("Content-Length %q, body %d bytes: the upstream's length is kept", cl, len(r.body))
 				}
-				got := up.only(t)
+				got := up.Only(t)
 				if got.Method != c.method || got.URI != base+c.target {
 					t.Errorf("upstream got %s %s, want %s %s", got.Method, got.URI, c.method, base+c.target)
 				}
-				if string(got.Body) != c.body {
+				if got.Body != c.body {
 					t.Errorf("upstream got body %q, want %q", got.Body, c.body)
 				}
 				if got.Host != hostOf(t, up.URL()) {
@@ -255,25 +252,25 @@ func testForwardByteForByte(t *testing.T, s *sidecar, up *upstream) {
 	}
 }
 
-func testForwardHead(t *testing.T, s *sidecar, up *upstream) {
+func testForwardHead(t *testing.T, s *sidecar, up *testutil.Upstream) {
 	r := rawRequest(t, s.app.addr(), "HEAD /api/version HTTP/1.1\r\nHost: x\r\nDirektiv-Token: "+testAdminToken+"\r\nConnection: close\r\n\r\n")
 	if r.status != http.StatusOK || len(r.body) != 0 || r.header.Get("X-Upstream") != "direktiv" {
 		t.Fatalf("status %d, body %q, headers %v", r.status, r.body, r.header)
 	}
-	if got := up.only(t); got.Method != "HEAD" || got.URI != "/api/version" {
+	if got := up.Only(t); got.Method != "HEAD" || got.URI != "/api/version" {
 		t.Errorf("upstream got %s %s", got.Method, got.URI)
 	}
 }
 
-func testForwardNotAPath(t *testing.T, s *sidecar, up *upstream) {
+func testForwardNotAPath(t *testing.T, s *sidecar, up *testutil.Upstream) {
 	r := rawRequest(t, s.app.addr(), "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
 	wantError(t, r, http.StatusBadRequest, "not a path")
-	up.none(t)
+	up.None(t)
 }
 
 // Targets the rules and Direktiv's router could read differently are
 // refused, with the admin token too, and nothing reaches the upstream.
-func testForwardAmbiguousTargets(t *testing.T, s *sidecar, up *upstream) {
+func testForwardAmbiguousTargets(t *testing.T, s *sidecar, up *testutil.Upstream) {
 	for _, c := range []struct{ line, mention string }{
 		{"GET //api/namespaces/ns1/tree/wf.yaml HTTP/1.1", "empty segment"},
 		{"PATCH /api/v2/namespaces/ns1//variables/" + varNS1 + " HTTP/1.1", "empty segment"},
@@ -286,23 +283,23 @@ func testForwardAmbiguousTargets(t *testing.T, s *sidecar, up *upstream) {
 		{"GET /api/v2/namespaces/ns1/files/wf.yaml#x HTTP/1.1", "#"},
 	} {
 		t.Run(c.line, func(t *testing.T) {
-			up.reset()
+			up.Reset()
 			r := rawRequest(t, s.app.addr(), c.line+"\r\nHost: x\r\nDirektiv-Token: "+testAdminToken+"\r\n\r\n")
 			if r.status != http.StatusBadRequest || !strings.Contains(string(r.body), c.mention) {
 				t.Errorf("status %d, want 400 mentioning %q: %s", r.status, c.mention, r.body)
 			}
-			up.none(t)
+			up.None(t)
 		})
 	}
 	// A trailing slash reads one way: forwarded.
-	up.reset()
+	up.Reset()
 	r := rawRequest(t, s.app.addr(), "GET /api/namespaces/ns1/tree/ HTTP/1.1\r\nHost: x\r\nDirektiv-Token: "+testAdminToken+"\r\n\r\n")
-	if r.status != http.StatusOK || up.only(t).URI != "/api/namespaces/ns1/tree/" {
+	if r.status != http.StatusOK || up.Only(t).URI != "/api/namespaces/ns1/tree/" {
 		t.Errorf("trailing slash: status %d: %s", r.status, r.body)
 	}
 }
 
-func testForwardHopByHop(t *testing.T, s *sidecar, up *upstream) {
+func testForwardHopByHop(t *testing.T, s *sidecar, up *testutil.Upstream) {
 	body := "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
 	r := rawRequest(t, s.app.addr(), "POST /test/hop?x=1 HTTP/1.1\r\n"+
 		"Host: sidecar\r\n"+
@@ -318,8 +315,8 @@ func testForwardHopByHop(t *testing.T, s *sidecar, up *upstream) {
 	if r.status != http.StatusCreated {
 		t.Fatalf("status %d: %s", r.status, r.body)
 	}
-	got := up.only(t)
-	if string(got.Body) != "hello world" {
+	got := up.Only(t)
+	if got.Body != "hello world" {
 		t.Errorf("upstream got body %q, want the de-chunked %q", got.Body, "hello world")
 	}
 	for _, name := range []string{"X-Client-Hop", "Keep-Alive", "Te", "Proxy-Authorization", "Proxy-Connection", "Upgrade"} {
@@ -356,13 +353,13 @@ func testForwardHopByHop(t *testing.T, s *sidecar, up *upstream) {
 	}
 }
 
-func testForwardedHeaders(t *testing.T, s *sidecar, up *upstream) {
+func testForwardedHeaders(t *testing.T, s *sidecar, up *testutil.Upstream) {
 	req := "GET /api/version HTTP/1.1\r\nHost: authz.example.com\r\nDirektiv-Token: " + testAdminToken + "\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-For: 10.0.0.2\r\nX-Forwarded-Host: evil.example\r\nX-Forwarded-Host: evil2.example\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Proto: ftp\r\n\r\n"
 
 	if r := rawRequest(t, s.app.addr(), req); r.status != http.StatusOK {
 		t.Fatalf("status %d", r.status)
 	}
-	got := up.only(t)
+	got := up.Only(t)
 	if xff := got.Header.Values("X-Forwarded-For"); len(xff) != 1 || xff[0] != "10.0.0.1, 10.0.0.2, 127.0.0.1" {
 		t.Errorf("X-Forwarded-For %q, want the client's with 127.0.0.1 appended", xff)
 	}
@@ -380,7 +377,7 @@ func testForwardedHeaders(t *testing.T, s *sidecar, up *upstream) {
 	if r := rawRequest(t, s.app.addr(), req); r.status != http.StatusOK {
 		t.Fatalf("status %d", r.status)
 	}
-	if got := up.only(t); got.Host != "authz.example.com" {
+	if got := up.Only(t); got.Host != "authz.example.com" {
 		t.Errorf("--preserve-host: Host %q, want the client's authz.example.com", got.Host)
 	}
 
@@ -436,16 +433,7 @@ func (st *sseStream) next(tb testing.TB) string {
 	}
 }
 
-func (u *upstream) send(tb testing.TB, ev string) {
-	tb.Helper()
-	select {
-	case u.events <- ev:
-	case <-time.After(5 * time.Second):
-		tb.Fatal("the upstream's event stream is not listening")
-	}
-}
-
-func testForwardServerSentEvents(t *testing.T, s *sidecar, up *upstream) {
+func testForwardServerSentEvents(t *testing.T, s *sidecar, up *testutil.Upstream) {
 	// --upstream-timeout (300ms) bounds the wait for the response to start,
 	// not the stream: events come slower than it.
 	st := openSSE(t, s, "/test/sse")
@@ -456,28 +444,28 @@ func testForwardServerSentEvents(t *testing.T, s *sidecar, up *upstream) {
 		t.Errorf("ContentLength %d, want unknown", st.res.ContentLength)
 	}
 	// The headers arrived before any event was sent; now one at a time.
-	up.send(t, "one")
+	up.Send(t, "one")
 	if l := st.next(t); l != "data: one" {
 		t.Fatalf("first event %q", l)
 	}
 	time.Sleep(500 * time.Millisecond)
-	up.send(t, "two")
+	up.Send(t, "two")
 	if l := st.next(t); l != "data: two" {
 		t.Fatalf("second event %q", l)
 	}
 	if n := s.app.streaming(); n != 1 {
 		t.Errorf("%d streams tracked, want 1", n)
 	}
-	up.send(t, "") // the upstream ends the stream
+	up.Send(t, "") // the upstream ends the stream
 	if l := st.next(t); l != "EOF" {
 		t.Fatalf("after the upstream ended the stream: %q, want EOF", l)
 	}
 	testutil.Eventually(t, "stream released", func() bool { return s.app.streaming() == 0 })
 }
 
-func testForwardClientGoesAway(t *testing.T, s *sidecar, up *upstream) {
+func testForwardClientGoesAway(t *testing.T, s *sidecar, up *testutil.Upstream) {
 	st := openSSE(t, s, "/test/sse")
-	up.send(t, "one")
+	up.Send(t, "one")
 	if l := st.next(t); l != "data: one" {
 		t.Fatalf("first event %q", l)
 	}
@@ -488,7 +476,7 @@ func testForwardClientGoesAway(t *testing.T, s *sidecar, up *upstream) {
 	sent := 0
 	testutil.Eventually(t, "stream released", func() bool {
 		select {
-		case up.events <- "more":
+		case up.Events <- "more":
 			sent++
 		case <-time.After(50 * time.Millisecond):
 		}
@@ -502,7 +490,7 @@ func testForwardClientGoesAway(t *testing.T, s *sidecar, up *upstream) {
 	// leaving at once, before any event; the server at its next write).
 	for i := 0; ; i++ {
 		select {
-		case up.events <- "late":
+		case up.Events <- "late":
 			if i == 3 {
 				t.Fatal("the upstream's handler still runs: its connection was not closed")
 			}
@@ -517,7 +505,7 @@ func TestForwardShutdownEndsStreams(t *testing.T) {
 	up := startUpstream(t)
 	s := startForwarder(t, up)
 	st := openSSE(t, s, "/test/sse")
-	up.send(t, "one")
+	up.Send(t, "one")
 	if l := st.next(t); l != "data: one" {
 		t.Fatalf("first event %q", l)
 	}
@@ -540,7 +528,7 @@ func TestForwardShutdownEndsStreams(t *testing.T) {
 	s.done <- nil // for the cleanup's stop
 }
 
-func testForwardChunkedResponse(t *testing.T, s *sidecar, up *upstream) {
+func testForwardChunkedResponse(t *testing.T, s *sidecar, up *testutil.Upstream) {
 	const n = 300
 	res, err := http.Get(s.url + "/test/chunked?n=" + strconv.Itoa(n))
 	if err != nil {
@@ -556,7 +544,7 @@ func testForwardChunkedResponse(t *testing.T, s *sidecar, up *upstream) {
 	}
 	var want bytes.Buffer
 	for i := range n {
-		want.Write(chunkOf(i))
+		want.Write(testutil.UpstreamChunk(i))
 	}
 	if !bytes.Equal(got, want.Bytes()) {
 		t.Errorf("body: %d bytes, want %d, equal %v", len(got), want.Len(), bytes.Equal(got, want.Bytes()))
@@ -596,7 +584,7 @@ func (r *slowReader) Read(p []byte) (int, error) {
 	return int(n), nil
 }
 
-func testForwardLargeUpload(t *testing.T, s *sidecar, up *upstream) {
+func testForwardLargeUpload(t *testing.T, s *sidecar, up *testutil.Upstream) {
 	chunk := make([]byte, 1<<20)
 	rand.Read(chunk)
 
@@ -609,7 +597,7 @@ func testForwardLargeUpload(t *testing.T, s *sidecar, up *upstream) {
 		{"20MB chunked", 20 << 20, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			up.reset()
+			up.Reset()
 			h := sha256.New()
 			for range tc.size / int64(len(chunk)) {
 				h.Write(chunk)
@@ -618,7 +606,7 @@ func testForwardLargeUpload(t *testing.T, s *sidecar, up *upstream) {
 			gate := make(chan struct{})
 			body := &slowReader{chunk: chunk, left: tc.size, gateAt: 8 << 20, gate: gate}
 			go func() {
-				for up.received.Load() < 1<<20 {
+				for up.Received() < 1<<20 {
 					time.Sleep(5 * time.Millisecond)
 				}
 				close(gate)
@@ -674,7 +662,7 @@ func testForwardLargeUpload(t *testing.T, s *sidecar, up *upstream) {
 			if body.sent != tc.size {
 				t.Errorf("the client sent %d bytes, want %d", body.sent, tc.size)
 			}
-			got := up.only(t)
+			got := up.Only(t)
 			if tc.chunked && (len(got.TransferEncoding) != 1 || got.TransferEncoding[0] != "chunked") {
 				t.Errorf("upstream got Transfer-Encoding %q, want chunked", got.TransferEncoding)
 			}
@@ -691,7 +679,7 @@ func testForwardLargeUpload(t *testing.T, s *sidecar, up *upstream) {
 }
 
 func TestForwardUpstreamDown(t *testing.T) {
-	s := startSidecar(t, []string{"--dev", "--upstream", "http://" + closedAddr(t)})
+	s := startSidecar(t, []string{"--dev", "--upstream", "http://" + testutil.ClosedAddr(t)})
 	start := time.Now()
 	r := s.do(t, "GET", "/api/version", testAdminToken, "")
 	wantError(t, r, http.StatusBadGateway, "cannot be reached")
@@ -706,9 +694,9 @@ func TestForwardUpstreamDown(t *testing.T) {
 	}
 }
 
-func testForwardUpstreamSlow(t *testing.T, s *sidecar, up *upstream) {
+func testForwardUpstreamSlow(t *testing.T, s *sidecar, up *testutil.Upstream) {
 	for _, method := range []string{"GET", "POST"} {
-		up.reset()
+		up.Reset()
 		start := time.Now()
 		r := s.do(t, method, "/test/sleep?d=3s", "", "")
 		wantError(t, r, http.StatusGatewayTimeout, "did not answer within 300ms")
@@ -716,7 +704,7 @@ func testForwardUpstreamSlow(t *testing.T, s *sidecar, up *upstream) {
 			t.Errorf("%s: 504 after %s", method, d)
 		}
 		// A timed-out request is not sent again.
-		if n := len(up.requests()); n != 1 {
+		if n := len(up.Requests()); n != 1 {
 			t.Errorf("%s: the upstream got %d requests, want 1", method, n)
 		}
 	}
@@ -730,7 +718,7 @@ func TestForwardConnectionLimit(t *testing.T) {
 	up := startUpstream(t)
 	s := startForwarder(t, up, "--upstream-max-conns", "1", "--upstream-dial-timeout", "200ms")
 	st := openSSE(t, s, "/test/sse") // holds the one connection
-	up.send(t, "one")
+	up.Send(t, "one")
 	if l := st.next(t); l != "data: one" {
 		t.Fatalf("first event %q", l)
 	}
@@ -742,7 +730,7 @@ func TestForwardConnectionLimit(t *testing.T) {
 			t.Errorf("%s: 503 after %s, want after waiting the 200ms dial timeout", path, d)
 		}
 	}
-	up.send(t, "") // the stream ends and frees the connection
+	up.Send(t, "") // the stream ends and frees the connection
 	if l := st.next(t); l != "EOF" {
 		t.Fatalf("after the end: %q", l)
 	}
@@ -750,15 +738,15 @@ func TestForwardConnectionLimit(t *testing.T) {
 }
 
 func TestForwardHTTPSUpstream(t *testing.T) {
-	up, certPEM := startTLSUpstream(t)
-	ca := testutil.WriteFile(t, t.TempDir(), "ca.pem", string(certPEM))
+	up := startUpstream(t, testutil.UpstreamTLS())
+	ca := testutil.WriteFile(t, t.TempDir(), "ca.pem", string(up.CertPEM()))
 
 	s := startForwarder(t, up, "--upstream-ca-file", ca)
 	r := s.do(t, "GET", "/api/namespaces/ns1/tree/a%20b.yaml?op=execute&x=1", testAdminToken, "")
 	if r.status != http.StatusOK {
 		t.Fatalf("status %d: %s", r.status, r.body)
 	}
-	if got := up.only(t); got.URI != "/api/namespaces/ns1/tree/a%20b.yaml?op=execute&x=1" {
+	if got := up.Only(t); got.URI != "/api/namespaces/ns1/tree/a%20b.yaml?op=execute&x=1" {
 		t.Errorf("upstream got %s", got.URI)
 	}
 
@@ -766,18 +754,18 @@ func TestForwardHTTPSUpstream(t *testing.T) {
 	s = startForwarder(t, up)
 	r = s.do(t, "GET", "/api/version", testAdminToken, "")
 	wantError(t, r, http.StatusBadGateway, "cannot be reached")
-	up.none(t)
+	up.None(t)
 }
 
-func testForwardKeepAlive(t *testing.T, s *sidecar, up *upstream) {
-	before := up.conns.Load()
+func testForwardKeepAlive(t *testing.T, s *sidecar, up *testutil.Upstream) {
+	before := up.Conns()
 	for range 20 {
 		if r := s.do(t, "GET", "/api/version", testAdminToken, ""); r.status != http.StatusOK {
 			t.Fatalf("status %d", r.status)
 		}
 	}
 	// Earlier tests may have left no idle connection: one dial at most.
-	if n := up.conns.Load() - before; n > 1 {
+	if n := up.Conns() - before; n > 1 {
 		t.Errorf("%d upstream connections for 20 sequential requests, want at most 1", n)
 	}
 }

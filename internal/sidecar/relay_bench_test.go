@@ -11,7 +11,7 @@ import (
 // route decision and the token swap, without the network.
 func BenchmarkRelayDecide(b *testing.B) {
 	up := startUpstream(b)
-	s, _ := startEnforcer(b, up, []string{"--log-level", "error"}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
+	s, _ := startEnforcer(b, up.URL(), []string{"--log-level", "error"}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
 	tok := []byte(s.mintToken(b, "ns1", "variablesView"))
 	h := relayHandler{s.app}
 	header := "Host: sidecar\r\nAccept: */*\r\nDirektiv-Api-Key: " + string(tok) + "\r\nUser-Agent: bench\r\n"

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"regexp"
@@ -198,7 +199,7 @@ func wantErrorBody(t *testing.T, what string, r rawResponse, status int, mention
 	}
 	m := r.json(t)
 	if len(m) != 2 {
-		t.Errorf("%s: error body has fields %v, want code and message", what, sortedNames(m))
+		t.Errorf("%s: error body has fields %v, want code and message", what, slices.Sorted(maps.Keys(m)))
 	}
 	if code, _ := m["code"].(float64); int(code) != status {
 		t.Errorf("%s: code %v, want %d", what, m["code"], status)
@@ -427,7 +428,7 @@ func testMintParityOn(t *testing.T, loops string) *parityRun {
 					t.Errorf("%s: dry_run %v", what, m["dry_run"])
 				}
 			}
-			if got := sortedNames(m); !slices.Equal(got, want) {
+			if got := slices.Sorted(maps.Keys(m)); !slices.Equal(got, want) {
 				t.Errorf("%s: fields %v, want %v", what, got, want)
 			}
 			if m["namespace"] != st.ns {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
 // TestRelayOwnEndpointsKeepForwardingConnections, with the in-memory dev
@@ -62,7 +64,7 @@ func TestRelayDotSegments(t *testing.T) {
 		{"/api/v2/namespaces/ns1/files/../../../../etc", "some-direktiv-token"},
 	} {
 		t.Run(tc.target, func(t *testing.T) {
-			up.reset()
+			up.Reset()
 			req := "GET " + tc.target + " HTTP/1.1\r\nHost: x\r\n"
 			if tc.token != "" {
 				req += "Direktiv-Token: " + tc.token + "\r\n"
@@ -71,7 +73,7 @@ func TestRelayDotSegments(t *testing.T) {
 			if r.status != http.StatusBadRequest {
 				t.Errorf("status %d, want 400 as the server answers", r.status)
 			}
-			up.none(t)
+			up.None(t)
 		})
 	}
 }
@@ -92,7 +94,7 @@ func TestRelayResponseHeaders(t *testing.T) {
 	if r.status != 200 || r.header.Get("Server") != "direktiv-authz" {
 		t.Errorf("forwarded (public): status %d, Server %q; want Server: direktiv-authz", r.status, r.header.Get("Server"))
 	}
-	down := startSidecar(t, []string{"--dev", "--upstream", "http://" + closedAddr(t)})
+	down := startSidecar(t, []string{"--dev", "--upstream", "http://" + testutil.ClosedAddr(t)})
 	r = rawRequest(t, down.app.addr(), req)
 	if r.status != 502 || r.header.Get("Date") == "" || r.header.Get("Server") != "direktiv-authz" {
 		t.Errorf("502: status %d, Date %q, Server %q", r.status, r.header.Get("Date"), r.header.Get("Server"))
@@ -108,13 +110,13 @@ func TestRelayResponseHeaders(t *testing.T) {
 // decides another's.
 func TestRelayPipelinedMintedTokens(t *testing.T) {
 	up := startUpstream(t)
-	s, _ := startEnforcer(t, up, []string{"--token-cache-ttl", "0"}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
+	s, _ := startEnforcer(t, up.URL(), []string{"--token-cache-ttl", "0"}, "DIREKTIV_AUTHZ_UPSTREAM_API_KEY="+testUpstreamKey)
 	if s.app.relay == nil {
 		t.Fatal("the relay is off")
 	}
 	tokA := s.mintToken(t, "ns1", "variablesView")
 	tokB := s.mintToken(t, "ns2", "variablesView", "variablesManage")
-	up.reset()
+	up.Reset()
 	type step struct {
 		method, target, token string
 		status                int
@@ -161,7 +163,7 @@ func TestRelayPipelinedMintedTokens(t *testing.T) {
 			want = append(want, st.method+" "+st.target)
 		}
 	}
-	reqs := up.requests()
+	reqs := up.Requests()
 	var got []string
 	for _, r := range reqs {
 		got = append(got, r.Method+" "+r.URI)

@@ -1,15 +1,8 @@
 package sidecar
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,60 +14,6 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/internal/tlsreload"
 )
-
-// testCA signs server certificates for 127.0.0.1.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pool *x509.CertPool
-}
-
-func newTestCA(tb testing.TB) *testCA {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert: cert, key: key, pool: pool}
-}
-
-// issue returns the PEM certificate and key of a server certificate for
-// 127.0.0.1 named cn.
-func (ca *testCA) issue(tb testing.TB, cn string) (certPEM, keyPEM []byte) {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
-}
 
 // secretDir lays out a certificate as a mounted Kubernetes Secret does:
 // tls.crt -> ..data/tls.crt, ..data -> ..<version>/, and an update swaps
@@ -88,9 +27,9 @@ func (d *secretDir) certFile() string { return filepath.Join(d.dir, "tls.crt") }
 func (d *secretDir) keyFile() string  { return filepath.Join(d.dir, "tls.key") }
 
 // update publishes a new certificate for cn, signed by ca.
-func (d *secretDir) update(tb testing.TB, ca *testCA, cn string) {
+func (d *secretDir) update(tb testing.TB, ca *testutil.CA, cn string) {
 	tb.Helper()
-	certPEM, keyPEM := ca.issue(tb, cn)
+	certPEM, keyPEM := ca.Issue(tb, cn)
 	d.version++
 	ver := "..v" + strings.Repeat("0", 3) + string(rune('0'+d.version))
 	if err := os.Mkdir(filepath.Join(d.dir, ver), 0o700); err != nil {
@@ -127,13 +66,13 @@ func servedCN(tb testing.TB, addr string, roots *x509.CertPool) string {
 }
 
 func TestTLSListener(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testutil.NewCA(t)
 	sd := &secretDir{dir: t.TempDir()}
 	sd.update(t, ca, "first")
 	up := startUpstream(t)
 	s := startSidecar(t, []string{"--dev", "--upstream", up.URL(), "--tls-cert-file", sd.certFile(), "--tls-key-file", sd.keyFile()})
 	addr := s.app.addr()
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool}, DisableKeepAlives: true}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}, DisableKeepAlives: true}}
 
 	// HTTPS serves the sidecar's own endpoints and forwards, telling the
 	// upstream the client used https.
@@ -154,33 +93,33 @@ func TestTLSListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	res.Body.Close()
-	if got := up.only(t).Header.Get("X-Forwarded-Proto"); res.StatusCode != 200 || got != "https" {
+	if got := up.Only(t).Header.Get("X-Forwarded-Proto"); res.StatusCode != 200 || got != "https" {
 		t.Errorf("forwarded over https: %d, X-Forwarded-Proto %q", res.StatusCode, got)
 	}
 	// Plain HTTP on the TLS port is refused.
 	if _, err := http.Get("http://" + addr + "/api/version"); err == nil {
 		t.Error("plain HTTP answered on the TLS listener")
 	}
-	if got := servedCN(t, addr, ca.pool); got != "first" {
+	if got := servedCN(t, addr, ca.Pool); got != "first" {
 		t.Fatalf("serving %q", got)
 	}
 
 	// A Secret update (symlink swap) is picked up by a later handshake.
 	sd.update(t, ca, "second")
-	testutil.Eventually(t, "the swapped certificate is served", func() bool { return servedCN(t, addr, ca.pool) == "second" })
+	testutil.Eventually(t, "the swapped certificate is served", func() bool { return servedCN(t, addr, ca.Pool) == "second" })
 
 	// So is a file rewritten in place, even when the key and certificate
 	// are written one after the other (a handshake in between keeps the
 	// previous pair).
-	cert, key := ca.issue(t, "third")
+	cert, key := ca.Issue(t, "third")
 	ver := filepath.Join(sd.dir, "..data")
 	testutil.WriteFile(t, ver, "tls.key", string(key))
 	time.Sleep(tlsreload.CheckInterval + 100*time.Millisecond)
-	if got := servedCN(t, addr, ca.pool); got != "second" {
+	if got := servedCN(t, addr, ca.Pool); got != "second" {
 		t.Errorf("with a key not matching the certificate: serving %q, want the previous one", got)
 	}
 	testutil.WriteFile(t, ver, "tls.crt", string(cert))
-	testutil.Eventually(t, "the rewritten certificate is served", func() bool { return servedCN(t, addr, ca.pool) == "third" })
+	testutil.Eventually(t, "the rewritten certificate is served", func() bool { return servedCN(t, addr, ca.Pool) == "third" })
 
 	got := s.scrape(t)
 	if got[`direktiv_authz_tls_cert_reload_failures_total`] < 1 {

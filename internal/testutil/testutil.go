@@ -1,10 +1,12 @@
 // Package testutil holds what the tests of several packages share: waiting
-// for something asynchronous, and a log sink safe to read while written.
-// Only tests import it; it imports nothing of the project's.
+// for something asynchronous, a log sink safe to read while written, the
+// recording stand-in for Direktiv (Upstream) and a CA for test
+// certificates. Only tests import it; it imports nothing of the project's.
 package testutil
 
 import (
 	"bytes"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -86,4 +88,16 @@ func BenchEncoders(b *testing.B, want []byte, encoders map[string]func(w *bytes.
 			}
 		})
 	}
+}
+
+// ClosedAddr returns a loopback address nothing listens on.
+func ClosedAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }

@@ -1,4 +1,4 @@
-package sidecar
+package main
 
 import (
 	"bufio"
@@ -19,6 +19,9 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 )
+
+// testAdminToken is the admin token the binary runs with.
+const testAdminToken = "test-admin-token-0123456789"
 
 // buildBinary builds the sidecar into a temporary directory of tb.
 func buildBinary(tb testing.TB) string {
@@ -116,7 +119,7 @@ func (p *sidecarProcess) log() string {
 	return p.stderr.String()
 }
 
-// get sends a GET with the admin token.
+// getAdmin sends a GET with the admin token.
 func getAdmin(url string) (int, string, error) {
 	req, _ := http.NewRequest("GET", url, nil)
 	req.Header.Set(credential.HeaderToken, testAdminToken)
@@ -134,7 +137,7 @@ func getAdmin(url string) (int, string, error) {
 // Redis and exits 0.
 func TestShutdownOnSIGTERM(t *testing.T) {
 	srv := redistest.Start(t)
-	up := startUpstream(t)
+	up := testutil.StartUpstream(t)
 	p := startBinary(t, "--redis-url", srv.URL(), "--upstream", up.URL(), "--shutdown-grace", "20s")
 	if code, body, err := getAdmin("http://" + p.opsAddr + "/readyz"); err != nil || code != 200 {
 		t.Fatalf("/readyz before: %d %q %v", code, body, err)
@@ -150,7 +153,7 @@ func TestShutdownOnSIGTERM(t *testing.T) {
 		code, body, err := getAdmin("http://" + p.addr + "/test/sleep?d=2s")
 		inflight <- result{code, body, err}
 	}()
-	testutil.Eventually(t, "the slow request reaches the upstream", func() bool { return len(up.requests()) == 1 })
+	testutil.Eventually(t, "the slow request reaches the upstream", func() bool { return len(up.Requests()) == 1 })
 
 	start := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -197,14 +200,14 @@ func TestShutdownOnSIGTERM(t *testing.T) {
 // is cut off, and the process still exits 0.
 func TestShutdownGraceOver(t *testing.T) {
 	srv := redistest.Start(t)
-	up := startUpstream(t)
+	up := testutil.StartUpstream(t)
 	p := startBinary(t, "--redis-url", srv.URL(), "--upstream", up.URL(), "--shutdown-grace", "300ms")
 	inflight := make(chan error, 1)
 	go func() {
 		_, _, err := getAdmin("http://" + p.addr + "/test/sleep?d=30s")
 		inflight <- err
 	}()
-	testutil.Eventually(t, "the slow request reaches the upstream", func() bool { return len(up.requests()) == 1 })
+	testutil.Eventually(t, "the slow request reaches the upstream", func() bool { return len(up.Requests()) == 1 })
 	start := time.Now()
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

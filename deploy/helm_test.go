@@ -1,10 +1,10 @@
-package sidecar
+package deploy_test
 
 // The Helm chart under deploy/helm/direktiv-authz is checked with the real
 // Helm, run from the Go module proxy: helm lint and helm template over each
 // values file in its ci/ directory, and the rendered objects through the
 // same checker as the plain manifests (deploy_test.go), through the binary's
-// own parseConfig, and against what each values file asks for. A missing
+// own config.Parse, and against what each values file asks for. A missing
 // required value must fail the render with a message naming it.
 
 import (
@@ -24,10 +24,11 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/direktiv/direktiv-authz/internal/config"
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
 const (
-	chartDir = deployDir + "/helm/direktiv-authz"
+	chartDir = "helm/direktiv-authz"
 	// helmModule is the Helm the tests run: built from the module proxy by
 	// go run, no binary download.
 	helmModule = "helm.sh/helm/v4/cmd/helm@v4.3.2"
@@ -516,7 +517,7 @@ func checkChartObjects(t *testing.T, r rendered, tc chartCase, policyFiles map[s
 		want := maps.Clone(policyFiles)
 		maps.Copy(want, tc.policies)
 		data := yamlDig(r.get(t, cmID), "data")
-		for _, name := range sortedNames(want) {
+		for _, name := range slices.Sorted(maps.Keys(want)) {
 			if got, ok := data[name].(string); !ok || got != want[name] {
 				t.Errorf("%s: %s differs from its source (got %d bytes, want %d)", cmID, name, len(got), len(want[name]))
 			}
@@ -622,14 +623,14 @@ func checkChartIngress(t *testing.T, ing map[string]any, tc chartCase, svcPorts 
 }
 
 // checkChartConfig runs the rendered command line and environment through
-// the binary's own parseConfig, with the mounted files in a temp dir and
+// the binary's own config.Parse, with the mounted files in a temp dir and
 // Secret values made up, so that the sidecar would accept what the chart
 // starts it with.
 func checkChartConfig(t *testing.T, r rendered, tc chartCase) {
 	t.Helper()
 	ctr, _ := r.container(t)
 	root := t.TempDir()
-	certPEM, keyPEM := newTestCA(t).issue(t, "direktiv-authz")
+	certPEM, keyPEM := testutil.NewCA(t).Issue(t, "direktiv-authz")
 	for f, content := range map[string][]byte{
 		"secrets/admin-token":      []byte("made-up-admin-token"),
 		"secrets/upstream-api-key": []byte("made-up-upstream-api-key"),

@@ -1,4 +1,4 @@
-package sidecar
+package deploy_test
 
 // The deployment material under deploy/ is checked against the binary it
 // runs, so that a renamed flag, a removed variable or an edited rule file
@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
@@ -22,7 +23,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -35,8 +35,9 @@ import (
 )
 
 const (
-	deployDir   = "../../deploy"
-	policiesDir = "../../policies"
+	// deployDir is deploy/, this directory, where go test runs.
+	deployDir   = "."
+	policiesDir = "../policies"
 	// policiesConfigMap is the file gen-configmap.sh writes, relative to deploy/.
 	policiesConfigMap = "kubernetes/configmap-policies.yaml"
 	// k8sDefaultGrace is Kubernetes' terminationGracePeriodSeconds when a pod
@@ -58,8 +59,9 @@ func TestDeploy(t *testing.T) {
 	files := 0
 	err := filepath.WalkDir(deployDir, func(p string, d os.DirEntry, err error) error {
 		// The chart links policies/ in (files/policies); the policies are
-		// checked against the ConfigMaps, not read here.
-		if err != nil || d.IsDir() || d.Type()&os.ModeSymlink != 0 {
+		// checked against the ConfigMaps, not read here. The tests beside
+		// the manifests are not deployment material.
+		if err != nil || d.IsDir() || d.Type()&os.ModeSymlink != 0 || strings.HasSuffix(p, "_test.go") {
 			return err
 		}
 		data, err := os.ReadFile(p)
@@ -251,7 +253,7 @@ api:
 	t.Run("a changed byte in the policies ConfigMap", func(t *testing.T) {
 		files := mustPolicyFiles(t)
 		cm := mustReadFile(t, filepath.Join(deployDir, policiesConfigMap))
-		names := sortedNames(files)
+		names := slices.Sorted(maps.Keys(files))
 		if len(names) == 0 {
 			t.Fatal("no policies")
 		}
@@ -269,7 +271,7 @@ api:
 // binarySettings is what the binary accepts, read from the binary's own
 // configuration code rather than repeated here.
 type binarySettings struct {
-	flags    map[string]bool   // every flag name parseConfig registers
+	flags    map[string]bool   // every flag name config.Parse registers
 	bools    map[string]bool   // boolean flags (they take no separate value)
 	env      map[string]bool   // every DIREKTIV_AUTHZ_* variable it reads
 	envOf    map[string]string // flag name -> its environment twin
@@ -301,7 +303,7 @@ func mustBinarySettings(tb testing.TB) binarySettings {
 			b.defaults[s.Flag] = *s.Str
 		}
 	}
-	// Any flag parseConfig registers beyond settings(): ask it for --help.
+	// Any flag config.Parse registers beyond Settings(): ask it for --help.
 	var usage bytes.Buffer
 	if _, err := config.Parse([]string{"--help"}, nil, &usage); !errors.Is(err, config.ErrHelp) {
 		tb.Fatalf("config.Parse(--help) = %v, want config.ErrHelp", err)
@@ -408,7 +410,7 @@ func (c *deployChecker) checkFile(name string, data []byte) {
 		}
 	case isChartTemplate(name):
 		// Go templates, not YAML: checked as helm template renders them
-		// (deploy_helm_test.go).
+		// (helm_test.go).
 	case strings.HasSuffix(base, ".yaml") || strings.HasSuffix(base, ".yml"):
 		c.checkYAML(name, where, strings.HasPrefix(name, "kubernetes/"), data)
 	}
@@ -523,7 +525,7 @@ func walkSidecars(node any, pod map[string]any, inPod bool, fn func(ctr, pod map
 			fn(n, pod)
 			return
 		}
-		for _, k := range sortedNames(n) {
+		for _, k := range slices.Sorted(maps.Keys(n)) {
 			if k == "containers" || k == "initContainers" {
 				walkSidecars(n[k], n, true, fn)
 			} else {
@@ -763,7 +765,7 @@ func (c *deployChecker) checkSidecar(s *deployedSidecar) {
 }
 
 // checkArgs checks a command line's flags against the binary and returns the
-// value given for each. Positional arguments are refused, as parseConfig
+// value given for each. Positional arguments are refused, as config.Parse
 // refuses them.
 func (c *deployChecker) checkArgs(where string, args []string) map[string]string {
 	given := map[string]string{}
@@ -927,7 +929,7 @@ func checkPolicyConfigMap(data []byte, files map[string]string) []string {
 	if len(cm.BinaryData) > 0 {
 		problems = append(problems, fmt.Sprintf("deploy/%s: has binaryData; the policies are text", policiesConfigMap))
 	}
-	for _, name := range sortedNames(files) {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		got, ok := cm.Data[name]
 		switch {
 		case !ok:
@@ -936,7 +938,7 @@ func checkPolicyConfigMap(data []byte, files map[string]string) []string {
 			problems = append(problems, fmt.Sprintf("deploy/%s: %s differs from policies/%s; regenerate with deploy/kubernetes/gen-configmap.sh", policiesConfigMap, name, name))
 		}
 	}
-	for _, name := range sortedNames(cm.Data) {
+	for _, name := range slices.Sorted(maps.Keys(cm.Data)) {
 		if _, ok := files[name]; !ok {
 			problems = append(problems, fmt.Sprintf("deploy/%s: %s is not in policies/; regenerate with deploy/kubernetes/gen-configmap.sh", policiesConfigMap, name))
 		}
@@ -1057,15 +1059,6 @@ func yamlStrings(v any) []string {
 		return out
 	}
 	return nil
-}
-
-func sortedNames[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func uniqSorted(s []string) []string {
