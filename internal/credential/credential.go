@@ -10,6 +10,8 @@ import (
 	"crypto/subtle"
 	"strings"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/direktiv/direktiv-authz/internal/apierror"
 	"github.com/direktiv/direktiv-authz/internal/secret"
 )
@@ -218,12 +220,12 @@ func EqualFoldName(name []byte, lower string) bool {
 	return true
 }
 
-// Read reads the credential of a request from its header fields, in order:
-// fasthttp's RequestHeader.All on the server, relay.Request.Fields on the
-// event loops. admin is the admin token ("" for none).
-func Read(fields func(yield func(name, value []byte) bool), admin string) (Credential, error) {
+// FromHeader reads the credential of a request the server parsed. (The
+// event loops give a Reader their fields themselves: a loop over a function
+// value passed in would allocate per request.)
+func FromHeader(h *fasthttp.RequestHeader, admin string) (Credential, error) {
 	r := Reader{Admin: admin}
-	for name, value := range fields {
+	for name, value := range h.All() {
 		if !r.Field(name, value) {
 			break
 		}

@@ -62,7 +62,7 @@ func (f *Forwarder) Forward(ctx *fasthttp.RequestCtx, r classify.Request) {
 // enforce decides whether a request may be forwarded, and how:
 //
 //   - Its credential is read from any of the credential headers
-//     (credential.Read); a minted token is authenticated.
+//     (credential.FromHeader); a minted token is authenticated.
 //   - The route rules are asked, for every caller: the admin token, a
 //     minted token, or none (no credential, or one that is neither). Without
 //     a valid credential only a route the rules name public passes (the
@@ -111,7 +111,7 @@ func (f *Forwarder) AuditRefusal(ctx *fasthttp.RequestCtx, r classify.Request, d
 
 // enforceRequest is enforce without the audit.
 func (f *Forwarder) enforceRequest(ctx *fasthttp.RequestCtx, r classify.Request) (authz.Decision, error) {
-	cred, err := credential.Read(ctx.Request.Header.All(), f.AdminToken)
+	cred, err := credential.FromHeader(&ctx.Request.Header, f.AdminToken)
 	if err != nil {
 		return authz.Decision{Req: r}, err
 	}

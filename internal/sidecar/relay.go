@@ -51,7 +51,7 @@ type lookupNote struct {
 
 // Decide forwards a request the relay may send as it is: one that the
 // authz decision allows at once, with the credential of the request read by
-// credential.Read and, for a minted token, its record cached (or just looked
+// credential.Reader and, for a minted token, its record cached (or just looked
 // up: a cache miss is a Wait for the lookup). Refusals are served by the
 // server's handlers off the loop (serveOne); requests whose answer the
 // sidecar checks or rewrites (lookups, transforms) are handed to the
@@ -79,7 +79,7 @@ func (h relayHandler) Decide(r *relay.Request) relay.Verdict {
 		}
 		return relay.Verdict{Action: relay.Handoff}
 	}
-	cred, err := credential.Read(r.Fields, a.cfg.AdminToken)
+	cred, err := a.loopCredential(r)
 	if err != nil {
 		return h.refuse(r, authz.Decision{Req: req}, err, true)
 	}
@@ -138,6 +138,17 @@ func (a *app) loopMint(r classify.Request) bool {
 	return a.loopMints && r.Method == "POST" && len(r.Rest) == 1 && r.Rest[0] == "token"
 }
 
+// loopCredential reads the credential of a request on the event loops.
+func (a *app) loopCredential(req *relay.Request) (credential.Credential, error) {
+	r := credential.Reader{Admin: a.cfg.AdminToken}
+	for name, value := range req.Fields {
+		if !r.Field(name, value) {
+			break
+		}
+	}
+	return r.Result()
+}
+
 // errWouldBlock is a store lookup the loop cannot make: the request is
 // handed to the server.
 var errWouldBlock = errors.New("a store lookup on the event loop")
@@ -148,7 +159,7 @@ func (h relayHandler) mint(r *relay.Request, req classify.Request) relay.Verdict
 	a := h.a
 	var sec secret.Secret
 	var found lookupNote
-	if cred, err := credential.Read(r.Fields, a.cfg.AdminToken); err == nil && cred.Kind == credential.Minted {
+	if cred, err := a.loopCredential(r); err == nil && cred.Kind == credential.Minted {
 		if s, err := secret.Parse(string(cred.Value)); err == nil {
 			var wait *relay.Verdict
 			if found, wait = a.loopRecord(r, s, true); wait != nil {
@@ -159,7 +170,7 @@ func (h relayHandler) mint(r *relay.Request, req classify.Request) relay.Verdict
 	}
 	find := func(s secret.Secret) (store.Token, error) {
 		if s.ID != sec.ID || s.Namespace != sec.Namespace {
-			return store.Token{}, errWouldBlock // not the token found above: cannot happen, as both read the same headers with credential.Read
+			return store.Token{}, errWouldBlock // not the token found above: cannot happen, as both read the same headers with credential.Reader
 		}
 		return found.rec, found.err
 	}

@@ -216,7 +216,7 @@ func (e *Endpoints) BeginMint(ctx *fasthttp.RequestCtx, ns string, ev *audit.Eve
 	if plan.DryRun {
 		ev.Action = "dry_run"
 	}
-	cred, err := credential.Read(ctx.Request.Header.All(), e.Config.AdminToken)
+	cred, err := credential.FromHeader(&ctx.Request.Header, e.Config.AdminToken)
 	if err != nil {
 		return plan, err
 	}

@@ -84,7 +84,7 @@ func viewOf(t store.Token, now time.Time) View {
 // and apierror.Unavailable.
 func (e *Endpoints) authorizeOwn(ctx *fasthttp.RequestCtx, r classify.Request, action string) (authn.Caller, error) {
 	ns := r.NS
-	cred, err := credential.Read(ctx.Request.Header.All(), e.Config.AdminToken)
+	cred, err := credential.FromHeader(&ctx.Request.Header, e.Config.AdminToken)
 	who := authn.Caller{}
 	if err == nil {
 		who, err = e.Authn.Authenticate(ctx, cred)
