@@ -13,7 +13,7 @@ import (
 	"time"
 )
 
-// CA signs server certificates for 127.0.0.1.
+// CA signs server certificates for 127.0.0.1 and localhost.
 type CA struct {
 	// Pool holds the CA's certificate: the roots a client trusts it with.
 	Pool *x509.CertPool
@@ -46,8 +46,14 @@ func NewCA(tb testing.TB) *CA {
 	return &CA{Pool: pool, cert: cert, key: key}
 }
 
+// PEM is the CA's certificate, PEM-encoded: what a client is given to
+// trust it.
+func (ca *CA) PEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw})
+}
+
 // Issue returns the PEM certificate and key of a server certificate for
-// 127.0.0.1 named cn.
+// 127.0.0.1 and localhost named cn.
 func (ca *CA) Issue(tb testing.TB, cn string) (certPEM, keyPEM []byte) {
 	tb.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -62,7 +68,7 @@ func (ca *CA) Issue(tb testing.TB, cn string) (certPEM, keyPEM []byte) {
 		SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
