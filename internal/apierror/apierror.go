@@ -158,6 +158,9 @@ func As(err error) *Error {
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.Is(err, store.ErrUnavailable) && timedOut(err):
+		// The command may have reached Redis and run after all.
+		return &Error{Code: Unavailable, Message: "the token store did not answer in time; a change asked for may have been made, try again later", Err: err}
 	case errors.Is(err, store.ErrUnavailable):
 		return &Error{Code: Unavailable, Message: "the token store is unavailable; nothing was changed, try again later", Err: err}
 	case errors.Is(err, engine.ErrUnavailable):
@@ -165,6 +168,13 @@ func As(err error) *Error {
 	default:
 		return &Error{Code: Internal, Message: "internal error", Err: err}
 	}
+}
+
+// timedOut reports a timeout in err's chain: a command sent whose answer
+// did not come.
+func timedOut(err error) bool {
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
 }
 
 // FromDecision maps the code a Rego decision answers with to a Code.

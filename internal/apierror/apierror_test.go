@@ -3,10 +3,13 @@ package apierror
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/direktiv/direktiv-authz/internal/testutil"
+	"github.com/direktiv/direktiv-authz/store"
 )
 
 // The error answers the server and the event loops send (errorJSON) are
@@ -118,4 +121,23 @@ func BenchmarkEncodeErrorBody(b *testing.B) {
 			w.Write(append(out, '\n'))
 		},
 	})
+}
+
+type timeoutErr struct{}
+
+func (timeoutErr) Error() string   { return "i/o timeout" }
+func (timeoutErr) Timeout() bool   { return true }
+func (timeoutErr) Temporary() bool { return true }
+
+// An unavailable store is a 503 either way; only a timeout, where the
+// command may have run, leaves out "nothing was changed".
+func TestUnavailableStoreSaysWhetherAChangeMayHaveBeenMade(t *testing.T) {
+	refused := As(fmt.Errorf("%w: creating token: %w", store.ErrUnavailable, errors.New("connection refused")))
+	timedOut := As(fmt.Errorf("%w: creating token: %w", store.ErrUnavailable, timeoutErr{}))
+	if refused.Status() != 503 || !strings.Contains(refused.Message, "nothing was changed") {
+		t.Errorf("refused: %d %q", refused.Status(), refused.Message)
+	}
+	if timedOut.Status() != 503 || strings.Contains(timedOut.Message, "nothing was changed") || !strings.Contains(timedOut.Message, "may have been made") {
+		t.Errorf("timed out: %d %q", timedOut.Status(), timedOut.Message)
+	}
 }
