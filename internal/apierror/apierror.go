@@ -200,7 +200,7 @@ func FromDecision(code string) Code {
 // {"code":<status>,"message"}, on the other /api/ paths (Direktiv <= 0.8
 // and the sidecar's own /api/namespaces/{ns}/auth/... endpoints). The bytes
 // are encoding/json's, written by goccy/go-json as every JSON answer is
-// (see the sidecar's writeJSON).
+// (answer.Writer.JSON).
 func JSON(b, path []byte, ae *Error) []byte {
 	var body any
 	if V1Path(path) {

@@ -174,9 +174,11 @@ func (h relayHandler) mint(r *relay.Request, req classify.Request) relay.Verdict
 		}
 		return found.rec, found.err
 	}
-	remote := net.TCPAddrFromAddrPort(r.Remote)
+	// The Answer may run after a Wait, when req's bytes are gone: it keeps
+	// only what it needs.
+	remote, ns, family := net.TCPAddrFromAddrPort(r.Remote), req.NS, req.Family
 	return relay.Verdict{Action: relay.Answer, Answer: func(raw []byte) relay.Reply {
-		return a.answerMint(raw, remote, req, find)
+		return a.answerMint(raw, remote, ns, family, find)
 	}}
 }
 
@@ -185,20 +187,20 @@ func (h relayHandler) mint(r *relay.Request, req classify.Request) relay.Verdict
 // without blocking the loop (store.Redis.CreateAsync, batched with the
 // other creates) and the answer written when it is stored. The response,
 // audit line and metrics are the server's.
-func (a *app) answerMint(raw []byte, remote net.Addr, req classify.Request, find func(secret.Secret) (store.Token, error)) relay.Reply {
+func (a *app) answerMint(raw []byte, remote net.Addr, ns string, family classify.Family, find func(secret.Secret) (store.Token, error)) relay.Reply {
 	ctx, ok := a.readServeCtx(raw, remote)
 	if !ok {
 		return relay.Reply{}
 	}
-	ev := &audit.Event{Action: "mint", Namespace: req.NS, Decision: "deny"}
-	plan, err := a.tokens.BeginMint(&ctx.RequestCtx, req.NS, ev, find)
+	ev := &audit.Event{Action: "mint", Namespace: ns, Decision: "deny"}
+	plan, err := a.tokens.BeginMint(&ctx.RequestCtx, ns, ev, find)
 	if errors.Is(err, errWouldBlock) {
 		releaseServeCtx(ctx)
 		return relay.Reply{}
 	}
 	if err != nil || plan.DryRun {
 		a.tokens.EndMint(&ctx.RequestCtx, plan, ev, err)
-		a.metrics.Request(req.Family, ctx.Response.StatusCode())
+		a.metrics.Request(family, ctx.Response.StatusCode())
 		return a.serveReply(ctx)
 	}
 	return relay.Reply{Later: func(answer func(relay.Reply)) {
@@ -206,7 +208,7 @@ func (a *app) answerMint(raw []byte, remote net.Addr, req classify.Request, find
 		a.redis.CreateAsync(plan.Rec, plan.Limit, func(err error) {
 			a.metrics.CreateDone(start, err)
 			a.tokens.EndMint(&ctx.RequestCtx, plan, ev, a.tokens.Stored(&ctx.RequestCtx, plan, ev, err))
-			a.metrics.Request(req.Family, ctx.Response.StatusCode())
+			a.metrics.Request(family, ctx.Response.StatusCode())
 			answer(a.serveReply(ctx))
 		})
 	}}
