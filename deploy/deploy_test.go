@@ -31,7 +31,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/direktiv/direktiv-authz/internal/config"
-	"github.com/direktiv/direktiv-authz/store"
+	"github.com/direktiv/direktiv-authz/store/redis"
 )
 
 const (
@@ -426,7 +426,7 @@ func (c *deployChecker) checkText(where string, data []byte) {
 	}
 	for _, u := range uniqSorted(redisURL.FindAllString(string(data), -1)) {
 		u = strings.TrimRight(u, ".,;:")
-		if _, err := store.ParseRedisURL(k8sVarRef.ReplaceAllString(u, "password")); err != nil {
+		if _, err := redis.ParseURL(k8sVarRef.ReplaceAllString(u, "password")); err != nil {
 			c.problemf("%s: %s: %v", where, u, err)
 		}
 	}

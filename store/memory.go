@@ -150,7 +150,7 @@ func (m *Memory) live(ns, id string, now time.Time) (*memRecord, bool) {
 var errMemoryClosed = fmt.Errorf("%w: memory store is closed", ErrUnavailable)
 
 // Create stores t. It returns an error wrapping ErrInvalid if t is incomplete
-// (see Redis.Create for the rules), ErrExists if a token with t's namespace
+// (see redis.Store.Create for the rules), ErrExists if a token with t's namespace
 // and id exists or was revoked in the last minute, ErrNotFound if t.Parent is
 // set and that token is not live (so a child of a revoked or expired parent
 // is never stored), and ErrUnavailable after Close. On error nothing is
@@ -160,16 +160,16 @@ func (m *Memory) Create(ctx context.Context, t Token) error {
 }
 
 // CreateLimited is Create counted against the rate limits l, as
-// Redis.CreateLimited: a *RateLimitedError (errors.Is ErrRateLimited) when a
+// redis.Store.CreateLimited: a *RateLimitedError (errors.Is ErrRateLimited) when a
 // limit refuses, the create counted only when the token is stored. The
 // limits are this Memory's own, on the process clock.
 func (m *Memory) CreateLimited(_ context.Context, t Token, l Limit) error {
 	now := time.Now()
-	t, err := validateRecord(t, now)
+	t, err := ValidateRecord(t, now)
 	if err != nil {
 		return err
 	}
-	if err := validateLimit(l); err != nil {
+	if err := ValidateLimit(l); err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -236,7 +236,7 @@ func (m *Memory) CreateLimited(_ context.Context, t Token, l Limit) error {
 // was never stored, has expired or was revoked, and ErrUnavailable after
 // Close.
 func (m *Memory) Lookup(_ context.Context, namespace, id string) (Token, error) {
-	if err := validateName(namespace, id); err != nil {
+	if err := ValidateName(namespace, id); err != nil {
 		return Token{}, err
 	}
 	m.mu.Lock()
@@ -253,7 +253,7 @@ func (m *Memory) Lookup(_ context.Context, namespace, id string) (Token, error) 
 	if !ok {
 		return Token{}, fmt.Errorf("%w: %s/%s", ErrNotFound, namespace, id)
 	}
-	t, err := decodeRecord(data, namespace, id)
+	t, err := DecodeRecord(data, namespace, id)
 	if err != nil {
 		return Token{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
@@ -308,7 +308,7 @@ func (m *Memory) List(_ context.Context, namespace, after string, limit int) ([]
 	}
 	out := make([]Token, 0, len(page))
 	for _, r := range page {
-		t, err := decodeRecord(r.data, namespace, r.id)
+		t, err := DecodeRecord(r.data, namespace, r.id)
 		if err != nil {
 			return nil, "", fmt.Errorf("%w: %w", ErrUnavailable, err)
 		}
@@ -326,7 +326,7 @@ func (m *Memory) List(_ context.Context, namespace, after string, limit int) ([]
 // ErrInvalid if namespace or id is not a valid name, ErrNotFound if
 // namespace/id is not live, and ErrUnavailable after Close.
 func (m *Memory) Revoke(_ context.Context, namespace, id string) (Revocation, error) {
-	if err := validateName(namespace, id); err != nil {
+	if err := ValidateName(namespace, id); err != nil {
 		return Revocation{}, err
 	}
 	now := time.Now()
@@ -340,7 +340,7 @@ func (m *Memory) Revoke(_ context.Context, namespace, id string) (Revocation, er
 		return Revocation{}, fmt.Errorf("%w: %s/%s", ErrNotFound, namespace, id)
 	}
 	sp := m.spaces[namespace]
-	sp.revoked[id] = now.Add(revokeMarkerTTL)
+	sp.revoked[id] = now.Add(RevokeMarkerTTL)
 	var gone []*memRecord
 	queue := []string{id}
 	seen := map[string]bool{id: true}

@@ -35,8 +35,8 @@ func (r Rate) Valid() bool {
 	return r.IsZero() || (r.Count >= 1 && r.Count <= MaxRateCount && r.Per >= time.Duration(r.Count)*minInterval)
 }
 
-// interval is what one create costs: Per/Count.
-func (r Rate) interval() time.Duration { return r.Per / time.Duration(r.Count) }
+// Interval is what one create costs: Per/Count.
+func (r Rate) Interval() time.Duration { return r.Per / time.Duration(r.Count) }
 
 // String formats r as "N/s", "N/m" or "N/h" where Per is one of those units,
 // else as "N per <Per>".
@@ -91,14 +91,14 @@ func (e *RateLimitedError) Error() string {
 // Is makes errors.Is(err, ErrRateLimited) true.
 func (e *RateLimitedError) Is(target error) bool { return target == ErrRateLimited }
 
-// validateLimit checks l: both rates valid, and a caller id that can be part
+// ValidateLimit checks l: both rates valid, and a caller id that can be part
 // of a key when the caller is limited. Errors wrap ErrInvalid.
-func validateLimit(l Limit) error {
+func ValidateLimit(l Limit) error {
 	if !l.Namespace.Valid() || !l.Caller.Valid() {
 		return fmt.Errorf("%w: rate limit %+v: want a count from 1 to %d and at least a microsecond per create", ErrInvalid, l, MaxRateCount)
 	}
 	if l.CallerID != "" && !l.Caller.IsZero() && !secret.ValidID(l.CallerID) {
-		return fmt.Errorf("%w: rate-limited caller id %s is not a token id", ErrInvalid, quote(l.CallerID))
+		return fmt.Errorf("%w: rate-limited caller id %s is not a token id", ErrInvalid, Quote(l.CallerID))
 	}
 	return nil
 }
@@ -111,7 +111,7 @@ func gcra(tat, now time.Time, r Rate) (wait time.Duration, next time.Time) {
 	if tat.Before(now) {
 		tat = now
 	}
-	iv := r.interval()
+	iv := r.Interval()
 	wait = tat.Sub(now) - time.Duration(r.Count-1)*iv
 	if wait < 0 {
 		wait = 0

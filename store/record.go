@@ -19,7 +19,7 @@ import (
 //	2..        d × 16 bytes: the ancestors' ids, oldest first; the last is
 //	           the parent (written by the create script, which reads them
 //	           from the parent's record)
-//	then the tail, which Go writes (recordTail):
+//	then the tail, which Go writes (AppendRecordTail):
 //	8 bytes    Created, unix nanoseconds, big-endian
 //	8 bytes    Expires, likewise
 //	32 bytes   the SHA-256 of the secret
@@ -29,11 +29,11 @@ import (
 // The Lua scripts read only bytes 0..2+16d (see luaCommon's ancestors).
 // Records of the JSON format written before (they start with '{') are still
 // read, so that tokens minted before an upgrade keep working until they
-// expire (see decodeRecord).
+// expire (see DecodeRecord).
 const recordFormat = 2
 
-// rawID returns the 16 bytes of a valid (ValidID) id.
-func rawID(id string) []byte {
+// RawID returns the 16 bytes of a valid (ValidID) id.
+func RawID(id string) []byte {
 	b := make([]byte, 16)
 	j := 0
 	for i := 0; i+1 < len(id); i++ {
@@ -69,9 +69,9 @@ func idString(b []byte) string {
 	return string(s[:])
 }
 
-// recordTail appends what follows the ancestors in t's record. t must be
-// valid (validateRecord).
-func (t Token) recordTail(b []byte) []byte {
+// AppendRecordTail appends what follows the ancestors in t's record. t must be
+// valid (ValidateRecord).
+func (t Token) AppendRecordTail(b []byte) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(t.Created.UnixNano()))
 	b = binary.BigEndian.AppendUint64(b, uint64(t.Expires.UnixNano()))
 	h, _ := hex.DecodeString(t.Hash)
@@ -90,9 +90,9 @@ func (t Token) encodeRecord(ancestors []string) []byte {
 	b := make([]byte, 0, 2+16*len(ancestors)+96+len(t.Description)+len(t.Revision)+16*len(t.Policies))
 	b = append(b, recordFormat, byte(len(ancestors)))
 	for _, a := range ancestors {
-		b = append(b, rawID(a)...)
+		b = append(b, RawID(a)...)
 	}
-	return t.recordTail(b)
+	return t.AppendRecordTail(b)
 }
 
 func appendString(b []byte, s string) []byte {
@@ -148,10 +148,11 @@ func (r *recordReader) time() time.Time {
 	return time.Unix(0, int64(binary.BigEndian.Uint64(b))).UTC()
 }
 
-// decodeRecord parses the stored record of namespace/id. A record that does
-// not parse, or (JSON format) names another token, means the backend holds
-// data this code did not write: the caller fails closed.
-func decodeRecord(b []byte, namespace, id string) (Token, error) {
+// DecodeRecord parses the stored record of namespace/id (in Redis, the value
+// at <prefix>:{namespace}:tok:<id>). A record that does not parse, or (JSON
+// format) names another token, means the backend holds data this code did
+// not write: the caller fails closed.
+func DecodeRecord(b []byte, namespace, id string) (Token, error) {
 	if len(b) > 0 && b[0] == '{' {
 		return decodeJSONRecord(b, namespace, id)
 	}
@@ -190,11 +191,4 @@ func decodeRecord(b []byte, namespace, id string) (Token, error) {
 		return Token{}, fmt.Errorf("record of %s/%s does not parse: %w", namespace, id, r.err)
 	}
 	return t, nil
-}
-
-// DecodeRecord parses a record as a Redis store keeps it (at
-// <prefix>:{namespace}:tok:<id>), for tools and tests that read Redis
-// directly. It returns an error for a record of another format or token.
-func DecodeRecord(b []byte, namespace, id string) (Token, error) {
-	return decodeRecord(b, namespace, id)
 }

@@ -1,6 +1,8 @@
-// Package store keeps minted namespace access tokens: in Redis (standalone,
-// Sentinel or Cluster) for production, in memory for dev mode. A store never
-// sees a secret; it keeps a record with the hash of the secret.
+// Package store is what a token store is: the Token record, its stored
+// form, the rules every store checks, its errors and rate limits, and
+// Memory, the store of dev mode. Package store/redis is the production one.
+// A store never sees a secret; it keeps a record with the hash of the
+// secret. It imports nothing of the HTTP layer.
 package store
 
 import (
@@ -35,7 +37,7 @@ type Revocation struct {
 	Count int
 	// Done reports that every descendant is removed (Count is the total).
 	// When false, they are already refused everywhere, and their records
-	// are removed in the background (see Redis.Sweep).
+	// are removed in the background (see redis.Store.Sweep).
 	Done bool
 }
 
@@ -60,8 +62,8 @@ type Token struct {
 // Expired reports whether the token has expired at now.
 func (t Token) Expired(now time.Time) bool { return !now.Before(t.Expires) }
 
-// Store is what the sidecar needs of a token store; Memory and Redis are
-// the two.
+// Store is what the sidecar needs of a token store; Memory and
+// redis.Store are the two.
 type Store interface {
 	CreateLimited(ctx context.Context, t Token, l Limit) error
 	Lookup(ctx context.Context, namespace, id string) (Token, error)
@@ -72,7 +74,9 @@ type Store interface {
 	Close() error
 }
 
-var (
-	_ Store = (*Memory)(nil)
-	_ Store = (*Redis)(nil)
-)
+var _ Store = (*Memory)(nil)
+
+// RevokeMarkerTTL is how long a store refuses to create a token with the ID
+// of one it revoked (in Redis, how long the marker <prefix>:{ns}:done:<id>
+// lives): longer than go-redis can spend resending one command.
+const RevokeMarkerTTL = time.Minute

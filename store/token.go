@@ -23,28 +23,28 @@ const MaxAncestors = 32
 // Redis sorted-set score (a float64): 2^53-1 µs is in the year 2255.
 const maxSortKey = 1<<53 - 1
 
-// validateName returns an error wrapping ErrInvalid unless namespace and id
+// ValidateName returns an error wrapping ErrInvalid unless namespace and id
 // are a valid namespace name and a canonical UUID.
-func validateName(namespace, id string) error {
+func ValidateName(namespace, id string) error {
 	if !secret.ValidNamespace(namespace) {
-		return fmt.Errorf("%w: namespace %s is not a valid namespace name", ErrInvalid, quote(namespace))
+		return fmt.Errorf("%w: namespace %s is not a valid namespace name", ErrInvalid, Quote(namespace))
 	}
 	if !secret.ValidID(id) {
-		return fmt.Errorf("%w: id %s is not a lowercase UUID", ErrInvalid, quote(id))
+		return fmt.Errorf("%w: id %s is not a lowercase UUID", ErrInvalid, Quote(id))
 	}
 	return nil
 }
 
-// validateRecord checks a record before Create stores it and returns it with
+// ValidateRecord checks a record before Create stores it and returns it with
 // its times in UTC without monotonic reading, the form every store returns.
 // The store keeps the record as JSON, so it never shares t.Policies.
-func validateRecord(t Token, now time.Time) (Token, error) {
-	if err := validateName(t.Namespace, t.ID); err != nil {
+func ValidateRecord(t Token, now time.Time) (Token, error) {
+	if err := ValidateName(t.Namespace, t.ID); err != nil {
 		return Token{}, err
 	}
 	if t.Parent != "" {
 		if !secret.ValidID(t.Parent) {
-			return Token{}, fmt.Errorf("%w: parent %s is not a lowercase UUID", ErrInvalid, quote(t.Parent))
+			return Token{}, fmt.Errorf("%w: parent %s is not a lowercase UUID", ErrInvalid, Quote(t.Parent))
 		}
 		if t.Parent == t.ID {
 			return Token{}, fmt.Errorf("%w: token %s names itself as parent", ErrInvalid, t.ID)
@@ -89,7 +89,7 @@ func decodeJSONRecord(b []byte, namespace, id string) (Token, error) {
 		return Token{}, fmt.Errorf("record of %s/%s does not parse: %w", namespace, id, err)
 	}
 	if t.Namespace != namespace || t.ID != id {
-		return Token{}, fmt.Errorf("record stored for %s/%s names %s/%s", namespace, id, quote(t.Namespace), quote(t.ID))
+		return Token{}, fmt.Errorf("record stored for %s/%s names %s/%s", namespace, id, Quote(t.Namespace), Quote(t.ID))
 	}
 	if t.Parent != "" {
 		t.Ancestors = []string{t.Parent} // older ones were in an up key
@@ -126,15 +126,24 @@ func parseCursor(s string) (c cursor, ok bool, err error) {
 	a, aerr := strconv.ParseUint(ms, 10, 64)
 	b, berr := strconv.ParseUint(seq, 10, 64)
 	if !found || aerr != nil || berr != nil || strconv.FormatUint(a, 10) != ms || strconv.FormatUint(b, 10) != seq {
-		return cursor{}, false, fmt.Errorf("%w: list cursor %s is not one List returned", ErrInvalid, quote(s))
+		return cursor{}, false, fmt.Errorf("%w: list cursor %s is not one List returned", ErrInvalid, Quote(s))
 	}
 	return cursor{ms: a, seq: b}, true, nil
 }
 
-// validateList checks the arguments of List.
+// ValidateList returns an error wrapping ErrInvalid unless namespace, after
+// and limit are valid arguments of List: a valid namespace name, a limit in
+// 1..MaxListLimit, and "" or a cursor in the text form List returns (which
+// is then also its canonical form).
+func ValidateList(namespace, after string, limit int) error {
+	_, _, err := validateList(namespace, after, limit)
+	return err
+}
+
+// validateList checks the arguments of List and returns the cursor after.
 func validateList(namespace, after string, limit int) (cursor, bool, error) {
 	if !secret.ValidNamespace(namespace) {
-		return cursor{}, false, fmt.Errorf("%w: namespace %s is not a valid namespace name", ErrInvalid, quote(namespace))
+		return cursor{}, false, fmt.Errorf("%w: namespace %s is not a valid namespace name", ErrInvalid, Quote(namespace))
 	}
 	if limit < 1 || limit > MaxListLimit {
 		return cursor{}, false, fmt.Errorf("%w: list limit %d outside 1..%d", ErrInvalid, limit, MaxListLimit)
@@ -145,9 +154,9 @@ func validateList(namespace, after string, limit int) (cursor, bool, error) {
 func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
-// quote quotes a caller-supplied value for an error message, cut to a length
+// Quote quotes a caller-supplied value for an error message, cut to a length
 // a person can read.
-func quote(s string) string {
+func Quote(s string) string {
 	const max = 80
 	if len(s) > max {
 		return fmt.Sprintf("%q...", s[:max])

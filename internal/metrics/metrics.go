@@ -430,7 +430,7 @@ func (m *Metrics) RevokedTokens(n int) {
 }
 
 // CreateDone records a create made outside TimeStore's wrapper (the event
-// loops' store.Redis.CreateAsync) that started at start (a Mono reading).
+// loops' redis.Store.CreateAsync) that started at start (a Mono reading).
 func (m *Metrics) CreateDone(start time.Duration, err error) {
 	if m == nil {
 		return

@@ -16,7 +16,7 @@ import (
 	"net"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/valyala/fasthttp"
 
 	"github.com/direktiv/direktiv-authz/engine"
@@ -35,6 +35,7 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/tokencache"
 	"github.com/direktiv/direktiv-authz/internal/tokens"
 	"github.com/direktiv/direktiv-authz/store"
+	"github.com/direktiv/direktiv-authz/store/redis"
 )
 
 // app is the wired sidecar: configuration, store, engine and HTTP server.
@@ -62,8 +63,8 @@ type app struct {
 	upstreamKey []byte         // cfg.UpstreamKey, for the relay
 	// redis is the store when it is Redis; the loops then serve mints
 	// (loopMints), its creates made without blocking them
-	// (store.Redis.CreateAsync).
-	redis     *store.Redis
+	// (redis.Store.CreateAsync).
+	redis     *redis.Store
 	loopMints bool
 
 	// Operations (ops.go).
@@ -83,7 +84,7 @@ func Run(ctx context.Context, cfg config.Config, stdout, stderr io.Writer) error
 	log := slog.New(slog.NewJSONHandler(lw, &slog.HandlerOptions{Level: cfg.Level}))
 	// go-redis logs through a package-level logger; route it to slog so
 	// that every line on stderr is JSON. Only run sets it: it owns the process.
-	redis.SetLogger(redisLogger{log})
+	goredis.SetLogger(redisLogger{log})
 	a, err := newApp(ctx, cfg, log, audit.New(lw), stdout)
 	if err != nil {
 		return err
@@ -115,7 +116,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger, audits *au
 	}
 
 	if cfg.RedisURL != "" {
-		rs, err := store.NewRedis(ctx, cfg.RedisURL, store.RedisOptions{Logger: log, StartUnavailable: true})
+		rs, err := redis.New(ctx, cfg.RedisURL, redis.Options{Logger: log, StartUnavailable: true})
 		if err != nil {
 			return nil, fmt.Errorf("--redis-url: %w", err)
 		}

@@ -12,12 +12,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/internal/tokens"
 	"github.com/direktiv/direktiv-authz/store"
+	"github.com/direktiv/direktiv-authz/store/redis"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 )
 
@@ -498,9 +499,9 @@ func checkNothingHalfWritten(t *testing.T, srv *redistest.Server, ns, parent str
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	rdb := goredis.NewClient(&goredis.Options{Addr: srv.Addr()})
 	defer rdb.Close()
-	tag := store.DefaultRedisPrefix + ":{" + ns + "}:"
+	tag := redis.DefaultPrefix + ":{" + ns + "}:"
 	var all []string
 	iter := rdb.Scan(ctx, 0, tag+"*", 1000).Iterator()
 	for iter.Next(ctx) {

@@ -108,7 +108,7 @@ func startMonitor(tb testing.TB, addr string) *monitor {
 			// +1700000000.123456 [0 127.0.0.1:5000] "evalsha" ... ; [0 lua] inside scripts
 			// Not per mint: scripts' own commands, health checks, and the
 			// revocation subscription's connection setup.
-			// Nor the sweep's polls of its queue (store.Redis.Sweep).
+			// Nor the sweep's polls of its queue (redis.Store.Sweep).
 			if strings.Contains(line, " lua] ") || strings.Contains(line, ":sweepq") {
 				continue
 			}

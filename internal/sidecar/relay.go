@@ -30,7 +30,7 @@ import (
 // The fast path. Requests arrive on the relay's event loops
 // (internal/relay), which forward the plain, allowed ones themselves, and
 // serve mints themselves when the store is Redis (answerMint: the server's
-// mint code, with the create made through store.Redis.CreateAsync, which
+// mint code, with the create made through redis.Store.CreateAsync, which
 // does not block the loop). Refusals, and the sidecar's other endpoints on a
 // connection the loops have served before, are answered off the loop by the
 // server's own handlers (serveOne), so that each is decided, answered,
@@ -133,7 +133,7 @@ func (a *app) loopRecord(r *relay.Request, sec secret.Secret, answers bool) (fou
 
 // loopMint reports whether the loops serve an own request as a mint:
 // POST /api/namespaces/{ns}/auth/token, when the store is Redis (whose
-// creates do not block the loop: store.Redis.CreateAsync).
+// creates do not block the loop: redis.Store.CreateAsync).
 func (a *app) loopMint(r classify.Request) bool {
 	return a.loopMints && r.Method == "POST" && len(r.Rest) == 1 && r.Rest[0] == "token"
 }
@@ -184,7 +184,7 @@ func (h relayHandler) mint(r *relay.Request, req classify.Request) relay.Verdict
 
 // answerMint serves a mint on the loop: the token endpoints' steps
 // (tokens.Endpoints.BeginMint, the create, EndMint), with the create made
-// without blocking the loop (store.Redis.CreateAsync, batched with the
+// without blocking the loop (redis.Store.CreateAsync, batched with the
 // other creates) and the answer written when it is stored. The response,
 // audit line and metrics are the server's.
 func (a *app) answerMint(raw []byte, remote net.Addr, ns string, family classify.Family, find func(secret.Secret) (store.Token, error)) relay.Reply {

@@ -1,7 +1,7 @@
 package sidecar
 
 // Mints served on the event loops (relayHandler.mint, app.answerMint: the
-// create made through store.Redis.CreateAsync), against the same mints
+// create made through redis.Store.CreateAsync), against the same mints
 // served by the fasthttp server (--event-loops off): statuses, response
 // heads and bodies, stored records, audit lines and metrics must match,
 // and a client that only mints must never be handed off.
@@ -25,12 +25,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/internal/tokens"
 	"github.com/direktiv/direktiv-authz/store"
+	"github.com/direktiv/direktiv-authz/store/redis"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 )
 
@@ -287,17 +288,17 @@ func (n *normalizer) apply(s string) string {
 // redisClient is a client of the test's own for the Redis at addr; it
 // speaks RESP3, so that it is not mistaken for the loops' connections
 // (RESP2) in CLIENT LIST.
-func redisClient(t *testing.T, addr string, o redis.Options) *redis.Client {
+func redisClient(t *testing.T, addr string, o goredis.Options) *goredis.Client {
 	t.Helper()
 	o.Addr = addr
 	o.Protocol = 3
-	c := redis.NewClient(&o)
+	c := goredis.NewClient(&o)
 	t.Cleanup(func() { c.Close() })
 	return c
 }
 
 // recordKey is the Redis key of a token record (store/redis.go).
-func recordKey(ns, id string) string { return store.DefaultRedisPrefix + ":{" + ns + "}:tok:" + id }
+func recordKey(ns, id string) string { return redis.DefaultPrefix + ":{" + ns + "}:tok:" + id }
 
 // mintStep is one request of the parity sequence.
 type mintStep struct {
@@ -352,7 +353,7 @@ func testMintParityOn(t *testing.T, loops string) *parityRun {
 	s, srv := startMintSidecar(t, loops, "--token-cache-ttl", "1m")
 	run := &parityRun{}
 	norm := newNormalizer()
-	rdb := redisClient(t, srv.Addr(), redis.Options{})
+	rdb := redisClient(t, srv.Addr(), goredis.Options{})
 	ctx := context.Background()
 
 	secrets := map[string]string{"admin": testAdminToken}
@@ -556,7 +557,7 @@ func testMintParityOn(t *testing.T, loops string) *parityRun {
 		id, m := ids[label], minted[label]
 		raw, err := rdb.Get(ctx, recordKey("ns1", id)).Result()
 		if label == "victim" {
-			if err != redis.Nil {
+			if err != goredis.Nil {
 				t.Errorf("the revoked record is still there: %q %v", raw, err)
 			}
 			run.transcript = append(run.transcript, norm.apply("record "+label+": none"))
@@ -596,7 +597,7 @@ func testMintParityOn(t *testing.T, loops string) *parityRun {
 			t.Errorf("Lookup of %s: %v %v", label, back, err)
 		}
 	}
-	if kids, err := rdb.HGet(ctx, store.DefaultRedisPrefix+":{ns1}:kn", ids["mgr"]).Int(); err != nil || kids != 2 {
+	if kids, err := rdb.HGet(ctx, redis.DefaultPrefix+":{ns1}:kn", ids["mgr"]).Int(); err != nil || kids != 2 {
 		t.Errorf("the manager's children %d (%v), want 2: child and child2", kids, err)
 	}
 	// The index lists every live token, in the order stored.
@@ -834,7 +835,7 @@ func mintEventually(t *testing.T, c *rawConn, loops, req string) rawResponse {
 func TestRelayMintNoScript(t *testing.T) {
 	onBothPaths(t, func(t *testing.T, loops string) {
 		s, srv := startMintSidecar(t, loops)
-		rdb := redisClient(t, srv.Addr(), redis.Options{})
+		rdb := redisClient(t, srv.Addr(), goredis.Options{})
 		ctx := context.Background()
 		c := dialRaw(t, s.app.addr())
 		mgrResp := c.roundTrip(t, rawMint(mintTarget("ns1"), testAdminToken, `{"policies":["permissionsManage","workflowView"]}`))
@@ -862,7 +863,7 @@ func TestRelayMintNoScript(t *testing.T) {
 			name, _, _ := strings.Cut(cmd, `"`)
 			names = append(names, strings.ToLower(name))
 		}
-		// The manager's lookup is a script too (store.Redis.Lookup).
+		// The manager's lookup is a script too (redis.Store.Lookup).
 		if want := []string{"evalsha", "eval", "evalsha", "eval", "evalsha", "evalsha"}; !slices.Equal(names, want) {
 			t.Errorf("commands %q, want %q:\n%s", names, want, strings.Join(cmds, "\n"))
 		}
@@ -967,7 +968,7 @@ func TestRelayMintPipelined(t *testing.T) {
 func TestRelayMintClientGoesAway(t *testing.T) {
 	onBothPaths(t, func(t *testing.T, loops string) {
 		s, srv := startMintSidecar(t, loops, "--token-cache-ttl", "0")
-		rdb := redisClient(t, srv.Addr(), redis.Options{})
+		rdb := redisClient(t, srv.Addr(), goredis.Options{})
 		ctx := context.Background()
 		mgr := s.mintOK(t, "ns1", testAdminToken, `{"policies":["permissionsManage","workflowView"]}`)["token"].(string)
 		mgrSec, _ := secret.Parse(mgr)
@@ -1144,8 +1145,8 @@ func TestRelayMintConcurrent(t *testing.T) {
 			t.Errorf("listed %s %q, minted as %q", tv.ID, tv.Description, want)
 		}
 	}
-	rdb := redisClient(t, srv.Addr(), redis.Options{})
-	if n, err := rdb.XLen(context.Background(), store.DefaultRedisPrefix+":{ns1}:ix").Result(); err != nil || n != clients*mints+1 {
+	rdb := redisClient(t, srv.Addr(), goredis.Options{})
+	if n, err := rdb.XLen(context.Background(), redis.DefaultPrefix+":{ns1}:ix").Result(); err != nil || n != clients*mints+1 {
 		t.Errorf("index holds %d (%v), want %d", n, err, clients*mints+1)
 	}
 }
@@ -1175,7 +1176,7 @@ func mintManagerAndChild(t *testing.T, s *sidecar) (mgr, child map[string]any) {
 func TestRelayMintRedisAuth(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
-	setup := redisClient(t, srv.Addr(), redis.Options{})
+	setup := redisClient(t, srv.Addr(), goredis.Options{})
 	if err := setup.Do(ctx, "ACL", "SETUSER", "minter", "on", ">minter-pw", "~*", "&*", "+@all").Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -1194,13 +1195,13 @@ func TestRelayMintRedisAuth(t *testing.T) {
 			mgr, child := mintManagerAndChild(t, s)
 			wantSamples(t, s.scrape(t), map[string]float64{`direktiv_authz_relay_handoffs_total`: 0})
 
-			rdb := redisClient(t, srv.Addr(), redis.Options{Username: tc.user, Password: tc.password, DB: tc.db})
+			rdb := redisClient(t, srv.Addr(), goredis.Options{Username: tc.user, Password: tc.password, DB: tc.db})
 			for _, m := range []map[string]any{mgr, child} {
 				if _, err := rdb.Get(ctx, recordKey("ns1", m["id"].(string))).Result(); err != nil {
 					t.Errorf("record %v in db %d: %v", m["id"], tc.db, err)
 				}
 			}
-			db0 := redisClient(t, srv.Addr(), redis.Options{Password: "default-pw"})
+			db0 := redisClient(t, srv.Addr(), goredis.Options{Password: "default-pw"})
 			if keys, err := db0.Keys(ctx, "*").Result(); err != nil || len(keys) != 0 {
 				t.Errorf("db 0 holds %v (%v), want nothing", keys, err)
 			}
@@ -1416,7 +1417,7 @@ func TestRelayMintOfClientGoneAuditedAtShutdown(t *testing.T) {
 		srv := redistest.Start(t)
 		px := newDelayProxy(t, srv.Addr(), 400*time.Millisecond)
 		s := startMintSidecarOn(t, "redis://"+px.addr, loops, "--shutdown-grace", "5s")
-		rdb := redisClient(t, srv.Addr(), redis.Options{})
+		rdb := redisClient(t, srv.Addr(), goredis.Options{})
 		ctx := context.Background()
 		audits := len(auditLines(s))
 		px.hold.Store(true)
@@ -1453,7 +1454,7 @@ func TestRelayMintThenHalfClose(t *testing.T) {
 		// The cache off: the minted caller's record is looked up first,
 		// and the FIN comes during that lookup (a Wait on the loops).
 		s, srv := startMintSidecar(t, loops, "--token-cache-ttl", "0")
-		rdb := redisClient(t, srv.Addr(), redis.Options{})
+		rdb := redisClient(t, srv.Addr(), goredis.Options{})
 		mgr := s.mintOK(t, "ns1", testAdminToken, `{"policies":["permissionsManage","workflowView"]}`)["token"].(string)
 		for _, caller := range []struct{ name, token string }{{"admin, the create in flight", testAdminToken}, {"minted, its lookup in flight", mgr}} {
 			t.Run(caller.name, func(t *testing.T) {

@@ -185,7 +185,7 @@ func (e *Endpoints) handleWhoami(ctx *fasthttp.RequestCtx, r classify.Request) {
 // refused from the answer on by every replica (within the token cache's
 // bound). A token with many descendants answers before their records are
 // all removed: "complete" is then false, "count" the tokens removed so far,
-// and the removal continues in the background (store.Redis.Sweep), which
+// and the removal continues in the background (redis.Store.Sweep), which
 // writes an audit line revoke_complete with the total. Revoking an id that
 // is not live (never minted, expired, or already revoked) answers 404: the
 // outcome, no such live token, is the same.

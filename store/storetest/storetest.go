@@ -1,5 +1,5 @@
 // Package storetest is the conformance suite every token store passes: the
-// same table of behaviours run against store.Memory and store.Redis (on a
+// same table of behaviours run against store.Memory and redis.Store (on a
 // real redis-server, standalone and Cluster). It also has fixtures for other
 // packages' tests.
 package storetest
@@ -18,6 +18,7 @@ import (
 
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
+	"github.com/direktiv/direktiv-authz/store/redis"
 )
 
 // Store is what the suite exercises: the methods every store has.
@@ -34,7 +35,7 @@ type Store interface {
 
 var (
 	_ Store = (*store.Memory)(nil)
-	_ Store = (*store.Redis)(nil)
+	_ Store = (*redis.Store)(nil)
 )
 
 // shortTTL is the lifetime of tokens that a test watches expire.
@@ -42,7 +43,7 @@ const shortTTL = 300 * time.Millisecond
 
 // Run runs the suite as parallel subtests of t. newStore(t) returns a store
 // for the subtest t; every call with the same t must return a store on the
-// same backend (for Redis: another NewRedis on the same URL and prefix), so
+// same backend (for Redis: another New on the same URL and prefix), so
 // that the suite can check that one instance sees another's revocations. The
 // backend may hold other data, but newStore must close what it opens (with
 // t.Cleanup). Namespaces are random per subtest.
@@ -75,6 +76,23 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 			t.Parallel()
 			tc.run(t, newStore)
 		})
+	}
+}
+
+// PerTest returns a function that calls mk once per test and hands out that
+// result to every later call with the same test.
+func PerTest[T any](mk func(t *testing.T) T) func(t *testing.T) T {
+	var mu sync.Mutex
+	made := map[*testing.T]T{}
+	return func(t *testing.T) T {
+		mu.Lock()
+		defer mu.Unlock()
+		if v, ok := made[t]; ok {
+			return v
+		}
+		v := mk(t)
+		made[t] = v
+		return v
 	}
 }
 

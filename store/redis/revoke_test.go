@@ -1,4 +1,4 @@
-package store_test
+package redis_test
 
 import (
 	"context"
@@ -12,16 +12,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/direktiv/direktiv-authz/store"
+	"github.com/direktiv/direktiv-authz/store/redis"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 	"github.com/direktiv/direktiv-authz/store/storetest"
 )
 
 // fillTokens creates n tokens in ns under parent ("" for roots), 32 at a
 // time, and returns their ids.
-func fillTokens(t *testing.T, ctx context.Context, s *store.Redis, ns, parent string, n int) []string {
+func fillTokens(t *testing.T, ctx context.Context, s *redis.Store, ns, parent string, n int) []string {
 	t.Helper()
 	ids := make([]string, n)
 	var wg sync.WaitGroup
@@ -58,7 +59,7 @@ func fillTokens(t *testing.T, ctx context.Context, s *store.Redis, ns, parent st
 // work, a command the scheduler preempts looks slow. So the server is given
 // a high scheduling priority where the test may (as root), and the test
 // says so when it may not.
-func slowCommands(t *testing.T, ctx context.Context, c *redis.Client) {
+func slowCommands(t *testing.T, ctx context.Context, c *goredis.Client) {
 	t.Helper()
 	info := c.Info(ctx, "server").Val()
 	for _, line := range strings.Split(info, "\n") {
@@ -93,7 +94,7 @@ const (
 
 // wantNoSlowCommands fails if Redis logged a slow command (SLOWLOG) or a
 // latency event (LATENCY) since slowCommands.
-func wantNoSlowCommands(t *testing.T, ctx context.Context, c *redis.Client) {
+func wantNoSlowCommands(t *testing.T, ctx context.Context, c *goredis.Client) {
 	t.Helper()
 	logs, err := c.SlowLogGet(ctx, 100).Result()
 	if err != nil {
@@ -111,17 +112,17 @@ func wantNoSlowCommands(t *testing.T, ctx context.Context, c *redis.Client) {
 	}
 }
 
-// TestRedisRevokeLargeSubtree revokes a token with thousands of descendants
+// TestRevokeLargeSubtree revokes a token with thousands of descendants
 // in a namespace holding other tokens: the revoke answers at once, every
 // descendant is refused from then on (lookup, list, mint from it), the sweep
 // removes them in the background, and no Redis command is slow (SLOWLOG,
 // LATENCY) on the way.
-func TestRedisRevokeLargeSubtree(t *testing.T) {
+func TestRevokeLargeSubtree(t *testing.T) {
 	srv := redistest.Start(t)
-	s := mustRedis(t, srv.URL(), store.RedisOptions{})
+	s := mustRedis(t, srv.URL(), redis.Options{})
 	c := rawClient(t, srv)
 	ctx, ns := context.Background(), storetest.Namespace(t)
-	tag := store.DefaultRedisPrefix + ":{" + ns + "}:"
+	tag := redis.DefaultPrefix + ":{" + ns + "}:"
 
 	n := 6000
 	if testing.Short() {
@@ -201,7 +202,7 @@ func TestRedisRevokeLargeSubtree(t *testing.T) {
 		t.Error("the sweep state remains after the sweep")
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for c.ZCard(ctx, store.DefaultRedisPrefix+":sweepq").Val() != 0 {
+	for c.ZCard(ctx, redis.DefaultPrefix+":sweepq").Val() != 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("the namespace is still queued for the sweep")
 		}
@@ -217,14 +218,14 @@ func sameIDs(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
-// TestRedisSweepResumes: a replica takes a namespace's sweep and dies
+// TestSweepResumes: a replica takes a namespace's sweep and dies
 // holding it; another replica's sweep takes it over once the lease runs out
 // and completes the removal.
-func TestRedisSweepResumes(t *testing.T) {
+func TestSweepResumes(t *testing.T) {
 	srv := redistest.Start(t)
-	dead := mustRedis(t, srv.URL(), store.RedisOptions{})
-	alive := mustRedis(t, srv.URL(), store.RedisOptions{})
-	store.SetSweepLease(alive, 300*time.Millisecond)
+	dead := mustRedis(t, srv.URL(), redis.Options{})
+	alive := mustRedis(t, srv.URL(), redis.Options{})
+	redis.SetSweepLease(alive, 300*time.Millisecond)
 	c := rawClient(t, srv)
 	ctx, ns := context.Background(), storetest.Namespace(t)
 
@@ -235,12 +236,12 @@ func TestRedisSweepResumes(t *testing.T) {
 	kids := fillTokens(t, ctx, dead, ns, root.ID, 1500)
 	// The revoking replica sweeps a few batches itself, then dies after
 	// claiming the namespace (its lease: 300 ms, as the other's).
-	store.SetSweepLease(dead, 300*time.Millisecond)
+	redis.SetSweepLease(dead, 300*time.Millisecond)
 	rv, err := dead.Revoke(ctx, ns, root.ID)
 	if err != nil || rv.Done {
 		t.Fatalf("Revoke = %+v, %v; want the removal to continue", rv, err)
 	}
-	if got, err := store.ClaimSweep(ctx, dead); err != nil || got != ns {
+	if got, err := redis.ClaimSweep(ctx, dead); err != nil || got != ns {
 		t.Fatalf("claim = %q, %v; want %s", got, err, ns)
 	}
 	_ = dead.Close()
@@ -261,21 +262,21 @@ func TestRedisSweepResumes(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the namespace's sweep was not resumed")
 	}
-	if left := keys(t, ctx, c, store.DefaultRedisPrefix+":{"+ns+"}:tok:*"); len(left) != 0 {
+	if left := keys(t, ctx, c, redis.DefaultPrefix+":{"+ns+"}:tok:*"); len(left) != 0 {
 		t.Fatalf("%d records left", len(left))
 	}
 }
 
-// TestRedisReadsJSONRecords: records of the JSON format, written before
+// TestReadsJSONRecords: records of the JSON format, written before
 // format 2 (keys idx, exp, kids:, up:, done:), keep working after an
 // upgrade: looked up, minted from, and revoked with their descendants,
 // whose lookups are then refused.
-func TestRedisReadsJSONRecords(t *testing.T) {
+func TestReadsJSONRecords(t *testing.T) {
 	srv := redistest.Start(t)
-	s := mustRedis(t, srv.URL(), store.RedisOptions{})
+	s := mustRedis(t, srv.URL(), redis.Options{})
 	c := rawClient(t, srv)
 	ctx, ns := context.Background(), storetest.Namespace(t)
-	tag := store.DefaultRedisPrefix + ":{" + ns + "}:"
+	tag := redis.DefaultPrefix + ":{" + ns + "}:"
 
 	root, _ := storetest.MustToken(t, ns, "", time.Hour)
 	kid, _ := storetest.MustToken(t, ns, root.ID, time.Hour)

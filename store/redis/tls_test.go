@@ -1,4 +1,4 @@
-package store_test
+package redis_test
 
 import (
 	"context"
@@ -11,25 +11,26 @@ import (
 	"time"
 
 	"github.com/direktiv/direktiv-authz/store"
+	"github.com/direktiv/direktiv-authz/store/redis"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 	"github.com/direktiv/direktiv-authz/store/storetest"
 )
 
-// TestRedisTLS runs the conformance suite over rediss:// against a
+// TestTLS runs the conformance suite over rediss:// against a
 // redis-server serving TLS with a certificate of a private CA, trusted
 // through the URL's tls_ca_file.
-func TestRedisTLS(t *testing.T) {
+func TestTLS(t *testing.T) {
 	srv := redistest.StartTLS(t)
 	u := srv.TLSURL() + "?tls_ca_file=" + url.QueryEscape(srv.CAFile)
 	// One server for all subtests; a prefix per subtest keeps them (and
 	// their revocation channels) apart.
-	prefix := perTest(func(t *testing.T) string { return "t" + storetest.Namespace(t) })
+	prefix := storetest.PerTest(func(t *testing.T) string { return "t" + storetest.Namespace(t) })
 	storetest.Run(t, func(t *testing.T) storetest.Store {
-		return mustRedis(t, u, store.RedisOptions{Prefix: prefix(t)})
+		return mustRedis(t, u, redis.Options{Prefix: prefix(t)})
 	})
 }
 
-func TestRedisTLSRefused(t *testing.T) {
+func TestTLSRefused(t *testing.T) {
 	srv := redistest.StartTLS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -40,7 +41,7 @@ func TestRedisTLSRefused(t *testing.T) {
 		{"not TLS", "redis://" + srv.TLSAddr() + "/0?max_retries=0"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := store.NewRedis(ctx, tc.url, store.RedisOptions{})
+			r, err := redis.New(ctx, tc.url, redis.Options{})
 			if err == nil {
 				r.Close()
 				t.Fatal("connected")
@@ -52,7 +53,7 @@ func TestRedisTLSRefused(t *testing.T) {
 	}
 }
 
-func TestRedisURLTLSCAFile(t *testing.T) {
+func TestURLTLSCAFile(t *testing.T) {
 	dir := t.TempDir()
 	notPEM := filepath.Join(dir, "not.pem")
 	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
@@ -64,7 +65,7 @@ func TestRedisURLTLSCAFile(t *testing.T) {
 		{"redis://:s3cr3tpass@h:1/0?tls_ca_file=" + url.QueryEscape(notPEM), "only for TLS URLs"},
 		{"redis+cluster://:s3cr3tpass@h:1?tls_ca_file=" + url.QueryEscape(notPEM), "only for TLS URLs"},
 	} {
-		_, err := store.ParseRedisURL(tc.url)
+		_, err := redis.ParseURL(tc.url)
 		if err == nil || !strings.Contains(err.Error(), tc.mention) {
 			t.Errorf("%s: error %v, want one mentioning %q", tc.url, err, tc.mention)
 		}
@@ -73,7 +74,7 @@ func TestRedisURLTLSCAFile(t *testing.T) {
 		}
 	}
 	srv := redistest.StartTLS(t)
-	c, err := store.ParseRedisURL("rediss+cluster://h:1?tls_ca_file=" + url.QueryEscape(srv.CAFile))
+	c, err := redis.ParseURL("rediss+cluster://h:1?tls_ca_file=" + url.QueryEscape(srv.CAFile))
 	if err != nil || c.Cluster.TLSConfig == nil || c.Cluster.TLSConfig.RootCAs == nil {
 		t.Fatalf("rediss+cluster with tls_ca_file: %v", err)
 	}

@@ -1,4 +1,4 @@
-package store_test
+package redis_test
 
 import (
 	"context"
@@ -7,17 +7,18 @@ import (
 	"time"
 
 	"github.com/direktiv/direktiv-authz/store"
+	"github.com/direktiv/direktiv-authz/store/redis"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 	"github.com/direktiv/direktiv-authz/store/storetest"
 )
 
 // benchRedis starts a server and a store on it for one benchmark.
-func benchRedis(b *testing.B) *store.Redis {
+func benchRedis(b *testing.B) *redis.Store {
 	b.Helper()
 	srv := redistest.Start(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := store.NewRedis(ctx, srv.URL(), store.RedisOptions{Logger: slog.New(slog.DiscardHandler)})
+	r, err := redis.New(ctx, srv.URL(), redis.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -35,7 +36,7 @@ func benchTokens(b *testing.B, ns, parent string, n int) []store.Token {
 	return toks
 }
 
-func BenchmarkRedisCreate(b *testing.B) {
+func BenchmarkCreate(b *testing.B) {
 	r := benchRedis(b)
 	ctx, ns := context.Background(), storetest.Namespace(b)
 	toks := benchTokens(b, ns, "", b.N)
@@ -48,7 +49,7 @@ func BenchmarkRedisCreate(b *testing.B) {
 	}
 }
 
-func BenchmarkRedisCreateChild(b *testing.B) {
+func BenchmarkCreateChild(b *testing.B) {
 	r := benchRedis(b)
 	ctx, ns := context.Background(), storetest.Namespace(b)
 	parent, _ := storetest.MustToken(b, ns, "", 2*time.Hour)
@@ -65,7 +66,7 @@ func BenchmarkRedisCreateChild(b *testing.B) {
 	}
 }
 
-func BenchmarkRedisCreateParallel(b *testing.B) {
+func BenchmarkCreateParallel(b *testing.B) {
 	r := benchRedis(b)
 	ctx, ns := context.Background(), storetest.Namespace(b)
 	toks := make(chan store.Token, b.N)
@@ -86,7 +87,7 @@ func BenchmarkRedisCreateParallel(b *testing.B) {
 }
 
 // lookupFixture stores 1000 tokens to look up.
-func lookupFixture(b *testing.B) (*store.Redis, []store.Token) {
+func lookupFixture(b *testing.B) (*redis.Store, []store.Token) {
 	r := benchRedis(b)
 	ctx, ns := context.Background(), storetest.Namespace(b)
 	toks := benchTokens(b, ns, "", 1000)
@@ -98,7 +99,7 @@ func lookupFixture(b *testing.B) (*store.Redis, []store.Token) {
 	return r, toks
 }
 
-func BenchmarkRedisLookup(b *testing.B) {
+func BenchmarkLookup(b *testing.B) {
 	r, toks := lookupFixture(b)
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -111,7 +112,7 @@ func BenchmarkRedisLookup(b *testing.B) {
 	}
 }
 
-func BenchmarkRedisLookupParallel(b *testing.B) {
+func BenchmarkLookupParallel(b *testing.B) {
 	r, toks := lookupFixture(b)
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -129,7 +130,7 @@ func BenchmarkRedisLookupParallel(b *testing.B) {
 	})
 }
 
-func BenchmarkRedisList100(b *testing.B) {
+func BenchmarkList100(b *testing.B) {
 	r, toks := lookupFixture(b)
 	ctx := context.Background()
 	b.ReportAllocs()

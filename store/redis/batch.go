@@ -1,11 +1,11 @@
-package store
+package redis
 
 import (
 	"context"
 	"slices"
 	"sync"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 )
 
 // Batching of concurrent creates.
@@ -35,7 +35,7 @@ import (
 // go-redis's own resends, which the create script recognizes (see
 // createScript). On Redis Cluster, go-redis splits a pipeline by node.
 //
-// Creates that must wait for replicas (RedisOptions.WaitReplicas) are not
+// Creates that must wait for replicas (Options.WaitReplicas) are not
 // batched: their WAIT must follow their own script on the same connection
 // (see runWrite).
 
@@ -54,14 +54,14 @@ const maxCreateBatch = 256
 type scriptCall struct {
 	keys []string
 	args []any
-	cmd  *redis.Cmd
-	done func(*redis.Cmd) // run with cmd once it is set; nil for a call sent by its caller
+	cmd  *goredis.Cmd
+	done func(*goredis.Cmd) // run with cmd once it is set; nil for a call sent by its caller
 }
 
 // scriptBatcher sends one script's calls in pipelines.
 type scriptBatcher struct {
-	client redis.UniversalClient
-	script *redis.Script
+	client goredis.UniversalClient
+	script *goredis.Script
 
 	mu       sync.Mutex
 	inflight int           // pipelines being sent
@@ -72,9 +72,9 @@ type scriptBatcher struct {
 // calls, and returns its reply. ctx is checked before the call joins a
 // batch; once it has, the call runs to its end (bounded by the client's read
 // and write timeouts), since other calls may be in the same pipeline.
-func (b *scriptBatcher) run(ctx context.Context, keys []string, args []any) *redis.Cmd {
+func (b *scriptBatcher) run(ctx context.Context, keys []string, args []any) *goredis.Cmd {
 	if err := ctx.Err(); err != nil {
-		cmd := redis.NewCmd(ctx)
+		cmd := goredis.NewCmd(ctx)
 		cmd.SetErr(err)
 		return cmd
 	}
@@ -92,7 +92,7 @@ func (b *scriptBatcher) run(ctx context.Context, keys []string, args []any) *red
 		return c.cmd
 	}
 	sent := make(chan struct{})
-	c.done = func(*redis.Cmd) { close(sent) }
+	c.done = func(*goredis.Cmd) { close(sent) }
 	b.waiting = append(b.waiting, c)
 	b.mu.Unlock()
 	<-sent
@@ -102,7 +102,7 @@ func (b *scriptBatcher) run(ctx context.Context, keys []string, args []any) *red
 // start is run for a caller that must not block (the event loops): it
 // returns at once, and done is called with the reply on a goroutine of the
 // batcher's.
-func (b *scriptBatcher) start(keys []string, args []any, done func(*redis.Cmd)) {
+func (b *scriptBatcher) start(keys []string, args []any, done func(*goredis.Cmd)) {
 	c := &scriptCall{keys: keys, args: args, done: done}
 	b.mu.Lock()
 	if b.inflight < maxCreatePipelines {
@@ -141,7 +141,7 @@ func (b *scriptBatcher) send(ctx context.Context, batch []*scriptCall) {
 		}
 		_, _ = pipe.Exec(ctx) // each call reads its own command's error
 		for _, c := range batch {
-			if redis.HasErrorPrefix(c.cmd.Err(), "NOSCRIPT") {
+			if goredis.HasErrorPrefix(c.cmd.Err(), "NOSCRIPT") {
 				// Redis lost the script (restart, failover): the first
 				// EVAL loads it again for the others.
 				c.cmd = b.script.Run(ctx, b.client, c.keys, c.args...)

@@ -1,4 +1,8 @@
-package store
+// Package redis is the token store of production: Redis standalone,
+// Sentinel or Cluster, reached through go-redis from the URL it parses. It
+// keeps store's records and checks store's rules; it imports nothing of the
+// HTTP layer.
+package redis
 
 import (
 	"context"
@@ -13,22 +17,19 @@ import (
 	"sync"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/direktiv/direktiv-authz/internal/secret"
+	"github.com/direktiv/direktiv-authz/store"
 )
 
-// DefaultRedisPrefix starts every key and the channel of a Redis store.
-const DefaultRedisPrefix = "direktiv-authz"
+// DefaultPrefix starts every key and the channel of a Redis store.
+const DefaultPrefix = "direktiv-authz"
 
-// revokeMarkerTTL is how long a revoke marker (<prefix>:{ns}:done:<id>)
-// lives: longer than go-redis can spend resending one command.
-const revokeMarkerTTL = time.Minute
-
-// RedisOptions configures a Redis store.
-type RedisOptions struct {
+// Options configures a Redis store.
+type Options struct {
 	// Prefix starts every key and the pub/sub channel, so several
-	// deployments can share one Redis. Default DefaultRedisPrefix. It may not
+	// deployments can share one Redis. Default DefaultPrefix. It may not
 	// contain '{', '}', whitespace or control characters (the hash tag of a
 	// key must be the namespace).
 	Prefix string
@@ -37,17 +38,17 @@ type RedisOptions struct {
 	// WaitReplicas, if above 0 (at most 100), makes Create and Revoke wait
 	// until that many replicas hold their writes (Redis WAIT), for at most
 	// WaitTimeout, before reporting success; fewer in time is ErrUnavailable
-	// (see redis_wait.go for what that does and does not guarantee). 0, the
-	// default, does not wait. NewRedis takes the URL's wait_replicas and
+	// (see wait.go for what that does and does not guarantee). 0, the
+	// default, does not wait. New takes the URL's wait_replicas and
 	// wait_timeout for fields left 0.
 	WaitReplicas int
-	// WaitTimeout bounds that wait: default DefaultRedisWaitTimeout, at
+	// WaitTimeout bounds that wait: default DefaultWaitTimeout, at
 	// most half the read timeout; it must be shorter than the read timeout.
 	WaitTimeout time.Duration
-	// StartUnavailable makes NewRedis return the store even when Redis does
+	// StartUnavailable makes New return the store even when Redis does
 	// not answer yet: every call then fails with ErrUnavailable until it
 	// does, and the client reconnects by itself. The version check is
-	// skipped in that case (logged). Without it, NewRedis fails.
+	// skipped in that case (logged). Without it, New fails.
 	StartUnavailable bool
 }
 
@@ -69,7 +70,7 @@ type RedisOptions struct {
 //
 // and one key shared by every namespace, in a slot of its own:
 //
-//	<prefix>:sweepq             sorted set: namespaces whose revoked tokens are being removed, by lease end (redis_sweep.go)
+//	<prefix>:sweepq             sorted set: namespaces whose revoked tokens are being removed, by lease end (sweep.go)
 //
 // The index and the children counts expire with the namespace's
 // longest-lived token, and live a minute longer than that when their expiry
@@ -96,11 +97,11 @@ type RedisOptions struct {
 // Every method returns an error wrapping ErrUnavailable when Redis does not
 // answer (connection refused, timeout, cluster down, READONLY, ...), with the
 // go-redis error (and a context error) still reachable through errors.Is.
-// With RedisOptions.WaitReplicas, Create and Revoke also return it when too
+// With Options.WaitReplicas, Create and Revoke also return it when too
 // few replicas acknowledged the write in time. A Redis is safe for
 // concurrent use.
-type Redis struct {
-	client  redis.UniversalClient
+type Store struct {
+	client  goredis.UniversalClient
 	prefix  string
 	channel string
 	log     *slog.Logger
@@ -108,7 +109,7 @@ type Redis struct {
 	waitReplicas int           // replicas each write waits for; 0: none
 	waitTimeout  time.Duration // how long it waits
 
-	creates *scriptBatcher // createScript calls, batched (see redis_batch.go)
+	creates *scriptBatcher // createScript calls, batched (see batch.go)
 
 	sweepLease time.Duration // sweepLease; tests shorten it
 
@@ -116,13 +117,13 @@ type Redis struct {
 	closed    chan struct{}
 }
 
-// NewRedis parses rawURL (see ParseRedisURL), connects and checks that the
+// New parses rawURL (see ParseURL), connects and checks that the
 // server answers and runs Redis 7.0 or later. It returns the URL error as is,
 // an error wrapping ErrUnavailable if Redis does not answer before ctx is
 // done, or an error for a bad option or an old server. Close the store to
 // release its connections.
-func NewRedis(ctx context.Context, rawURL string, opts RedisOptions) (*Redis, error) {
-	cfg, err := ParseRedisURL(rawURL)
+func New(ctx context.Context, rawURL string, opts Options) (*Store, error) {
+	cfg, err := ParseURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
@@ -132,9 +133,9 @@ func NewRedis(ctx context.Context, rawURL string, opts RedisOptions) (*Redis, er
 	if opts, err = waitOptions(opts, cfg); err != nil {
 		return nil, err
 	}
-	r := NewRedisClient(cfg.NewClient(), opts)
+	r := NewWithClient(cfg.NewClient(), opts)
 	if err := r.Ping(ctx); err != nil {
-		if opts.StartUnavailable && errors.Is(err, ErrUnavailable) {
+		if opts.StartUnavailable && errors.Is(err, store.ErrUnavailable) {
 			r.log.Warn("redis does not answer yet; token calls fail closed until it does (version check skipped)", "redis", cfg.String(), "err", err)
 			return r, nil
 		}
@@ -147,7 +148,7 @@ func NewRedis(ctx context.Context, rawURL string, opts RedisOptions) (*Redis, er
 	}
 	// Load the scripts now so that the first calls take one round trip. A
 	// server that lost them (restart, failover) gets them again by EVAL.
-	for _, sc := range []*redis.Script{createScript, lookupScript, listScript, revokeScript, sweepScript, claimScript} {
+	for _, sc := range []*goredis.Script{createScript, lookupScript, listScript, revokeScript, sweepScript, claimScript} {
 		if err := sc.Load(ctx, r.client).Err(); err != nil {
 			r.log.Warn("cannot preload a Lua script; it is sent with its first use", "err", err)
 		}
@@ -156,11 +157,11 @@ func NewRedis(ctx context.Context, rawURL string, opts RedisOptions) (*Redis, er
 	return r, nil
 }
 
-// NewRedisClient returns a store on an existing client, which the store then
+// NewWithClient returns a store on an existing client, which the store then
 // owns: Close closes it. It does not connect. It panics if opts.Prefix or
-// the wait options are invalid (see RedisOptions); NewRedis returns that as
+// the wait options are invalid (see Options); New returns that as
 // an error instead.
-func NewRedisClient(c redis.UniversalClient, opts RedisOptions) *Redis {
+func NewWithClient(c goredis.UniversalClient, opts Options) *Store {
 	if err := validPrefix(opts.Prefix); err != nil {
 		panic(err)
 	}
@@ -170,13 +171,13 @@ func NewRedisClient(c redis.UniversalClient, opts RedisOptions) *Redis {
 	}
 	prefix := opts.Prefix
 	if prefix == "" {
-		prefix = DefaultRedisPrefix
+		prefix = DefaultPrefix
 	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Redis{
+	return &Store{
 		client:  c,
 		prefix:  prefix,
 		channel: prefix + ":revoked",
@@ -206,7 +207,7 @@ func validPrefix(p string) error {
 
 // checkVersion refuses servers older than 7.0. A server that hides INFO is
 // given the benefit of the doubt: its scripts would fail with ErrUnavailable.
-func (r *Redis) checkVersion(ctx context.Context) error {
+func (r *Store) checkVersion(ctx context.Context) error {
 	info, err := r.client.Info(ctx, "server").Result()
 	if err != nil {
 		r.log.Warn("cannot read the Redis version; Redis 7.0 or later is required", "err", err)
@@ -226,17 +227,17 @@ func (r *Redis) checkVersion(ctx context.Context) error {
 	return nil
 }
 
-func (r *Redis) tag(ns string) string           { return r.prefix + ":{" + ns + "}:" }
-func (r *Redis) recordKey(ns, id string) string { return r.tag(ns) + "tok:" + id }
-func (r *Redis) markerKey(ns, id string) string { return r.tag(ns) + "rv:" + id }
-func (r *Redis) indexKey(ns string) string      { return r.tag(ns) + "ix" }
-func (r *Redis) pruneKey(ns string) string      { return r.tag(ns) + "pc" }
-func (r *Redis) childrenKey(ns string) string   { return r.tag(ns) + "kn" }
-func (r *Redis) sweepStateKey(ns string) string { return r.tag(ns) + "sw" }
-func (r *Redis) sweepQueueKey() string          { return r.prefix + ":sweepq" }
+func (r *Store) tag(ns string) string           { return r.prefix + ":{" + ns + "}:" }
+func (r *Store) recordKey(ns, id string) string { return r.tag(ns) + "tok:" + id }
+func (r *Store) markerKey(ns, id string) string { return r.tag(ns) + "rv:" + id }
+func (r *Store) indexKey(ns string) string      { return r.tag(ns) + "ix" }
+func (r *Store) pruneKey(ns string) string      { return r.tag(ns) + "pc" }
+func (r *Store) childrenKey(ns string) string   { return r.tag(ns) + "kn" }
+func (r *Store) sweepStateKey(ns string) string { return r.tag(ns) + "sw" }
+func (r *Store) sweepQueueKey() string          { return r.prefix + ":sweepq" }
 
 func unavailable(err error, format string, args ...any) error {
-	return fmt.Errorf("%w: %s: %w", ErrUnavailable, fmt.Sprintf(format, args...), err)
+	return fmt.Errorf("%w: %s: %w", store.ErrUnavailable, fmt.Sprintf(format, args...), err)
 }
 
 // Create stores t in one atomic script. It returns an error wrapping
@@ -249,11 +250,11 @@ func unavailable(err error, format string, args ...any) error {
 //     ancestor, is never stored;
 //   - ErrUnavailable if Redis does not answer.
 //
-// On error nothing is stored (with WaitReplicas, see redis_wait.go for the
+// On error nothing is stored (with WaitReplicas, see wait.go for the
 // window that remains). The record expires at t.Expires; times are stored
 // in UTC.
-func (r *Redis) Create(ctx context.Context, t Token) error {
-	return r.CreateLimited(ctx, t, Limit{})
+func (r *Store) Create(ctx context.Context, t store.Token) error {
+	return r.CreateLimited(ctx, t, store.Limit{})
 }
 
 // CreateLimited is Create counted against the rate limits l, in the same
@@ -262,7 +263,7 @@ func (r *Redis) Create(ctx context.Context, t Token) error {
 // stores the token. It returns an error wrapping ErrInvalid for an invalid
 // l. The limits are shared by every store on this Redis with the same prefix
 // and run on the Redis server's clock.
-func (r *Redis) CreateLimited(ctx context.Context, t Token, l Limit) error {
+func (r *Store) CreateLimited(ctx context.Context, t store.Token, l store.Limit) error {
 	c, err := r.newCreate(t, l)
 	if err != nil {
 		return err
@@ -276,8 +277,8 @@ func (r *Redis) CreateLimited(ctx context.Context, t Token, l Limit) error {
 // CreateAsync is CreateLimited for a caller that must not block, such as
 // an event loop: it returns at once, and done is called exactly once, on a
 // goroutine of the store's, with what CreateLimited returns. The create
-// joins the same batches as CreateLimited's (redis_batch.go).
-func (r *Redis) CreateAsync(t Token, l Limit, done func(error)) {
+// joins the same batches as CreateLimited's (batch.go).
+func (r *Store) CreateAsync(t store.Token, l store.Limit, done func(error)) {
 	c, err := r.newCreate(t, l)
 	switch {
 	case err != nil:
@@ -285,25 +286,25 @@ func (r *Redis) CreateAsync(t Token, l Limit, done func(error)) {
 	case r.waitReplicas > 0:
 		go func() { done(r.createReplicated(context.Background(), c)) }()
 	default:
-		r.creates.start(c.keys, c.args, func(cmd *redis.Cmd) { done(c.outcome(cmd)) })
+		r.creates.start(c.keys, c.args, func(cmd *goredis.Cmd) { done(c.outcome(cmd)) })
 	}
 }
 
 // create is one create, checked and ready to send.
 type create struct {
-	t    Token
+	t    store.Token
 	keys []string
 	args []any
 	refs []limitRef
 }
 
 // newCreate checks t and l and builds their createScript call.
-func (r *Redis) newCreate(t Token, l Limit) (*create, error) {
-	t, err := validateRecord(t, time.Now())
+func (r *Store) newCreate(t store.Token, l store.Limit) (*create, error) {
+	t, err := store.ValidateRecord(t, time.Now())
 	if err != nil {
 		return nil, err
 	}
-	if err := validateLimit(l); err != nil {
+	if err := store.ValidateLimit(l); err != nil {
 		return nil, err
 	}
 	keys, args, refs := r.createArgs(t, l)
@@ -311,16 +312,16 @@ func (r *Redis) newCreate(t Token, l Limit) (*create, error) {
 }
 
 // outcome is what CreateLimited returns for the script's reply cmd.
-func (c *create) outcome(cmd *redis.Cmd) error {
+func (c *create) outcome(cmd *goredis.Cmd) error {
 	if err := cmd.Err(); err != nil {
 		return unavailable(err, "creating token %s/%s", c.t.Namespace, c.t.ID)
 	}
 	return createOutcome(c.t, cmd.Val(), c.refs)
 }
 
-// createReplicated runs c and waits for RedisOptions.WaitReplicas
+// createReplicated runs c and waits for Options.WaitReplicas
 // replicas to hold it (runWrite), undoing it when too few do.
-func (r *Redis) createReplicated(ctx context.Context, c *create) error {
+func (r *Store) createReplicated(ctx context.Context, c *create) error {
 	cmd, acked, err := r.runWrite(ctx, createScript, c.keys, c.args...)
 	if err != nil {
 		return unavailable(err, "creating token %s/%s", c.t.Namespace, c.t.ID)
@@ -329,13 +330,13 @@ func (r *Redis) createReplicated(ctx context.Context, c *create) error {
 	if err == nil && acked < r.waitReplicas {
 		r.undoCreate(ctx, c.t)
 		return fmt.Errorf("%w: token %s/%s reached %d of %d replicas within %s; it was not created",
-			ErrUnavailable, c.t.Namespace, c.t.ID, acked, r.waitReplicas, r.waitTimeout)
+			store.ErrUnavailable, c.t.Namespace, c.t.ID, acked, r.waitReplicas, r.waitTimeout)
 	}
 	return err
 }
 
 // createOutcome reads createScript's reply for t: nil when it stored t.
-func createOutcome(t Token, reply any, refs []limitRef) error {
+func createOutcome(t store.Token, reply any, refs []limitRef) error {
 	res, ok := reply.(int64)
 	if !ok {
 		if arr, isArr := reply.([]any); isArr {
@@ -343,37 +344,37 @@ func createOutcome(t Token, reply any, refs []limitRef) error {
 				return rl
 			}
 		}
-		return fmt.Errorf("%w: create script answered %v", ErrUnavailable, reply)
+		return fmt.Errorf("%w: create script answered %v", store.ErrUnavailable, reply)
 	}
 	switch res {
 	case 1:
 		return nil
 	case 0:
-		return fmt.Errorf("%w: %s/%s", ErrExists, t.Namespace, t.ID)
+		return fmt.Errorf("%w: %s/%s", store.ErrExists, t.Namespace, t.ID)
 	case -1:
-		return fmt.Errorf("%w: parent %s/%s of token %s", ErrNotFound, t.Namespace, t.Parent, t.ID)
+		return fmt.Errorf("%w: parent %s/%s of token %s", store.ErrNotFound, t.Namespace, t.Parent, t.ID)
 	case -2:
-		return fmt.Errorf("%w: token %s expired at %s by the Redis clock, before it was stored", ErrInvalid, t.ID, t.Expires.Format(time.RFC3339Nano))
+		return fmt.Errorf("%w: token %s expired at %s by the Redis clock, before it was stored", store.ErrInvalid, t.ID, t.Expires.Format(time.RFC3339Nano))
 	case -3:
-		return fmt.Errorf("%w: token %s would have more than %d ancestors", ErrInvalid, t.ID, MaxAncestors)
+		return fmt.Errorf("%w: token %s would have more than %d ancestors", store.ErrInvalid, t.ID, store.MaxAncestors)
 	default:
-		return fmt.Errorf("%w: create script answered %d", ErrUnavailable, res)
+		return fmt.Errorf("%w: create script answered %d", store.ErrUnavailable, res)
 	}
 }
 
 // createArgs is createScript's KEYS and ARGV for the valid record t and
 // limits l, and the scope of each limit in order.
-func (r *Redis) createArgs(t Token, l Limit) ([]string, []any, []limitRef) {
+func (r *Store) createArgs(t store.Token, l store.Limit) ([]string, []any, []limitRef) {
 	ns := t.Namespace
 	keys := []string{r.recordKey(ns, t.ID), r.indexKey(ns), r.markerKey(ns, t.ID), r.pruneKey(ns)}
 	var parent []byte
 	if t.Parent != "" {
 		keys = append(keys, r.recordKey(ns, t.Parent), r.childrenKey(ns))
-		parent = rawID(t.Parent)
+		parent = store.RawID(t.Parent)
 	}
 	// Redis Expires at ms: the record must be gone by t.Expires.
 	at := t.Expires.UnixMilli()
-	args := []any{t.recordTail(make([]byte, 0, 128)), at, t.ID, parent, r.tag(ns), MaxAncestors, t.Parent}
+	args := []any{t.AppendRecordTail(make([]byte, 0, 128)), at, t.ID, parent, r.tag(ns), store.MaxAncestors, t.Parent}
 	return r.rateLimits(ns, l, keys, args)
 }
 
@@ -383,25 +384,25 @@ func (r *Redis) createArgs(t Token, l Limit) ([]string, []any, []limitRef) {
 // ErrNotFound if the token was never stored, has expired or was revoked, or
 // one of its ancestors was, and ErrUnavailable if Redis does not answer or
 // holds a record this code cannot read (fail closed).
-func (r *Redis) Lookup(ctx context.Context, namespace, id string) (Token, error) {
-	if err := validateName(namespace, id); err != nil {
-		return Token{}, err
+func (r *Store) Lookup(ctx context.Context, namespace, id string) (store.Token, error) {
+	if err := store.ValidateName(namespace, id); err != nil {
+		return store.Token{}, err
 	}
 	b, err := lookupScript.Run(ctx, r.client, []string{r.recordKey(namespace, id)}, r.tag(namespace), id).Text()
-	if errors.Is(err, redis.Nil) {
-		return Token{}, fmt.Errorf("%w: %s/%s", ErrNotFound, namespace, id)
+	if errors.Is(err, goredis.Nil) {
+		return store.Token{}, fmt.Errorf("%w: %s/%s", store.ErrNotFound, namespace, id)
 	}
 	if err != nil {
-		return Token{}, unavailable(err, "looking up token %s/%s", namespace, id)
+		return store.Token{}, unavailable(err, "looking up token %s/%s", namespace, id)
 	}
-	t, err := decodeRecord([]byte(b), namespace, id)
+	t, err := store.DecodeRecord([]byte(b), namespace, id)
 	if err != nil {
-		return Token{}, fmt.Errorf("%w: %w", ErrUnavailable, err)
+		return store.Token{}, fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 	}
 	// Redis drops a key one millisecond after its PXAT; the token is gone
 	// at the instant itself.
 	if t.Expired(time.Now()) {
-		return Token{}, fmt.Errorf("%w: %s/%s", ErrNotFound, namespace, id)
+		return store.Token{}, fmt.Errorf("%w: %s/%s", store.ErrNotFound, namespace, id)
 	}
 	return t, nil
 }
@@ -416,17 +417,13 @@ func (r *Redis) Lookup(ctx context.Context, namespace, id string) (Token, error)
 // error wrapping ErrInvalid for an invalid namespace, a limit outside
 // 1..MaxListLimit or a cursor List did not return, and ErrUnavailable if
 // Redis does not answer.
-func (r *Redis) List(ctx context.Context, namespace, after string, limit int) ([]Token, string, error) {
-	cur, hasCur, err := validateList(namespace, after, limit)
-	if err != nil {
+func (r *Store) List(ctx context.Context, namespace, after string, limit int) ([]store.Token, string, error) {
+	if err := store.ValidateList(namespace, after, limit); err != nil {
 		return nil, "", err
 	}
 	keys := []string{r.indexKey(namespace)}
-	from := ""
-	if hasCur {
-		from = cur.String()
-	}
-	out := make([]Token, 0, min(limit, 64))
+	from := after
+	out := make([]store.Token, 0, min(limit, 64))
 	now := time.Now()
 	for {
 		res, err := listScript.Run(ctx, r.client, keys, r.tag(namespace), from, limit-len(out), listScanBudget).Slice()
@@ -434,16 +431,16 @@ func (r *Redis) List(ctx context.Context, namespace, after string, limit int) ([
 			return nil, "", unavailable(err, "listing tokens of %s", namespace)
 		}
 		if len(res) < 2 || len(res)%2 != 0 {
-			return nil, "", fmt.Errorf("%w: listing tokens of %s: the list script answered %d values", ErrUnavailable, namespace, len(res))
+			return nil, "", fmt.Errorf("%w: listing tokens of %s: the list script answered %d values", store.ErrUnavailable, namespace, len(res))
 		}
 		more, _ := res[0].(int64)
 		last, _ := res[1].(string)
 		for i := 2; i < len(res); i += 2 {
 			id, _ := res[i].(string)
 			rec, _ := res[i+1].(string)
-			t, err := decodeRecord([]byte(rec), namespace, id)
+			t, err := store.DecodeRecord([]byte(rec), namespace, id)
 			if err != nil {
-				return nil, "", fmt.Errorf("%w: %w", ErrUnavailable, err)
+				return nil, "", fmt.Errorf("%w: %w", store.ErrUnavailable, err)
 			}
 			if !t.Expired(now) {
 				out = append(out, t)
@@ -480,43 +477,43 @@ const revokeInlineBatches = 3
 // ErrUnavailable if Redis does not answer (then the revocation happened
 // or not), or, with WaitReplicas, if too few replicas acknowledged it (in
 // force on the master).
-func (r *Redis) Revoke(ctx context.Context, namespace, id string) (Revocation, error) {
-	if err := validateName(namespace, id); err != nil {
-		return Revocation{}, err
+func (r *Store) Revoke(ctx context.Context, namespace, id string) (store.Revocation, error) {
+	if err := store.ValidateName(namespace, id); err != nil {
+		return store.Revocation{}, err
 	}
 	var nonce [16]byte
 	if _, err := rand.Read(nonce[:]); err != nil {
-		return Revocation{}, fmt.Errorf("reading random bytes: %w", err)
+		return store.Revocation{}, fmt.Errorf("reading random bytes: %w", err)
 	}
 	// The namespace is queued for the sweep first: a revocation whose reply
 	// is lost, or whose caller dies, still gets its descendants removed. A
 	// queued namespace without work costs a sweeper one batch. Score 0 also
 	// makes a sweeper that is finishing the namespace keep it (see
 	// releaseScript).
-	if err := r.client.ZAdd(ctx, r.sweepQueueKey(), redis.Z{Score: 0, Member: namespace}).Err(); err != nil {
-		return Revocation{}, unavailable(err, "revoking token %s/%s", namespace, id)
+	if err := r.client.ZAdd(ctx, r.sweepQueueKey(), goredis.Z{Score: 0, Member: namespace}).Err(); err != nil {
+		return store.Revocation{}, unavailable(err, "revoking token %s/%s", namespace, id)
 	}
 	keys := []string{r.recordKey(namespace, id), r.indexKey(namespace), r.markerKey(namespace, id),
 		r.childrenKey(namespace), r.sweepStateKey(namespace)}
 	cmd, acked, err := r.runWrite(ctx, revokeScript, keys, id, r.tag(namespace), r.channel, namespace,
-		hex.EncodeToString(nonce[:]), revokeMarkerTTL.Milliseconds())
+		hex.EncodeToString(nonce[:]), store.RevokeMarkerTTL.Milliseconds())
 	if err != nil {
-		return Revocation{}, unavailable(err, "revoking token %s/%s", namespace, id)
+		return store.Revocation{}, unavailable(err, "revoking token %s/%s", namespace, id)
 	}
 	reply, err := cmd.Slice()
 	if err != nil {
-		return Revocation{}, unavailable(err, "revoking token %s/%s", namespace, id)
+		return store.Revocation{}, unavailable(err, "revoking token %s/%s", namespace, id)
 	}
 	if len(reply) == 0 {
-		return Revocation{}, fmt.Errorf("%w: %s/%s", ErrNotFound, namespace, id)
+		return store.Revocation{}, fmt.Errorf("%w: %s/%s", store.ErrNotFound, namespace, id)
 	}
 	if acked < r.waitReplicas {
 		r.log.Warn("revocation acknowledged by too few replicas; it is in force on the master", "namespace", namespace, "id", id,
 			"replicas", acked, "want", r.waitReplicas)
-		return Revocation{}, fmt.Errorf("%w: revoking %s/%s: reached %d of %d replicas within %s; in force on the master, but a failover could undo it: revoke again",
-			ErrUnavailable, namespace, id, acked, r.waitReplicas, r.waitTimeout)
+		return store.Revocation{}, fmt.Errorf("%w: revoking %s/%s: reached %d of %d replicas within %s; in force on the master, but a failover could undo it: revoke again",
+			store.ErrUnavailable, namespace, id, acked, r.waitReplicas, r.waitTimeout)
 	}
-	rv := Revocation{IDs: []string{id}, Count: 1, Done: true}
+	rv := store.Revocation{IDs: []string{id}, Count: 1, Done: true}
 	if done, _ := reply[0].(int64); done == 1 {
 		r.log.Debug("token revoked", "namespace", namespace, "id", id)
 		return rv, nil
@@ -568,7 +565,7 @@ type revokedMessage struct {
 // published while the connection is down (go-redis reconnects and
 // resubscribes by itself; each resubscription is logged) are lost. A cache
 // fed by Subscribe must bound how long it trusts an entry.
-func (r *Redis) Subscribe(ctx context.Context, fn func(namespace, id string)) error {
+func (r *Store) Subscribe(ctx context.Context, fn func(namespace, id string)) error {
 	ctx, cancel := r.untilClosed(ctx)
 	defer cancel()
 
@@ -579,26 +576,26 @@ func (r *Redis) Subscribe(ctx context.Context, fn func(namespace, id string)) er
 	}
 	r.log.Debug("subscribed to revocations", "channel", r.channel)
 
-	ch := ps.ChannelWithSubscriptions(redis.WithChannelSize(1000))
+	ch := ps.ChannelWithSubscriptions(goredis.WithChannelSize(1000))
 	for {
 		select {
 		case <-ctx.Done():
 			select {
 			case <-r.closed:
-				return fmt.Errorf("%w: redis store is closed", ErrUnavailable)
+				return fmt.Errorf("%w: redis store is closed", store.ErrUnavailable)
 			default:
 				return nil
 			}
 		case m, ok := <-ch:
 			if !ok {
-				return fmt.Errorf("%w: revocation subscription closed", ErrUnavailable)
+				return fmt.Errorf("%w: revocation subscription closed", store.ErrUnavailable)
 			}
 			switch m := m.(type) {
-			case *redis.Subscription:
+			case *goredis.Subscription:
 				if m.Kind == "subscribe" {
 					r.log.Warn("resubscribed to revocations after a connection loss; revocations published meanwhile were missed", "channel", r.channel)
 				}
-			case *redis.Message:
+			case *goredis.Message:
 				var msg revokedMessage
 				if err := json.Unmarshal([]byte(m.Payload), &msg); err != nil || !secret.ValidNamespace(msg.Namespace) {
 					r.log.Warn("ignoring malformed revocation message", "channel", m.Channel, "bytes", len(m.Payload))
@@ -613,7 +610,7 @@ func (r *Redis) Subscribe(ctx context.Context, fn func(namespace, id string)) er
 }
 
 // untilClosed is ctx, also done when the store is closed.
-func (r *Redis) untilClosed(ctx context.Context) (context.Context, context.CancelFunc) {
+func (r *Store) untilClosed(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
 		select {
@@ -626,7 +623,7 @@ func (r *Redis) untilClosed(ctx context.Context) (context.Context, context.Cance
 }
 
 // Ping returns nil if Redis answers, else an error wrapping ErrUnavailable.
-func (r *Redis) Ping(ctx context.Context) error {
+func (r *Store) Ping(ctx context.Context) error {
 	if err := r.client.Ping(ctx).Err(); err != nil {
 		return unavailable(err, "ping")
 	}
@@ -635,7 +632,7 @@ func (r *Redis) Ping(ctx context.Context) error {
 
 // Close ends every Subscribe and closes the client; later calls return
 // ErrUnavailable. It is idempotent.
-func (r *Redis) Close() error {
+func (r *Store) Close() error {
 	var err error
 	r.closeOnce.Do(func() {
 		close(r.closed)

@@ -1,4 +1,4 @@
-package store_test
+package redis_test
 
 import (
 	"context"
@@ -11,35 +11,36 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/direktiv/direktiv-authz/store"
+	"github.com/direktiv/direktiv-authz/store/redis"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 	"github.com/direktiv/direktiv-authz/store/storetest"
 )
 
-func TestRedis(t *testing.T) {
-	server := perTest(func(t *testing.T) *redistest.Server { return redistest.Start(t) })
+func TestConformanceStandalone(t *testing.T) {
+	server := storetest.PerTest(func(t *testing.T) *redistest.Server { return redistest.Start(t) })
 	storetest.Run(t, func(t *testing.T) storetest.Store {
-		return mustRedis(t, server(t).URL(), store.RedisOptions{})
+		return mustRedis(t, server(t).URL(), redis.Options{})
 	})
 }
 
-// TestRedisAsyncCreates runs the suite with every create made through
+// TestConformanceAsyncCreates runs the suite with every create made through
 // CreateAsync, as the event loops make them: the same records, answers and
 // errors as CreateLimited's.
-func TestRedisAsyncCreates(t *testing.T) {
-	server := perTest(func(t *testing.T) *redistest.Server { return redistest.Start(t) })
+func TestConformanceAsyncCreates(t *testing.T) {
+	server := storetest.PerTest(func(t *testing.T) *redistest.Server { return redistest.Start(t) })
 	storetest.Run(t, func(t *testing.T) storetest.Store {
-		return asyncCreates{mustRedis(t, server(t).URL(), store.RedisOptions{})}
+		return asyncCreates{mustRedis(t, server(t).URL(), redis.Options{})}
 	})
 }
 
-// TestRedisAsyncCreateWaitsForReplicas: with WaitReplicas, CreateAsync
+// TestAsyncCreateWaitsForReplicas: with WaitReplicas, CreateAsync
 // waits for them as CreateLimited does, and undoes a create too few hold.
-func TestRedisAsyncCreateWaitsForReplicas(t *testing.T) {
+func TestAsyncCreateWaitsForReplicas(t *testing.T) {
 	srv := redistest.Start(t)
-	s := mustRedis(t, srv.URL(), store.RedisOptions{WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
+	s := mustRedis(t, srv.URL(), redis.Options{WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
 	ctx, ns := context.Background(), storetest.Namespace(t)
 	tok, _ := storetest.MustToken(t, ns, "", time.Hour)
 	err := asyncCreates{s}.CreateLimited(ctx, tok, store.Limit{})
@@ -53,7 +54,7 @@ func TestRedisAsyncCreateWaitsForReplicas(t *testing.T) {
 
 // asyncCreates is a store whose creates go through CreateAsync, each
 // checked to be answered once.
-type asyncCreates struct{ *store.Redis }
+type asyncCreates struct{ *redis.Store }
 
 func (s asyncCreates) Create(ctx context.Context, t store.Token) error {
 	return s.CreateLimited(ctx, t, store.Limit{})
@@ -71,15 +72,15 @@ func (s asyncCreates) CreateLimited(_ context.Context, t store.Token, l store.Li
 	return <-done
 }
 
-func TestRedisCluster(t *testing.T) {
+func TestConformanceCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node Redis Cluster")
 	}
 	cluster := redistest.StartCluster(t)
 	// One cluster for all subtests; a prefix per subtest keeps them apart.
-	prefix := perTest(func(t *testing.T) string { return "t" + storetest.Namespace(t) })
+	prefix := storetest.PerTest(func(t *testing.T) string { return "t" + storetest.Namespace(t) })
 	storetest.Run(t, func(t *testing.T) storetest.Store {
-		return mustRedis(t, cluster.URL(), store.RedisOptions{Prefix: prefix(t)})
+		return mustRedis(t, cluster.URL(), redis.Options{Prefix: prefix(t)})
 	})
 }
 
@@ -87,30 +88,30 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-func mustRedis(t *testing.T, url string, opts store.RedisOptions) *store.Redis {
+func mustRedis(t *testing.T, url string, opts redis.Options) *redis.Store {
 	t.Helper()
 	if opts.Logger == nil {
 		opts.Logger = testLogger(t)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := store.NewRedis(ctx, url, opts)
+	r, err := redis.New(ctx, url, opts)
 	if err != nil {
-		t.Fatalf("NewRedis(%s): %v", url, err)
+		t.Fatalf("New(%s): %v", url, err)
 	}
 	t.Cleanup(func() { _ = r.Close() })
 	return r
 }
 
 // rawClient talks to the server directly, to inspect what the store wrote.
-func rawClient(t *testing.T, s *redistest.Server) *redis.Client {
+func rawClient(t *testing.T, s *redistest.Server) *goredis.Client {
 	t.Helper()
-	c := redis.NewClient(&redis.Options{Addr: s.Addr(), MaxRetries: -1})
+	c := goredis.NewClient(&goredis.Options{Addr: s.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
-func keys(t *testing.T, ctx context.Context, c *redis.Client, pattern string) []string {
+func keys(t *testing.T, ctx context.Context, c *goredis.Client, pattern string) []string {
 	t.Helper()
 	var all []string
 	iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
@@ -124,9 +125,9 @@ func keys(t *testing.T, ctx context.Context, c *redis.Client, pattern string) []
 	return all
 }
 
-func TestRedisKeyLayout(t *testing.T) {
+func TestKeyLayout(t *testing.T) {
 	srv := redistest.Start(t)
-	s := mustRedis(t, srv.URL(), store.RedisOptions{Prefix: "authz"})
+	s := mustRedis(t, srv.URL(), redis.Options{Prefix: "authz"})
 	c := rawClient(t, srv)
 	ctx, ns := context.Background(), storetest.Namespace(t)
 
@@ -161,7 +162,7 @@ func TestRedisKeyLayout(t *testing.T) {
 	}
 	// Records expire with their token; the index and the children counts
 	// with the longest-lived token plus a minute's slack (see extend in
-	// redis_scripts.go).
+	// scripts.go).
 	const slack = 60000
 	for _, tc := range []struct {
 		key  string
@@ -227,7 +228,7 @@ func mustRaw(t *testing.T, id string) []byte {
 }
 
 // indexIDs is the ids a namespace's index names, in order.
-func indexIDs(t *testing.T, ctx context.Context, c *redis.Client, tag string) []string {
+func indexIDs(t *testing.T, ctx context.Context, c *goredis.Client, tag string) []string {
 	t.Helper()
 	var ids []string
 	for _, e := range c.XRange(ctx, tag+"ix", "-", "+").Val() {
@@ -239,7 +240,7 @@ func indexIDs(t *testing.T, ctx context.Context, c *redis.Client, tag string) []
 
 // createUntil creates tokens of an hour in ns until done holds, at most
 // limit of them, and returns their ids.
-func createUntil(t *testing.T, ctx context.Context, s *store.Redis, ns string, limit int, done func() bool) []string {
+func createUntil(t *testing.T, ctx context.Context, s *redis.Store, ns string, limit int, done func() bool) []string {
 	t.Helper()
 	var ids []string
 	for !done() {
@@ -255,12 +256,12 @@ func createUntil(t *testing.T, ctx context.Context, s *store.Redis, ns string, l
 	return ids
 }
 
-func TestRedisPrunesIndexEntries(t *testing.T) {
+func TestPrunesIndexEntries(t *testing.T) {
 	srv := redistest.Start(t)
-	s := mustRedis(t, srv.URL(), store.RedisOptions{})
+	s := mustRedis(t, srv.URL(), redis.Options{})
 	c := rawClient(t, srv)
 	ctx, ns := context.Background(), storetest.Namespace(t)
-	tag := store.DefaultRedisPrefix + ":{" + ns + "}:"
+	tag := redis.DefaultPrefix + ":{" + ns + "}:"
 
 	short, _ := storetest.MustToken(t, ns, "", 200*time.Millisecond)
 	long, _ := storetest.MustToken(t, ns, "", time.Hour)
@@ -286,7 +287,7 @@ func TestRedisPrunesIndexEntries(t *testing.T) {
 		t.Fatal("XDEL of the entry of old")
 	}
 	for _, id := range []string{old.ID, never.ID} {
-		if err := c.XAdd(ctx, &redis.XAddArgs{Stream: tag + "ix", Values: []string{"i", id}}).Err(); err != nil {
+		if err := c.XAdd(ctx, &goredis.XAddArgs{Stream: tag + "ix", Values: []string{"i", id}}).Err(); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -337,9 +338,9 @@ func TestRedisPrunesIndexEntries(t *testing.T) {
 	}
 }
 
-func TestRedisUnavailable(t *testing.T) {
+func TestUnavailable(t *testing.T) {
 	srv := redistest.Start(t)
-	s := mustRedis(t, srv.URL(), store.RedisOptions{})
+	s := mustRedis(t, srv.URL(), redis.Options{})
 	c := rawClient(t, srv)
 	ns := storetest.Namespace(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -374,9 +375,9 @@ func TestRedisUnavailable(t *testing.T) {
 			t.Errorf("%s took %s to fail", name, d)
 		}
 	}
-	_, err := store.NewRedis(ctx, srv.URL(), store.RedisOptions{})
+	_, err := redis.New(ctx, srv.URL(), redis.Options{})
 	if !errors.Is(err, store.ErrUnavailable) {
-		t.Errorf("NewRedis with Redis down: %v, want ErrUnavailable", err)
+		t.Errorf("New with Redis down: %v, want ErrUnavailable", err)
 	}
 
 	srv.Restart(t)
@@ -406,20 +407,20 @@ func TestRedisUnavailable(t *testing.T) {
 	}
 }
 
-// TestRedisUnavailableMidway freezes the server (SIGSTOP) after a create and
+// TestUnavailableMidway freezes the server (SIGSTOP) after a create and
 // a cascade revoke were sent, so both time out: each must report
 // ErrUnavailable, and once the server resumes and runs them, nothing may be
 // left half-done.
-func TestRedisUnavailableMidway(t *testing.T) {
+func TestUnavailableMidway(t *testing.T) {
 	srv := redistest.Start(t)
-	// Two stores with a connection each, already set up (NewRedis pings), so
+	// Two stores with a connection each, already set up (New pings), so
 	// that both scripts reach the frozen server.
 	url := srv.URL() + "?read_timeout=200ms&max_retries=0"
-	s1 := mustRedis(t, url, store.RedisOptions{})
-	s2 := mustRedis(t, url, store.RedisOptions{})
+	s1 := mustRedis(t, url, redis.Options{})
+	s2 := mustRedis(t, url, redis.Options{})
 	c := rawClient(t, srv)
 	ctx, ns := context.Background(), storetest.Namespace(t)
-	tag := store.DefaultRedisPrefix + ":{" + ns + "}:"
+	tag := redis.DefaultPrefix + ":{" + ns + "}:"
 
 	parent, _ := storetest.MustToken(t, ns, "", time.Hour)
 	kid, _ := storetest.MustToken(t, ns, parent.ID, time.Hour)
@@ -478,9 +479,9 @@ func TestRedisUnavailableMidway(t *testing.T) {
 	}
 }
 
-func TestRedisScriptCacheFlushed(t *testing.T) {
+func TestScriptCacheFlushed(t *testing.T) {
 	srv := redistest.Start(t)
-	s := mustRedis(t, srv.URL(), store.RedisOptions{})
+	s := mustRedis(t, srv.URL(), redis.Options{})
 	c := rawClient(t, srv)
 	ctx, ns := context.Background(), storetest.Namespace(t)
 	for i := 0; i < 2; i++ {
@@ -503,16 +504,16 @@ func TestRedisScriptCacheFlushed(t *testing.T) {
 	}
 }
 
-func TestRedisCorruptRecordFailsClosed(t *testing.T) {
+func TestCorruptRecordFailsClosed(t *testing.T) {
 	srv := redistest.Start(t)
-	s := mustRedis(t, srv.URL(), store.RedisOptions{})
+	s := mustRedis(t, srv.URL(), redis.Options{})
 	c := rawClient(t, srv)
 	ctx, ns := context.Background(), storetest.Namespace(t)
 	tok, _ := storetest.MustToken(t, ns, "", time.Hour)
 	if err := s.Create(ctx, tok); err != nil {
 		t.Fatal(err)
 	}
-	key := store.DefaultRedisPrefix + ":{" + ns + "}:tok:" + tok.ID
+	key := redis.DefaultPrefix + ":{" + ns + "}:tok:" + tok.ID
 	other, _ := storetest.MustToken(t, ns, "", time.Hour)
 	swapped, _ := json.Marshal(other)
 	for _, bad := range []string{"not json", string(swapped), "\x02\x05short", "\x02\x00short"} {
@@ -528,10 +529,10 @@ func TestRedisCorruptRecordFailsClosed(t *testing.T) {
 	}
 }
 
-func TestRedisPrefixesIsolate(t *testing.T) {
+func TestPrefixesIsolate(t *testing.T) {
 	srv := redistest.Start(t)
-	a := mustRedis(t, srv.URL(), store.RedisOptions{Prefix: "a"})
-	b := mustRedis(t, srv.URL(), store.RedisOptions{Prefix: "b"})
+	a := mustRedis(t, srv.URL(), redis.Options{Prefix: "a"})
+	b := mustRedis(t, srv.URL(), redis.Options{Prefix: "b"})
 	ctx, ns := context.Background(), storetest.Namespace(t)
 	tok, _ := storetest.MustToken(t, ns, "", time.Hour)
 	if err := a.Create(ctx, tok); err != nil {
@@ -545,27 +546,27 @@ func TestRedisPrefixesIsolate(t *testing.T) {
 	}
 }
 
-func TestNewRedisErrors(t *testing.T) {
+func TestNewErrors(t *testing.T) {
 	ctx := context.Background()
 	srv := redistest.Start(t)
 	tests := []struct {
 		name, url string
-		opts      store.RedisOptions
+		opts      redis.Options
 		want      string
 	}{
-		{"bad URL", "http://" + srv.Addr(), store.RedisOptions{}, "unsupported scheme"},
-		{"prefix with brace", srv.URL(), store.RedisOptions{Prefix: "a{b}"}, "prefix"},
-		{"prefix with space", srv.URL(), store.RedisOptions{Prefix: "a b"}, "prefix"},
+		{"bad URL", "http://" + srv.Addr(), redis.Options{}, "unsupported scheme"},
+		{"prefix with brace", srv.URL(), redis.Options{Prefix: "a{b}"}, "prefix"},
+		{"prefix with space", srv.URL(), redis.Options{Prefix: "a b"}, "prefix"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := store.NewRedis(ctx, tc.url, tc.opts)
+			r, err := redis.New(ctx, tc.url, tc.opts)
 			if err == nil {
 				_ = r.Close()
-				t.Fatal("NewRedis succeeded")
+				t.Fatal("New succeeded")
 			}
 			if !strings.Contains(err.Error(), tc.want) || errors.Is(err, store.ErrUnavailable) {
-				t.Fatalf("NewRedis: %v, want a configuration error mentioning %q", err, tc.want)
+				t.Fatalf("New: %v, want a configuration error mentioning %q", err, tc.want)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package store
+package redis
 
 import (
 	"context"
@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/direktiv/direktiv-authz/store"
 )
 
-// Waiting for replicas (RedisOptions.WaitReplicas).
+// Waiting for replicas (Options.WaitReplicas).
 //
 // Redis replicates asynchronously: without waiting, a create or revoke that
 // the master acknowledged and then lost in a crash, before any replica had
@@ -42,13 +44,13 @@ import (
 // connection, so it must follow the script on the same one (go-redis
 // resends both on a new connection if the first fails). The error is the
 // script's, else WAIT's.
-func (r *Redis) runWrite(ctx context.Context, sc *redis.Script, keys []string, args ...any) (*redis.Cmd, int, error) {
+func (r *Store) runWrite(ctx context.Context, sc *goredis.Script, keys []string, args ...any) (*goredis.Cmd, int, error) {
 	if r.waitReplicas == 0 {
 		cmd := sc.Run(ctx, r.client, keys, args...)
 		return cmd, 0, cmd.Err()
 	}
-	var node redis.Cmdable = r.client
-	cc, cluster := r.client.(*redis.ClusterClient)
+	var node goredis.Cmdable = r.client
+	cc, cluster := r.client.(*goredis.ClusterClient)
 	if cluster {
 		// A cluster pipeline would send the keyless WAIT to any node.
 		m, err := cc.MasterForKey(ctx, keys[0])
@@ -57,22 +59,22 @@ func (r *Redis) runWrite(ctx context.Context, sc *redis.Script, keys []string, a
 		}
 		node = m
 	}
-	var cmd *redis.Cmd
-	var wait *redis.Cmd
-	run := func(eval func(p redis.Pipeliner) *redis.Cmd) {
+	var cmd *goredis.Cmd
+	var wait *goredis.Cmd
+	run := func(eval func(p goredis.Pipeliner) *goredis.Cmd) {
 		// Pipelined's error is that of the first failed command, read below.
-		_, _ = node.Pipelined(ctx, func(p redis.Pipeliner) error {
+		_, _ = node.Pipelined(ctx, func(p goredis.Pipeliner) error {
 			cmd = eval(p)
 			wait = p.Do(ctx, "wait", r.waitReplicas, r.waitTimeout.Milliseconds())
 			return nil
 		})
 	}
-	run(func(p redis.Pipeliner) *redis.Cmd { return sc.EvalSha(ctx, p, keys, args...) })
-	if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-		run(func(p redis.Pipeliner) *redis.Cmd { return sc.Eval(ctx, p, keys, args...) })
+	run(func(p goredis.Pipeliner) *goredis.Cmd { return sc.EvalSha(ctx, p, keys, args...) })
+	if goredis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+		run(func(p goredis.Pipeliner) *goredis.Cmd { return sc.Eval(ctx, p, keys, args...) })
 	}
 	if err := cmd.Err(); err != nil {
-		if cluster && (redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK")) {
+		if cluster && (goredis.HasErrorPrefix(err, "MOVED") || goredis.HasErrorPrefix(err, "ASK")) {
 			// The slot is moving: nothing ran; a retry by the caller finds
 			// the slot's new master.
 			cc.ReloadState(ctx)
@@ -89,7 +91,7 @@ func (r *Redis) runWrite(ctx context.Context, sc *redis.Script, keys []string, a
 // undoCreate deletes t after too few replicas acknowledged its creation, so
 // that a mint answered 503 leaves no token behind. It is best effort (Redis
 // may be failing): the token is whole either way and nobody has its secret.
-func (r *Redis) undoCreate(ctx context.Context, t Token) {
+func (r *Store) undoCreate(ctx context.Context, t store.Token) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	ns := t.Namespace
@@ -98,7 +100,7 @@ func (r *Redis) undoCreate(ctx context.Context, t Token) {
 	keys := []string{r.recordKey(ns, t.ID), r.indexKey(ns), r.markerKey(ns, t.ID),
 		r.childrenKey(ns), r.sweepStateKey(ns)}
 	err := revokeScript.Run(ctx, r.client, keys, t.ID, r.tag(ns), r.channel, ns,
-		hex.EncodeToString(nonce[:]), revokeMarkerTTL.Milliseconds()).Err()
+		hex.EncodeToString(nonce[:]), store.RevokeMarkerTTL.Milliseconds()).Err()
 	if err != nil {
 		r.log.Warn("could not undo a token too few replicas acknowledged; it stays, unused, until it expires",
 			"namespace", ns, "id", t.ID, "err", err)
@@ -106,9 +108,9 @@ func (r *Redis) undoCreate(ctx context.Context, t Token) {
 }
 
 // waitOptions fills in and checks the wait settings of opts: from the URL's
-// cfg (nil for NewRedisClient) when opts leaves them 0, with
-// DefaultRedisWaitTimeout (at most half the read timeout) as the last resort.
-func waitOptions(opts RedisOptions, cfg *RedisConfig) (RedisOptions, error) {
+// cfg (nil for NewWithClient) when opts leaves them 0, with
+// DefaultWaitTimeout (at most half the read timeout) as the last resort.
+func waitOptions(opts Options, cfg *Config) (Options, error) {
 	readTimeout := time.Duration(0) // unknown for a client passed in
 	if cfg != nil {
 		readTimeout = cfg.readTimeout()
@@ -130,7 +132,7 @@ func waitOptions(opts RedisOptions, cfg *RedisConfig) (RedisOptions, error) {
 		return opts, nil
 	}
 	if opts.WaitTimeout == 0 {
-		opts.WaitTimeout = DefaultRedisWaitTimeout
+		opts.WaitTimeout = DefaultWaitTimeout
 		if readTimeout > 0 {
 			opts.WaitTimeout = min(opts.WaitTimeout, readTimeout/2)
 		}
@@ -142,7 +144,7 @@ func waitOptions(opts RedisOptions, cfg *RedisConfig) (RedisOptions, error) {
 }
 
 // readTimeout is the connections' read timeout.
-func (c *RedisConfig) readTimeout() time.Duration {
+func (c *Config) readTimeout() time.Duration {
 	switch {
 	case c.Sentinel != nil:
 		return c.Sentinel.ReadTimeout
@@ -151,5 +153,5 @@ func (c *RedisConfig) readTimeout() time.Duration {
 	case c.Standalone != nil:
 		return c.Standalone.ReadTimeout
 	}
-	return DefaultRedisReadTimeout
+	return DefaultReadTimeout
 }

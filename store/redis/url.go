@@ -1,4 +1,4 @@
-package store
+package redis
 
 import (
 	"crypto/tls"
@@ -10,63 +10,65 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/direktiv/direktiv-authz/store"
 )
 
-// RedisMode is how the store reaches Redis.
-type RedisMode string
+// Mode is how the store reaches Redis.
+type Mode string
 
 // The Redis deployments a URL can name.
 const (
-	RedisStandalone RedisMode = "standalone"
-	RedisSentinel   RedisMode = "sentinel"
-	RedisCluster    RedisMode = "cluster"
+	Standalone Mode = "standalone"
+	Sentinel   Mode = "sentinel"
+	Cluster    Mode = "cluster"
 )
 
 // Defaults applied to every mode; a URL query parameter overrides each. They
 // are shorter than go-redis's so that an unreachable Redis turns into a 503
 // quickly (fail closed) instead of holding requests.
 const (
-	DefaultRedisDialTimeout  = 2 * time.Second
-	DefaultRedisReadTimeout  = time.Second
-	DefaultRedisWriteTimeout = time.Second
-	// DefaultRedisWaitTimeout is how long a write waits for its replicas
+	DefaultDialTimeout  = 2 * time.Second
+	DefaultReadTimeout  = time.Second
+	DefaultWriteTimeout = time.Second
+	// DefaultWaitTimeout is how long a write waits for its replicas
 	// when wait_replicas is set without wait_timeout.
-	DefaultRedisWaitTimeout = 500 * time.Millisecond
+	DefaultWaitTimeout = 500 * time.Millisecond
 )
 
 // Retry pacing, not configurable by URL: a refused connection is tried
 // twice, 50ms apart, and a failed command is retried with backoff capped at
 // 200ms, so a Redis that is down fails a call in well under a second.
 const (
-	redisDialAttempts     = 2
-	redisDialRetryBackoff = 50 * time.Millisecond
-	redisMaxRetryBackoff  = 200 * time.Millisecond
+	dialAttempts     = 2
+	dialRetryBackoff = 50 * time.Millisecond
+	maxRetryBackoff  = 200 * time.Millisecond
 )
 
-// RedisConfig is a parsed Redis URL (see ParseRedisURL). Exactly one of
+// Config is a parsed Redis URL (see ParseURL). Exactly one of
 // Standalone, Sentinel and Cluster is set, matching Mode. String never shows
 // a password.
-type RedisConfig struct {
-	Mode       RedisMode
+type Config struct {
+	Mode       Mode
 	TLS        bool
 	Addrs      []string // the server, the sentinels, or the cluster seed nodes
 	MasterName string   // sentinel mode only
 	DB         int      // always 0 in cluster mode
 
 	// WaitReplicas and WaitTimeout are the URL's wait_replicas and
-	// wait_timeout (see RedisOptions.WaitReplicas); WaitTimeout is
-	// DefaultRedisWaitTimeout when wait_replicas is set alone, and 0 when
+	// wait_timeout (see Options.WaitReplicas); WaitTimeout is
+	// DefaultWaitTimeout when wait_replicas is set alone, and 0 when
 	// WaitReplicas is 0.
 	WaitReplicas int
 	WaitTimeout  time.Duration
 
-	Standalone *redis.Options
-	Sentinel   *redis.FailoverOptions
-	Cluster    *redis.ClusterOptions
+	Standalone *goredis.Options
+	Sentinel   *goredis.FailoverOptions
+	Cluster    *goredis.ClusterOptions
 }
 
-// ParseRedisURL parses the URL of a Redis deployment:
+// ParseURL parses the URL of a Redis deployment:
 //
 //	redis://[user:password@]host[:6379][/db]
 //	rediss://...                                   (TLS)
@@ -92,8 +94,8 @@ type RedisConfig struct {
 // (connections per node, 1..10000), max_retries (retries of a failed
 // command, 0..100, default 3; the store's scripts are safe to retry),
 // wait_replicas (0..100, default 0: replicas that must acknowledge each
-// create and revoke, see RedisOptions.WaitReplicas) and wait_timeout (how
-// long to wait for them, default DefaultRedisWaitTimeout; it must be shorter
+// create and revoke, see Options.WaitReplicas) and wait_timeout (how
+// long to wait for them, default DefaultWaitTimeout; it must be shorter
 // than read_timeout, as the wait is read like a reply), tls_ca_file (TLS
 // URLs only: a PEM file of the CA certificates the servers are verified
 // with, instead of the system roots; read once, when the URL is parsed).
@@ -101,25 +103,25 @@ type RedisConfig struct {
 // SSL_CERT_FILE can also point at a private CA bundle.
 //
 // Every error names what is wrong and never contains the password.
-func ParseRedisURL(rawURL string) (*RedisConfig, error) {
-	c, err := parseRedisURL(rawURL)
+func ParseURL(rawURL string) (*Config, error) {
+	c, err := parseURL(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("redis URL: %w", err)
 	}
 	return c, nil
 }
 
-const redisURLForms = "redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://"
+const urlForms = "redis://, rediss://, redis+sentinel://, rediss+sentinel://, redis+cluster:// or rediss+cluster://"
 
-// parseRedisURL reads raw in the order it is written: scheme, user
+// parseURL reads raw in the order it is written: scheme, user
 // information, hosts, path, query; then builds go-redis's options.
-func parseRedisURL(raw string) (*RedisConfig, error) {
+func parseURL(raw string) (*Config, error) {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok {
-		return nil, fmt.Errorf("no scheme; want %s", redisURLForms)
+		return nil, fmt.Errorf("no scheme; want %s", urlForms)
 	}
 	scheme = strings.ToLower(scheme)
-	c := &RedisConfig{}
+	c := &Config{}
 	defaultPort, err := c.parseScheme(scheme)
 	if err != nil {
 		return nil, err
@@ -139,7 +141,7 @@ func parseRedisURL(raw string) (*RedisConfig, error) {
 	if err := c.parsePath(path); err != nil {
 		return nil, err
 	}
-	p, err := parseRedisQuery(query, c.Mode)
+	p, err := parseQuery(query, c.Mode)
 	if err != nil {
 		return nil, err
 	}
@@ -156,21 +158,21 @@ func parseRedisURL(raw string) (*RedisConfig, error) {
 
 // parseScheme sets c's mode and TLS from the URL's scheme (lower-cased)
 // and returns the port a host without one gets.
-func (c *RedisConfig) parseScheme(scheme string) (defaultPort string, _ error) {
+func (c *Config) parseScheme(scheme string) (defaultPort string, _ error) {
 	defaultPort = "6379"
 	switch scheme {
 	case "redis", "rediss":
-		c.Mode = RedisStandalone
+		c.Mode = Standalone
 	case "redis+sentinel", "rediss+sentinel":
-		c.Mode = RedisSentinel
+		c.Mode = Sentinel
 		defaultPort = "26379"
 	case "redis+cluster", "rediss+cluster":
-		c.Mode = RedisCluster
+		c.Mode = Cluster
 	default:
 		if !isSchemeText(scheme) {
-			return "", fmt.Errorf("unsupported scheme; want %s", redisURLForms)
+			return "", fmt.Errorf("unsupported scheme; want %s", urlForms)
 		}
-		return "", fmt.Errorf("unsupported scheme %q; want %s", scheme, redisURLForms)
+		return "", fmt.Errorf("unsupported scheme %q; want %s", scheme, urlForms)
 	}
 	c.TLS = strings.HasPrefix(scheme, "rediss")
 	return defaultPort, nil
@@ -207,12 +209,12 @@ func parseUserinfo(rest string) (user, password, after string, _ error) {
 }
 
 // parseHosts sets c.Addrs from the comma-separated host list.
-func (c *RedisConfig) parseHosts(scheme, hostList, defaultPort string) error {
+func (c *Config) parseHosts(scheme, hostList, defaultPort string) error {
 	if hostList == "" {
 		return errors.New("no host; write host:port after the scheme")
 	}
 	hosts := strings.Split(hostList, ",")
-	if c.Mode == RedisStandalone && len(hosts) > 1 {
+	if c.Mode == Standalone && len(hosts) > 1 {
 		return fmt.Errorf("%s:// takes one host, got %d; use redis+sentinel:// or redis+cluster:// for several", scheme, len(hosts))
 	}
 	for i, h := range hosts {
@@ -231,13 +233,13 @@ func (c *RedisConfig) parseHosts(scheme, hostList, defaultPort string) error {
 // parsePath sets c's database and, for Sentinel, master name from the
 // path (without its leading '/'): /<db>, /<master-name>[/<db>], or nothing
 // for a cluster.
-func (c *RedisConfig) parsePath(path string) error {
+func (c *Config) parsePath(path string) error {
 	segs := strings.Split(path, "/")
 	if path == "" {
 		segs = nil
 	}
 	switch c.Mode {
-	case RedisStandalone:
+	case Standalone:
 		if len(segs) > 1 {
 			return fmt.Errorf("path /%s: want /<db>", path)
 		}
@@ -248,7 +250,7 @@ func (c *RedisConfig) parsePath(path string) error {
 			}
 			c.DB = db
 		}
-	case RedisSentinel:
+	case Sentinel:
 		if len(segs) == 0 || segs[0] == "" {
 			return errors.New("no master name; write redis+sentinel://host:26379/<master-name>[/db]")
 		}
@@ -256,7 +258,7 @@ func (c *RedisConfig) parsePath(path string) error {
 			return fmt.Errorf("path /%s: want /<master-name>[/<db>]", path)
 		}
 		if !isMasterName(segs[0]) {
-			return fmt.Errorf("master name %s: use letters, digits, '.', '-' and '_'", quote(segs[0]))
+			return fmt.Errorf("master name %s: use letters, digits, '.', '-' and '_'", store.Quote(segs[0]))
 		}
 		c.MasterName = segs[0]
 		if len(segs) == 2 {
@@ -266,7 +268,7 @@ func (c *RedisConfig) parsePath(path string) error {
 			}
 			c.DB = db
 		}
-	case RedisCluster:
+	case Cluster:
 		if len(segs) > 1 || (len(segs) == 1 && segs[0] != "" && segs[0] != "0") {
 			return fmt.Errorf("path /%s: Redis Cluster has only database 0; leave the path out", path)
 		}
@@ -276,7 +278,7 @@ func (c *RedisConfig) parsePath(path string) error {
 
 // tlsConfig is the TLS configuration of a TLS URL, nil for another;
 // caFile (tls_ca_file) is for TLS URLs only.
-func (c *RedisConfig) tlsConfig(scheme, caFile string) (*tls.Config, error) {
+func (c *Config) tlsConfig(scheme, caFile string) (*tls.Config, error) {
 	if !c.TLS {
 		if caFile != "" {
 			return nil, fmt.Errorf("query parameter tls_ca_file is only for TLS URLs (rediss://, rediss+sentinel://, rediss+cluster://), not %s://", scheme)
@@ -296,12 +298,12 @@ func (c *RedisConfig) tlsConfig(scheme, caFile string) (*tls.Config, error) {
 }
 
 // setOptions builds go-redis's options for c's mode.
-func (c *RedisConfig) setOptions(user, password string, tlsConfig *tls.Config, p redisParams) error {
+func (c *Config) setOptions(user, password string, tlsConfig *tls.Config, p params) error {
 	switch c.Mode {
-	case RedisStandalone:
-		// redis.ParseURL sees neither the credentials nor the query, so none
+	case Standalone:
+		// goredis.ParseURL sees neither the credentials nor the query, so none
 		// of its errors can echo a password.
-		o, err := redis.ParseURL("redis://" + c.Addrs[0] + "/" + strconv.Itoa(c.DB))
+		o, err := goredis.ParseURL("redis://" + c.Addrs[0] + "/" + strconv.Itoa(c.DB))
 		if err != nil {
 			return fmt.Errorf("address %s: %w", c.Addrs[0], err)
 		}
@@ -309,11 +311,11 @@ func (c *RedisConfig) setOptions(user, password string, tlsConfig *tls.Config, p
 		o.TLSConfig = tlsConfig
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = p.dialTimeout, p.readTimeout, p.writeTimeout
 		o.PoolSize, o.MaxRetries = p.poolSize, p.maxRetries
-		o.DialerRetries, o.DialerRetryTimeout, o.MaxRetryBackoff = redisDialAttempts, redisDialRetryBackoff, redisMaxRetryBackoff
+		o.DialerRetries, o.DialerRetryTimeout, o.MaxRetryBackoff = dialAttempts, dialRetryBackoff, maxRetryBackoff
 		o.ContextTimeoutEnabled = true
 		c.Standalone = o
-	case RedisSentinel:
-		c.Sentinel = &redis.FailoverOptions{
+	case Sentinel:
+		c.Sentinel = &goredis.FailoverOptions{
 			MasterName:            c.MasterName,
 			SentinelAddrs:         c.Addrs,
 			SentinelUsername:      p.sentinelUser,
@@ -327,13 +329,13 @@ func (c *RedisConfig) setOptions(user, password string, tlsConfig *tls.Config, p
 			WriteTimeout:          p.writeTimeout,
 			PoolSize:              p.poolSize,
 			MaxRetries:            p.maxRetries,
-			MaxRetryBackoff:       redisMaxRetryBackoff,
-			DialerRetries:         redisDialAttempts,
-			DialerRetryTimeout:    redisDialRetryBackoff,
+			MaxRetryBackoff:       maxRetryBackoff,
+			DialerRetries:         dialAttempts,
+			DialerRetryTimeout:    dialRetryBackoff,
 			ContextTimeoutEnabled: true,
 		}
-	case RedisCluster:
-		c.Cluster = &redis.ClusterOptions{
+	case Cluster:
+		c.Cluster = &goredis.ClusterOptions{
 			Addrs:                 c.Addrs,
 			Username:              user,
 			Password:              password,
@@ -343,40 +345,40 @@ func (c *RedisConfig) setOptions(user, password string, tlsConfig *tls.Config, p
 			WriteTimeout:          p.writeTimeout,
 			PoolSize:              p.poolSize,
 			MaxRetries:            p.maxRetries,
-			MaxRetryBackoff:       redisMaxRetryBackoff,
-			DialerRetries:         redisDialAttempts,
-			DialerRetryTimeout:    redisDialRetryBackoff,
+			MaxRetryBackoff:       maxRetryBackoff,
+			DialerRetries:         dialAttempts,
+			DialerRetryTimeout:    dialRetryBackoff,
 			ContextTimeoutEnabled: true,
 		}
 	}
 	return nil
 }
 
-// NewClient returns a go-redis client for c: redis.NewClient,
-// redis.NewFailoverClient or redis.NewClusterClient. It does not connect.
-func (c *RedisConfig) NewClient() redis.UniversalClient {
+// NewClient returns a go-redis client for c: goredis.NewClient,
+// goredis.NewFailoverClient or goredis.NewClusterClient. It does not connect.
+func (c *Config) NewClient() goredis.UniversalClient {
 	switch c.Mode {
-	case RedisSentinel:
-		return redis.NewFailoverClient(c.Sentinel)
-	case RedisCluster:
-		return redis.NewClusterClient(c.Cluster)
+	case Sentinel:
+		return goredis.NewFailoverClient(c.Sentinel)
+	case Cluster:
+		return goredis.NewClusterClient(c.Cluster)
 	default:
-		return redis.NewClient(c.Standalone)
+		return goredis.NewClient(c.Standalone)
 	}
 }
 
 // String describes c without credentials, for logs.
-func (c *RedisConfig) String() string {
+func (c *Config) String() string {
 	var b strings.Builder
 	b.WriteString(string(c.Mode))
 	if c.TLS {
 		b.WriteString(" tls")
 	}
-	if c.Mode == RedisSentinel {
+	if c.Mode == Sentinel {
 		b.WriteString(" master " + c.MasterName + " via")
 	}
 	b.WriteString(" " + strings.Join(c.Addrs, ","))
-	if c.Mode != RedisCluster {
+	if c.Mode != Cluster {
 		b.WriteString(" db " + strconv.Itoa(c.DB))
 	}
 	if c.WaitReplicas > 0 {
@@ -385,7 +387,7 @@ func (c *RedisConfig) String() string {
 	return b.String()
 }
 
-type redisParams struct {
+type params struct {
 	dialTimeout, readTimeout, writeTimeout time.Duration
 	poolSize, maxRetries                   int
 	sentinelUser, sentinelPassword         string
@@ -394,11 +396,11 @@ type redisParams struct {
 	waitTimeout                            time.Duration // 0: not given
 }
 
-func parseRedisQuery(query string, mode RedisMode) (redisParams, error) {
-	p := redisParams{
-		dialTimeout:  DefaultRedisDialTimeout,
-		readTimeout:  DefaultRedisReadTimeout,
-		writeTimeout: DefaultRedisWriteTimeout,
+func parseQuery(query string, mode Mode) (params, error) {
+	p := params{
+		dialTimeout:  DefaultDialTimeout,
+		readTimeout:  DefaultReadTimeout,
+		writeTimeout: DefaultWriteTimeout,
 	}
 	if query == "" {
 		return p, nil
@@ -443,7 +445,7 @@ func parseRedisQuery(query string, mode RedisMode) (redisParams, error) {
 		case "tls_ca_file":
 			p.tlsCAFile = value
 		case "sentinel_username", "sentinel_password":
-			if mode != RedisSentinel {
+			if mode != Sentinel {
 				return p, fmt.Errorf("query parameter %s is only for redis+sentinel:// URLs", name)
 			}
 			if name == "sentinel_username" {
@@ -468,7 +470,7 @@ func parseRedisQuery(query string, mode RedisMode) (redisParams, error) {
 	case p.waitTimeout >= p.readTimeout:
 		return p, fmt.Errorf("query parameter wait_timeout=%s must be shorter than read_timeout (%s): the wait is read like a reply", p.waitTimeout, p.readTimeout)
 	case p.waitReplicas > 0 && p.waitTimeout == 0:
-		p.waitTimeout = min(DefaultRedisWaitTimeout, p.readTimeout/2)
+		p.waitTimeout = min(DefaultWaitTimeout, p.readTimeout/2)
 	}
 	return p, nil
 }
@@ -476,7 +478,7 @@ func parseRedisQuery(query string, mode RedisMode) (redisParams, error) {
 func parseParamDuration(name, value string) (time.Duration, error) {
 	d, err := time.ParseDuration(value)
 	if err != nil || d <= 0 || d > time.Hour {
-		return 0, fmt.Errorf("query parameter %s=%s: want a duration between 1ns and 1h, like 500ms or 2s", name, quote(value))
+		return 0, fmt.Errorf("query parameter %s=%s: want a duration between 1ns and 1h, like 500ms or 2s", name, store.Quote(value))
 	}
 	return d, nil
 }
@@ -484,7 +486,7 @@ func parseParamDuration(name, value string) (time.Duration, error) {
 func parseParamInt(name, value string, lo, hi int) (int, error) {
 	n, err := strconv.Atoi(value)
 	if err != nil || n < lo || n > hi {
-		return 0, fmt.Errorf("query parameter %s=%s: want an integer from %d to %d", name, quote(value), lo, hi)
+		return 0, fmt.Errorf("query parameter %s=%s: want an integer from %d to %d", name, store.Quote(value), lo, hi)
 	}
 	return n, nil
 }
@@ -541,7 +543,7 @@ func parseHostPort(s, defaultPort string) (string, error) {
 func parseDB(s string) (int, error) {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 || n > 1<<20 || strconv.Itoa(n) != s {
-		return 0, fmt.Errorf("database %s: want a number like 0", quote(s))
+		return 0, fmt.Errorf("database %s: want a number like 0", store.Quote(s))
 	}
 	return n, nil
 }
@@ -583,3 +585,6 @@ func isMasterName(s string) bool {
 	}
 	return true
 }
+
+func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }

@@ -1,4 +1,4 @@
-package store
+package redis
 
 import (
 	"context"
@@ -9,26 +9,27 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/direktiv/direktiv-authz/store"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 )
 
-// TestRedisScriptsAreSafeToResend runs the scripts twice with the same
+// TestScriptsAreSafeToResend runs the scripts twice with the same
 // arguments, as go-redis does when a reply is lost, and checks that the
 // second run reports what the first did and changes nothing.
-func TestRedisScriptsAreSafeToResend(t *testing.T) {
+func TestScriptsAreSafeToResend(t *testing.T) {
 	srv := redistest.Start(t)
-	r := NewRedisClient(redis.NewClient(&redis.Options{Addr: srv.Addr()}), RedisOptions{})
+	r := NewWithClient(goredis.NewClient(&goredis.Options{Addr: srv.Addr()}), Options{})
 	defer r.Close()
 	ctx := context.Background()
 	const ns = "ns"
 	sum := sha256.Sum256([]byte("secret"))
 	now := time.Now().UTC()
-	tok := Token{ID: "00000000-0000-4000-8000-000000000001", Namespace: ns, Created: now, Expires: now.Add(time.Hour), Hash: hex.EncodeToString(sum[:])}
-	create := func(tok Token) int64 {
+	tok := store.Token{ID: "00000000-0000-4000-8000-000000000001", Namespace: ns, Created: now, Expires: now.Add(time.Hour), Hash: hex.EncodeToString(sum[:])}
+	create := func(tok store.Token) int64 {
 		t.Helper()
-		keys, args, _ := r.createArgs(tok, Limit{})
+		keys, args, _ := r.createArgs(tok, store.Limit{})
 		n, err := createScript.Run(ctx, r.client, keys, args...).Int64()
 		if err != nil {
 			t.Fatalf("create script: %v", err)
@@ -89,7 +90,7 @@ func TestRedisScriptsAreSafeToResend(t *testing.T) {
 // gets NOSCRIPT, and each create is sent again with the script and stored.
 func TestBatchedCreatesAfterScriptFlush(t *testing.T) {
 	srv := redistest.Start(t)
-	r := NewRedisClient(redis.NewClient(&redis.Options{Addr: srv.Addr()}), RedisOptions{})
+	r := NewWithClient(goredis.NewClient(&goredis.Options{Addr: srv.Addr()}), Options{})
 	defer r.Close()
 	ctx := context.Background()
 	const ns = "ns"
@@ -98,13 +99,13 @@ func TestBatchedCreatesAfterScriptFlush(t *testing.T) {
 			t.Fatal(err)
 		}
 		now := time.Now().UTC()
-		toks := make([]Token, 16)
+		toks := make([]store.Token, 16)
 		batch := make([]*scriptCall, len(toks))
 		for i := range toks {
 			sum := sha256.Sum256(fmt.Appendf(nil, "secret %d %d", round, i))
-			toks[i] = Token{ID: fmt.Sprintf("00000000-0000-4000-8000-%06d%06d", round, i), Namespace: ns,
+			toks[i] = store.Token{ID: fmt.Sprintf("00000000-0000-4000-8000-%06d%06d", round, i), Namespace: ns,
 				Created: now, Expires: now.Add(time.Hour), Hash: hex.EncodeToString(sum[:])}
-			keys, args, _ := r.createArgs(toks[i], Limit{})
+			keys, args, _ := r.createArgs(toks[i], store.Limit{})
 			batch[i] = &scriptCall{keys: keys, args: args}
 		}
 		r.creates.inflight = 1 // as run counts the pipeline it sends

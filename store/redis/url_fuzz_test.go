@@ -1,10 +1,10 @@
-package store_test
+package redis_test
 
 import (
 	"strings"
 	"testing"
 
-	"github.com/direktiv/direktiv-authz/store"
+	"github.com/direktiv/direktiv-authz/store/redis"
 )
 
 var urlSeeds = []string{
@@ -18,15 +18,15 @@ var urlSeeds = []string{
 	"redis://h:99999", "redis://[::1", "redis://a@b@c/d?e=f#g", "http://x", "",
 }
 
-// FuzzParseRedisURL: any input either parses to one consistent client
+// FuzzParseURL: any input either parses to one consistent client
 // configuration or fails with a "redis URL:" error; nothing panics, and
 // String never shows a password.
-func FuzzParseRedisURL(f *testing.F) {
+func FuzzParseURL(f *testing.F) {
 	for _, s := range urlSeeds {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		c, err := store.ParseRedisURL(raw)
+		c, err := redis.ParseURL(raw)
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "redis URL: ") {
 				t.Fatalf("error %q lacks the prefix", err)
@@ -59,9 +59,9 @@ func FuzzParseRedisURL(f *testing.F) {
 	})
 }
 
-// FuzzParseRedisURLNeverLeaksPassword puts a known password into URLs whose
+// FuzzParseURLNeverLeaksPassword puts a known password into URLs whose
 // other parts are fuzzed: no error may contain it.
-func FuzzParseRedisURLNeverLeaksPassword(f *testing.F) {
+func FuzzParseURLNeverLeaksPassword(f *testing.F) {
 	schemes := []string{"redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster", "http"}
 	f.Add(uint8(0), "user", "h:6379", "/0", "")
 	f.Add(uint8(2), "", "s1,s2:26380", "/master/1", "sentinel_password=x")
@@ -79,7 +79,7 @@ func FuzzParseRedisURLNeverLeaksPassword(f *testing.F) {
 			if query != "" {
 				raw += "?" + query
 			}
-			_, err := store.ParseRedisURL(raw)
+			_, err := redis.ParseURL(raw)
 			if err != nil && strings.Contains(err.Error(), urlPassword) {
 				t.Fatalf("error %q shows the password of %q", err, raw)
 			}

@@ -1,4 +1,4 @@
-package store_test
+package redis_test
 
 import (
 	"context"
@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/direktiv/direktiv-authz/store"
+	"github.com/direktiv/direktiv-authz/store/redis"
 	"github.com/direktiv/direktiv-authz/store/redistest"
 	"github.com/direktiv/direktiv-authz/store/storetest"
 )
@@ -20,30 +21,30 @@ import (
 // read_timeout.
 const waitQuery = "?wait_replicas=1&wait_timeout=1s&read_timeout=2s"
 
-// TestRedisSentinel runs the conformance suite through three sentinels, with
+// TestConformanceSentinel runs the conformance suite through three sentinels, with
 // every write waiting for the replica.
-func TestRedisSentinel(t *testing.T) {
+func TestConformanceSentinel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a master, a replica and three sentinels")
 	}
 	sen := redistest.StartSentinel(t)
-	prefix := perTest(func(t *testing.T) string { return "t" + storetest.Namespace(t) })
+	prefix := storetest.PerTest(func(t *testing.T) string { return "t" + storetest.Namespace(t) })
 	storetest.Run(t, func(t *testing.T) storetest.Store {
-		return mustRedis(t, sen.URL()+waitQuery, store.RedisOptions{Prefix: prefix(t)})
+		return mustRedis(t, sen.URL()+waitQuery, redis.Options{Prefix: prefix(t)})
 	})
 }
 
-// TestRedisSentinelFailover kills the master: every create and revoke the
+// TestSentinelFailover kills the master: every create and revoke the
 // store acknowledged before is on the promoted replica, and the store finds
 // it by itself. Without a replica left, writes fail closed (and a failed
 // create leaves nothing); with the old master back as a replica, they
 // succeed again.
-func TestRedisSentinelFailover(t *testing.T) {
+func TestSentinelFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a master, a replica and three sentinels")
 	}
 	sen := redistest.StartSentinel(t)
-	s := mustRedis(t, sen.URL()+waitQuery, store.RedisOptions{})
+	s := mustRedis(t, sen.URL()+waitQuery, redis.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 	ns := storetest.Namespace(t)
@@ -105,7 +106,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 
 	// The new master has no replica: writes cannot be acknowledged, fail
 	// closed, and a refused create leaves no token.
-	raw := redis.NewClient(&redis.Options{Addr: newMaster.Addr(), MaxRetries: -1})
+	raw := goredis.NewClient(&goredis.Options{Addr: newMaster.Addr(), MaxRetries: -1})
 	defer raw.Close()
 	fresh, _ := storetest.MustToken(t, ns, "", time.Hour)
 	start := time.Now()
@@ -119,7 +120,7 @@ func TestRedisSentinelFailover(t *testing.T) {
 	if _, err := s.Lookup(ctx, ns, fresh.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Lookup of the refused token: %v, want ErrNotFound (undone)", err)
 	}
-	if n := raw.ZScore(ctx, store.DefaultRedisPrefix+":{"+ns+"}:idx", fresh.ID).Err(); !errors.Is(n, redis.Nil) {
+	if n := raw.ZScore(ctx, redis.DefaultPrefix+":{"+ns+"}:idx", fresh.ID).Err(); !errors.Is(n, goredis.Nil) {
 		t.Fatalf("the refused token is still indexed: %v", n)
 	}
 	// A revoke takes effect on the master but is reported unconfirmed.
@@ -151,16 +152,16 @@ func TestRedisSentinelFailover(t *testing.T) {
 	}
 }
 
-// TestRedisWaitReplicasWithoutReplica: a standalone server has no replica,
+// TestWaitReplicasWithoutReplica: a standalone server has no replica,
 // so waiting for one fails every write closed after wait_timeout, leaving
 // nothing of a create behind; reads do not wait.
-func TestRedisWaitReplicasWithoutReplica(t *testing.T) {
+func TestWaitReplicasWithoutReplica(t *testing.T) {
 	srv := redistest.Start(t)
-	plain := mustRedis(t, srv.URL(), store.RedisOptions{})
-	waiting := mustRedis(t, srv.URL(), store.RedisOptions{WaitReplicas: 1, WaitTimeout: 100 * time.Millisecond})
+	plain := mustRedis(t, srv.URL(), redis.Options{})
+	waiting := mustRedis(t, srv.URL(), redis.Options{WaitReplicas: 1, WaitTimeout: 100 * time.Millisecond})
 	c := rawClient(t, srv)
 	ctx, ns := context.Background(), storetest.Namespace(t)
-	tag := store.DefaultRedisPrefix + ":{" + ns + "}:"
+	tag := redis.DefaultPrefix + ":{" + ns + "}:"
 
 	tok, _ := storetest.MustToken(t, ns, "", time.Hour)
 	start := time.Now()
@@ -218,33 +219,33 @@ func TestRedisWaitReplicasWithoutReplica(t *testing.T) {
 	}
 }
 
-func TestNewRedisWaitOptions(t *testing.T) {
+func TestNewWaitOptions(t *testing.T) {
 	srv := redistest.Start(t)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name, url string
-		opts      store.RedisOptions
+		opts      redis.Options
 		want      string
 	}{
-		{"negative replicas", srv.URL(), store.RedisOptions{WaitReplicas: -1}, "wait replicas -1"},
-		{"too many replicas", srv.URL(), store.RedisOptions{WaitReplicas: 101}, "wait replicas 101"},
-		{"timeout not below the read timeout", srv.URL() + "?read_timeout=1s", store.RedisOptions{WaitReplicas: 1, WaitTimeout: time.Second}, "shorter than the read timeout"},
-		{"URL timeout overridden too long", srv.URL() + "?wait_replicas=1&wait_timeout=100ms", store.RedisOptions{WaitTimeout: 2 * time.Second}, "shorter than the read timeout"},
-		{"negative timeout", srv.URL(), store.RedisOptions{WaitReplicas: 1, WaitTimeout: -time.Second}, "wait timeout -1s"},
+		{"negative replicas", srv.URL(), redis.Options{WaitReplicas: -1}, "wait replicas -1"},
+		{"too many replicas", srv.URL(), redis.Options{WaitReplicas: 101}, "wait replicas 101"},
+		{"timeout not below the read timeout", srv.URL() + "?read_timeout=1s", redis.Options{WaitReplicas: 1, WaitTimeout: time.Second}, "shorter than the read timeout"},
+		{"URL timeout overridden too long", srv.URL() + "?wait_replicas=1&wait_timeout=100ms", redis.Options{WaitTimeout: 2 * time.Second}, "shorter than the read timeout"},
+		{"negative timeout", srv.URL(), redis.Options{WaitReplicas: 1, WaitTimeout: -time.Second}, "wait timeout -1s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := store.NewRedis(ctx, tc.url, tc.opts)
+			r, err := redis.New(ctx, tc.url, tc.opts)
 			if err == nil {
 				_ = r.Close()
-				t.Fatal("NewRedis succeeded")
+				t.Fatal("New succeeded")
 			}
 			if !strings.Contains(err.Error(), tc.want) || errors.Is(err, store.ErrUnavailable) {
-				t.Fatalf("NewRedis: %v, want a configuration error saying %q", err, tc.want)
+				t.Fatalf("New: %v, want a configuration error saying %q", err, tc.want)
 			}
 		})
 	}
 	// The URL's settings apply when the options leave them 0.
-	r := mustRedis(t, srv.URL()+"?wait_replicas=1&wait_timeout=50ms", store.RedisOptions{})
+	r := mustRedis(t, srv.URL()+"?wait_replicas=1&wait_timeout=50ms", redis.Options{})
 	tok, _ := storetest.MustToken(t, storetest.Namespace(t), "", time.Hour)
 	if err := r.Create(ctx, tok); !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "0 of 1 replicas within 50ms") {
 		t.Fatalf("Create with wait_replicas=1 in the URL: %v", err)

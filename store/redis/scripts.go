@@ -1,6 +1,6 @@
-package store
+package redis
 
-import "github.com/redis/go-redis/v9"
+import goredis "github.com/redis/go-redis/v9"
 
 // The Lua scripts of the Redis store. Each is one round trip (EVALSHA, with
 // EVAL when the server lacks the script) and runs atomically on the server:
@@ -16,7 +16,7 @@ import "github.com/redis/go-redis/v9"
 // a lookup and a revoke touch the token, its parent and their ancestors (at
 // most MaxAncestors); a list page and a sweep batch read a bounded number
 // of index entries (listScanBudget, sweepBatch). Removing a revoked subtree
-// is many sweep batches (redis_sweep.go), so no command holds Redis for
+// is many sweep batches (sweep.go), so no command holds Redis for
 // long, whatever the subtree's size.
 //
 // Redis Cluster: every key of a namespace carries the hash tag {<ns>}, so all
@@ -80,7 +80,7 @@ local function ancestors(pfx, id, rec)
     if up then
       for a in string.gmatch(up, '%S+') do out[#out + 1] = a end
     else
-      -- The pattern cannot match inside a string value, where every quote
+      -- The pattern cannot match inside a string value, where every Quote
       -- is escaped.
       local p = string.match(rec, '"parent":"([^"]*)"')
       if p then out[1] = p end
@@ -202,7 +202,7 @@ end
 //	KEYS[4] prune cursor <p>:{ns}:pc
 //	with a parent, also:
 //	KEYS[5] parent record               KEYS[6] children counts <p>:{ns}:kn
-//	ARGV[1] the record's tail (recordTail)  ARGV[2] expires (unix ms)
+//	ARGV[1] the record's tail (AppendRecordTail)  ARGV[2] expires (unix ms)
 //	ARGV[3] id (canonical)  ARGV[4] parent id (16 raw bytes, or '')
 //	ARGV[5] key prefix <p>:{ns}:  ARGV[6] most ancestors a token may have
 //	ARGV[7] parent id (canonical, or '')
@@ -295,7 +295,7 @@ redis.call('SET', KEYS[1], rec, 'PXAT', ARGV[2])
 return 1
 `
 
-var createScript = redis.NewScript(createScriptSource)
+var createScript = goredis.NewScript(createScriptSource)
 
 // lookupScript returns a live token's record.
 //
@@ -304,7 +304,7 @@ var createScript = redis.NewScript(createScriptSource)
 // Returns the record, or nil when it is gone or one of its ancestors is
 // revoked (its removal may still be under way): one GET and one EXISTS over
 // the ancestors' revoke markers.
-var lookupScript = redis.NewScript(luaCommon + `
+var lookupScript = goredis.NewScript(luaCommon + `
 local rec = redis.call('GET', KEYS[1])
 if not rec then return false end
 if marked(ARGV[1], ancestors(ARGV[1], ARGV[2], rec)) then return false end
@@ -326,7 +326,7 @@ const listScanBudget = 250
 // was read); more is 1 unless the index ended. Entries whose record is gone
 // are removed from the index; tokens under a revoked ancestor are skipped
 // (the sweep removes them).
-var listScript = redis.NewScript(luaCommon + `
+var listScript = goredis.NewScript(luaCommon + `
 local pfx = ARGV[1]
 local want, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
 local start = '-'
@@ -364,7 +364,7 @@ end
 // the token's record and, if tokens were minted from it, marks it revoked,
 // which refuses every descendant at once (lookups, lists and creates check
 // the markers of a token's ancestors) and queues the subtree for removal in
-// the background (redis_sweep.go). Then it publishes the revocation.
+// the background (sweep.go). Then it publishes the revocation.
 //
 //	KEYS[1] record  KEYS[2] index  KEYS[3] revoke marker <p>:{ns}:rv:<id>
 //	KEYS[4] children counts <p>:{ns}:kn  KEYS[5] sweep state <p>:{ns}:sw
@@ -390,7 +390,7 @@ end
 // absent at the start of a pass), pass (counting completed passes), and
 // per revoked token r:<id> (the pass at whose end its removal is complete)
 // and n:<id> (tokens removed so far, the token included).
-var revokeScript = redis.NewScript(luaCommon + `
+var revokeScript = goredis.NewScript(luaCommon + `
 local pfx = ARGV[2]
 local rec = redis.call('GET', KEYS[1])
 if not rec or marked(pfx, ancestors(pfx, ARGV[1], rec)) then
@@ -452,7 +452,7 @@ const sweepBatch = 32
 // descend from ARGV[3], then the revoked tokens whose removal this call
 // completed, each with its count. Each removed token counts for every
 // revoked ancestor still being swept.
-var sweepScript = redis.NewScript(luaCommon + `
+var sweepScript = goredis.NewScript(luaCommon + `
 local pfx = ARGV[1]
 local st = redis.call('HGETALL', KEYS[2])
 local cur, pass = nil, 0
@@ -535,7 +535,7 @@ return out
 //
 // Returns {1, total} when the removal is done (the total kept a minute),
 // {0, count so far} while it continues.
-var sweepCountScript = redis.NewScript(`
+var sweepCountScript = goredis.NewScript(`
 local v = redis.call('HMGET', KEYS[1], 'r:' .. ARGV[1], 'n:' .. ARGV[1])
 if not v[1] then return {1, tonumber(redis.call('GET', KEYS[2]) or '0')} end
 return {0, tonumber(v[2] or '0')}
@@ -552,7 +552,7 @@ return {0, tonumber(v[2] or '0')}
 // Without ARGV[2], returns {namespace, lease end} of a namespace whose lease
 // is over, now taken, or {} when there is none. With it, renews that lease if
 // it is still the caller's and returns the same, else {}.
-var claimScript = redis.NewScript(luaCommon + `
+var claimScript = goredis.NewScript(luaCommon + `
 local now = clock()
 local until_ms = now + tonumber(ARGV[1])
 if ARGV[2] ~= '' then
@@ -572,7 +572,7 @@ return {r[1], until_ms}
 // longer the caller's lease).
 //
 //	KEYS[1] queue  ARGV[1] namespace  ARGV[2] the caller's lease end
-var releaseScript = redis.NewScript(`
+var releaseScript = goredis.NewScript(`
 local s = redis.call('ZSCORE', KEYS[1], ARGV[1])
 if s and tonumber(s) == tonumber(ARGV[2]) then
   redis.call('ZREM', KEYS[1], ARGV[1])

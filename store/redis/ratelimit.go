@@ -1,8 +1,10 @@
-package store
+package redis
 
 import (
 	"strconv"
 	"time"
+
+	"github.com/direktiv/direktiv-authz/store"
 )
 
 // Rate limits in Redis (see Limit). The state of a limit is one string key
@@ -57,35 +59,35 @@ local function rate_take()
 end
 `
 
-func (r *Redis) rateNamespaceKey(ns string) string  { return r.tag(ns) + "rl:ns" }
-func (r *Redis) rateCallerKey(ns, id string) string { return r.tag(ns) + "rl:tok:" + id }
+func (r *Store) rateNamespaceKey(ns string) string  { return r.tag(ns) + "rl:ns" }
+func (r *Store) rateCallerKey(ns, id string) string { return r.tag(ns) + "rl:tok:" + id }
 
 // rateLimits appends the keys and arguments of l's limits for createScript
 // and returns the scope of each, in order.
-func (r *Redis) rateLimits(ns string, l Limit, keys []string, args []any) ([]string, []any, []limitRef) {
+func (r *Store) rateLimits(ns string, l store.Limit, keys []string, args []any) ([]string, []any, []limitRef) {
 	var refs []limitRef
 	if !l.Namespace.IsZero() {
-		refs = append(refs, limitRef{ScopeNamespace, l.Namespace})
+		refs = append(refs, limitRef{store.ScopeNamespace, l.Namespace})
 		keys = append(keys, r.rateNamespaceKey(ns))
 	}
 	if l.CallerID != "" && !l.Caller.IsZero() {
-		refs = append(refs, limitRef{ScopeToken, l.Caller})
+		refs = append(refs, limitRef{store.ScopeToken, l.Caller})
 		keys = append(keys, r.rateCallerKey(ns, l.CallerID))
 	}
 	args = append(args, len(refs))
 	for _, ref := range refs {
-		args = append(args, strconv.FormatInt(ref.rate.interval().Microseconds(), 10), ref.rate.Count)
+		args = append(args, strconv.FormatInt(ref.rate.Interval().Microseconds(), 10), ref.rate.Count)
 	}
 	return keys, args, refs
 }
 
 type limitRef struct {
 	scope string
-	rate  Rate
+	rate  store.Rate
 }
 
 // rateLimitedReply reads createScript's {-4, i, µs} answer.
-func rateLimitedReply(res []any, refs []limitRef) (*RateLimitedError, bool) {
+func rateLimitedReply(res []any, refs []limitRef) (*store.RateLimitedError, bool) {
 	if len(res) != 3 {
 		return nil, false
 	}
@@ -96,5 +98,5 @@ func rateLimitedReply(res []any, refs []limitRef) (*RateLimitedError, bool) {
 		return nil, false
 	}
 	ref := refs[i-1]
-	return &RateLimitedError{Scope: ref.scope, Rate: ref.rate, RetryAfter: time.Duration(wait) * time.Microsecond}, true
+	return &store.RateLimitedError{Scope: ref.scope, Rate: ref.rate, RetryAfter: time.Duration(wait) * time.Microsecond}, true
 }

@@ -1,9 +1,11 @@
-package store
+package redis
 
 import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/direktiv/direktiv-authz/store"
 )
 
 // Removal of revoked subtrees in the background.
@@ -50,14 +52,14 @@ type sweepResult struct {
 
 // sweepOnce runs one sweep batch in namespace; mine selects the removed ids
 // to return (the descendants of that id).
-func (r *Redis) sweepOnce(ctx context.Context, namespace, mine string) (sweepResult, error) {
+func (r *Store) sweepOnce(ctx context.Context, namespace, mine string) (sweepResult, error) {
 	keys := []string{r.indexKey(namespace), r.sweepStateKey(namespace), r.childrenKey(namespace)}
 	res, err := sweepScript.Run(ctx, r.client, keys, r.tag(namespace), sweepBatch, mine).Slice()
 	if err != nil {
 		return sweepResult{}, unavailable(err, "removing revoked tokens of %s", namespace)
 	}
 	if len(res) < 3 || len(res)%2 != 1 {
-		return sweepResult{}, fmt.Errorf("%w: the sweep script answered %d values", ErrUnavailable, len(res))
+		return sweepResult{}, fmt.Errorf("%w: the sweep script answered %d values", store.ErrUnavailable, len(res))
 	}
 	pending, _ := res[0].(int64)
 	removed, _ := res[1].(int64)
@@ -89,7 +91,7 @@ func (r *Redis) sweepOnce(ctx context.Context, namespace, mine string) (sweepRes
 // that cannot reach Redis refuses every token anyway.
 //
 // Run one Sweep per store; every replica runs one.
-func (r *Redis) Sweep(ctx context.Context, done func(namespace, id string, count int)) error {
+func (r *Store) Sweep(ctx context.Context, done func(namespace, id string, count int)) error {
 	ctx, cancel := r.untilClosed(ctx)
 	defer cancel()
 	for ctx.Err() == nil {
@@ -109,7 +111,7 @@ func (r *Redis) Sweep(ctx context.Context, done func(namespace, id string, count
 }
 
 // sweepNamespace sweeps ns while this replica holds its lease.
-func (r *Redis) sweepNamespace(ctx context.Context, ns string, lease int64, done func(namespace, id string, count int)) {
+func (r *Store) sweepNamespace(ctx context.Context, ns string, lease int64, done func(namespace, id string, count int)) {
 	renewed := time.Now()
 	for ctx.Err() == nil {
 		start := time.Now()
@@ -146,7 +148,7 @@ func (r *Redis) sweepNamespace(ctx context.Context, ns string, lease int64, done
 // claim takes a namespace whose lease is over (ns ""), or renews the lease
 // of ns ending at lease. It returns "" when there is none, or ns is no
 // longer this caller's.
-func (r *Redis) claim(ctx context.Context, ns string, lease int64) (string, int64, error) {
+func (r *Store) claim(ctx context.Context, ns string, lease int64) (string, int64, error) {
 	res, err := claimScript.Run(ctx, r.client, []string{r.sweepQueueKey()}, r.sweepLease.Milliseconds(), ns, lease).Slice()
 	if err != nil {
 		return "", 0, unavailable(err, "claiming a sweep")

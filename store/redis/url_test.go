@@ -1,4 +1,4 @@
-package store_test
+package redis_test
 
 import (
 	"slices"
@@ -6,15 +6,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/direktiv/direktiv-authz/store"
+	"github.com/direktiv/direktiv-authz/store/redis"
 )
 
 const urlPassword = "s3cr3t-Pa55word"
 
-func TestParseRedisURL(t *testing.T) {
+func TestParseURL(t *testing.T) {
 	tests := []struct {
 		url    string
-		mode   store.RedisMode
+		mode   redis.Mode
 		tls    bool
 		addrs  []string
 		master string
@@ -22,26 +22,26 @@ func TestParseRedisURL(t *testing.T) {
 		user   string
 		pass   string
 	}{
-		{url: "redis://localhost", mode: store.RedisStandalone, addrs: []string{"localhost:6379"}},
-		{url: "redis://127.0.0.1:6380/3", mode: store.RedisStandalone, addrs: []string{"127.0.0.1:6380"}, db: 3},
-		{url: "redis://:" + urlPassword + "@redis:6379/0", mode: store.RedisStandalone, addrs: []string{"redis:6379"}, pass: urlPassword},
-		{url: "rediss://authz:" + urlPassword + "@redis.example.com:6380/", mode: store.RedisStandalone, tls: true, addrs: []string{"redis.example.com:6380"}, user: "authz", pass: urlPassword},
-		{url: "REDIS://[::1]:7000", mode: store.RedisStandalone, addrs: []string{"[::1]:7000"}},
-		{url: "redis://[::1]", mode: store.RedisStandalone, addrs: []string{"[::1]:6379"}},
-		{url: "redis://u%3Ax:p%40ss%2Fw%3Ard@h", mode: store.RedisStandalone, addrs: []string{"h:6379"}, user: "u:x", pass: "p@ss/w:rd"},
-		{url: "redis://:p@ss@h", mode: store.RedisStandalone, addrs: []string{"h:6379"}, pass: "p@ss"},
-		{url: "redis+sentinel://s1,s2:26380,[fd00::1]/mymaster", mode: store.RedisSentinel, addrs: []string{"s1:26379", "s2:26380", "[fd00::1]:26379"}, master: "mymaster"},
-		{url: "redis+sentinel://app:" + urlPassword + "@s1:26379/my-master.1/2?sentinel_password=sp%26w&sentinel_username=sen", mode: store.RedisSentinel, addrs: []string{"s1:26379"}, master: "my-master.1", db: 2, user: "app", pass: urlPassword},
-		{url: "rediss+sentinel://s1/m", mode: store.RedisSentinel, tls: true, addrs: []string{"s1:26379"}, master: "m"},
-		{url: "redis+cluster://n1:7000,n2:7001,n3", mode: store.RedisCluster, addrs: []string{"n1:7000", "n2:7001", "n3:6379"}},
-		{url: "rediss+cluster://:" + urlPassword + "@n1:7000/?pool_size=20", mode: store.RedisCluster, tls: true, addrs: []string{"n1:7000"}, pass: urlPassword},
-		{url: "redis+cluster://n1:7000/0", mode: store.RedisCluster, addrs: []string{"n1:7000"}},
+		{url: "redis://localhost", mode: redis.Standalone, addrs: []string{"localhost:6379"}},
+		{url: "redis://127.0.0.1:6380/3", mode: redis.Standalone, addrs: []string{"127.0.0.1:6380"}, db: 3},
+		{url: "redis://:" + urlPassword + "@redis:6379/0", mode: redis.Standalone, addrs: []string{"redis:6379"}, pass: urlPassword},
+		{url: "rediss://authz:" + urlPassword + "@redis.example.com:6380/", mode: redis.Standalone, tls: true, addrs: []string{"redis.example.com:6380"}, user: "authz", pass: urlPassword},
+		{url: "REDIS://[::1]:7000", mode: redis.Standalone, addrs: []string{"[::1]:7000"}},
+		{url: "redis://[::1]", mode: redis.Standalone, addrs: []string{"[::1]:6379"}},
+		{url: "redis://u%3Ax:p%40ss%2Fw%3Ard@h", mode: redis.Standalone, addrs: []string{"h:6379"}, user: "u:x", pass: "p@ss/w:rd"},
+		{url: "redis://:p@ss@h", mode: redis.Standalone, addrs: []string{"h:6379"}, pass: "p@ss"},
+		{url: "redis+sentinel://s1,s2:26380,[fd00::1]/mymaster", mode: redis.Sentinel, addrs: []string{"s1:26379", "s2:26380", "[fd00::1]:26379"}, master: "mymaster"},
+		{url: "redis+sentinel://app:" + urlPassword + "@s1:26379/my-master.1/2?sentinel_password=sp%26w&sentinel_username=sen", mode: redis.Sentinel, addrs: []string{"s1:26379"}, master: "my-master.1", db: 2, user: "app", pass: urlPassword},
+		{url: "rediss+sentinel://s1/m", mode: redis.Sentinel, tls: true, addrs: []string{"s1:26379"}, master: "m"},
+		{url: "redis+cluster://n1:7000,n2:7001,n3", mode: redis.Cluster, addrs: []string{"n1:7000", "n2:7001", "n3:6379"}},
+		{url: "rediss+cluster://:" + urlPassword + "@n1:7000/?pool_size=20", mode: redis.Cluster, tls: true, addrs: []string{"n1:7000"}, pass: urlPassword},
+		{url: "redis+cluster://n1:7000/0", mode: redis.Cluster, addrs: []string{"n1:7000"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.url, func(t *testing.T) {
-			c, err := store.ParseRedisURL(tc.url)
+			c, err := redis.ParseURL(tc.url)
 			if err != nil {
-				t.Fatalf("ParseRedisURL: %v", err)
+				t.Fatalf("ParseURL: %v", err)
 			}
 			if c.Mode != tc.mode || c.TLS != tc.tls || !slices.Equal(c.Addrs, tc.addrs) || c.MasterName != tc.master || c.DB != tc.db {
 				t.Fatalf("got mode %s tls %v addrs %v master %q db %d", c.Mode, c.TLS, c.Addrs, c.MasterName, c.DB)
@@ -52,13 +52,13 @@ func TestParseRedisURL(t *testing.T) {
 			var user, pass string
 			var tlsOn bool
 			switch tc.mode {
-			case store.RedisStandalone:
+			case redis.Standalone:
 				o := c.Standalone
 				if c.Sentinel != nil || c.Cluster != nil || o.Addr != tc.addrs[0] || o.DB != tc.db || !o.ContextTimeoutEnabled {
 					t.Fatalf("standalone options %+v", o)
 				}
 				user, pass, tlsOn = o.Username, o.Password, o.TLSConfig != nil
-			case store.RedisSentinel:
+			case redis.Sentinel:
 				o := c.Sentinel
 				if c.Standalone != nil || c.Cluster != nil || o.MasterName != tc.master || !slices.Equal(o.SentinelAddrs, tc.addrs) || o.DB != tc.db {
 					t.Fatalf("sentinel options %+v", o)
@@ -67,7 +67,7 @@ func TestParseRedisURL(t *testing.T) {
 					t.Fatalf("sentinel credentials %q/%q, want sen/sp&w", o.SentinelUsername, o.SentinelPassword)
 				}
 				user, pass, tlsOn = o.Username, o.Password, o.TLSConfig != nil
-			case store.RedisCluster:
+			case redis.Cluster:
 				o := c.Cluster
 				if c.Standalone != nil || c.Sentinel != nil || !slices.Equal(o.Addrs, tc.addrs) {
 					t.Fatalf("cluster options %+v", o)
@@ -83,16 +83,16 @@ func TestParseRedisURL(t *testing.T) {
 	}
 }
 
-func TestParseRedisURLOptions(t *testing.T) {
-	c, err := store.ParseRedisURL("redis://h/0")
+func TestParseURLOptions(t *testing.T) {
+	c, err := redis.ParseURL("redis://h/0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	o := c.Standalone
-	if o.DialTimeout != store.DefaultRedisDialTimeout || o.ReadTimeout != store.DefaultRedisReadTimeout || o.WriteTimeout != store.DefaultRedisWriteTimeout {
+	if o.DialTimeout != redis.DefaultDialTimeout || o.ReadTimeout != redis.DefaultReadTimeout || o.WriteTimeout != redis.DefaultWriteTimeout {
 		t.Fatalf("default timeouts %s/%s/%s", o.DialTimeout, o.ReadTimeout, o.WriteTimeout)
 	}
-	c, err = store.ParseRedisURL("redis+cluster://h?dial_timeout=3s&read_timeout=250ms&write_timeout=1m&pool_size=7&max_retries=0")
+	c, err = redis.ParseURL("redis+cluster://h?dial_timeout=3s&read_timeout=250ms&write_timeout=1m&pool_size=7&max_retries=0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +102,7 @@ func TestParseRedisURLOptions(t *testing.T) {
 	}
 }
 
-func TestParseRedisURLErrors(t *testing.T) {
+func TestParseURLErrors(t *testing.T) {
 	p := urlPassword
 	tests := []struct{ url, want string }{
 		{"", "no scheme"},
@@ -160,9 +160,9 @@ func TestParseRedisURLErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.url, func(t *testing.T) {
-			_, err := store.ParseRedisURL(tc.url)
+			_, err := redis.ParseURL(tc.url)
 			if err == nil {
-				t.Fatal("ParseRedisURL succeeded")
+				t.Fatal("ParseURL succeeded")
 			}
 			if !strings.HasPrefix(err.Error(), "redis URL: ") || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error %q does not say %q", err, tc.want)
@@ -174,7 +174,7 @@ func TestParseRedisURLErrors(t *testing.T) {
 	}
 }
 
-func TestParseRedisURLWait(t *testing.T) {
+func TestParseURLWait(t *testing.T) {
 	tests := []struct {
 		url      string
 		replicas int
@@ -182,7 +182,7 @@ func TestParseRedisURLWait(t *testing.T) {
 		want     string // error, "" for none
 	}{
 		{url: "redis://h", replicas: 0, timeout: 0},
-		{url: "redis+sentinel://s1,s2,s3/mymaster/0?wait_replicas=1", replicas: 1, timeout: store.DefaultRedisWaitTimeout},
+		{url: "redis+sentinel://s1,s2,s3/mymaster/0?wait_replicas=1", replicas: 1, timeout: redis.DefaultWaitTimeout},
 		{url: "redis+sentinel://s1/m?wait_timeout=100ms&wait_replicas=2", replicas: 2, timeout: 100 * time.Millisecond},
 		{url: "redis://h?wait_replicas=1&read_timeout=300ms", replicas: 1, timeout: 150 * time.Millisecond},
 		{url: "redis+cluster://n1,n2?wait_replicas=1&wait_timeout=1s&read_timeout=2s", replicas: 1, timeout: time.Second},
@@ -196,7 +196,7 @@ func TestParseRedisURLWait(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.url, func(t *testing.T) {
-			c, err := store.ParseRedisURL(tc.url)
+			c, err := redis.ParseURL(tc.url)
 			if tc.want != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("error %v, want one saying %q", err, tc.want)
