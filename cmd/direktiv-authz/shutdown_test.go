@@ -17,7 +17,6 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/config"
 	"github.com/direktiv/direktiv-authz/internal/credential"
 	"github.com/direktiv/direktiv-authz/internal/testutil"
-	"github.com/direktiv/direktiv-authz/store/redistest"
 )
 
 // testAdminToken is the admin token the binary runs with.
@@ -136,7 +135,7 @@ func getAdmin(url string) (int, string, error) {
 // ready, refuses new connections, lets the request in flight finish, closes
 // Redis and exits 0.
 func TestShutdownOnSIGTERM(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	up := testutil.StartUpstream(t)
 	p := startBinary(t, "--redis-url", srv.URL(), "--upstream", up.URL(), "--shutdown-grace", "20s")
 	if code, body, err := getAdmin("http://" + p.opsAddr + "/readyz"); err != nil || code != 200 {
@@ -199,7 +198,7 @@ func TestShutdownOnSIGTERM(t *testing.T) {
 // TestShutdownGraceOver: a request still running when --shutdown-grace ends
 // is cut off, and the process still exits 0.
 func TestShutdownGraceOver(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	up := testutil.StartUpstream(t)
 	p := startBinary(t, "--redis-url", srv.URL(), "--upstream", up.URL(), "--shutdown-grace", "300ms")
 	inflight := make(chan error, 1)

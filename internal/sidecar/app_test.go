@@ -17,7 +17,6 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/audit"
 	"github.com/direktiv/direktiv-authz/internal/config"
 	"github.com/direktiv/direktiv-authz/internal/testutil"
-	"github.com/direktiv/direktiv-authz/store/redistest"
 )
 
 // testAdminToken is the admin token the end-to-end tests configure.
@@ -73,9 +72,9 @@ func (s *sidecar) stop() {
 }
 
 // startRedisSidecar starts a redis-server and a sidecar storing in it.
-func startRedisSidecar(tb testing.TB, args ...string) (*sidecar, *redistest.Server) {
+func startRedisSidecar(tb testing.TB, args ...string) (*sidecar, *testutil.RedisServer) {
 	tb.Helper()
-	srv := redistest.Start(tb)
+	srv := testutil.StartRedis(tb)
 	return startSidecar(tb, append([]string{"--redis-url", srv.URL()}, args...)), srv
 }
 

@@ -12,7 +12,6 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/policies"
-	"github.com/direktiv/direktiv-authz/store/redistest"
 )
 
 // testUpstreamKey is Direktiv's API key as the enforcement tests configure it.
@@ -21,9 +20,9 @@ const testUpstreamKey = "direktiv-api-key-abcdef"
 // startEnforcer starts a redis-server and a sidecar storing tokens in it and
 // forwarding to the upstream at upstreamURL, with environ added to its
 // environment.
-func startEnforcer(tb testing.TB, upstreamURL string, args []string, environ ...string) (*sidecar, *redistest.Server) {
+func startEnforcer(tb testing.TB, upstreamURL string, args []string, environ ...string) (*sidecar, *testutil.RedisServer) {
 	tb.Helper()
-	srv := redistest.Start(tb)
+	srv := testutil.StartRedis(tb)
 	args = append([]string{"--redis-url", srv.URL(), "--upstream", upstreamURL}, args...)
 	return startSidecar(tb, args, environ...), srv
 }
@@ -61,7 +60,7 @@ func noSecret(tb testing.TB, s *sidecar, reqs []testutil.Request, tok string) {
 type enforcer struct {
 	s     *sidecar
 	up    *testutil.Upstream
-	redis *redistest.Server
+	redis *testutil.RedisServer
 }
 
 // TestEnforce runs the enforcement tests that need no settings of their own

@@ -19,7 +19,6 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/tokens"
 	"github.com/direktiv/direktiv-authz/store"
 	"github.com/direktiv/direktiv-authz/store/redis"
-	"github.com/direktiv/direktiv-authz/store/redistest"
 )
 
 // The failover tests drive the real sidecar with requests in a loop while
@@ -327,7 +326,7 @@ func TestSentinelFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a master, two replicas and three sentinels")
 	}
-	sen := redistest.StartSentinelWith(t, redistest.SentinelOptions{Replicas: 2})
+	sen := testutil.StartRedisSentinelWith(t, testutil.RedisSentinelOptions{Replicas: 2})
 	s := startSidecar(t, []string{
 		"--redis-url", sen.URL() + "?wait_replicas=1&wait_timeout=1s&read_timeout=2s",
 		"--token-cache-ttl", "0", // every request asks Redis
@@ -398,7 +397,7 @@ func TestSentinelFailover(t *testing.T) {
 // acknowledged revocation hold; and Redis must hold no half-written token:
 // records, indexes and lineage agree and every key expires.
 func TestKillRedisUnderLoad(t *testing.T) {
-	srv := redistest.StartPersistent(t)
+	srv := testutil.StartRedisPersistent(t)
 	s := startSidecar(t, []string{"--redis-url", srv.URL(), "--token-cache-ttl", "0"})
 	const ns = "killed"
 	c := newLoadClient(s)
@@ -495,7 +494,7 @@ func TestKillRedisUnderLoad(t *testing.T) {
 // store/redis.go) and checks that each token record is whole and has its
 // index entry; that each token minted from a token has its lineage; and
 // that every key expires.
-func checkNothingHalfWritten(t *testing.T, srv *redistest.Server, ns, parent string) {
+func checkNothingHalfWritten(t *testing.T, srv *testutil.RedisServer, ns, parent string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -15,9 +15,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/direktiv/direktiv-authz/internal/secret"
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/internal/tokens"
 	"github.com/direktiv/direktiv-authz/store"
-	"github.com/direktiv/direktiv-authz/store/redistest"
 )
 
 // docRequest is the request from Direktiv's documentation, byte for byte as
@@ -286,7 +286,7 @@ func TestDevModeInMemory(t *testing.T) {
 // starts anyway, is not ready and fails closed, then serves by itself once
 // Redis is up, so a pod does not crash-loop while Redis starts.
 func TestStartsWhileRedisIsDown(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	srv.Stop(t)
 	s := startSidecar(t, []string{"--redis-url", srv.URL()})
 	readyz := func() int {

@@ -32,15 +32,14 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/tokens"
 	"github.com/direktiv/direktiv-authz/store"
 	"github.com/direktiv/direktiv-authz/store/redis"
-	"github.com/direktiv/direktiv-authz/store/redistest"
 )
 
 // startMintSidecar starts a redis-server and a sidecar storing in it with
 // --event-loops loops, and checks that the loops serve mints ("auto") or
 // that there are no loops ("off").
-func startMintSidecar(t *testing.T, loops string, args ...string) (*sidecar, *redistest.Server) {
+func startMintSidecar(t *testing.T, loops string, args ...string) (*sidecar, *testutil.RedisServer) {
 	t.Helper()
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	return startMintSidecarOn(t, srv.URL(), loops, args...), srv
 }
 
@@ -719,7 +718,7 @@ const (
 // sidecar mints again.
 func TestRelayMintFailsClosed(t *testing.T) {
 	onBothPaths(t, func(t *testing.T, loops string) {
-		srv := redistest.Start(t)
+		srv := testutil.StartRedis(t)
 		// Short timeouts: the store's client fails a create after them,
 		// on both paths.
 		s := startMintSidecarOn(t, srv.URL()+"?dial_timeout=300ms&read_timeout=300ms&max_retries=0", loops)
@@ -1174,7 +1173,7 @@ func mintManagerAndChild(t *testing.T, s *sidecar) (mgr, child map[string]any) {
 // through the store's client, authenticated and on that database, and the
 // tokens land there.
 func TestRelayMintRedisAuth(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	ctx := context.Background()
 	setup := redisClient(t, srv.Addr(), goredis.Options{})
 	if err := setup.Do(ctx, "ACL", "SETUSER", "minter", "on", ">minter-pw", "~*", "&*", "+@all").Err(); err != nil {
@@ -1260,9 +1259,9 @@ func TestRelayMintEveryRedisForm(t *testing.T) {
 		name string
 		url  func(t *testing.T) string
 	}{
-		{"cluster", func(t *testing.T) string { return redistest.StartCluster(t).URL() }},
+		{"cluster", func(t *testing.T) string { return testutil.StartRedisCluster(t).URL() }},
 		{"sentinel, wait_replicas=1", func(t *testing.T) string {
-			sen := redistest.StartSentinelWith(t, redistest.SentinelOptions{Replicas: 1})
+			sen := testutil.StartRedisSentinelWith(t, testutil.RedisSentinelOptions{Replicas: 1})
 			return sen.URL() + "?wait_replicas=1&wait_timeout=1s&read_timeout=2s"
 		}},
 	}
@@ -1414,7 +1413,7 @@ func newDelayProxy(t *testing.T, target string, delay time.Duration) *delayProxy
 // only for open client connections.
 func TestRelayMintOfClientGoneAuditedAtShutdown(t *testing.T) {
 	onBothPaths(t, func(t *testing.T, loops string) {
-		srv := redistest.Start(t)
+		srv := testutil.StartRedis(t)
 		px := newDelayProxy(t, srv.Addr(), 400*time.Millisecond)
 		s := startMintSidecarOn(t, "redis://"+px.addr, loops, "--shutdown-grace", "5s")
 		rdb := redisClient(t, srv.Addr(), goredis.Options{})

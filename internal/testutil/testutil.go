@@ -1,7 +1,9 @@
 // Package testutil holds what the tests of several packages share: waiting
 // for something asynchronous, a log sink safe to read while written, the
-// recording stand-in for Direktiv (Upstream) and a CA for test
-// certificates. Only tests import it; it imports nothing of the project's.
+// recording stand-in for Direktiv (Upstream), real redis-server processes
+// (StartRedis, StartRedisCluster, StartRedisSentinel, StartRedisTLS) and a
+// CA for test certificates. Only tests import it; it imports nothing of the
+// project's.
 package testutil
 
 import (

@@ -6,16 +6,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/store"
 	"github.com/direktiv/direktiv-authz/store/redis"
-	"github.com/direktiv/direktiv-authz/store/redistest"
 	"github.com/direktiv/direktiv-authz/store/storetest"
 )
 
 // benchRedis starts a server and a store on it for one benchmark.
 func benchRedis(b *testing.B) *redis.Store {
 	b.Helper()
-	srv := redistest.Start(b)
+	srv := testutil.StartRedis(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	r, err := redis.New(ctx, srv.URL(), redis.Options{Logger: slog.New(slog.DiscardHandler)})

@@ -11,15 +11,15 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/store"
-	"github.com/direktiv/direktiv-authz/store/redistest"
 )
 
 // TestScriptsAreSafeToResend runs the scripts twice with the same
 // arguments, as go-redis does when a reply is lost, and checks that the
 // second run reports what the first did and changes nothing.
 func TestScriptsAreSafeToResend(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	r := NewWithClient(goredis.NewClient(&goredis.Options{Addr: srv.Addr()}), Options{})
 	defer r.Close()
 	ctx := context.Background()
@@ -89,7 +89,7 @@ func TestScriptsAreSafeToResend(t *testing.T) {
 // Redis that lost its scripts (a restart, a failover): every EVALSHA in it
 // gets NOSCRIPT, and each create is sent again with the script and stored.
 func TestBatchedCreatesAfterScriptFlush(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	r := NewWithClient(goredis.NewClient(&goredis.Options{Addr: srv.Addr()}), Options{})
 	defer r.Close()
 	ctx := context.Background()

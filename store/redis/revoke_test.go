@@ -14,9 +14,9 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/store"
 	"github.com/direktiv/direktiv-authz/store/redis"
-	"github.com/direktiv/direktiv-authz/store/redistest"
 	"github.com/direktiv/direktiv-authz/store/storetest"
 )
 
@@ -118,7 +118,7 @@ func wantNoSlowCommands(t *testing.T, ctx context.Context, c *goredis.Client) {
 // removes them in the background, and no Redis command is slow (SLOWLOG,
 // LATENCY) on the way.
 func TestRevokeLargeSubtree(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	s := mustRedis(t, srv.URL(), redis.Options{})
 	c := rawClient(t, srv)
 	ctx, ns := context.Background(), storetest.Namespace(t)
@@ -222,7 +222,7 @@ func sameIDs(a, b []string) bool {
 // holding it; another replica's sweep takes it over once the lease runs out
 // and completes the removal.
 func TestSweepResumes(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	dead := mustRedis(t, srv.URL(), redis.Options{})
 	alive := mustRedis(t, srv.URL(), redis.Options{})
 	redis.SetSweepLease(alive, 300*time.Millisecond)
@@ -272,7 +272,7 @@ func TestSweepResumes(t *testing.T) {
 // upgrade: looked up, minted from, and revoked with their descendants,
 // whose lookups are then refused.
 func TestReadsJSONRecords(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	s := mustRedis(t, srv.URL(), redis.Options{})
 	c := rawClient(t, srv)
 	ctx, ns := context.Background(), storetest.Namespace(t)

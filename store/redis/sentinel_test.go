@@ -10,9 +10,9 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/store"
 	"github.com/direktiv/direktiv-authz/store/redis"
-	"github.com/direktiv/direktiv-authz/store/redistest"
 	"github.com/direktiv/direktiv-authz/store/storetest"
 )
 
@@ -27,7 +27,7 @@ func TestConformanceSentinel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a master, a replica and three sentinels")
 	}
-	sen := redistest.StartSentinel(t)
+	sen := testutil.StartRedisSentinel(t)
 	prefix := storetest.PerTest(func(t *testing.T) string { return "t" + storetest.Namespace(t) })
 	storetest.Run(t, func(t *testing.T) storetest.Store {
 		return mustRedis(t, sen.URL()+waitQuery, redis.Options{Prefix: prefix(t)})
@@ -43,7 +43,7 @@ func TestSentinelFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a master, a replica and three sentinels")
 	}
-	sen := redistest.StartSentinel(t)
+	sen := testutil.StartRedisSentinel(t)
 	s := mustRedis(t, sen.URL()+waitQuery, redis.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
@@ -156,7 +156,7 @@ func TestSentinelFailover(t *testing.T) {
 // so waiting for one fails every write closed after wait_timeout, leaving
 // nothing of a create behind; reads do not wait.
 func TestWaitReplicasWithoutReplica(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	plain := mustRedis(t, srv.URL(), redis.Options{})
 	waiting := mustRedis(t, srv.URL(), redis.Options{WaitReplicas: 1, WaitTimeout: 100 * time.Millisecond})
 	c := rawClient(t, srv)
@@ -220,7 +220,7 @@ func TestWaitReplicasWithoutReplica(t *testing.T) {
 }
 
 func TestNewWaitOptions(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name, url string

@@ -13,14 +13,14 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/store"
 	"github.com/direktiv/direktiv-authz/store/redis"
-	"github.com/direktiv/direktiv-authz/store/redistest"
 	"github.com/direktiv/direktiv-authz/store/storetest"
 )
 
 func TestConformanceStandalone(t *testing.T) {
-	server := storetest.PerTest(func(t *testing.T) *redistest.Server { return redistest.Start(t) })
+	server := storetest.PerTest(func(t *testing.T) *testutil.RedisServer { return testutil.StartRedis(t) })
 	storetest.Run(t, func(t *testing.T) storetest.Store {
 		return mustRedis(t, server(t).URL(), redis.Options{})
 	})
@@ -30,7 +30,7 @@ func TestConformanceStandalone(t *testing.T) {
 // CreateAsync, as the event loops make them: the same records, answers and
 // errors as CreateLimited's.
 func TestConformanceAsyncCreates(t *testing.T) {
-	server := storetest.PerTest(func(t *testing.T) *redistest.Server { return redistest.Start(t) })
+	server := storetest.PerTest(func(t *testing.T) *testutil.RedisServer { return testutil.StartRedis(t) })
 	storetest.Run(t, func(t *testing.T) storetest.Store {
 		return asyncCreates{mustRedis(t, server(t).URL(), redis.Options{})}
 	})
@@ -39,7 +39,7 @@ func TestConformanceAsyncCreates(t *testing.T) {
 // TestAsyncCreateWaitsForReplicas: with WaitReplicas, CreateAsync
 // waits for them as CreateLimited does, and undoes a create too few hold.
 func TestAsyncCreateWaitsForReplicas(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	s := mustRedis(t, srv.URL(), redis.Options{WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
 	ctx, ns := context.Background(), storetest.Namespace(t)
 	tok, _ := storetest.MustToken(t, ns, "", time.Hour)
@@ -76,7 +76,7 @@ func TestConformanceCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a three-node Redis Cluster")
 	}
-	cluster := redistest.StartCluster(t)
+	cluster := testutil.StartRedisCluster(t)
 	// One cluster for all subtests; a prefix per subtest keeps them apart.
 	prefix := storetest.PerTest(func(t *testing.T) string { return "t" + storetest.Namespace(t) })
 	storetest.Run(t, func(t *testing.T) storetest.Store {
@@ -104,7 +104,7 @@ func mustRedis(t *testing.T, url string, opts redis.Options) *redis.Store {
 }
 
 // rawClient talks to the server directly, to inspect what the store wrote.
-func rawClient(t *testing.T, s *redistest.Server) *goredis.Client {
+func rawClient(t *testing.T, s *testutil.RedisServer) *goredis.Client {
 	t.Helper()
 	c := goredis.NewClient(&goredis.Options{Addr: s.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = c.Close() })
@@ -126,7 +126,7 @@ func keys(t *testing.T, ctx context.Context, c *goredis.Client, pattern string) 
 }
 
 func TestKeyLayout(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	s := mustRedis(t, srv.URL(), redis.Options{Prefix: "authz"})
 	c := rawClient(t, srv)
 	ctx, ns := context.Background(), storetest.Namespace(t)
@@ -257,7 +257,7 @@ func createUntil(t *testing.T, ctx context.Context, s *redis.Store, ns string, l
 }
 
 func TestPrunesIndexEntries(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	s := mustRedis(t, srv.URL(), redis.Options{})
 	c := rawClient(t, srv)
 	ctx, ns := context.Background(), storetest.Namespace(t)
@@ -339,7 +339,7 @@ func TestPrunesIndexEntries(t *testing.T) {
 }
 
 func TestUnavailable(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	s := mustRedis(t, srv.URL(), redis.Options{})
 	c := rawClient(t, srv)
 	ns := storetest.Namespace(t)
@@ -412,7 +412,7 @@ func TestUnavailable(t *testing.T) {
 // ErrUnavailable, and once the server resumes and runs them, nothing may be
 // left half-done.
 func TestUnavailableMidway(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	// Two stores with a connection each, already set up (New pings), so
 	// that both scripts reach the frozen server.
 	url := srv.URL() + "?read_timeout=200ms&max_retries=0"
@@ -480,7 +480,7 @@ func TestUnavailableMidway(t *testing.T) {
 }
 
 func TestScriptCacheFlushed(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	s := mustRedis(t, srv.URL(), redis.Options{})
 	c := rawClient(t, srv)
 	ctx, ns := context.Background(), storetest.Namespace(t)
@@ -505,7 +505,7 @@ func TestScriptCacheFlushed(t *testing.T) {
 }
 
 func TestCorruptRecordFailsClosed(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	s := mustRedis(t, srv.URL(), redis.Options{})
 	c := rawClient(t, srv)
 	ctx, ns := context.Background(), storetest.Namespace(t)
@@ -530,7 +530,7 @@ func TestCorruptRecordFailsClosed(t *testing.T) {
 }
 
 func TestPrefixesIsolate(t *testing.T) {
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	a := mustRedis(t, srv.URL(), redis.Options{Prefix: "a"})
 	b := mustRedis(t, srv.URL(), redis.Options{Prefix: "b"})
 	ctx, ns := context.Background(), storetest.Namespace(t)
@@ -548,7 +548,7 @@ func TestPrefixesIsolate(t *testing.T) {
 
 func TestNewErrors(t *testing.T) {
 	ctx := context.Background()
-	srv := redistest.Start(t)
+	srv := testutil.StartRedis(t)
 	tests := []struct {
 		name, url string
 		opts      redis.Options

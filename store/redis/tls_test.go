@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 	"github.com/direktiv/direktiv-authz/store"
 	"github.com/direktiv/direktiv-authz/store/redis"
-	"github.com/direktiv/direktiv-authz/store/redistest"
 	"github.com/direktiv/direktiv-authz/store/storetest"
 )
 
@@ -20,7 +20,7 @@ import (
 // redis-server serving TLS with a certificate of a private CA, trusted
 // through the URL's tls_ca_file.
 func TestTLS(t *testing.T) {
-	srv := redistest.StartTLS(t)
+	srv := testutil.StartRedisTLS(t)
 	u := srv.TLSURL() + "?tls_ca_file=" + url.QueryEscape(srv.CAFile)
 	// One server for all subtests; a prefix per subtest keeps them (and
 	// their revocation channels) apart.
@@ -31,7 +31,7 @@ func TestTLS(t *testing.T) {
 }
 
 func TestTLSRefused(t *testing.T) {
-	srv := redistest.StartTLS(t)
+	srv := testutil.StartRedisTLS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for _, tc := range []struct{ name, url string }{
@@ -73,7 +73,7 @@ func TestURLTLSCAFile(t *testing.T) {
 			t.Errorf("%s: error shows the password: %v", tc.url, err)
 		}
 	}
-	srv := redistest.StartTLS(t)
+	srv := testutil.StartRedisTLS(t)
 	c, err := redis.ParseURL("rediss+cluster://h:1?tls_ca_file=" + url.QueryEscape(srv.CAFile))
 	if err != nil || c.Cluster.TLSConfig == nil || c.Cluster.TLSConfig.RootCAs == nil {
 		t.Fatalf("rediss+cluster with tls_ca_file: %v", err)

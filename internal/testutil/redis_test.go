@@ -1,4 +1,4 @@
-package redistest_test
+package testutil_test
 
 import (
 	"context"
@@ -8,11 +8,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/direktiv/direktiv-authz/store/redistest"
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
-func TestServerStopRestart(t *testing.T) {
-	s := redistest.Start(t)
+func TestRedisServerStopRestart(t *testing.T) {
+	s := testutil.StartRedis(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	opts, err := redis.ParseURL(s.URL())
@@ -47,8 +47,8 @@ func TestServerStopRestart(t *testing.T) {
 	}
 }
 
-func TestCluster(t *testing.T) {
-	cl := redistest.StartCluster(t)
+func TestRedisCluster(t *testing.T) {
+	cl := testutil.StartRedisCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})

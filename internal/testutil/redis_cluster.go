@@ -1,4 +1,4 @@
-package redistest
+package testutil
 
 import (
 	"context"
@@ -11,26 +11,26 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// clusterMasters is the number of masters StartCluster runs; the 16384 hash
+// redisClusterMasters is the number of masters StartRedisCluster runs; the 16384 hash
 // slots are split evenly between them.
-const clusterMasters = 3
+const redisClusterMasters = 3
 
-// Cluster is a Redis Cluster of three masters without replicas.
-type Cluster struct {
+// RedisCluster is a Redis Cluster of three masters without replicas.
+type RedisCluster struct {
 	// Nodes are the masters, in slot order: Nodes[0] serves the lowest slots.
 	// Stop and Restart a node to take its slots offline and back.
-	Nodes []*Server
+	Nodes []*RedisServer
 }
 
-// StartCluster runs three redis-server processes in cluster mode, assigns
+// StartRedisCluster runs three redis-server processes in cluster mode, assigns
 // each a third of the hash slots, joins them and returns once every node
 // reports cluster_state:ok and knows all three. The processes are killed
 // when tb's test ends.
-func StartCluster(tb testing.TB) *Cluster {
+func StartRedisCluster(tb testing.TB) *RedisCluster {
 	tb.Helper()
-	c := &Cluster{}
-	for i := 0; i < clusterMasters; i++ {
-		s := newServer(tb, tb.TempDir(), nil) // a directory of its own for nodes.conf
+	c := &RedisCluster{}
+	for i := 0; i < redisClusterMasters; i++ {
+		s := newRedisServer(tb, tb.TempDir(), nil) // a directory of its own for nodes.conf
 		s.startOnFreePort(tb, func(int) []string {
 			return []string{
 				"--cluster-enabled", "yes",
@@ -56,18 +56,18 @@ func StartCluster(tb testing.TB) *Cluster {
 		lo, hi := i*slots/len(clients), (i+1)*slots/len(clients)-1
 		// Distinct epochs up front, as redis-cli --cluster create does, so
 		// the nodes need not resolve epoch collisions.
-		mustDo(tb, ctx, cl, "cluster", "set-config-epoch", i+1)
-		mustDo(tb, ctx, cl, "cluster", "addslotsrange", lo, hi)
+		mustDoRedis(tb, ctx, cl, "cluster", "set-config-epoch", i+1)
+		mustDoRedis(tb, ctx, cl, "cluster", "addslotsrange", lo, hi)
 	}
 	for _, n := range c.Nodes[1:] {
-		mustDo(tb, ctx, clients[0], "cluster", "meet", "127.0.0.1", n.port, busPort(n))
+		mustDoRedis(tb, ctx, clients[0], "cluster", "meet", "127.0.0.1", n.port, busPort(n))
 	}
 	for {
 		ready := true
 		for _, cl := range clients {
 			info, err := cl.ClusterInfo(ctx).Result()
 			if err != nil {
-				tb.Fatalf("redistest: CLUSTER INFO: %v", err)
+				tb.Fatalf("testutil: CLUSTER INFO: %v", err)
 			}
 			if !strings.Contains(info, "cluster_state:ok") || !strings.Contains(info, "cluster_known_nodes:3") {
 				ready = false
@@ -78,14 +78,14 @@ func StartCluster(tb testing.TB) *Cluster {
 		}
 		select {
 		case <-ctx.Done():
-			tb.Fatalf("redistest: cluster did not reach cluster_state:ok: %v", ctx.Err())
+			tb.Fatalf("testutil: cluster did not reach cluster_state:ok: %v", ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
 // Addrs returns the host:port of every node.
-func (c *Cluster) Addrs() []string {
+func (c *RedisCluster) Addrs() []string {
 	addrs := make([]string, len(c.Nodes))
 	for i, n := range c.Nodes {
 		addrs[i] = n.Addr()
@@ -94,9 +94,9 @@ func (c *Cluster) Addrs() []string {
 }
 
 // URL returns redis+cluster://host:port,host:port,host:port.
-func (c *Cluster) URL() string { return "redis+cluster://" + strings.Join(c.Addrs(), ",") }
+func (c *RedisCluster) URL() string { return "redis+cluster://" + strings.Join(c.Addrs(), ",") }
 
-func busPort(s *Server) string {
+func busPort(s *RedisServer) string {
 	for i, a := range s.extra {
 		if a == "--cluster-port" && i+1 < len(s.extra) {
 			return s.extra[i+1]
@@ -105,9 +105,9 @@ func busPort(s *Server) string {
 	return strconv.Itoa(s.port + 10000)
 }
 
-func mustDo(tb testing.TB, ctx context.Context, c *redis.Client, args ...any) {
+func mustDoRedis(tb testing.TB, ctx context.Context, c *redis.Client, args ...any) {
 	tb.Helper()
 	if err := c.Do(ctx, args...).Err(); err != nil {
-		tb.Fatalf("redistest: %s on %s: %v", strings.TrimSpace(fmt.Sprintln(args...)), c.Options().Addr, err)
+		tb.Fatalf("testutil: %s on %s: %v", strings.TrimSpace(fmt.Sprintln(args...)), c.Options().Addr, err)
 	}
 }

@@ -1,4 +1,4 @@
-package redistest_test
+package testutil_test
 
 import (
 	"context"
@@ -10,16 +10,16 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/direktiv/direktiv-authz/store/redistest"
+	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
-// TestSentinel starts a master, a replica and three sentinels, kills the
+// TestRedisSentinelFailsOver starts a master, a replica and three sentinels, kills the
 // master and checks that the sentinels promote the replica, which kept the
 // data, that a go-redis failover client follows, and that the old master
 // comes back as a replica of the new one.
-func TestSentinel(t *testing.T) {
+func TestRedisSentinelFailsOver(t *testing.T) {
 	start := time.Now()
-	s := redistest.StartSentinel(t)
+	s := testutil.StartRedisSentinel(t)
 	t.Logf("started in %s", time.Since(start).Round(time.Millisecond))
 	wantURL := "redis+sentinel://" + strings.Join(s.SentinelAddrs(), ",") + "/mymaster/0"
 	if s.URL() != wantURL || len(s.SentinelAddrs()) != 3 {
@@ -32,7 +32,7 @@ func TestSentinel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
 	defer cancel()
 	fc := redis.NewFailoverClient(&redis.FailoverOptions{
-		MasterName: redistest.SentinelMaster, SentinelAddrs: s.SentinelAddrs(),
+		MasterName: testutil.RedisSentinelMaster, SentinelAddrs: s.SentinelAddrs(),
 		MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second,
 	})
 	defer fc.Close()
@@ -42,7 +42,7 @@ func TestSentinel(t *testing.T) {
 	if n, err := fc.Wait(ctx, 1, 5*time.Second).Result(); err != nil || n != 1 {
 		t.Fatalf("WAIT 1 = %d, %v; want the replica to acknowledge", n, err)
 	}
-	direct := func(srv *redistest.Server) *redis.Client {
+	direct := func(srv *testutil.RedisServer) *redis.Client {
 		c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
 		t.Cleanup(func() { _ = c.Close() })
 		return c
@@ -93,11 +93,11 @@ func TestSentinel(t *testing.T) {
 	}
 }
 
-// TestSentinelTwoReplicas: with two replicas, the remaining one follows the
+// TestRedisSentinelTwoReplicas: with two replicas, the remaining one follows the
 // new master after a failover, so writes are replicated again without
 // anyone's help.
-func TestSentinelTwoReplicas(t *testing.T) {
-	s := redistest.StartSentinelWith(t, redistest.SentinelOptions{Replicas: 2})
+func TestRedisSentinelTwoReplicas(t *testing.T) {
+	s := testutil.StartRedisSentinelWith(t, testutil.RedisSentinelOptions{Replicas: 2})
 	if n := len(s.Replicas()); n != 2 {
 		t.Fatalf("%d replicas, want 2", n)
 	}

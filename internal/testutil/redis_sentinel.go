@@ -1,4 +1,4 @@
-package redistest
+package testutil
 
 import (
 	"context"
@@ -15,9 +15,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// SentinelMaster is the name under which the sentinels of StartSentinel
+// RedisSentinelMaster is the name under which the sentinels of StartRedisSentinel
 // monitor the master.
-const SentinelMaster = "mymaster"
+const RedisSentinelMaster = "mymaster"
 
 // Sentinel settings: short, so that a failover in a test takes a few
 // seconds. A sentinel calls the master down after sentinelDownAfter without
@@ -34,10 +34,10 @@ const (
 
 // dataNodeArgs configure every data node: a replica's first sync starts at
 // once instead of after redis-server's default five-second delay.
-var dataNodeArgs = []string{"--repl-diskless-sync-delay", "0"}
+var redisDataNodeArgs = []string{"--repl-diskless-sync-delay", "0"}
 
-// SentinelOptions configures StartSentinelWith.
-type SentinelOptions struct {
+// RedisSentinelOptions configures StartRedisSentinelWith.
+type RedisSentinelOptions struct {
 	// Replicas is how many replicas the master has; 0 means 1. After a
 	// failover with one replica, the new master has none until the old one
 	// is brought back (RestartAsReplica); with two, the sentinels make the
@@ -45,37 +45,37 @@ type SentinelOptions struct {
 	Replicas int
 }
 
-// Sentinel is a Redis master with replicas, watched by three sentinels
-// (quorum 2) under the name SentinelMaster. Every process is killed when the
+// RedisSentinel is a Redis master with replicas, watched by three sentinels
+// (quorum 2) under the name RedisSentinelMaster. Every process is killed when the
 // test that started it ends. Its methods may be called from any goroutine.
-type Sentinel struct {
-	sentinels []*Server
+type RedisSentinel struct {
+	sentinels []*RedisServer
 
 	mu     sync.Mutex
-	nodes  []*Server // the data nodes; nodes[0] started as the master
-	master *Server   // the master as the sentinels last reported it
+	nodes  []*RedisServer // the data nodes; nodes[0] started as the master
+	master *RedisServer   // the master as the sentinels last reported it
 }
 
-// StartSentinel runs a master, one replica and three sentinels on free
+// StartRedisSentinel runs a master, one replica and three sentinels on free
 // ports and returns once the replica is in sync and every sentinel knows
 // the master, the replica and the two other sentinels.
-func StartSentinel(tb testing.TB) *Sentinel {
+func StartRedisSentinel(tb testing.TB) *RedisSentinel {
 	tb.Helper()
-	return StartSentinelWith(tb, SentinelOptions{})
+	return StartRedisSentinelWith(tb, RedisSentinelOptions{})
 }
 
-// StartSentinelWith is StartSentinel with options.
-func StartSentinelWith(tb testing.TB, opts SentinelOptions) *Sentinel {
+// StartRedisSentinelWith is StartRedisSentinel with options.
+func StartRedisSentinelWith(tb testing.TB, opts RedisSentinelOptions) *RedisSentinel {
 	tb.Helper()
 	replicas := opts.Replicas
 	if replicas <= 0 {
 		replicas = 1
 	}
-	master := newServer(tb, tb.TempDir(), nil)
-	master.startOnFreePort(tb, func(int) []string { return dataNodeArgs })
-	s := &Sentinel{nodes: []*Server{master}, master: master}
+	master := newRedisServer(tb, tb.TempDir(), nil)
+	master.startOnFreePort(tb, func(int) []string { return redisDataNodeArgs })
+	s := &RedisSentinel{nodes: []*RedisServer{master}, master: master}
 	for i := 0; i < replicas; i++ {
-		r := newServer(tb, tb.TempDir(), nil)
+		r := newRedisServer(tb, tb.TempDir(), nil)
 		r.startOnFreePort(tb, func(int) []string { return replicaArgs(master) })
 		s.nodes = append(s.nodes, r)
 	}
@@ -86,7 +86,7 @@ func StartSentinelWith(tb testing.TB, opts SentinelOptions) *Sentinel {
 
 	for i := 0; i < sentinelCount; i++ {
 		dir := tb.TempDir()
-		sen := newServer(tb, dir, nil)
+		sen := newRedisServer(tb, dir, nil)
 		sen.conf = filepath.Join(dir, "sentinel.conf")
 		sen.startOnFreePort(tb, func(int) []string {
 			// Written afresh for each attempt: a sentinel rewrites its file.
@@ -94,10 +94,10 @@ func StartSentinelWith(tb testing.TB, opts SentinelOptions) *Sentinel {
 				"sentinel down-after-milliseconds %[1]s %[4]d\n"+
 				"sentinel failover-timeout %[1]s %[5]d\n"+
 				"sentinel parallel-syncs %[1]s 1\n",
-				SentinelMaster, master.port, sentinelQuorum,
+				RedisSentinelMaster, master.port, sentinelQuorum,
 				sentinelDownAfter.Milliseconds(), sentinelFailoverTimeout.Milliseconds())
 			if err := os.WriteFile(sen.conf, []byte(conf), 0o600); err != nil {
-				tb.Fatalf("redistest: writing %s: %v", sen.conf, err)
+				tb.Fatalf("testutil: writing %s: %v", sen.conf, err)
 			}
 			return []string{"--sentinel"}
 		})
@@ -107,17 +107,17 @@ func StartSentinelWith(tb testing.TB, opts SentinelOptions) *Sentinel {
 	return s
 }
 
-func replicaArgs(master *Server) []string {
-	return append(append([]string{}, dataNodeArgs...), "--replicaof", "127.0.0.1", strconv.Itoa(master.port))
+func replicaArgs(master *RedisServer) []string {
+	return append(append([]string{}, redisDataNodeArgs...), "--replicaof", "127.0.0.1", strconv.Itoa(master.port))
 }
 
 // URL returns redis+sentinel://127.0.0.1:S1,127.0.0.1:S2,127.0.0.1:S3/mymaster/0.
-func (s *Sentinel) URL() string {
-	return "redis+sentinel://" + strings.Join(s.SentinelAddrs(), ",") + "/" + SentinelMaster + "/0"
+func (s *RedisSentinel) URL() string {
+	return "redis+sentinel://" + strings.Join(s.SentinelAddrs(), ",") + "/" + RedisSentinelMaster + "/0"
 }
 
 // SentinelAddrs returns the host:port of each sentinel.
-func (s *Sentinel) SentinelAddrs() []string {
+func (s *RedisSentinel) SentinelAddrs() []string {
 	addrs := make([]string, len(s.sentinels))
 	for i, sen := range s.sentinels {
 		addrs[i] = sen.Addr()
@@ -127,17 +127,17 @@ func (s *Sentinel) SentinelAddrs() []string {
 
 // Master returns the master as the sentinels last reported it: the first
 // node until WaitFailover returns another.
-func (s *Sentinel) Master() *Server {
+func (s *RedisSentinel) Master() *RedisServer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.master
 }
 
 // Replicas returns the data nodes other than Master, running or stopped.
-func (s *Sentinel) Replicas() []*Server {
+func (s *RedisSentinel) Replicas() []*RedisServer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []*Server
+	var out []*RedisServer
 	for _, n := range s.nodes {
 		if n != s.master {
 			out = append(out, n)
@@ -147,11 +147,11 @@ func (s *Sentinel) Replicas() []*Server {
 }
 
 // Replica returns the first of Replicas.
-func (s *Sentinel) Replica() *Server { return s.Replicas()[0] }
+func (s *RedisSentinel) Replica() *RedisServer { return s.Replicas()[0] }
 
 // KillMaster kills Master at once (SIGKILL) and returns it. Its data is
 // lost, as after a crash without persistence.
-func (s *Sentinel) KillMaster(tb testing.TB) *Server {
+func (s *RedisSentinel) KillMaster(tb testing.TB) *RedisServer {
 	tb.Helper()
 	m := s.Master()
 	m.Stop(tb)
@@ -161,11 +161,11 @@ func (s *Sentinel) KillMaster(tb testing.TB) *Server {
 // WaitFailover returns the new master once every sentinel reports a master
 // other than Master and that node says it is a master; it fails tb if that
 // takes longer than timeout. Master returns the new master afterwards.
-func (s *Sentinel) WaitFailover(tb testing.TB, timeout time.Duration) *Server {
+func (s *RedisSentinel) WaitFailover(tb testing.TB, timeout time.Duration) *RedisServer {
 	tb.Helper()
 	old := s.Master()
 	clients := s.sentinelClients()
-	defer closeAll(clients)
+	defer closeSentinelClients(clients)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var last error
@@ -177,7 +177,7 @@ func (s *Sentinel) WaitFailover(tb testing.TB, timeout time.Duration) *Server {
 		if err == nil {
 			node := s.nodeAt(addr)
 			if node == nil {
-				tb.Fatalf("redistest: the sentinels report master %s, which is none of this deployment's nodes", addr)
+				tb.Fatalf("testutil: the sentinels report master %s, which is none of this deployment's nodes", addr)
 			}
 			if err = isMaster(ctx, node); err == nil {
 				s.mu.Lock()
@@ -189,7 +189,7 @@ func (s *Sentinel) WaitFailover(tb testing.TB, timeout time.Duration) *Server {
 		last = err
 		select {
 		case <-ctx.Done():
-			tb.Fatalf("redistest: no failover from %s within %s: %v", old.Addr(), timeout, last)
+			tb.Fatalf("testutil: no failover from %s within %s: %v", old.Addr(), timeout, last)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -199,11 +199,11 @@ func (s *Sentinel) WaitFailover(tb testing.TB, timeout time.Duration) *Server {
 // KillMaster killed), again on its port as an empty replica of Master, as
 // an operator or an orchestrator would bring a failed node back, and
 // returns once it is in sync and the sentinels see it up (see WaitSynced).
-func (s *Sentinel) RestartAsReplica(tb testing.TB, node *Server) {
+func (s *RedisSentinel) RestartAsReplica(tb testing.TB, node *RedisServer) {
 	tb.Helper()
 	m := s.Master()
 	if node == m {
-		tb.Fatalf("redistest: %s is the master; RestartAsReplica restarts a replica or a failed master", node.Addr())
+		tb.Fatalf("testutil: %s is the master; RestartAsReplica restarts a replica or a failed master", node.Addr())
 	}
 	node.mu.Lock()
 	node.extra = replicaArgs(m)
@@ -215,17 +215,17 @@ func (s *Sentinel) RestartAsReplica(tb testing.TB, node *Server) {
 // WaitSynced returns once Master has every running replica attached and in
 // sync, and every sentinel reports Master as the master, sees each running
 // replica up and knows the two other sentinels. It fails tb after timeout.
-func (s *Sentinel) WaitSynced(tb testing.TB, timeout time.Duration) {
+func (s *RedisSentinel) WaitSynced(tb testing.TB, timeout time.Duration) {
 	tb.Helper()
 	s.waitReady(tb, timeout, true)
 }
 
-func (s *Sentinel) waitReady(tb testing.TB, timeout time.Duration, withSentinels bool) {
+func (s *RedisSentinel) waitReady(tb testing.TB, timeout time.Duration, withSentinels bool) {
 	tb.Helper()
 	var clients []*redis.SentinelClient
 	if withSentinels {
 		clients = s.sentinelClients()
-		defer closeAll(clients)
+		defer closeSentinelClients(clients)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -239,14 +239,14 @@ func (s *Sentinel) waitReady(tb testing.TB, timeout time.Duration, withSentinels
 		}
 		select {
 		case <-ctx.Done():
-			tb.Fatalf("redistest: sentinel deployment not ready within %s: %v", timeout, err)
+			tb.Fatalf("testutil: sentinel deployment not ready within %s: %v", timeout, err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
 
 // replicated checks that the master has every running replica online.
-func (s *Sentinel) replicated(ctx context.Context) error {
+func (s *RedisSentinel) replicated(ctx context.Context) error {
 	m := s.Master()
 	info, err := nodeInfo(ctx, m)
 	if err != nil {
@@ -267,11 +267,11 @@ func (s *Sentinel) replicated(ctx context.Context) error {
 }
 
 // sentinelsReady checks what every sentinel knows.
-func (s *Sentinel) sentinelsReady(ctx context.Context, clients []*redis.SentinelClient) error {
+func (s *RedisSentinel) sentinelsReady(ctx context.Context, clients []*redis.SentinelClient) error {
 	m := s.Master()
 	for i, c := range clients {
 		addr := s.sentinels[i].Addr()
-		mi, err := c.Master(ctx, SentinelMaster).Result()
+		mi, err := c.Master(ctx, RedisSentinelMaster).Result()
 		if err != nil {
 			return fmt.Errorf("sentinel %s: SENTINEL MASTER: %w", addr, err)
 		}
@@ -281,7 +281,7 @@ func (s *Sentinel) sentinelsReady(ctx context.Context, clients []*redis.Sentinel
 		if mi["num-other-sentinels"] != strconv.Itoa(sentinelCount-1) {
 			return fmt.Errorf("sentinel %s knows %s other sentinels, want %d", addr, mi["num-other-sentinels"], sentinelCount-1)
 		}
-		reps, err := c.Replicas(ctx, SentinelMaster).Result()
+		reps, err := c.Replicas(ctx, RedisSentinelMaster).Result()
 		if err != nil {
 			return fmt.Errorf("sentinel %s: SENTINEL REPLICAS: %w", addr, err)
 		}
@@ -303,7 +303,7 @@ func (s *Sentinel) sentinelsReady(ctx context.Context, clients []*redis.Sentinel
 	return nil
 }
 
-func (s *Sentinel) nodeAt(addr string) *Server {
+func (s *RedisSentinel) nodeAt(addr string) *RedisServer {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, n := range s.nodes {
@@ -314,7 +314,7 @@ func (s *Sentinel) nodeAt(addr string) *Server {
 	return nil
 }
 
-func (s *Sentinel) sentinelClients() []*redis.SentinelClient {
+func (s *RedisSentinel) sentinelClients() []*redis.SentinelClient {
 	clients := make([]*redis.SentinelClient, len(s.sentinels))
 	for i, sen := range s.sentinels {
 		clients[i] = redis.NewSentinelClient(&redis.Options{
@@ -324,7 +324,7 @@ func (s *Sentinel) sentinelClients() []*redis.SentinelClient {
 	return clients
 }
 
-func closeAll(clients []*redis.SentinelClient) {
+func closeSentinelClients(clients []*redis.SentinelClient) {
 	for _, c := range clients {
 		_ = c.Close()
 	}
@@ -335,7 +335,7 @@ func closeAll(clients []*redis.SentinelClient) {
 func agreedMaster(ctx context.Context, clients []*redis.SentinelClient, addrs []string) (string, error) {
 	var agreed string
 	for i, c := range clients {
-		hp, err := c.GetMasterAddrByName(ctx, SentinelMaster).Result()
+		hp, err := c.GetMasterAddrByName(ctx, RedisSentinelMaster).Result()
 		if err != nil {
 			return "", fmt.Errorf("sentinel %s: %w", addrs[i], err)
 		}
@@ -351,7 +351,7 @@ func agreedMaster(ctx context.Context, clients []*redis.SentinelClient, addrs []
 	return agreed, nil
 }
 
-func isMaster(ctx context.Context, n *Server) error {
+func isMaster(ctx context.Context, n *RedisServer) error {
 	info, err := nodeInfo(ctx, n)
 	if err != nil {
 		return err
@@ -363,7 +363,7 @@ func isMaster(ctx context.Context, n *Server) error {
 }
 
 // nodeInfo returns INFO replication of n.
-func nodeInfo(ctx context.Context, n *Server) (string, error) {
+func nodeInfo(ctx context.Context, n *RedisServer) (string, error) {
 	if !n.running() {
 		return "", fmt.Errorf("%s is stopped", n.Addr())
 	}
@@ -377,7 +377,7 @@ func nodeInfo(ctx context.Context, n *Server) (string, error) {
 }
 
 // running reports whether the process is up (not stopped by Stop).
-func (s *Server) running() bool {
+func (s *RedisServer) running() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.proc != nil

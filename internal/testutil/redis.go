@@ -1,14 +1,15 @@
-// Package redistest runs real redis-server processes for tests: a single
-// server (Start, StartPersistent), a three-master Redis Cluster
-// (StartCluster) and a master with replicas watched by three sentinels
-// (StartSentinel). Each process listens on a free 127.0.0.1 port, keeps no
-// data on disk (except StartPersistent), lives in its own temporary
-// directory and is killed when the test ends. The package
-// is for tests of any package that needs Redis, store's and end-to-end ones.
+// Real redis-server processes for tests: a single server (StartRedis,
+// StartRedisPersistent), a three-master Redis Cluster (StartRedisCluster),
+// a master with replicas watched by three sentinels (StartRedisSentinel)
+// and a server that also listens with TLS (StartRedisTLS). Each process
+// listens on a free 127.0.0.1 port, keeps no data on disk (except
+// StartRedisPersistent), lives in its own temporary directory and is
+// killed when the test ends.
 //
 // Tests need redis-server 7.0 or later at /usr/bin/redis-server or on PATH;
 // `make test` installs it (apt-get install redis-server).
-package redistest
+
+package testutil
 
 import (
 	"bufio"
@@ -28,11 +29,11 @@ import (
 )
 
 // startTimeout bounds how long a server may take to answer PING.
-const startTimeout = 15 * time.Second
+const redisStartTimeout = 15 * time.Second
 
-// Server is one redis-server process. Its methods may be called from any
+// RedisServer is one redis-server process. Its methods may be called from any
 // goroutine.
-type Server struct {
+type RedisServer struct {
 	bin   string
 	dir   string
 	port  int
@@ -40,33 +41,33 @@ type Server struct {
 	extra []string // mode-specific configuration, e.g. cluster mode
 
 	mu   sync.Mutex
-	proc *process // nil while stopped
+	proc *redisProcess // nil while stopped
 }
 
-type process struct {
+type redisProcess struct {
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when the process has exited
 }
 
-// Start runs a standalone redis-server on a free port with persistence off
+// StartRedis runs a standalone redis-server on a free port with persistence off
 // (--save "" --appendonly no) and returns once it answers PING. The server
-// is killed when tb's test ends. If redis-server cannot be found, Start
+// is killed when tb's test ends. If redis-server cannot be found, StartRedis
 // fails tb with a message saying how to install it.
-func Start(tb testing.TB) *Server {
+func StartRedis(tb testing.TB) *RedisServer {
 	tb.Helper()
-	s := newServer(tb, tb.TempDir(), nil)
+	s := newRedisServer(tb, tb.TempDir(), nil)
 	s.startOnFreePort(tb, func(int) []string { return nil })
 	return s
 }
 
-// StartPersistent is Start with an append-only file written and fsynced
+// StartRedisPersistent is StartRedis with an append-only file written and fsynced
 // before every reply (--appendonly yes --appendfsync always): a write the
 // server acknowledged survives Stop (SIGKILL) and Restart, as on a Redis
 // deployed with persistence. A script's writes are logged as one MULTI/EXEC
 // block; a block cut short by the kill is dropped when the file is loaded.
-func StartPersistent(tb testing.TB) *Server {
+func StartRedisPersistent(tb testing.TB) *RedisServer {
 	tb.Helper()
-	s := newServer(tb, tb.TempDir(), nil)
+	s := newRedisServer(tb, tb.TempDir(), nil)
 	s.startOnFreePort(tb, func(int) []string {
 		return []string{"--appendonly", "yes", "--appendfsync", "always"}
 	})
@@ -74,17 +75,17 @@ func StartPersistent(tb testing.TB) *Server {
 }
 
 // Addr returns the server's host:port.
-func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+func (s *RedisServer) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
 // Port returns the server's TCP port.
-func (s *Server) Port() int { return s.port }
+func (s *RedisServer) Port() int { return s.port }
 
 // URL returns redis://127.0.0.1:PORT/0.
-func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
+func (s *RedisServer) URL() string { return "redis://" + s.Addr() + "/0" }
 
 // Stop kills the server at once, as a crash would (SIGKILL), and waits for
 // it to exit. Its data is lost. Stopping a stopped server does nothing.
-func (s *Server) Stop(tb testing.TB) {
+func (s *RedisServer) Stop(tb testing.TB) {
 	tb.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -94,32 +95,32 @@ func (s *Server) Stop(tb testing.TB) {
 // Pause freezes the server (SIGSTOP): connections still open, commands are
 // accepted by the kernel but get no answer, as with a hung or overloaded
 // Redis. Resume lets it run on and answer what it received.
-func (s *Server) Pause(tb testing.TB) {
+func (s *RedisServer) Pause(tb testing.TB) {
 	tb.Helper()
-	s.signal(tb, stopSignal)
+	s.signal(tb, redisStopSignal)
 }
 
 // Resume continues a paused server (SIGCONT).
-func (s *Server) Resume(tb testing.TB) {
+func (s *RedisServer) Resume(tb testing.TB) {
 	tb.Helper()
-	s.signal(tb, contSignal)
+	s.signal(tb, redisContSignal)
 }
 
-func (s *Server) signal(tb testing.TB, sig syscall.Signal) {
+func (s *RedisServer) signal(tb testing.TB, sig syscall.Signal) {
 	tb.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.proc == nil {
-		tb.Fatalf("redistest: redis-server on port %d is not running", s.port)
+		tb.Fatalf("testutil: redis-server on port %d is not running", s.port)
 	}
 	if err := s.proc.cmd.Process.Signal(sig); err != nil {
-		tb.Fatalf("redistest: sending %s to redis-server: %v", sig, err)
+		tb.Fatalf("testutil: sending %s to redis-server: %v", sig, err)
 	}
 }
 
 // Restart starts the server again on the same port (and directory) and waits
 // until it answers PING. A running server is stopped first.
-func (s *Server) Restart(tb testing.TB) {
+func (s *RedisServer) Restart(tb testing.TB) {
 	tb.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -133,18 +134,18 @@ func (s *Server) Restart(tb testing.TB) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	tb.Fatalf("redistest: restarting redis-server on port %d: %v\n%s", s.port, err, s.logTail())
+	tb.Fatalf("testutil: restarting redis-server on port %d: %v\n%s", s.port, err, s.logTail())
 }
 
-func newServer(tb testing.TB, dir string, extra []string) *Server {
+func newRedisServer(tb testing.TB, dir string, extra []string) *RedisServer {
 	tb.Helper()
-	return &Server{bin: findBinary(tb), dir: dir, extra: extra}
+	return &RedisServer{bin: findRedisServer(tb), dir: dir, extra: extra}
 }
 
 // startOnFreePort starts s on a free port, retrying with another port if
 // one is taken between choosing and binding it. extra gives mode-specific
 // arguments for the chosen port.
-func (s *Server) startOnFreePort(tb testing.TB, extra func(port int) []string) {
+func (s *RedisServer) startOnFreePort(tb testing.TB, extra func(port int) []string) {
 	tb.Helper()
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
@@ -159,19 +160,19 @@ func (s *Server) startOnFreePort(tb testing.TB, extra func(port int) []string) {
 				defer s.mu.Unlock()
 				s.kill()
 				if tb.Failed() {
-					tb.Logf("redistest: log of redis-server on port %d:\n%s", s.port, s.logTail())
+					tb.Logf("testutil: log of redis-server on port %d:\n%s", s.port, s.logTail())
 				}
 			})
 			return
 		}
 	}
-	tb.Fatalf("redistest: starting redis-server: %v\n%s", err, s.logTail())
+	tb.Fatalf("testutil: starting redis-server: %v\n%s", err, s.logTail())
 }
 
-func (s *Server) logPath() string { return filepath.Join(s.dir, "redis.log") }
+func (s *RedisServer) logPath() string { return filepath.Join(s.dir, "redis.log") }
 
 // launch starts the process on s.port and waits for PING. s.mu must be held.
-func (s *Server) launch() error {
+func (s *RedisServer) launch() error {
 	var args []string
 	if s.conf != "" {
 		args = append(args, s.conf)
@@ -192,14 +193,14 @@ func (s *Server) launch() error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("running %s: %w", s.bin, err)
 	}
-	p := &process{cmd: cmd, exited: make(chan struct{})}
+	p := &redisProcess{cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		close(p.exited)
 	}()
 	s.proc = p
 
-	deadline := time.Now().Add(startTimeout)
+	deadline := time.Now().Add(redisStartTimeout)
 	for {
 		select {
 		case <-p.exited:
@@ -207,19 +208,19 @@ func (s *Server) launch() error {
 			return fmt.Errorf("redis-server on port %d exited during start-up", s.port)
 		default:
 		}
-		if ping(s.Addr()) == nil {
+		if pingRedis(s.Addr()) == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {
 			s.kill()
-			return fmt.Errorf("redis-server on port %d did not answer PING within %s", s.port, startTimeout)
+			return fmt.Errorf("redis-server on port %d did not answer PING within %s", s.port, redisStartTimeout)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
 // kill stops the process if it runs. s.mu must be held.
-func (s *Server) kill() {
+func (s *RedisServer) kill() {
 	if s.proc == nil {
 		return
 	}
@@ -229,7 +230,7 @@ func (s *Server) kill() {
 }
 
 // logTail returns the last lines of the server's log, for failure messages.
-func (s *Server) logTail() string {
+func (s *RedisServer) logTail() string {
 	b, err := os.ReadFile(s.logPath())
 	if err != nil {
 		return "(no redis-server log: " + err.Error() + ")"
@@ -241,8 +242,8 @@ func (s *Server) logTail() string {
 	return strings.Join(lines, "\n")
 }
 
-// ping sends PING and expects +PONG.
-func ping(addr string) error {
+// pingRedis sends PING and expects +PONG.
+func pingRedis(addr string) error {
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		return err
@@ -262,9 +263,9 @@ func ping(addr string) error {
 	return nil
 }
 
-// findBinary returns the redis-server to run: /usr/bin/redis-server, else the
+// findRedisServer returns the redis-server to run: /usr/bin/redis-server, else the
 // one on PATH.
-func findBinary(tb testing.TB) string {
+func findRedisServer(tb testing.TB) string {
 	tb.Helper()
 	const standard = "/usr/bin/redis-server"
 	if st, err := os.Stat(standard); err == nil && !st.IsDir() {
@@ -273,9 +274,9 @@ func findBinary(tb testing.TB) string {
 	p, err := exec.LookPath("redis-server")
 	if err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
-			tb.Fatalf("redistest: redis-server not found at %s or on PATH; `make test` installs it (apt-get install redis-server)", standard)
+			tb.Fatalf("testutil: redis-server not found at %s or on PATH; `make test` installs it (apt-get install redis-server)", standard)
 		}
-		tb.Fatalf("redistest: looking for redis-server: %v; `make test` installs it (apt-get install redis-server)", err)
+		tb.Fatalf("testutil: looking for redis-server: %v; `make test` installs it (apt-get install redis-server)", err)
 	}
 	return p
 }
@@ -285,7 +286,7 @@ func freePort(tb testing.TB) int {
 	tb.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		tb.Fatalf("redistest: finding a free port: %v", err)
+		tb.Fatalf("testutil: finding a free port: %v", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
