@@ -654,7 +654,11 @@ func testMintRateLimitsOn(t *testing.T, loops string, norm *normalizer) []string
 		transcript = append(transcript, norm.apply(what+": "+r.head+"\n"+string(r.body)), norm.apply("audit "+lines[len(lines)-1]))
 		return r
 	}
-	mgr := do("rate: admin mints a manager", mintTarget("ns1"), testAdminToken, `{"policies":["permissionsManage","workflowView"]}`, 201).json(t)["token"].(string)
+	// The manager outlives its children (the default expiry, P30D), so no
+	// child is clamped to it: with equal expiries a child is clamped only
+	// when its second differs from the manager's, which the two paths may
+	// not share.
+	mgr := do("rate: admin mints a manager", mintTarget("ns1"), testAdminToken, `{"policies":["permissionsManage","workflowView"],"expires":"P60D"}`, 201).json(t)["token"].(string)
 	do("rate: the manager's first", mintTarget("ns1"), mgr, `{"policies":["workflowView"]}`, 201)
 	r := do("rate: the manager's second", mintTarget("ns1"), mgr, `{"policies":["workflowView"]}`, 429)
 	wantErrorBody(t, "token limit", r, 429, "the minting token's mint rate limit of 1/h is exceeded (--mint-rate-per-token)")
