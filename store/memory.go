@@ -150,18 +150,18 @@ func (m *Memory) live(ns, id string, now time.Time) (*memRecord, bool) {
 var errMemoryClosed = fmt.Errorf("%w: memory store is closed", ErrUnavailable)
 
 // Create stores t. It returns an error wrapping ErrInvalid if t is incomplete
-// (see redis.Store.Create for the rules), ErrExists if a token with t's namespace
-// and id exists or was revoked in the last minute, ErrNotFound if t.Parent is
-// set and that token is not live (so a child of a revoked or expired parent
-// is never stored), and ErrUnavailable after Close. On error nothing is
-// stored. Creating the identical record again is a no-op, as in Redis.
+// (see ValidateRecord), ErrExists if a token with t's namespace and id
+// exists or was revoked in the last RevokeMarkerTTL, ErrNotFound if t.Parent
+// is set and that token is not live (so a child of a revoked or expired
+// parent is never stored), and ErrUnavailable after Close. On error nothing
+// is stored. Creating the identical record again is a no-op, as in Redis.
 func (m *Memory) Create(ctx context.Context, t Token) error {
 	return m.CreateLimited(ctx, t, Limit{})
 }
 
 // CreateLimited is Create counted against the rate limits l, as
-// redis.Store.CreateLimited: a *RateLimitedError (errors.Is ErrRateLimited) when a
-// limit refuses, the create counted only when the token is stored. The
+// redis.Store.CreateLimited: a *RateLimitedError (errors.Is ErrRateLimited)
+// when a limit refuses, the create counted only when the token is stored. The
 // limits are this Memory's own, on the process clock.
 func (m *Memory) CreateLimited(_ context.Context, t Token, l Limit) error {
 	now := time.Now()
@@ -384,10 +384,11 @@ func (m *Memory) Revoke(_ context.Context, namespace, id string) (Revocation, er
 	return Revocation{IDs: revoked, Count: len(revoked), Done: true}, nil
 }
 
-// Subscribe calls fn for every Revoke in this Memory from now on, one call
-// per revoked token (not per descendant), in revocation order, on the caller's goroutine. It blocks
-// until ctx is done and then returns nil; it returns an error wrapping
-// ErrUnavailable once the store is closed. fn may call the store.
+// Subscribe calls fn for every Revoke in this Memory from now on, one call per
+// revoked token (not per descendant), in revocation order, on the caller's
+// goroutine. It blocks until ctx is done and then returns nil; it returns an
+// error wrapping ErrUnavailable once the store is closed. fn may call the
+// store.
 func (m *Memory) Subscribe(ctx context.Context, fn func(namespace, id string)) error {
 	s := &memSub{wake: make(chan struct{}, 1)}
 	m.mu.Lock()

@@ -151,7 +151,6 @@ func validateList(namespace, after string, limit int) (cursor, bool, error) {
 	return parseCursor(after)
 }
 
-func isLower(c byte) bool { return c >= 'a' && c <= 'z' }
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
 
 // Quote quotes a caller-supplied value for an error message, cut to a length

@@ -60,9 +60,9 @@ func StartRedis(tb testing.TB) *RedisServer {
 	return s
 }
 
-// StartRedisPersistent is StartRedis with an append-only file written and fsynced
-// before every reply (--appendonly yes --appendfsync always): a write the
-// server acknowledged survives Stop (SIGKILL) and Restart, as on a Redis
+// StartRedisPersistent is StartRedis with an append-only file written and
+// fsynced before every reply (--appendonly yes --appendfsync always): a write
+// the server acknowledged survives Stop (SIGKILL) and Restart, as on a Redis
 // deployed with persistence. A script's writes are logged as one MULTI/EXEC
 // block; a block cut short by the kill is dropped when the file is loaded.
 func StartRedisPersistent(tb testing.TB) *RedisServer {
@@ -263,8 +263,8 @@ func pingRedis(addr string) error {
 	return nil
 }
 
-// findRedisServer returns the redis-server to run: /usr/bin/redis-server, else the
-// one on PATH.
+// findRedisServer returns the redis-server to run: /usr/bin/redis-server, else
+// the one on PATH.
 func findRedisServer(tb testing.TB) string {
 	tb.Helper()
 	const standard = "/usr/bin/redis-server"

@@ -11,8 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// redisClusterMasters is the number of masters StartRedisCluster runs; the 16384 hash
-// slots are split evenly between them.
+// redisClusterMasters is the number of masters StartRedisCluster runs; the
+// 16384 hash slots are split evenly between them.
 const redisClusterMasters = 3
 
 // RedisCluster is a Redis Cluster of three masters without replicas.

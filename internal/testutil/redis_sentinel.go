@@ -15,8 +15,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// RedisSentinelMaster is the name under which the sentinels of StartRedisSentinel
-// monitor the master.
+// RedisSentinelMaster is the name under which the sentinels of
+// StartRedisSentinel monitor the master.
 const RedisSentinelMaster = "mymaster"
 
 // Sentinel settings: short, so that a failover in a test takes a few
@@ -46,8 +46,8 @@ type RedisSentinelOptions struct {
 }
 
 // RedisSentinel is a Redis master with replicas, watched by three sentinels
-// (quorum 2) under the name RedisSentinelMaster. Every process is killed when the
-// test that started it ends. Its methods may be called from any goroutine.
+// (quorum 2) under the name RedisSentinelMaster. Every process is killed when
+// the test that started it ends. Its methods may be called from any goroutine.
 type RedisSentinel struct {
 	sentinels []*RedisServer
 

@@ -13,10 +13,10 @@ import (
 	"github.com/direktiv/direktiv-authz/internal/testutil"
 )
 
-// TestRedisSentinelFailsOver starts a master, a replica and three sentinels, kills the
-// master and checks that the sentinels promote the replica, which kept the
-// data, that a go-redis failover client follows, and that the old master
-// comes back as a replica of the new one.
+// TestRedisSentinelFailsOver starts a master, a replica and three sentinels,
+// kills the master and checks that the sentinels promote the replica, which
+// kept the data, that a go-redis failover client follows, and that the old
+// master comes back as a replica of the new one.
 func TestRedisSentinelFailsOver(t *testing.T) {
 	start := time.Now()
 	s := testutil.StartRedisSentinel(t)
@@ -93,8 +93,8 @@ func TestRedisSentinelFailsOver(t *testing.T) {
 	}
 }
 
-// TestRedisSentinelTwoReplicas: with two replicas, the remaining one follows the
-// new master after a failover, so writes are replicated again without
+// TestRedisSentinelTwoReplicas: with two replicas, the remaining one follows
+// the new master after a failover, so writes are replicated again without
 // anyone's help.
 func TestRedisSentinelTwoReplicas(t *testing.T) {
 	s := testutil.StartRedisSentinelWith(t, testutil.RedisSentinelOptions{Replicas: 2})

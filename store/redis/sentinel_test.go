@@ -21,8 +21,8 @@ import (
 // read_timeout.
 const waitQuery = "?wait_replicas=1&wait_timeout=1s&read_timeout=2s"
 
-// TestConformanceSentinel runs the conformance suite through three sentinels, with
-// every write waiting for the replica.
+// TestConformanceSentinel runs the conformance suite through three sentinels,
+// with every write waiting for the replica.
 func TestConformanceSentinel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a master, a replica and three sentinels")

@@ -117,6 +117,9 @@ type Store struct {
 	closed    chan struct{}
 }
 
+// A Store is a store.Store: what the sidecar needs of a token store.
+var _ store.Store = (*Store)(nil)
+
 // New parses rawURL (see ParseURL), connects and checks that the
 // server answers and runs Redis 7.0 or later. It returns the URL error as is,
 // an error wrapping ErrUnavailable if Redis does not answer before ctx is

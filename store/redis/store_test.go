@@ -19,6 +19,9 @@ import (
 	"github.com/direktiv/direktiv-authz/store/storetest"
 )
 
+// The conformance suite exercises every method of a store.
+var _ storetest.Store = (*redis.Store)(nil)
+
 func TestConformanceStandalone(t *testing.T) {
 	server := storetest.PerTest(func(t *testing.T) *testutil.RedisServer { return testutil.StartRedis(t) })
 	storetest.Run(t, func(t *testing.T) storetest.Store {

@@ -526,8 +526,7 @@ func parseHostPort(s, defaultPort string) (string, error) {
 			return "", errors.New("an empty host name before ':'")
 		}
 		for i := 0; i < len(host); i++ {
-			c := host[i]
-			if !isLower(c) && !isDigit(c) && !(c >= 'A' && c <= 'Z') && c != '.' && c != '-' && c != '_' {
+			if !isNameByte(host[i]) {
 				return "", errors.New("a host name may contain only letters, digits, '.', '-' and '_'")
 			}
 		}
@@ -578,12 +577,17 @@ func isMasterName(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !isLower(c) && !isDigit(c) && !(c >= 'A' && c <= 'Z') && c != '.' && c != '-' && c != '_' {
+		if !isNameByte(s[i]) {
 			return false
 		}
 	}
 	return true
+}
+
+// isNameByte reports whether c may be part of a host name or a master name:
+// a letter, a digit, '.', '-' or '_'.
+func isNameByte(c byte) bool {
+	return isLower(c) || 'A' <= c && c <= 'Z' || isDigit(c) || c == '.' || c == '-' || c == '_'
 }
 
 func isLower(c byte) bool { return c >= 'a' && c <= 'z' }

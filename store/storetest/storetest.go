@@ -18,7 +18,6 @@ import (
 
 	"github.com/direktiv/direktiv-authz/internal/secret"
 	"github.com/direktiv/direktiv-authz/store"
-	"github.com/direktiv/direktiv-authz/store/redis"
 )
 
 // Store is what the suite exercises: the methods every store has.
@@ -33,10 +32,7 @@ type Store interface {
 	Close() error
 }
 
-var (
-	_ Store = (*store.Memory)(nil)
-	_ Store = (*redis.Store)(nil)
-)
+var _ Store = (*store.Memory)(nil)
 
 // shortTTL is the lifetime of tokens that a test watches expire.
 const shortTTL = 300 * time.Millisecond
